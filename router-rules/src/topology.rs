@@ -1,0 +1,369 @@
+//! The topology: buses, topics, consumers with their queues and
+//! subscriptions, the stream consumers and the API, read from one YAML file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use switchyard_shared::events::EVENT_TYPES;
+use switchyard_shared::ports::Destination;
+
+/// The topology shipped with Switchyard (`router-rules/topology.yaml`).
+pub const DEFAULT_TOPOLOGY_YAML: &str = include_str!("../topology.yaml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub table: TableSpec,
+    pub bucket: BucketSpec,
+    pub buses: Vec<Named>,
+    pub topics: Vec<Named>,
+    /// Where each detail-type is published.
+    pub routes: BTreeMap<String, RouteSpec>,
+    pub consumers: Vec<ConsumerSpec>,
+    #[serde(default)]
+    pub stream_consumers: Vec<StreamConsumerSpec>,
+    pub api: ApiSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSpec {
+    pub name: String,
+    pub uploads_prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Named {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fifo: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+impl RouteSpec {
+    pub fn destination(&self) -> Option<Destination> {
+        match (&self.bus, &self.topic) {
+            (Some(b), None) => Some(Destination::Bus(b.clone())),
+            (None, Some(t)) => Some(Destination::Topic(t.clone())),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSpec {
+    pub name: String,
+    /// Which handler runs this consumer (a name the consumers crate registers).
+    pub handler: String,
+    pub queue: QueueSpec,
+    pub function: FunctionSpec,
+    #[serde(default)]
+    pub permissions: Permissions,
+    pub subscriptions: Vec<Subscription>,
+}
+
+impl ConsumerSpec {
+    pub fn queue_name(&self) -> String {
+        format!("{}{}", self.name, if self.queue.fifo { ".fifo" } else { "" })
+    }
+    pub fn dlq_name(&self) -> String {
+        format!("{}-dlq{}", self.name, if self.queue.fifo { ".fifo" } else { "" })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSpec {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fifo: bool,
+    pub visibility_timeout_s: u32,
+    pub max_receive_count: u32,
+    pub batch_size: u32,
+    pub batching_window_ms: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    pub timeout_s: u32,
+    pub memory_mb: u32,
+}
+
+/// What a function may touch; infra/ turns this into its IAM policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permissions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableAccess>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobs: Option<BlobAccess>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TableAccess {
+    Read,
+    ReadWrite,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobAccess {
+    #[serde(default)]
+    pub read: Vec<String>,
+    #[serde(default)]
+    pub write: Vec<String>,
+}
+
+/// A consumer's subscription: an EventBridge rule on a bus, or an SNS
+/// subscription (raw delivery) on a topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Subscription {
+    Bus(BusSubscription),
+    Topic(TopicSubscription),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSubscription {
+    pub bus: String,
+    pub rule: String,
+    pub pattern: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSubscription {
+    pub topic: String,
+    #[serde(default)]
+    pub filter_policy_scope: FilterPolicyScope,
+    pub filter_policy: Value,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FilterPolicyScope {
+    #[default]
+    MessageAttributes,
+    MessageBody,
+}
+
+impl FilterPolicyScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterPolicyScope::MessageAttributes => "MessageAttributes",
+            FilterPolicyScope::MessageBody => "MessageBody",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConsumerSpec {
+    pub name: String,
+    pub handler: String,
+    pub batch_size: u32,
+    pub retry_attempts: u32,
+    pub bisect_batch_on_error: bool,
+    pub function: FunctionSpec,
+    #[serde(default)]
+    pub permissions: Permissions,
+}
+
+impl StreamConsumerSpec {
+    /// The queue that receives records the consumer gave up on.
+    pub fn on_failure_queue(&self) -> String {
+        format!("{}-failures", self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpec {
+    pub name: String,
+    pub function: FunctionSpec,
+    #[serde(default)]
+    pub permissions: Permissions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("cannot read topology {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("invalid topology YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("topology: {0}")]
+    Invalid(String),
+}
+
+impl Topology {
+    /// The topology that ships with Switchyard.
+    pub fn builtin() -> Topology {
+        Topology::from_yaml(DEFAULT_TOPOLOGY_YAML).expect("the built-in topology is valid")
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Topology, TopologyError> {
+        let topology: Topology = serde_yaml::from_str(text)?;
+        topology.validate()?;
+        Ok(topology)
+    }
+
+    pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Topology::from_yaml(&text)
+    }
+
+    /// The topology as JSON, for `switchyard topology export` and infra/.
+    pub fn export_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a topology always serialises")
+    }
+
+    /// Structural checks: names unique, every reference resolves, every known
+    /// detail-type routed. (Pattern validity is the rule engine's job.)
+    pub fn validate(&self) -> Result<(), TopologyError> {
+        let invalid = |m: String| Err(TopologyError::Invalid(m));
+        let buses: BTreeSet<&str> = self.buses.iter().map(|b| b.name.as_str()).collect();
+        let topics: BTreeSet<&str> = self.topics.iter().map(|t| t.name.as_str()).collect();
+        let check_route = |r: &RouteSpec, what: &str| -> Result<(), TopologyError> {
+            match (&r.bus, &r.topic) {
+                (Some(b), None) if buses.contains(b.as_str()) => Ok(()),
+                (None, Some(t)) if topics.contains(t.as_str()) => Ok(()),
+                (Some(b), None) => invalid(format!("{what}: no bus named {b:?}")),
+                (None, Some(t)) => invalid(format!("{what}: no topic named {t:?}")),
+                _ => invalid(format!("{what}: give exactly one of `bus` or `topic`")),
+            }
+        };
+        for (detail_type, route) in &self.routes {
+            if !EVENT_TYPES.iter().any(|(t, _, _)| t == detail_type) {
+                return invalid(format!("routes: unknown detail-type {detail_type:?}"));
+            }
+            check_route(route, &format!("routes.{detail_type}"))?;
+        }
+        for (detail_type, _, _) in EVENT_TYPES {
+            if !self.routes.contains_key(*detail_type) {
+                return invalid(format!("routes: detail-type {detail_type:?} has no route"));
+            }
+        }
+        let mut names = BTreeSet::new();
+        let mut rules = BTreeSet::new();
+        let stream_names = self.stream_consumers.iter().map(|s| &s.name);
+        for name in self.consumers.iter().map(|c| &c.name).chain(stream_names) {
+            if !names.insert(name.as_str()) {
+                return invalid(format!("consumer {name:?} is declared twice"));
+            }
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return invalid(format!("consumer name {name:?}: use letters, digits and `-`"));
+            }
+        }
+        for c in &self.consumers {
+            let q = &c.queue;
+            if q.max_receive_count == 0 || q.batch_size == 0 || q.batch_size > 10_000 {
+                return invalid(format!("consumer {}: max_receive_count and batch_size (1..=10000) must be set", c.name));
+            }
+            if q.fifo && q.batch_size > 10 {
+                return invalid(format!("consumer {}: FIFO queues take batches of at most 10", c.name));
+            }
+            if c.subscriptions.is_empty() {
+                return invalid(format!("consumer {} has no subscription", c.name));
+            }
+            for s in &c.subscriptions {
+                match s {
+                    Subscription::Bus(b) => {
+                        if !buses.contains(b.bus.as_str()) {
+                            return invalid(format!("consumer {}: no bus named {:?}", c.name, b.bus));
+                        }
+                        if !rules.insert((b.bus.clone(), b.rule.clone())) {
+                            return invalid(format!("rule {:?} is declared twice on bus {:?}", b.rule, b.bus));
+                        }
+                    }
+                    Subscription::Topic(t) if !topics.contains(t.topic.as_str()) => {
+                        return invalid(format!("consumer {}: no topic named {:?}", c.name, t.topic));
+                    }
+                    Subscription::Topic(_) => {}
+                }
+            }
+            for r in &c.permissions.publish {
+                check_route(r, &format!("consumer {} permissions.publish", c.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn consumer(&self, name: &str) -> Option<&ConsumerSpec> {
+        self.consumers.iter().find(|c| c.name == name)
+    }
+
+    /// Where events of this detail-type are published.
+    pub fn destination_of(&self, detail_type: &str) -> Option<Destination> {
+        self.routes.get(detail_type).and_then(RouteSpec::destination)
+    }
+
+    /// Every subscription on a destination, with its consumer.
+    pub fn subscriptions_on<'a>(
+        &'a self,
+        destination: &'a Destination,
+    ) -> impl Iterator<Item = (&'a ConsumerSpec, &'a Subscription)> + 'a {
+        self.consumers.iter().flat_map(move |c| {
+            c.subscriptions.iter().filter_map(move |s| {
+                let on = match (s, destination) {
+                    (Subscription::Bus(b), Destination::Bus(n)) => &b.bus == n,
+                    (Subscription::Topic(t), Destination::Topic(n)) => &t.topic == n,
+                    _ => false,
+                };
+                on.then_some((c, s))
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_topology_loads_and_routes_every_type() {
+        let t = Topology::builtin();
+        assert_eq!(t.destination_of("OrderPlaced"), Some(Destination::Bus("orders".into())));
+        assert_eq!(t.destination_of("ImageUploaded"), Some(Destination::Topic("images".into())));
+        let orders = Destination::Bus("orders".into());
+        let on_bus: Vec<_> = t.subscriptions_on(&orders).map(|(c, _)| c.name.as_str()).collect();
+        assert!(on_bus.contains(&"order-processor"));
+    }
+
+    #[test]
+    fn export_round_trips() {
+        let t = Topology::builtin();
+        let back: Topology = serde_json::from_str(&t.export_json()).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn rejects_dangling_references() {
+        let yaml = DEFAULT_TOPOLOGY_YAML.replace("- topic: images", "- topic: imagez");
+        let err = Topology::from_yaml(&yaml).unwrap_err().to_string();
+        assert!(err.contains("imagez"), "{err}");
+    }
+}

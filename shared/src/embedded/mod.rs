@@ -1,0 +1,2 @@
+//! Embedded adapters: one SQLite database for the table, its change stream
+//! and the queues; a folder for blobs.

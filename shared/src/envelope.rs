@@ -1,0 +1,167 @@
+//! The one envelope every event travels in.
+//!
+//! It is shaped like an EventBridge event (`version`, `id`, `detail-type`,
+//! `source`, `account`, `time`, `region`, `resources`, `detail`) so that an
+//! event pattern written against it works unchanged on AWS. Switchyard adds
+//! `schema-version`, `correlation-id` and `causation-id`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// EventBridge's limit for one event (and SNS's for one message).
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// The account and region the embedded backend reports, as moto does.
+pub const LOCAL_ACCOUNT: &str = "000000000000";
+pub const LOCAL_REGION: &str = "us-east-1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Envelope {
+    /// EventBridge's envelope version; always "0".
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// UUID v7: time-ordered, unique per event.
+    pub id: Uuid,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    #[serde(default = "default_account")]
+    pub account: String,
+    #[serde(with = "rfc3339")]
+    #[schemars(with = "String")]
+    pub time: DateTime<Utc>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    pub detail: serde_json::Value,
+    #[serde(rename = "schema-version")]
+    pub schema_version: u32,
+    #[serde(rename = "correlation-id")]
+    pub correlation_id: Uuid,
+    #[serde(rename = "causation-id", default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+}
+
+fn default_version() -> String {
+    "0".to_owned()
+}
+fn default_account() -> String {
+    LOCAL_ACCOUNT.to_owned()
+}
+fn default_region() -> String {
+    LOCAL_REGION.to_owned()
+}
+
+/// EventBridge prints times as `2024-01-01T00:00:00Z`; keep the same on the
+/// way out, and accept any RFC 3339 time on the way in.
+mod rfc3339 {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("event is {size} bytes, over the {MAX_EVENT_BYTES}-byte limit")]
+    TooLarge { size: usize },
+    #[error("malformed envelope: {0}")]
+    Malformed(String),
+    #[error("unknown detail-type {0:?}")]
+    UnknownType(String),
+    #[error("{detail_type} schema-version {version} is newer than this build understands (max {max})")]
+    FutureVersion {
+        detail_type: String,
+        version: u32,
+        max: u32,
+    },
+    #[error("invalid {detail_type} detail: {message}")]
+    InvalidDetail {
+        detail_type: String,
+        message: String,
+    },
+}
+
+impl Envelope {
+    /// A new event with a fresh UUID v7 id that starts its own correlation.
+    pub fn new(source: &str, detail_type: &str, schema_version: u32, detail: serde_json::Value) -> Self {
+        let id = Uuid::now_v7();
+        Envelope {
+            version: default_version(),
+            id,
+            detail_type: detail_type.to_owned(),
+            source: source.to_owned(),
+            account: default_account(),
+            time: Utc::now(),
+            region: default_region(),
+            resources: Vec::new(),
+            detail,
+            schema_version,
+            correlation_id: id,
+            causation_id: None,
+        }
+    }
+
+    /// Marks this event as caused by `cause`: same correlation, cause's id as causation.
+    pub fn caused_by(mut self, cause_correlation: Uuid, cause_id: Uuid) -> Self {
+        self.correlation_id = cause_correlation;
+        self.causation_id = Some(cause_id);
+        self
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an envelope always serialises")
+    }
+
+    /// Parses an envelope from its JSON text, enforcing the size limit first.
+    pub fn from_json(text: &str) -> Result<Self, EnvelopeError> {
+        if text.len() > MAX_EVENT_BYTES {
+            return Err(EnvelopeError::TooLarge { size: text.len() });
+        }
+        serde_json::from_str(text).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+    }
+
+    /// Checks the publish-time limits (size) on the serialised form.
+    pub fn check_size(&self) -> Result<usize, EnvelopeError> {
+        let size = self.to_json().len();
+        if size > MAX_EVENT_BYTES {
+            Err(EnvelopeError::TooLarge { size })
+        } else {
+            Ok(size)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_eventbridge_field_names() {
+        let e = Envelope::new("switchyard.orders", "OrderPaid", 1, serde_json::json!({"order_id": "o-1"}));
+        let text = e.to_json();
+        for field in ["\"detail-type\"", "\"schema-version\"", "\"correlation-id\"", "\"version\":\"0\""] {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
+        assert_eq!(Envelope::from_json(&text).unwrap(), e);
+        assert_eq!(e.id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn rejects_oversized_events() {
+        let big = "x".repeat(MAX_EVENT_BYTES);
+        let e = Envelope::new("s", "OrderPaid", 1, serde_json::json!({ "pad": big }));
+        assert!(matches!(e.check_size(), Err(EnvelopeError::TooLarge { .. })));
+    }
+}

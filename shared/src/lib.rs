@@ -1,0 +1,16 @@
+//! Switchyard's shared core: the event model, the ports every backend
+//! implements, and the embedded adapters (SQLite + a blob folder).
+//!
+//! Ports are deliberately small traits so that the embedded backend, the AWS
+//! backend and test doubles can all stand behind them.
+
+pub mod blob_key;
+pub mod config;
+pub mod embedded;
+pub mod envelope;
+pub mod events;
+pub mod ports;
+
+pub use blob_key::{BlobKey, BlobKeyError};
+pub use envelope::{Envelope, EnvelopeError, MAX_EVENT_BYTES};
+pub use events::{DomainEvent, EventType};

@@ -1,0 +1,79 @@
+//! Command-line parsing and dispatch. Each command group has its own module.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod bench;
+mod images;
+mod rules;
+mod schema;
+mod topology;
+
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about = "Event-driven orders and images, on AWS or on one laptop")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SWITCHYARD_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Topology file (defaults to the built-in router-rules/topology.yaml).
+    #[arg(long, global = true, env = "SWITCHYARD_TOPOLOGY")]
+    pub topology: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Match events against EventBridge patterns and SNS filter policies.
+    Rules(rules::RulesArgs),
+    /// Make thumbnails from local files with the image processor's code path.
+    Images(images::ImagesArgs),
+    /// Benchmarks, side by side with their peers.
+    Bench(bench::BenchArgs),
+    /// Event JSON Schemas.
+    Schema(schema::SchemaArgs),
+    /// The topology: print or export it.
+    Topology(topology::TopologyArgs),
+}
+
+pub fn init_logging(global: &GlobalArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match global.log_format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Loads the topology named on the command line, or the built-in one.
+pub fn load_topology(global: &GlobalArgs) -> anyhow::Result<router_rules::Topology> {
+    Ok(match &global.topology {
+        Some(path) => router_rules::Topology::load(path)?,
+        None => router_rules::Topology::builtin(),
+    })
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Rules(args) => rules::run(&cli.global, args).await,
+        Command::Images(args) => images::run(&cli.global, args).await,
+        Command::Bench(args) => bench::run(&cli.global, args).await,
+        Command::Schema(args) => schema::run(args),
+        Command::Topology(args) => topology::run(&cli.global, args),
+    }
+}
