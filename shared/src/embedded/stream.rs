@@ -88,12 +88,12 @@ impl EmbeddedStream {
         .await
     }
 
-    /// Deletes records older than `retention` (DynamoDB keeps 24 hours).
+    /// Deletes records at least `retention` old (DynamoDB keeps 24 hours).
     /// Returns how many went. Checkpoints are untouched.
     pub fn trim(&self, retention: Duration) -> Result<usize, StreamError> {
         let cutoff = now_ms() - super::store::ms(retention);
         let conn = self.store.lock();
-        Ok(conn.execute("DELETE FROM stream WHERE at_ms < ?1", [cutoff])?)
+        Ok(conn.execute("DELETE FROM stream WHERE at_ms <= ?1", [cutoff])?)
     }
 
     fn record(&self, row: &rusqlite::Row<'_>) -> Result<StreamRecord, StreamError> {
@@ -113,7 +113,8 @@ impl EmbeddedStream {
         };
         let size = new_image.as_ref().map_or(0, String::len) + old_image.as_ref().map_or(0, String::len);
         let mut change = Change::default();
-        change.approximate_creation_date_time = chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default();
+        // Lambda reports whole seconds here.
+        change.approximate_creation_date_time = chrono::DateTime::from_timestamp(at_ms.div_euclid(1000), 0).unwrap_or_default();
         change.keys = serde_dynamo::to_item(serde_json::json!({ "pk": pk, "sk": sk }))
             .map_err(|e| StreamError::Backend(format!("stream keys: {e}")))?;
         change.new_image = image(new_image)?;

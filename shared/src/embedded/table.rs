@@ -80,7 +80,7 @@ fn encode(item: &Item) -> Result<(Key, String), TableError> {
     let body = serde_json::to_string(item).map_err(|e| TableError::InvalidItem(e.to_string()))?;
     if body.len() > MAX_ITEM_BYTES {
         return Err(TableError::InvalidItem(format!(
-            "item {key:?} is {} bytes, over the {MAX_ITEM_BYTES}-byte item limit",
+            "item {key:?} is {} bytes, over DynamoDB's 400 KB ({MAX_ITEM_BYTES}-byte) item limit",
             body.len()
         )));
     }
