@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_shared::conformance::{blob_suite, queue_suite, stream_suite, table_suite, EmbeddedQueueHarness};
+use switchyard_shared::conformance::{
+    blob_suite, queue_suite, stream_suite, table_suite, EmbeddedQueueHarness,
+};
 use switchyard_shared::embedded::{EmbeddedStore, FolderBlobStore, QueueConfig, CAPABILITIES};
 use switchyard_shared::ports::{ChangeStream, Condition, Key, OutgoingMessage, Queue, Table};
 
@@ -26,7 +28,11 @@ async fn all_suites(store: Arc<EmbeddedStore>, blob_root: &std::path::Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suites_pass_in_memory() {
     let dir = tempfile::tempdir().unwrap();
-    all_suites(EmbeddedStore::in_memory().unwrap(), &dir.path().join("blobs")).await;
+    all_suites(
+        EmbeddedStore::in_memory().unwrap(),
+        &dir.path().join("blobs"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,24 +52,47 @@ async fn a_reopened_store_keeps_items_messages_and_stream() {
         let table = store.table();
         for n in 0..3 {
             let item = json!({ "pk": format!("order#{n}"), "sk": "meta", "version": 1 });
-            table.put(item.as_object().unwrap().clone(), Condition::Absent).await.unwrap();
+            table
+                .put(item.as_object().unwrap().clone(), Condition::Absent)
+                .await
+                .unwrap();
         }
-        table.delete(&Key::new("order#2", "meta"), Condition::Present).await.unwrap();
+        table
+            .delete(&Key::new("order#2", "meta"), Condition::Present)
+            .await
+            .unwrap();
 
         store.create_queue(QueueConfig::new("work-dlq")).unwrap();
-        store.create_queue(QueueConfig::new("work").with_dlq("work-dlq", 3)).unwrap();
+        store
+            .create_queue(QueueConfig::new("work").with_dlq("work-dlq", 3))
+            .unwrap();
         let q = store.queue("work").unwrap();
-        q.send_batch(vec![OutgoingMessage::new("first"), OutgoingMessage::new("second")]).await.unwrap();
-        let got = q.receive(1, visibility, Duration::from_secs(5)).await.unwrap();
+        q.send_batch(vec![
+            OutgoingMessage::new("first"),
+            OutgoingMessage::new("second"),
+        ])
+        .await
+        .unwrap();
+        let got = q
+            .receive(1, visibility, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1);
 
         let stream = store.stream();
-        let shard = store.stream().shards().await.unwrap().into_iter().find(|s| {
-            stream.latest_sequence(s).unwrap().is_some()
-        });
+        let shard = store
+            .stream()
+            .shards()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| stream.latest_sequence(s).unwrap().is_some());
         let shard = shard.expect("some shard has records");
         let last = stream.latest_sequence(&shard).unwrap().unwrap();
-        stream.save_checkpoint("reactor", &shard, &last).await.unwrap();
+        stream
+            .save_checkpoint("reactor", &shard, &last)
+            .await
+            .unwrap();
         (shard, last, got[0].message_id.clone())
         // the store is dropped here: connection closed
     };
@@ -75,27 +104,49 @@ async fn a_reopened_store_keeps_items_messages_and_stream() {
     assert_eq!(pks, ["order#0", "order#1"], "items survive, the delete too");
 
     let stream = store.stream();
-    assert_eq!(stream.checkpoint("reactor", &shard).await.unwrap().as_deref(), Some(last_seq.as_str()));
+    assert_eq!(
+        stream
+            .checkpoint("reactor", &shard)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(last_seq.as_str())
+    );
     let mut records = Vec::new();
     for s in stream.shards().await.unwrap() {
         records.extend(stream.read(&s, None, 100).await.unwrap());
     }
     let mut names: Vec<String> = records.iter().map(|r| r.event_name.clone()).collect();
     names.sort();
-    assert_eq!(names, ["INSERT", "INSERT", "INSERT", "REMOVE"], "stream records survive");
+    assert_eq!(
+        names,
+        ["INSERT", "INSERT", "INSERT", "REMOVE"],
+        "stream records survive"
+    );
 
     // The queue is still there, with both messages; the one in flight comes
     // back once its visibility runs out.
     let q = store.queue("work").unwrap();
-    assert_eq!(q.config().dead_letter_queue.as_deref(), Some("work-dlq"), "redrive policy survives");
+    assert_eq!(
+        q.config().dead_letter_queue.as_deref(),
+        Some("work-dlq"),
+        "redrive policy survives"
+    );
     let mut got = Vec::new();
     let until = tokio::time::Instant::now() + Duration::from_secs(30);
     while got.len() < 2 && tokio::time::Instant::now() < until {
-        got.extend(q.receive(10, Duration::from_secs(60), Duration::from_secs(1)).await.unwrap());
+        got.extend(
+            q.receive(10, Duration::from_secs(60), Duration::from_secs(1))
+                .await
+                .unwrap(),
+        );
     }
     let mut bodies: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
     bodies.sort();
     assert_eq!(bodies, ["first", "second"]);
     let redelivered = got.iter().find(|m| m.message_id == in_flight_id).unwrap();
-    assert_eq!(redelivered.receive_count, 2, "the in-flight message was received before the restart");
+    assert_eq!(
+        redelivered.receive_count, 2,
+        "the in-flight message was received before the restart"
+    );
 }

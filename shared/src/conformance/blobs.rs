@@ -21,23 +21,52 @@ pub async fn blob_suite(blobs: &dyn BlobStore, _caps: Capabilities) {
     // every byte value survives
     let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     let original = key(&format!("{root}/uploads/o-1/i-1.jpg"));
-    blobs.put(&original, Bytes::from(binary.clone()), "image/jpeg").await.expect("put");
+    blobs
+        .put(&original, Bytes::from(binary.clone()), "image/jpeg")
+        .await
+        .expect("put");
     let got = blobs.get(&original).await.expect("get");
-    assert_eq!(got.bytes.as_ref(), binary.as_slice(), "{SUITE}/round-trip: bytes");
-    assert_eq!(got.content_type, "image/jpeg", "{SUITE}/round-trip: content type");
-    assert_eq!(blobs.size(&original).await.unwrap(), Some(binary.len() as u64), "{SUITE}/size");
+    assert_eq!(
+        got.bytes.as_ref(),
+        binary.as_slice(),
+        "{SUITE}/round-trip: bytes"
+    );
+    assert_eq!(
+        got.content_type, "image/jpeg",
+        "{SUITE}/round-trip: content type"
+    );
+    assert_eq!(
+        blobs.size(&original).await.unwrap(),
+        Some(binary.len() as u64),
+        "{SUITE}/size"
+    );
 
     // overwrite replaces bytes and type
-    blobs.put(&original, Bytes::from_static(b"RIFF....WEBP"), "image/webp").await.expect("overwrite");
+    blobs
+        .put(&original, Bytes::from_static(b"RIFF....WEBP"), "image/webp")
+        .await
+        .expect("overwrite");
     let got = blobs.get(&original).await.unwrap();
-    assert_eq!((got.bytes.as_ref(), got.content_type.as_str()), (&b"RIFF....WEBP"[..], "image/webp"), "{SUITE}/overwrite");
+    assert_eq!(
+        (got.bytes.as_ref(), got.content_type.as_str()),
+        (&b"RIFF....WEBP"[..], "image/webp"),
+        "{SUITE}/overwrite"
+    );
     assert_eq!(blobs.size(&original).await.unwrap(), Some(12));
 
     // an empty blob is a blob
     let empty = key(&format!("{root}/empty"));
     blobs.put(&empty, Bytes::new(), "text/plain").await.unwrap();
-    assert_eq!(blobs.get(&empty).await.unwrap().bytes.len(), 0, "{SUITE}/empty");
-    assert_eq!(blobs.size(&empty).await.unwrap(), Some(0), "{SUITE}/empty-size");
+    assert_eq!(
+        blobs.get(&empty).await.unwrap().bytes.len(),
+        0,
+        "{SUITE}/empty"
+    );
+    assert_eq!(
+        blobs.size(&empty).await.unwrap(),
+        Some(0),
+        "{SUITE}/empty-size"
+    );
 
     // missing keys
     let missing = key(&format!("{root}/nope/none.png"));
@@ -45,21 +74,51 @@ pub async fn blob_suite(blobs: &dyn BlobStore, _caps: Capabilities) {
         Err(BlobError::NotFound(k)) => assert_eq!(k, missing, "{SUITE}/missing: names the key"),
         other => panic!("{SUITE}/missing: expected NotFound, got {other:?}"),
     }
-    assert_eq!(blobs.size(&missing).await.unwrap(), None, "{SUITE}/missing-size");
+    assert_eq!(
+        blobs.size(&missing).await.unwrap(),
+        None,
+        "{SUITE}/missing-size"
+    );
 
     // listing
-    for k in ["thumbs/i-1/512.webp", "thumbs/i-1/128.webp", "thumbs/i-10/128.jpg", "thumbs/i-2/128.jpg", "thumbsx"] {
-        blobs.put(&key(&format!("{root}/{k}")), Bytes::from_static(b"x"), "image/jpeg").await.unwrap();
+    for k in [
+        "thumbs/i-1/512.webp",
+        "thumbs/i-1/128.webp",
+        "thumbs/i-10/128.jpg",
+        "thumbs/i-2/128.jpg",
+        "thumbsx",
+    ] {
+        blobs
+            .put(
+                &key(&format!("{root}/{k}")),
+                Bytes::from_static(b"x"),
+                "image/jpeg",
+            )
+            .await
+            .unwrap();
     }
-    let names = |keys: Vec<BlobKey>| keys.into_iter().map(|k| k.as_str()[root.len() + 1..].to_owned()).collect::<Vec<_>>();
+    let names = |keys: Vec<BlobKey>| {
+        keys.into_iter()
+            .map(|k| k.as_str()[root.len() + 1..].to_owned())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
         names(blobs.list(&format!("{root}/thumbs/")).await.unwrap()),
-        ["thumbs/i-1/128.webp", "thumbs/i-1/512.webp", "thumbs/i-10/128.jpg", "thumbs/i-2/128.jpg"],
+        [
+            "thumbs/i-1/128.webp",
+            "thumbs/i-1/512.webp",
+            "thumbs/i-10/128.jpg",
+            "thumbs/i-2/128.jpg"
+        ],
         "{SUITE}/list-folder: sorted, only under the prefix"
     );
     assert_eq!(
         names(blobs.list(&format!("{root}/thumbs/i-1")).await.unwrap()),
-        ["thumbs/i-1/128.webp", "thumbs/i-1/512.webp", "thumbs/i-10/128.jpg"],
+        [
+            "thumbs/i-1/128.webp",
+            "thumbs/i-1/512.webp",
+            "thumbs/i-10/128.jpg"
+        ],
         "{SUITE}/list-partial: a prefix need not end at a `/`"
     );
     assert_eq!(
@@ -75,5 +134,12 @@ pub async fn blob_suite(blobs: &dyn BlobStore, _caps: Capabilities) {
         ],
         "{SUITE}/list-all"
     );
-    assert!(blobs.list(&format!("{root}/nothing-here/")).await.unwrap().is_empty(), "{SUITE}/list-empty");
+    assert!(
+        blobs
+            .list(&format!("{root}/nothing-here/"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "{SUITE}/list-empty"
+    );
 }

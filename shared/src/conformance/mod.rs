@@ -38,7 +38,12 @@ pub fn skip(suite: &str, case: &str, why: &str) {
 
 /// Probes until it yields `Some`, for at most `deadline`, pausing `interval`
 /// between probes. Panics naming `what` if the deadline passes.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, interval: Duration, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    interval: Duration,
+    mut probe: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,

@@ -53,7 +53,10 @@ impl FolderBlobStore {
         fs::create_dir_all(root).map_err(|e| backend(root, e))?;
         let root = root.canonicalize().map_err(|e| backend(root, e))?;
         Ok(FolderBlobStore {
-            inner: Arc::new(Inner { root, temp_counter: AtomicU64::new(0) }),
+            inner: Arc::new(Inner {
+                root,
+                temp_counter: AtomicU64::new(0),
+            }),
             faults: Arc::new(Faults::default()),
         })
     }
@@ -149,7 +152,10 @@ impl Inner {
 }
 
 fn sidecar(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!("{RESERVED}meta.{name}.json"))
 }
 
@@ -178,7 +184,11 @@ fn walk(dir: &Path, rel: &str, prefix: &str, out: &mut Vec<BlobKey>) -> Result<(
         if name.starts_with(RESERVED) {
             continue;
         }
-        let key = if rel.is_empty() { name.to_owned() } else { format!("{rel}/{name}") };
+        let key = if rel.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{rel}/{name}")
+        };
         let kind = entry.file_type().map_err(|e| backend(&entry.path(), e))?;
         if kind.is_dir() {
             // Only descend where keys could still match the prefix.
@@ -200,8 +210,15 @@ impl BlobStore for FolderBlobStore {
         let path = self.path_of(key)?;
         let content_type = content_type.to_owned();
         self.blocking(move |inner| {
-            let dir = path.parent().expect("a key has at least one segment").to_path_buf();
-            let name = path.file_name().expect("a key has a file name").to_string_lossy().into_owned();
+            let dir = path
+                .parent()
+                .expect("a key has at least one segment")
+                .to_path_buf();
+            let name = path
+                .file_name()
+                .expect("a key has a file name")
+                .to_string_lossy()
+                .into_owned();
             fs::create_dir_all(&dir).map_err(|e| backend(&dir, e))?;
             let dir = inner.contained(&dir)?;
             if fs::symlink_metadata(dir.join(&name)).is_ok() {
@@ -213,7 +230,9 @@ impl BlobStore for FolderBlobStore {
             inner.write_atomically(&dir, &format!("{RESERVED}meta.{name}.json"), &meta)?;
             inner.write_atomically(&dir, &name, &bytes)?;
             // Make the renames themselves durable.
-            fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| backend(&dir, e))
+            fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| backend(&dir, e))
         })
         .await
     }
@@ -222,13 +241,18 @@ impl BlobStore for FolderBlobStore {
         let path = self.path_of(key)?;
         let key = key.clone();
         self.blocking(move |inner| {
-            let Some(real) = inner.existing(&path)? else { return Err(BlobError::NotFound(key)) };
+            let Some(real) = inner.existing(&path)? else {
+                return Err(BlobError::NotFound(key));
+            };
             let bytes = match fs::read(&real) {
                 Ok(b) => b,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Err(BlobError::NotFound(key)),
                 Err(e) => return Err(backend(&real, e)),
             };
-            Ok(Blob { bytes: Bytes::from(bytes), content_type: read_content_type(&real)? })
+            Ok(Blob {
+                bytes: Bytes::from(bytes),
+                content_type: read_content_type(&real)?,
+            })
         })
         .await
     }
@@ -237,7 +261,9 @@ impl BlobStore for FolderBlobStore {
         let path = self.path_of(key)?;
         self.blocking(move |inner| match inner.existing(&path)? {
             None => Ok(None),
-            Some(real) => Ok(Some(fs::metadata(&real).map_err(|e| backend(&real, e))?.len())),
+            Some(real) => Ok(Some(
+                fs::metadata(&real).map_err(|e| backend(&real, e))?.len(),
+            )),
         })
         .await
     }
@@ -246,10 +272,13 @@ impl BlobStore for FolderBlobStore {
         // The folder part of the prefix must itself be a clean relative path.
         let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
         if !dir_part.is_empty() {
-            BlobKey::new(dir_part).map_err(|e| BlobError::Backend(format!("invalid list prefix {prefix:?}: {e}")))?;
+            BlobKey::new(dir_part)
+                .map_err(|e| BlobError::Backend(format!("invalid list prefix {prefix:?}: {e}")))?;
         }
         if prefix.chars().any(char::is_control) {
-            return Err(BlobError::Backend(format!("invalid list prefix {prefix:?}: control character")));
+            return Err(BlobError::Backend(format!(
+                "invalid list prefix {prefix:?}: control character"
+            )));
         }
         let prefix = prefix.to_owned();
         self.blocking(move |inner| {

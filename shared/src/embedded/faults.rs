@@ -40,7 +40,10 @@ impl Faults {
     /// Turns injection on with `plan`, or off with `None`.
     pub fn set(&self, plan: Option<FaultPlan>) -> Result<(), String> {
         if let Some(p) = plan {
-            for (name, rate) in [("table_error_rate", p.table_error_rate), ("blob_error_rate", p.blob_error_rate)] {
+            for (name, rate) in [
+                ("table_error_rate", p.table_error_rate),
+                ("blob_error_rate", p.blob_error_rate),
+            ] {
                 if !(0.0..=1.0).contains(&rate) {
                     return Err(format!("{name} must be within 0.0..=1.0, got {rate}"));
                 }
@@ -58,7 +61,9 @@ impl Faults {
             return false;
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((plan, rng)) = state.as_mut() else { return false };
+        let Some((plan, rng)) = state.as_mut() else {
+            return false;
+        };
         let rate = match target {
             FaultTarget::Table => plan.table_error_rate,
             FaultTarget::Blob => plan.blob_error_rate,
@@ -75,7 +80,10 @@ impl Faults {
 
     /// How many faults were injected so far: (table, blob).
     pub fn injected(&self) -> (u64, u64) {
-        (self.injected_table.load(Ordering::Relaxed), self.injected_blob.load(Ordering::Relaxed))
+        (
+            self.injected_table.load(Ordering::Relaxed),
+            self.injected_blob.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -88,18 +96,34 @@ mod tests {
         let f = Faults::default();
         assert!((0..1000).all(|_| !f.roll(FaultTarget::Table)));
 
-        let plan = FaultPlan { seed: 7, table_error_rate: 0.3, blob_error_rate: 0.0 };
+        let plan = FaultPlan {
+            seed: 7,
+            table_error_rate: 0.3,
+            blob_error_rate: 0.0,
+        };
         f.set(Some(plan)).unwrap();
         let first: Vec<bool> = (0..1000).map(|_| f.roll(FaultTarget::Table)).collect();
         f.set(Some(plan)).unwrap();
         let second: Vec<bool> = (0..1000).map(|_| f.roll(FaultTarget::Table)).collect();
         assert_eq!(first, second, "same seed, same faults");
         let failed = first.iter().filter(|b| **b).count();
-        assert!((200..400).contains(&failed), "{failed} of 1000 failed at rate 0.3");
-        assert!((0..100).all(|_| !f.roll(FaultTarget::Blob)), "blob rate 0 never fails");
+        assert!(
+            (200..400).contains(&failed),
+            "{failed} of 1000 failed at rate 0.3"
+        );
+        assert!(
+            (0..100).all(|_| !f.roll(FaultTarget::Blob)),
+            "blob rate 0 never fails"
+        );
         assert_eq!(f.injected().0, 2 * failed as u64);
 
-        assert!(f.set(Some(FaultPlan { seed: 1, table_error_rate: 1.5, blob_error_rate: 0.0 })).is_err());
+        assert!(f
+            .set(Some(FaultPlan {
+                seed: 1,
+                table_error_rate: 1.5,
+                blob_error_rate: 0.0
+            }))
+            .is_err());
         f.set(None).unwrap();
         assert!((0..1000).all(|_| !f.roll(FaultTarget::Table)));
     }

@@ -28,7 +28,7 @@ const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 const MAX_ATTRIBUTES: usize = 10;
 const MAX_NAME_CHARS: usize = 80;
-/// How often (in dedup inserts) expired dedup ids are swept.
+/// How often (in dedup inserts, a power of two) expired dedup ids are swept.
 const DEDUP_SWEEP_EVERY: u64 = 256;
 
 impl From<rusqlite::Error> for QueueError {
@@ -52,7 +52,12 @@ impl QueueConfig {
     /// A queue without a DLQ; FIFO if the name ends in `.fifo`.
     pub fn new(name: impl Into<String>) -> Self {
         let name = name.into();
-        QueueConfig { fifo: name.ends_with(".fifo"), name, max_receive_count: 0, dead_letter_queue: None }
+        QueueConfig {
+            fifo: name.ends_with(".fifo"),
+            name,
+            max_receive_count: 0,
+            dead_letter_queue: None,
+        }
     }
 
     /// Sends messages received more than `max_receive_count` times to `dlq`.
@@ -67,7 +72,10 @@ impl QueueConfig {
         validate_name(&self.name, self.fifo)?;
         if let Some(dlq) = &self.dead_letter_queue {
             if dlq == &self.name {
-                return Err(QueueError::Invalid(format!("queue {:?} cannot be its own dead-letter queue", self.name)));
+                return Err(QueueError::Invalid(format!(
+                    "queue {:?} cannot be its own dead-letter queue",
+                    self.name
+                )));
             }
             if dlq.ends_with(".fifo") != self.fifo {
                 return Err(QueueError::Invalid(format!(
@@ -91,7 +99,9 @@ fn validate_name(name: &str, fifo: bool) -> Result<(), QueueError> {
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS
         || stem.is_empty()
-        || !stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || !stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         return Err(QueueError::Invalid(format!(
             "queue name {name:?}: use 1-{MAX_NAME_CHARS} characters of A-Z a-z 0-9 - _ (plus `.fifo` for FIFO queues)"
@@ -146,7 +156,11 @@ pub(crate) struct QueueMeta {
 
 impl QueueMeta {
     pub(super) fn new(cfg: QueueConfig) -> Self {
-        QueueMeta { config: RwLock::new(Arc::new(cfg)), notify: Notify::new(), dedup_inserts: AtomicU64::new(0) }
+        QueueMeta {
+            config: RwLock::new(Arc::new(cfg)),
+            notify: Notify::new(),
+            dedup_inserts: AtomicU64::new(0),
+        }
     }
     fn config(&self) -> Arc<QueueConfig> {
         Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
@@ -156,7 +170,12 @@ impl QueueMeta {
 pub(super) fn load_queue_configs(conn: &Connection) -> rusqlite::Result<Vec<QueueConfig>> {
     let mut st = conn.prepare("SELECT name, fifo, max_receive_count, dlq FROM queues")?;
     let rows = st.query_map([], |r| {
-        Ok(QueueConfig { name: r.get(0)?, fifo: r.get(1)?, max_receive_count: r.get(2)?, dead_letter_queue: r.get(3)? })
+        Ok(QueueConfig {
+            name: r.get(0)?,
+            fifo: r.get(1)?,
+            max_receive_count: r.get(2)?,
+            dead_letter_queue: r.get(3)?,
+        })
     })?;
     rows.collect()
 }
@@ -181,7 +200,8 @@ struct Row {
     receive_count: u32,
 }
 
-const ROW_COLUMNS: &str = "id, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms, receive_count";
+const ROW_COLUMNS: &str =
+    "id, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms, receive_count";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -199,7 +219,8 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 fn decode_attributes(text: Option<&str>) -> Result<BTreeMap<String, SnsAttribute>, QueueError> {
     match text {
         None => Ok(BTreeMap::new()),
-        Some(t) => serde_json::from_str(t).map_err(|e| QueueError::Backend(format!("stored attributes: {e}"))),
+        Some(t) => serde_json::from_str(t)
+            .map_err(|e| QueueError::Backend(format!("stored attributes: {e}"))),
     }
 }
 
@@ -217,7 +238,8 @@ fn parse_receipt(handle: &str) -> Result<(i64, i64), QueueError> {
 
 /// Whether a FIFO group has any message in the queue (then a new one waits behind it).
 fn group_busy(tx: &Transaction<'_>, queue: &str, group: &str) -> rusqlite::Result<bool> {
-    let mut st = tx.prepare_cached("SELECT 1 FROM messages WHERE queue = ?1 AND group_id = ?2 LIMIT 1")?;
+    let mut st =
+        tx.prepare_cached("SELECT 1 FROM messages WHERE queue = ?1 AND group_id = ?2 LIMIT 1")?;
     st.exists((queue, group))
 }
 
@@ -240,7 +262,14 @@ enum Move<'a> {
 
 /// Moves a message to the end of another queue (a new row, so that row order
 /// stays arrival order in every queue).
-fn transfer(tx: &Transaction<'_>, id: i64, group: Option<&str>, to: &str, mode: Move<'_>, now: i64) -> rusqlite::Result<()> {
+fn transfer(
+    tx: &Transaction<'_>,
+    id: i64,
+    group: Option<&str>,
+    to: &str,
+    mode: Move<'_>,
+    now: i64,
+) -> rusqlite::Result<()> {
     let to_fifo = to.ends_with(".fifo");
     let visible_at = match group {
         Some(g) if to_fifo && group_busy(tx, to, g)? => BLOCKED,
@@ -259,7 +288,8 @@ fn transfer(tx: &Transaction<'_>, id: i64, group: Option<&str>, to: &str, mode: 
          FROM messages WHERE id = ?5",
     )?;
     st.execute((to, visible_at, reset, source, id))?;
-    tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?.execute([id])?;
+    tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
@@ -270,7 +300,10 @@ impl EmbeddedStore {
         cfg.validate()?;
         if let Some(dlq) = &cfg.dead_letter_queue {
             self.queue_meta(dlq).map_err(|_| {
-                QueueError::Invalid(format!("dead-letter queue {dlq:?} of {:?} does not exist; create it first", cfg.name))
+                QueueError::Invalid(format!(
+                    "dead-letter queue {dlq:?} of {:?} does not exist; create it first",
+                    cfg.name
+                ))
             })?;
         }
         self.write(|tx| {
@@ -293,22 +326,42 @@ impl EmbeddedStore {
     /// A handle on an existing queue.
     pub fn queue(self: &Arc<Self>, name: &str) -> Result<EmbeddedQueue, QueueError> {
         let meta = self.queue_meta(name)?;
-        Ok(EmbeddedQueue { store: Arc::clone(self), meta, name: name.to_owned() })
+        Ok(EmbeddedQueue {
+            store: Arc::clone(self),
+            meta,
+            name: name.to_owned(),
+        })
     }
 
     /// The queue's shared state; loads queues another process created.
     fn queue_meta(&self, name: &str) -> Result<Arc<QueueMeta>, QueueError> {
-        if let Some(meta) = self.queues.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+        if let Some(meta) = self
+            .queues
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             return Ok(Arc::clone(meta));
         }
-        let cfg = load_queue_configs(&self.lock())?.into_iter().find(|c| c.name == name);
+        let cfg = load_queue_configs(&self.lock())?
+            .into_iter()
+            .find(|c| c.name == name);
         let cfg = cfg.ok_or_else(|| QueueError::NoSuchQueue(name.to_owned()))?;
         let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
-        Ok(Arc::clone(queues.entry(name.to_owned()).or_insert_with(|| Arc::new(QueueMeta::new(cfg)))))
+        Ok(Arc::clone(
+            queues
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::new(QueueMeta::new(cfg))),
+        ))
     }
 
     fn notify_queue(&self, name: &str) {
-        if let Some(meta) = self.queues.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+        if let Some(meta) = self
+            .queues
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             meta.notify.notify_waiters();
         }
     }
@@ -323,7 +376,10 @@ impl EmbeddedStore {
     /// Message counts of every queue, sorted by name.
     pub fn queue_stats(&self) -> Result<Vec<QueueStats>, QueueError> {
         let configs = self.queue_configs()?;
-        let dlqs: HashSet<&str> = configs.iter().filter_map(|c| c.dead_letter_queue.as_deref()).collect();
+        let dlqs: HashSet<&str> = configs
+            .iter()
+            .filter_map(|c| c.dead_letter_queue.as_deref())
+            .collect();
         let now = now_ms();
         let conn = self.lock();
         let mut st = conn.prepare_cached(
@@ -334,21 +390,34 @@ impl EmbeddedStore {
              FROM messages GROUP BY queue",
         )?;
         let mut counts = std::collections::HashMap::new();
-        for row in st.query_map((now, BLOCKED), |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))? {
+        for row in st.query_map((now, BLOCKED), |r| {
+            Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+        })? {
             let (name, c): (String, (u64, u64, u64)) = row?;
             counts.insert(name, c);
         }
         Ok(configs
             .iter()
             .map(|c| {
-                let (visible, in_flight, delayed) = counts.get(&c.name).copied().unwrap_or_default();
-                QueueStats { name: c.name.clone(), visible, in_flight, delayed, is_dlq: dlqs.contains(c.name.as_str()) }
+                let (visible, in_flight, delayed) =
+                    counts.get(&c.name).copied().unwrap_or_default();
+                QueueStats {
+                    name: c.name.clone(),
+                    visible,
+                    in_flight,
+                    delayed,
+                    is_dlq: dlqs.contains(c.name.as_str()),
+                }
             })
             .collect())
     }
 
     /// Up to `limit` messages of a queue, oldest first, without receiving them.
-    pub fn list_messages(&self, queue: &str, limit: usize) -> Result<Vec<PeekedMessage>, QueueError> {
+    pub fn list_messages(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<PeekedMessage>, QueueError> {
         self.queue_meta(queue)?;
         let now = now_ms();
         let conn = self.lock();
@@ -389,8 +458,13 @@ impl EmbeddedStore {
     pub fn redrive(&self, dlq: &str, max: usize) -> Result<usize, QueueError> {
         self.queue_meta(dlq)?;
         let configs = self.queue_configs()?;
-        if !configs.iter().any(|c| c.dead_letter_queue.as_deref() == Some(dlq)) {
-            return Err(QueueError::Invalid(format!("queue {dlq:?} is not the dead-letter queue of any queue")));
+        if !configs
+            .iter()
+            .any(|c| c.dead_letter_queue.as_deref() == Some(dlq))
+        {
+            return Err(QueueError::Invalid(format!(
+                "queue {dlq:?} is not the dead-letter queue of any queue"
+            )));
         }
         let now = now_ms();
         let (moved, targets) = self.write(|tx| {
@@ -399,7 +473,9 @@ impl EmbeddedStore {
                     "SELECT id, group_id, source_queue FROM messages
                      WHERE queue = ?1 AND source_queue IS NOT NULL ORDER BY id LIMIT ?2",
                 )?
-                .query_map((dlq, i64::try_from(max).unwrap_or(i64::MAX)), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .query_map((dlq, i64::try_from(max).unwrap_or(i64::MAX)), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
                 .collect::<Result<_, _>>()?;
             let mut targets = HashSet::new();
             for (id, group, source) in &rows {
@@ -437,38 +513,58 @@ impl EmbeddedQueue {
     }
 
     fn validate(&self, m: &OutgoingMessage, fifo: bool) -> Result<(), QueueError> {
-        let invalid = |what: String| Err(QueueError::Invalid(format!("queue {:?}: {what}", self.name)));
+        let invalid = |what: String| {
+            Err(QueueError::Invalid(format!(
+                "queue {:?}: {what}",
+                self.name
+            )))
+        };
         if m.body.is_empty() {
             return invalid("message body is empty".to_owned());
         }
         // SQS accepts only XML characters: no control characters but tab, LF, CR.
-        if m.body.bytes().any(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+        if m.body
+            .bytes()
+            .any(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
             || m.body.contains(['\u{FFFE}', '\u{FFFF}'])
         {
-            return invalid("message body has a character SQS does not allow (a control character)".to_owned());
+            return invalid(
+                "message body has a character SQS does not allow (a control character)".to_owned(),
+            );
         }
         if m.attributes.len() > MAX_ATTRIBUTES {
-            return invalid(format!("{} message attributes, over the limit of {MAX_ATTRIBUTES}", m.attributes.len()));
+            return invalid(format!(
+                "{} message attributes, over the limit of {MAX_ATTRIBUTES}",
+                m.attributes.len()
+            ));
         }
         let mut size = m.body.len();
         for (name, value) in &m.attributes {
             if name.is_empty()
                 || name.len() > 256
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
             {
-                return invalid(format!("attribute name {name:?}: use 1-256 of A-Z a-z 0-9 _ - ."));
+                return invalid(format!(
+                    "attribute name {name:?}: use 1-256 of A-Z a-z 0-9 _ - ."
+                ));
             }
             size += name.len() + value.data_type().len() + value.string_value().len();
         }
         if size > MAX_MESSAGE_BYTES {
-            return invalid(format!("message is {size} bytes with attributes, over the {MAX_MESSAGE_BYTES}-byte limit"));
+            return invalid(format!(
+                "message is {size} bytes with attributes, over the {MAX_MESSAGE_BYTES}-byte limit"
+            ));
         }
         if m.delay > MAX_DELAY {
             return invalid(format!("delay {:?} is over the 15-minute maximum", m.delay));
         }
         if fifo {
             match &m.group_id {
-                None => return invalid("a FIFO queue needs a group_id on every message".to_owned()),
+                None => {
+                    return invalid("a FIFO queue needs a group_id on every message".to_owned())
+                }
                 Some(g) if g.is_empty() || g.len() > 128 => {
                     return invalid(format!("group_id {g:?} must be 1-128 characters"))
                 }
@@ -490,7 +586,11 @@ impl EmbeddedQueue {
 
     /// One receive attempt: the messages, and (when none) the earliest time a
     /// hidden message becomes visible, for the long poll to wake at.
-    fn receive_once(&self, max: usize, visibility_ms: i64) -> Result<(Vec<ReceivedMessage>, Option<i64>), QueueError> {
+    fn receive_once(
+        &self,
+        max: usize,
+        visibility_ms: i64,
+    ) -> Result<(Vec<ReceivedMessage>, Option<i64>), QueueError> {
         let cfg = self.meta.config();
         let store = &*self.store;
         let queue = self.name.as_str();
@@ -607,7 +707,13 @@ impl EmbeddedQueue {
     /// Changes a received message's visibility; `cascade` (FIFO release) also
     /// releases the later in-flight messages of its group, which must not be
     /// handled before it.
-    fn set_visibility(&self, handle: &str, visibility: Duration, reason: Option<&str>, cascade: bool) -> Result<(), QueueError> {
+    fn set_visibility(
+        &self,
+        handle: &str,
+        visibility: Duration,
+        reason: Option<&str>,
+        cascade: bool,
+    ) -> Result<(), QueueError> {
         check_visibility(visibility)?;
         let (id, nonce) = parse_receipt(handle)?;
         let now = now_ms();
@@ -640,7 +746,9 @@ impl EmbeddedQueue {
 
 fn check_visibility(visibility: Duration) -> Result<(), QueueError> {
     if visibility > MAX_VISIBILITY {
-        return Err(QueueError::Invalid(format!("visibility {visibility:?} is over the 12-hour maximum")));
+        return Err(QueueError::Invalid(format!(
+            "visibility {visibility:?} is over the 12-hour maximum"
+        )));
     }
     Ok(())
 }
@@ -695,7 +803,7 @@ impl Queue for EmbeddedQueue {
                 if let Some(dedup) = &m.dedup_id {
                     tx.prepare_cached("INSERT OR REPLACE INTO dedup (queue, dedup_id, message_id, expires_ms) VALUES (?1, ?2, ?3, ?4)")?
                         .execute((queue, dedup, &message_id, now.saturating_add(dedup_window)))?;
-                    sweep |= self.meta.dedup_inserts.fetch_add(1, Ordering::Relaxed) % DEDUP_SWEEP_EVERY == 0;
+                    sweep |= self.meta.dedup_inserts.fetch_add(1, Ordering::Relaxed) & (DEDUP_SWEEP_EVERY - 1) == 0;
                 }
                 ids.push(message_id);
             }
@@ -708,9 +816,17 @@ impl Queue for EmbeddedQueue {
         Ok(ids)
     }
 
-    async fn receive(&self, max: usize, visibility: Duration, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         if max == 0 {
-            return Err(QueueError::Invalid(format!("queue {:?}: receive at least one message", self.name)));
+            return Err(QueueError::Invalid(format!(
+                "queue {:?}: receive at least one message",
+                self.name
+            )));
         }
         check_visibility(visibility)?;
         let visibility_ms = ms(visibility);
@@ -759,11 +875,20 @@ impl Queue for EmbeddedQueue {
         Ok(())
     }
 
-    async fn release(&self, receipt_handle: &str, visibility: Duration, reason: Option<&str>) -> Result<(), QueueError> {
+    async fn release(
+        &self,
+        receipt_handle: &str,
+        visibility: Duration,
+        reason: Option<&str>,
+    ) -> Result<(), QueueError> {
         self.set_visibility(receipt_handle, visibility, reason, true)
     }
 
-    async fn change_visibility(&self, receipt_handle: &str, visibility: Duration) -> Result<(), QueueError> {
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
         self.set_visibility(receipt_handle, visibility, None, false)
     }
 }

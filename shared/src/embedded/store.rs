@@ -136,7 +136,9 @@ pub struct EmbeddedStore {
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,42 +153,65 @@ impl EmbeddedStore {
         Self::open(":memory:")
     }
 
-    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Arc<Self>, StoreError> {
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<Arc<Self>, StoreError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
         if options.shards == 0 || options.shards > 1024 {
-            return Err(StoreError::InvalidOption(format!("shards must be 1..=1024, got {}", options.shards)));
+            return Err(StoreError::InvalidOption(format!(
+                "shards must be 1..=1024, got {}",
+                options.shards
+            )));
         }
         if options.external_poll.is_zero() {
-            return Err(StoreError::InvalidOption("external_poll must be above zero".to_owned()));
+            return Err(StoreError::InvalidOption(
+                "external_poll must be above zero".to_owned(),
+            ));
         }
         let in_memory = shown == ":memory:";
         if !in_memory {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: shown.clone(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                    path: shown.clone(),
+                    source,
+                })?;
             }
         }
-        let sql = |source| StoreError::Sqlite { path: shown.clone(), source };
+        let sql = |source| StoreError::Sqlite {
+            path: shown.clone(),
+            source,
+        };
         let conn = if in_memory {
             Connection::open_in_memory().map_err(sql)?
         } else {
-            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             Connection::open_with_flags(PathBuf::from(path), flags).map_err(sql)?
         };
         conn.busy_timeout(options.busy_timeout).map_err(sql)?;
         // WAL + NORMAL: commits are durable against a process crash and need
         // no fsync each; only a power loss can drop the last commits.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "OFF").map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .map_err(sql)?;
         conn.set_prepared_statement_cache_capacity(64);
 
-        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql)?;
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql)?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::SchemaTooNew { path: shown, found });
         }
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
-            .map_err(sql)?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))
+        .map_err(sql)?;
 
         let created_ms = now_ms();
         let shards = meta_get_or_init(&conn, "shards", &options.shards.to_string()).map_err(sql)?;
@@ -194,7 +219,8 @@ impl EmbeddedStore {
         if shards != options.shards {
             tracing::warn!(db = %shown, stored = shards, asked = options.shards, "keeping the shard count the database was created with");
         }
-        let label = meta_get_or_init(&conn, "stream_label", &stream_label(created_ms)).map_err(sql)?;
+        let label =
+            meta_get_or_init(&conn, "stream_label", &stream_label(created_ms)).map_err(sql)?;
 
         let queues = super::queue::load_queue_configs(&conn)
             .map_err(sql)?
@@ -246,7 +272,10 @@ impl EmbeddedStore {
 
     /// Runs `f` in one write transaction (BEGIN IMMEDIATE, so another process
     /// cannot make it fail half-way with a lock upgrade), committing if `f` returns Ok.
-    pub(super) fn write<T, E>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>) -> Result<T, E>
+    pub(super) fn write<T, E>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<rusqlite::Error>,
     {
@@ -273,12 +302,18 @@ impl EmbeddedStore {
     }
 
     pub(super) fn shard_index(&self, shard: &str) -> Option<i64> {
-        self.shard_ids.iter().position(|s| s == shard).map(|i| i as i64)
+        self.shard_ids
+            .iter()
+            .position(|s| s == shard)
+            .map(|i| i as i64)
     }
 }
 
 fn meta_get_or_init(conn: &Connection, key: &str, default: &str) -> rusqlite::Result<String> {
-    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)", (key, default))?;
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+        (key, default),
+    )?;
     conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()
         .map(|v| v.unwrap_or_else(|| default.to_owned()))
@@ -298,7 +333,10 @@ fn shard_id(i: u32) -> String {
 
 /// Milliseconds since the Unix epoch.
 pub(super) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A duration in whole milliseconds, saturating.

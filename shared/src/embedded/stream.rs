@@ -29,7 +29,9 @@ pub struct EmbeddedStream {
 
 impl EmbeddedStore {
     pub fn stream(self: &Arc<Self>) -> EmbeddedStream {
-        EmbeddedStream { store: Arc::clone(self) }
+        EmbeddedStream {
+            store: Arc::clone(self),
+        }
     }
 }
 
@@ -39,10 +41,9 @@ pub fn format_sequence(seq: i64) -> String {
 }
 
 fn parse_sequence(s: &str) -> Result<i64, StreamError> {
-    s.parse::<i64>()
-        .ok()
-        .filter(|n| *n >= 0)
-        .ok_or_else(|| StreamError::Backend(format!("malformed sequence number {s:?} (expected digits)")))
+    s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+        StreamError::Backend(format!("malformed sequence number {s:?} (expected digits)"))
+    })
 }
 
 impl EmbeddedStream {
@@ -51,7 +52,9 @@ impl EmbeddedStream {
     }
 
     fn shard(&self, shard: &str) -> Result<i64, StreamError> {
-        self.store.shard_index(shard).ok_or_else(|| StreamError::NoSuchShard(shard.to_owned()))
+        self.store
+            .shard_index(shard)
+            .ok_or_else(|| StreamError::NoSuchShard(shard.to_owned()))
     }
 
     /// The ARN Lambda would report as `eventSourceARN`.
@@ -74,7 +77,12 @@ impl EmbeddedStream {
 
     /// Waits until the shard has a record after `after`, or `timeout` passes.
     /// Woken by commits, never by polling hot. Returns whether records are there.
-    pub async fn wait_for_records(&self, shard: &str, after: Option<&str>, timeout: Duration) -> Result<bool, StreamError> {
+    pub async fn wait_for_records(
+        &self,
+        shard: &str,
+        after: Option<&str>,
+        timeout: Duration,
+    ) -> Result<bool, StreamError> {
         let idx = self.shard(shard)?;
         let after = after.map(parse_sequence).transpose()?.unwrap_or(0);
         let deadline = tokio::time::Instant::now() + timeout;
@@ -106,15 +114,20 @@ impl EmbeddedStream {
         let at_ms: i64 = row.get(6)?;
 
         let image = |body: Option<String>| -> Result<serde_dynamo::Item, StreamError> {
-            let Some(body) = body else { return Ok(serde_dynamo::Item::from(std::collections::HashMap::new())) };
+            let Some(body) = body else {
+                return Ok(serde_dynamo::Item::from(std::collections::HashMap::new()));
+            };
             let value: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&body)
                 .map_err(|e| StreamError::Backend(format!("stream image is not JSON: {e}")))?;
-            serde_dynamo::to_item(value).map_err(|e| StreamError::Backend(format!("stream image: {e}")))
+            serde_dynamo::to_item(value)
+                .map_err(|e| StreamError::Backend(format!("stream image: {e}")))
         };
-        let size = new_image.as_ref().map_or(0, String::len) + old_image.as_ref().map_or(0, String::len);
+        let size =
+            new_image.as_ref().map_or(0, String::len) + old_image.as_ref().map_or(0, String::len);
         let mut change = Change::default();
         // Lambda reports whole seconds here.
-        change.approximate_creation_date_time = chrono::DateTime::from_timestamp(at_ms.div_euclid(1000), 0).unwrap_or_default();
+        change.approximate_creation_date_time =
+            chrono::DateTime::from_timestamp(at_ms.div_euclid(1000), 0).unwrap_or_default();
         change.keys = serde_dynamo::to_item(serde_json::json!({ "pk": pk, "sk": sk }))
             .map_err(|e| StreamError::Backend(format!("stream keys: {e}")))?;
         change.new_image = image(new_image)?;
@@ -142,7 +155,12 @@ impl ChangeStream for EmbeddedStream {
         Ok(self.store.shard_ids.clone())
     }
 
-    async fn read(&self, shard: &str, after: Option<&str>, limit: usize) -> Result<Vec<StreamRecord>, StreamError> {
+    async fn read(
+        &self,
+        shard: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, StreamError> {
         let idx = self.shard(shard)?;
         let after = after.map(parse_sequence).transpose()?.unwrap_or(0);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -162,11 +180,17 @@ impl ChangeStream for EmbeddedStream {
     async fn checkpoint(&self, consumer: &str, shard: &str) -> Result<Option<String>, StreamError> {
         let idx = self.shard(shard)?;
         let conn = self.store.lock();
-        let mut st = conn.prepare_cached("SELECT seq FROM checkpoints WHERE consumer = ?1 AND shard = ?2")?;
+        let mut st =
+            conn.prepare_cached("SELECT seq FROM checkpoints WHERE consumer = ?1 AND shard = ?2")?;
         Ok(st.query_row((consumer, idx), |r| r.get(0)).optional()?)
     }
 
-    async fn save_checkpoint(&self, consumer: &str, shard: &str, sequence: &str) -> Result<(), StreamError> {
+    async fn save_checkpoint(
+        &self,
+        consumer: &str,
+        shard: &str,
+        sequence: &str,
+    ) -> Result<(), StreamError> {
         let idx = self.shard(shard)?;
         parse_sequence(sequence)?;
         let conn = self.store.lock();

@@ -37,7 +37,9 @@ pub struct EmbeddedTable {
 
 impl EmbeddedStore {
     pub fn table(self: &Arc<Self>) -> EmbeddedTable {
-        EmbeddedTable { store: Arc::clone(self) }
+        EmbeddedTable {
+            store: Arc::clone(self),
+        }
     }
 }
 
@@ -62,7 +64,9 @@ struct Write {
 
 fn validate_key(key: &Key) -> Result<(), TableError> {
     if key.pk.is_empty() || key.sk.is_empty() {
-        return Err(TableError::InvalidItem(format!("key {key:?}: pk and sk must be non-empty strings")));
+        return Err(TableError::InvalidItem(format!(
+            "key {key:?}: pk and sk must be non-empty strings"
+        )));
     }
     if key.pk.len() > MAX_PK_BYTES || key.sk.len() > MAX_SK_BYTES {
         return Err(TableError::InvalidItem(format!(
@@ -74,8 +78,9 @@ fn validate_key(key: &Key) -> Result<(), TableError> {
 
 /// Checks an item and serialises it once.
 fn encode(item: &Item) -> Result<(Key, String), TableError> {
-    let key = Key::of(item)
-        .ok_or_else(|| TableError::InvalidItem("item needs string attributes `pk` and `sk`".to_owned()))?;
+    let key = Key::of(item).ok_or_else(|| {
+        TableError::InvalidItem("item needs string attributes `pk` and `sk`".to_owned())
+    })?;
     validate_key(&key)?;
     let body = serde_json::to_string(item).map_err(|e| TableError::InvalidItem(e.to_string()))?;
     if body.len() > MAX_ITEM_BYTES {
@@ -88,7 +93,8 @@ fn encode(item: &Item) -> Result<(Key, String), TableError> {
 }
 
 fn decode(body: &str) -> Result<Item, TableError> {
-    serde_json::from_str(body).map_err(|e| TableError::Backend(format!("stored item is not JSON: {e}")))
+    serde_json::from_str(body)
+        .map_err(|e| TableError::Backend(format!("stored item is not JSON: {e}")))
 }
 
 fn current(tx: &Transaction<'_>, key: &Key) -> Result<Option<String>, TableError> {
@@ -115,7 +121,11 @@ fn version_of(body: &str) -> Option<u64> {
     let v: Versioned = serde_json::from_str(body).ok()?;
     let n = v.version?;
     // DynamoDB compares numbers by value: 3 and 3.0 are equal.
-    n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+            .map(|f| f as u64)
+    })
 }
 
 fn failed_item(body: Option<String>) -> Result<Option<Box<Item>>, TableError> {
@@ -124,7 +134,13 @@ fn failed_item(body: Option<String>) -> Result<Option<Box<Item>>, TableError> {
 
 /// Applies one write and appends its stream record. A delete of an absent
 /// item changes nothing and records nothing, as on DynamoDB.
-fn apply(store: &EmbeddedStore, tx: &Transaction<'_>, w: &Write, old: Option<&str>, at_ms: i64) -> Result<bool, TableError> {
+fn apply(
+    store: &EmbeddedStore,
+    tx: &Transaction<'_>,
+    w: &Write,
+    old: Option<&str>,
+    at_ms: i64,
+) -> Result<bool, TableError> {
     let event = match (&w.body, old) {
         (Some(body), _) => {
             let mut st = tx.prepare_cached(
@@ -149,7 +165,15 @@ fn apply(store: &EmbeddedStore, tx: &Transaction<'_>, w: &Write, old: Option<&st
     let mut st = tx.prepare_cached(
         "INSERT INTO stream (shard, event, pk, sk, new_image, old_image, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    st.execute((store.shard_of(&w.key.pk), event, &w.key.pk, &w.key.sk, w.body.as_deref(), old, at_ms))?;
+    st.execute((
+        store.shard_of(&w.key.pk),
+        event,
+        &w.key.pk,
+        &w.key.sk,
+        w.body.as_deref(),
+        old,
+        at_ms,
+    ))?;
     Ok(true)
 }
 
@@ -161,7 +185,10 @@ impl EmbeddedTable {
         let recorded = store.write(|tx| {
             let old = current(tx, &w.key)?;
             if !holds(condition, old.as_deref()) {
-                return Err(TableError::ConditionFailed { key: w.key.clone(), current: failed_item(old)? });
+                return Err(TableError::ConditionFailed {
+                    key: w.key.clone(),
+                    current: failed_item(old)?,
+                });
             }
             apply(store, tx, &w, old.as_deref(), now_ms())
         })?;
@@ -185,12 +212,24 @@ impl Table for EmbeddedTable {
 
     async fn put(&self, item: Item, condition: Condition) -> Result<(), TableError> {
         let (key, body) = encode(&item)?;
-        self.write_one(Write { key, body: Some(body) }, &condition)
+        self.write_one(
+            Write {
+                key,
+                body: Some(body),
+            },
+            &condition,
+        )
     }
 
     async fn delete(&self, key: &Key, condition: Condition) -> Result<(), TableError> {
         validate_key(key)?;
-        self.write_one(Write { key: key.clone(), body: None }, &condition)
+        self.write_one(
+            Write {
+                key: key.clone(),
+                body: None,
+            },
+            &condition,
+        )
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> Result<(), TableError> {
@@ -207,10 +246,31 @@ impl Table for EmbeddedTable {
             let (w, condition, writes) = match op {
                 TxOp::Put { item, condition } => {
                     let (key, body) = encode(item)?;
-                    (Write { key, body: Some(body) }, condition, true)
+                    (
+                        Write {
+                            key,
+                            body: Some(body),
+                        },
+                        condition,
+                        true,
+                    )
                 }
-                TxOp::Delete { key, condition } => (Write { key: key.clone(), body: None }, condition, true),
-                TxOp::Check { key, condition } => (Write { key: key.clone(), body: None }, condition, false),
+                TxOp::Delete { key, condition } => (
+                    Write {
+                        key: key.clone(),
+                        body: None,
+                    },
+                    condition,
+                    true,
+                ),
+                TxOp::Check { key, condition } => (
+                    Write {
+                        key: key.clone(),
+                        body: None,
+                    },
+                    condition,
+                    false,
+                ),
             };
             validate_key(&w.key)?;
             if !seen.insert(w.key.clone()) {
@@ -261,7 +321,8 @@ impl Table for EmbeddedTable {
         let prefix = sk_prefix.unwrap_or("");
         let conn = self.store.lock();
         // Range scan from the prefix, stopping at the first key past it.
-        let mut st = conn.prepare_cached("SELECT sk, body FROM items WHERE pk = ?1 AND sk >= ?2 ORDER BY sk")?;
+        let mut st = conn
+            .prepare_cached("SELECT sk, body FROM items WHERE pk = ?1 AND sk >= ?2 ORDER BY sk")?;
         let mut rows = st.query((pk, prefix))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -277,7 +338,9 @@ impl Table for EmbeddedTable {
     async fn scan(&self) -> Result<Vec<Item>, TableError> {
         let conn = self.store.lock();
         let mut st = conn.prepare_cached("SELECT body FROM items ORDER BY pk, sk")?;
-        let bodies = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+        let bodies = st
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
         bodies.iter().map(|b| decode(b)).collect()
     }
 }
@@ -291,8 +354,15 @@ mod tests {
         assert_eq!(version_of(r#"{"pk":"a","version":3}"#), Some(3));
         assert_eq!(version_of(r#"{"pk":"a","version":3.0}"#), Some(3));
         assert_eq!(version_of(r#"{"pk":"a","version":3.5}"#), None);
-        assert_eq!(version_of(r#"{"pk":"a","version":"3"}"#), None, "a string is not a number");
+        assert_eq!(
+            version_of(r#"{"pk":"a","version":"3"}"#),
+            None,
+            "a string is not a number"
+        );
         assert_eq!(version_of(r#"{"pk":"a"}"#), None);
-        assert!(!holds(&Condition::VersionIs(0), Some(r#"{"pk":"a"}"#)), "no version is not version 0");
+        assert!(
+            !holds(&Condition::VersionIs(0), Some(r#"{"pk":"a"}"#)),
+            "no version is not version 0"
+        );
     }
 }
