@@ -501,6 +501,20 @@ impl EmbeddedStore {
         self.queue_meta(queue)?;
         self.write(|tx| Ok(tx.execute("DELETE FROM messages WHERE queue = ?1", [queue])?))
     }
+
+    /// Makes every in-flight message of every queue visible again, keeping its
+    /// receive count. Only for a runtime that owns the store exclusively and
+    /// starts after a crash: the receipts it finds belonged to a dead process,
+    /// and waiting out their visibility timeouts would only delay recovery.
+    pub fn reclaim_in_flight(&self) -> Result<usize, QueueError> {
+        let now = now_ms();
+        self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE messages SET visible_at_ms = ?1, receipt = NULL WHERE receipt IS NOT NULL AND visible_at_ms > ?1",
+                [now],
+            )?)
+        })
+    }
 }
 
 impl EmbeddedQueue {
