@@ -141,7 +141,9 @@ async fn a_waiting_reader_wakes_on_a_write_and_sees_how_far_the_shard_is() {
 
 #[tokio::test]
 async fn sequence_numbers_rise_across_shards_and_survive_trimming() {
-    let store = EmbeddedStore::in_memory().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = EmbeddedStore::open(&path).unwrap();
     let table = store.table();
     let stream = store.stream();
     for n in 0..20 {
@@ -170,6 +172,10 @@ async fn sequence_numbers_rise_across_shards_and_survive_trimming() {
     let max = seqs.last().unwrap().clone();
 
     assert_eq!(stream.trim(Duration::ZERO).unwrap(), 20);
+    // Reopened, with every record trimmed: numbering still goes on.
+    drop((table, stream, store));
+    let store = EmbeddedStore::open(&path).unwrap();
+    let (table, stream) = (store.table(), store.stream());
     table
         .put(item(json!({ "pk": "p0", "sk": "s" })), Condition::Always)
         .await
@@ -401,4 +407,116 @@ async fn store_options_and_schema_versions_are_checked() {
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn writers_sharing_a_commit_each_get_their_own_outcome() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let table = store.table();
+    table
+        .put(
+            item(json!({ "pk": "taken", "sk": "s", "v": 0 })),
+            Condition::Absent,
+        )
+        .await
+        .unwrap();
+    // Ten writes in flight at once go out in one group commit.
+    let writes = (0..10).map(|n| {
+        let pk = if n % 2 == 0 {
+            format!("new{n}")
+        } else {
+            "taken".to_owned()
+        };
+        table.put(
+            item(json!({ "pk": pk, "sk": "s", "v": n })),
+            Condition::Absent,
+        )
+    });
+    let results = futures::future::join_all(writes).await;
+    for (n, r) in results.iter().enumerate() {
+        match (n % 2, r) {
+            (0, Ok(())) => {}
+            (1, Err(TableError::ConditionFailed { current, .. })) => {
+                assert_eq!(current.as_ref().unwrap()["v"], json!(0))
+            }
+            other => panic!("write {n}: {other:?}"),
+        }
+    }
+    let stream = store.stream();
+    let mut records = 0;
+    for s in stream.shards().await.unwrap() {
+        records += stream.read(&s, None, 100).await.unwrap().len();
+    }
+    assert_eq!(records, 6, "the first put and the five that succeeded");
+}
+
+#[tokio::test]
+async fn a_write_cancelled_before_its_commit_never_lands() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let table = store.table();
+    let mut cancelled = table.put(item(json!({ "pk": "gone", "sk": "s" })), Condition::Always);
+    assert!(
+        futures::poll!(&mut cancelled).is_pending(),
+        "queued, waiting for its commit"
+    );
+    drop(cancelled);
+    table
+        .put(item(json!({ "pk": "kept", "sk": "s" })), Condition::Always)
+        .await
+        .unwrap();
+    let pks: Vec<String> = table
+        .scan()
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i["pk"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pks, ["kept"]);
+}
+
+#[tokio::test]
+async fn two_stores_on_one_file_hand_out_distinct_sequence_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let a = EmbeddedStore::open(&path).unwrap();
+    let b = EmbeddedStore::open(&path).unwrap();
+    for n in 0..10 {
+        let store = if n % 2 == 0 { &a } else { &b };
+        store
+            .table()
+            .put(
+                item(json!({ "pk": "same", "sk": "s", "n": n })),
+                Condition::Always,
+            )
+            .await
+            .unwrap();
+    }
+    drop((a, b));
+    // A reopened store continues after the last number.
+    let store = EmbeddedStore::open(&path).unwrap();
+    store
+        .table()
+        .put(
+            item(json!({ "pk": "same", "sk": "s", "n": 10 })),
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    let stream = store.stream();
+    let mut records = Vec::new();
+    for s in stream.shards().await.unwrap() {
+        records.extend(stream.read(&s, None, 100).await.unwrap());
+    }
+    let ns: Vec<i64> = records
+        .iter()
+        .map(|r| {
+            let new: Item = serde_dynamo::from_item(r.change.new_image.clone()).unwrap();
+            new["n"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ns,
+        (0..=10).collect::<Vec<_>>(),
+        "one shard, in write order, none lost to a clash"
+    );
 }
