@@ -5,40 +5,58 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard_shared::embedded::{EmbeddedStore, FaultPlan, StoreError, StoreOptions};
-use switchyard_shared::ports::{ChangeStream, Condition, Item, Key, Table, TableError, TxOp};
+use switchyard_shared::embedded::{
+    EmbeddedStore, EmbeddedStream, FaultPlan, StoreError, StoreOptions,
+};
+use switchyard_shared::ports::{
+    ChangeStream, Condition, Item, Key, StreamRecord, Table, TableError, TxOp,
+};
 
 fn item(v: Value) -> Item {
     v.as_object().expect("object").clone()
+}
+
+/// A put that must succeed.
+async fn put(table: &dyn Table, v: Value, condition: Condition) {
+    table.put(item(v), condition).await.unwrap();
+}
+
+/// Every record of every shard.
+async fn all_records(stream: &EmbeddedStream) -> Vec<StreamRecord> {
+    let mut all = Vec::new();
+    for s in stream.shards().await.unwrap() {
+        all.extend(stream.read(&s, None, 1000).await.unwrap());
+    }
+    all
+}
+
+/// The one shard that has records (tests that write a single key).
+async fn shard_with_records(stream: &EmbeddedStream) -> String {
+    let shards = stream.shards().await.unwrap();
+    shards
+        .into_iter()
+        .find(|s| stream.latest_sequence(s).unwrap().is_some())
+        .expect("a shard with records")
 }
 
 #[tokio::test]
 async fn stream_records_have_lambdas_wire_shape() {
     let store = EmbeddedStore::in_memory().unwrap();
     let table = store.table();
-    table
-        .put(
-            item(json!({ "pk": "order#1", "sk": "meta", "status": "PLACED", "total": 12.5 })),
-            Condition::Absent,
-        )
-        .await
-        .unwrap();
-    table
-        .put(
-            item(json!({ "pk": "order#1", "sk": "meta", "status": "PAID", "total": 12.5 })),
-            Condition::Present,
-        )
-        .await
-        .unwrap();
+    put(
+        &table,
+        json!({ "pk": "order#1", "sk": "meta", "status": "PLACED", "total": 12.5 }),
+        Condition::Absent,
+    )
+    .await;
+    put(
+        &table,
+        json!({ "pk": "order#1", "sk": "meta", "status": "PAID", "total": 12.5 }),
+        Condition::Present,
+    )
+    .await;
     let stream = store.stream();
-    let shard = store
-        .stream()
-        .shards()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| stream.latest_sequence(s).unwrap().is_some())
-        .unwrap();
+    let shard = shard_with_records(&stream).await;
     let mut event = aws_lambda_events::event::dynamodb::Event::default();
     event.records = stream.read(&shard, None, 10).await.unwrap();
     let wire = serde_json::to_value(&event).unwrap();
@@ -90,21 +108,14 @@ async fn a_waiting_reader_wakes_on_a_write_and_sees_how_far_the_shard_is() {
     let store = EmbeddedStore::in_memory().unwrap();
     let table = store.table();
     let stream = store.stream();
-    let shard = {
-        // find the shard of our key by writing it once
-        table
-            .put(
-                item(json!({ "pk": "k", "sk": "s", "n": 0 })),
-                Condition::Always,
-            )
-            .await
-            .unwrap();
-        let shards = stream.shards().await.unwrap();
-        shards
-            .into_iter()
-            .find(|s| stream.latest_sequence(s).unwrap().is_some())
-            .unwrap()
-    };
+    // find the shard of our key by writing it once
+    put(
+        &table,
+        json!({ "pk": "k", "sk": "s", "n": 0 }),
+        Condition::Always,
+    )
+    .await;
+    let shard = shard_with_records(&stream).await;
     let caught_up = stream.latest_sequence(&shard).unwrap();
     assert!(
         !stream
@@ -147,25 +158,18 @@ async fn sequence_numbers_rise_across_shards_and_survive_trimming() {
     let table = store.table();
     let stream = store.stream();
     for n in 0..20 {
-        table
-            .put(
-                item(json!({ "pk": format!("p{n}"), "sk": "s" })),
-                Condition::Always,
-            )
-            .await
-            .unwrap();
+        put(
+            &table,
+            json!({ "pk": format!("p{n}"), "sk": "s" }),
+            Condition::Always,
+        )
+        .await;
     }
-    let mut seqs = Vec::new();
-    for s in stream.shards().await.unwrap() {
-        seqs.extend(
-            stream
-                .read(&s, None, 100)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|r| r.change.sequence_number.unwrap()),
-        );
-    }
+    let mut seqs: Vec<String> = all_records(&stream)
+        .await
+        .into_iter()
+        .map(|r| r.change.sequence_number.unwrap())
+        .collect();
     seqs.sort();
     seqs.dedup();
     assert_eq!(seqs.len(), 20, "globally unique");
@@ -176,14 +180,8 @@ async fn sequence_numbers_rise_across_shards_and_survive_trimming() {
     drop((table, stream, store));
     let store = EmbeddedStore::open(&path).unwrap();
     let (table, stream) = (store.table(), store.stream());
-    table
-        .put(item(json!({ "pk": "p0", "sk": "s" })), Condition::Always)
-        .await
-        .unwrap();
-    let mut after = Vec::new();
-    for s in stream.shards().await.unwrap() {
-        after.extend(stream.read(&s, None, 100).await.unwrap());
-    }
+    put(&table, json!({ "pk": "p0", "sk": "s" }), Condition::Always).await;
+    let after = all_records(&stream).await;
     assert_eq!(after.len(), 1);
     assert!(
         after[0].change.sequence_number.as_deref().unwrap() > max.as_str(),
@@ -204,13 +202,8 @@ async fn conditional_writes_are_atomic_under_concurrency() {
     for n in 0..16 {
         let table = table.clone();
         tasks.push(tokio::spawn(async move {
-            table
-                .put(
-                    item(json!({ "pk": "race", "sk": "s", "winner": n, "version": 0 })),
-                    Condition::Absent,
-                )
-                .await
-                .is_ok()
+            let racer = item(json!({ "pk": "race", "sk": "s", "winner": n, "version": 0 }));
+            table.put(racer, Condition::Absent).await.is_ok()
         }));
     }
     let mut wins = 0;
@@ -413,13 +406,12 @@ async fn store_options_and_schema_versions_are_checked() {
 async fn writers_sharing_a_commit_each_get_their_own_outcome() {
     let store = EmbeddedStore::in_memory().unwrap();
     let table = store.table();
-    table
-        .put(
-            item(json!({ "pk": "taken", "sk": "s", "v": 0 })),
-            Condition::Absent,
-        )
-        .await
-        .unwrap();
+    put(
+        &table,
+        json!({ "pk": "taken", "sk": "s", "v": 0 }),
+        Condition::Absent,
+    )
+    .await;
     // Ten writes in flight at once go out in one group commit.
     let writes = (0..10).map(|n| {
         let pk = if n % 2 == 0 {
@@ -442,11 +434,7 @@ async fn writers_sharing_a_commit_each_get_their_own_outcome() {
             other => panic!("write {n}: {other:?}"),
         }
     }
-    let stream = store.stream();
-    let mut records = 0;
-    for s in stream.shards().await.unwrap() {
-        records += stream.read(&s, None, 100).await.unwrap().len();
-    }
+    let records = all_records(&store.stream()).await.len();
     assert_eq!(records, 6, "the first put and the five that succeeded");
 }
 
@@ -460,10 +448,12 @@ async fn a_write_cancelled_before_its_commit_never_lands() {
         "queued, waiting for its commit"
     );
     drop(cancelled);
-    table
-        .put(item(json!({ "pk": "kept", "sk": "s" })), Condition::Always)
-        .await
-        .unwrap();
+    put(
+        &table,
+        json!({ "pk": "kept", "sk": "s" }),
+        Condition::Always,
+    )
+    .await;
     let pks: Vec<String> = table
         .scan()
         .await
@@ -482,32 +472,24 @@ async fn two_stores_on_one_file_hand_out_distinct_sequence_numbers() {
     let b = EmbeddedStore::open(&path).unwrap();
     for n in 0..10 {
         let store = if n % 2 == 0 { &a } else { &b };
-        store
-            .table()
-            .put(
-                item(json!({ "pk": "same", "sk": "s", "n": n })),
-                Condition::Always,
-            )
-            .await
-            .unwrap();
+        put(
+            &store.table(),
+            json!({ "pk": "same", "sk": "s", "n": n }),
+            Condition::Always,
+        )
+        .await;
     }
     drop((a, b));
     // A reopened store continues after the last number.
     let store = EmbeddedStore::open(&path).unwrap();
-    store
-        .table()
-        .put(
-            item(json!({ "pk": "same", "sk": "s", "n": 10 })),
-            Condition::Always,
-        )
+    put(
+        &store.table(),
+        json!({ "pk": "same", "sk": "s", "n": 10 }),
+        Condition::Always,
+    )
+    .await;
+    let ns: Vec<i64> = all_records(&store.stream())
         .await
-        .unwrap();
-    let stream = store.stream();
-    let mut records = Vec::new();
-    for s in stream.shards().await.unwrap() {
-        records.extend(stream.read(&s, None, 100).await.unwrap());
-    }
-    let ns: Vec<i64> = records
         .iter()
         .map(|r| {
             let new: Item = serde_dynamo::from_item(r.change.new_image.clone()).unwrap();
