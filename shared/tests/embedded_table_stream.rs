@@ -5,40 +5,58 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard_shared::embedded::{EmbeddedStore, FaultPlan, StoreError, StoreOptions};
-use switchyard_shared::ports::{ChangeStream, Condition, Item, Key, Table, TableError, TxOp};
+use switchyard_shared::embedded::{
+    EmbeddedStore, EmbeddedStream, FaultPlan, StoreError, StoreOptions,
+};
+use switchyard_shared::ports::{
+    ChangeStream, Condition, Item, Key, StreamRecord, Table, TableError, TxOp,
+};
 
 fn item(v: Value) -> Item {
     v.as_object().expect("object").clone()
+}
+
+/// A put that must succeed.
+async fn put(table: &dyn Table, v: Value, condition: Condition) {
+    table.put(item(v), condition).await.unwrap();
+}
+
+/// Every record of every shard.
+async fn all_records(stream: &EmbeddedStream) -> Vec<StreamRecord> {
+    let mut all = Vec::new();
+    for s in stream.shards().await.unwrap() {
+        all.extend(stream.read(&s, None, 1000).await.unwrap());
+    }
+    all
+}
+
+/// The one shard that has records (tests that write a single key).
+async fn shard_with_records(stream: &EmbeddedStream) -> String {
+    let shards = stream.shards().await.unwrap();
+    shards
+        .into_iter()
+        .find(|s| stream.latest_sequence(s).unwrap().is_some())
+        .expect("a shard with records")
 }
 
 #[tokio::test]
 async fn stream_records_have_lambdas_wire_shape() {
     let store = EmbeddedStore::in_memory().unwrap();
     let table = store.table();
-    table
-        .put(
-            item(json!({ "pk": "order#1", "sk": "meta", "status": "PLACED", "total": 12.5 })),
-            Condition::Absent,
-        )
-        .await
-        .unwrap();
-    table
-        .put(
-            item(json!({ "pk": "order#1", "sk": "meta", "status": "PAID", "total": 12.5 })),
-            Condition::Present,
-        )
-        .await
-        .unwrap();
+    put(
+        &table,
+        json!({ "pk": "order#1", "sk": "meta", "status": "PLACED", "total": 12.5 }),
+        Condition::Absent,
+    )
+    .await;
+    put(
+        &table,
+        json!({ "pk": "order#1", "sk": "meta", "status": "PAID", "total": 12.5 }),
+        Condition::Present,
+    )
+    .await;
     let stream = store.stream();
-    let shard = store
-        .stream()
-        .shards()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| stream.latest_sequence(s).unwrap().is_some())
-        .unwrap();
+    let shard = shard_with_records(&stream).await;
     let mut event = aws_lambda_events::event::dynamodb::Event::default();
     event.records = stream.read(&shard, None, 10).await.unwrap();
     let wire = serde_json::to_value(&event).unwrap();
@@ -90,21 +108,14 @@ async fn a_waiting_reader_wakes_on_a_write_and_sees_how_far_the_shard_is() {
     let store = EmbeddedStore::in_memory().unwrap();
     let table = store.table();
     let stream = store.stream();
-    let shard = {
-        // find the shard of our key by writing it once
-        table
-            .put(
-                item(json!({ "pk": "k", "sk": "s", "n": 0 })),
-                Condition::Always,
-            )
-            .await
-            .unwrap();
-        let shards = stream.shards().await.unwrap();
-        shards
-            .into_iter()
-            .find(|s| stream.latest_sequence(s).unwrap().is_some())
-            .unwrap()
-    };
+    // find the shard of our key by writing it once
+    put(
+        &table,
+        json!({ "pk": "k", "sk": "s", "n": 0 }),
+        Condition::Always,
+    )
+    .await;
+    let shard = shard_with_records(&stream).await;
     let caught_up = stream.latest_sequence(&shard).unwrap();
     assert!(
         !stream
@@ -141,43 +152,36 @@ async fn a_waiting_reader_wakes_on_a_write_and_sees_how_far_the_shard_is() {
 
 #[tokio::test]
 async fn sequence_numbers_rise_across_shards_and_survive_trimming() {
-    let store = EmbeddedStore::in_memory().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = EmbeddedStore::open(&path).unwrap();
     let table = store.table();
     let stream = store.stream();
     for n in 0..20 {
-        table
-            .put(
-                item(json!({ "pk": format!("p{n}"), "sk": "s" })),
-                Condition::Always,
-            )
-            .await
-            .unwrap();
+        put(
+            &table,
+            json!({ "pk": format!("p{n}"), "sk": "s" }),
+            Condition::Always,
+        )
+        .await;
     }
-    let mut seqs = Vec::new();
-    for s in stream.shards().await.unwrap() {
-        seqs.extend(
-            stream
-                .read(&s, None, 100)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|r| r.change.sequence_number.unwrap()),
-        );
-    }
+    let mut seqs: Vec<String> = all_records(&stream)
+        .await
+        .into_iter()
+        .map(|r| r.change.sequence_number.unwrap())
+        .collect();
     seqs.sort();
     seqs.dedup();
     assert_eq!(seqs.len(), 20, "globally unique");
     let max = seqs.last().unwrap().clone();
 
     assert_eq!(stream.trim(Duration::ZERO).unwrap(), 20);
-    table
-        .put(item(json!({ "pk": "p0", "sk": "s" })), Condition::Always)
-        .await
-        .unwrap();
-    let mut after = Vec::new();
-    for s in stream.shards().await.unwrap() {
-        after.extend(stream.read(&s, None, 100).await.unwrap());
-    }
+    // Reopened, with every record trimmed: numbering still goes on.
+    drop((table, stream, store));
+    let store = EmbeddedStore::open(&path).unwrap();
+    let (table, stream) = (store.table(), store.stream());
+    put(&table, json!({ "pk": "p0", "sk": "s" }), Condition::Always).await;
+    let after = all_records(&stream).await;
     assert_eq!(after.len(), 1);
     assert!(
         after[0].change.sequence_number.as_deref().unwrap() > max.as_str(),
@@ -198,13 +202,8 @@ async fn conditional_writes_are_atomic_under_concurrency() {
     for n in 0..16 {
         let table = table.clone();
         tasks.push(tokio::spawn(async move {
-            table
-                .put(
-                    item(json!({ "pk": "race", "sk": "s", "winner": n, "version": 0 })),
-                    Condition::Absent,
-                )
-                .await
-                .is_ok()
+            let racer = item(json!({ "pk": "race", "sk": "s", "winner": n, "version": 0 }));
+            table.put(racer, Condition::Absent).await.is_ok()
         }));
     }
     let mut wins = 0;
@@ -401,4 +400,105 @@ async fn store_options_and_schema_versions_are_checked() {
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn writers_sharing_a_commit_each_get_their_own_outcome() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let table = store.table();
+    put(
+        &table,
+        json!({ "pk": "taken", "sk": "s", "v": 0 }),
+        Condition::Absent,
+    )
+    .await;
+    // Ten writes in flight at once go out in one group commit.
+    let writes = (0..10).map(|n| {
+        let pk = if n % 2 == 0 {
+            format!("new{n}")
+        } else {
+            "taken".to_owned()
+        };
+        table.put(
+            item(json!({ "pk": pk, "sk": "s", "v": n })),
+            Condition::Absent,
+        )
+    });
+    let results = futures::future::join_all(writes).await;
+    for (n, r) in results.iter().enumerate() {
+        match (n % 2, r) {
+            (0, Ok(())) => {}
+            (1, Err(TableError::ConditionFailed { current, .. })) => {
+                assert_eq!(current.as_ref().unwrap()["v"], json!(0))
+            }
+            other => panic!("write {n}: {other:?}"),
+        }
+    }
+    let records = all_records(&store.stream()).await.len();
+    assert_eq!(records, 6, "the first put and the five that succeeded");
+}
+
+#[tokio::test]
+async fn a_write_cancelled_before_its_commit_never_lands() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let table = store.table();
+    let mut cancelled = table.put(item(json!({ "pk": "gone", "sk": "s" })), Condition::Always);
+    assert!(
+        futures::poll!(&mut cancelled).is_pending(),
+        "queued, waiting for its commit"
+    );
+    drop(cancelled);
+    put(
+        &table,
+        json!({ "pk": "kept", "sk": "s" }),
+        Condition::Always,
+    )
+    .await;
+    let pks: Vec<String> = table
+        .scan()
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i["pk"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pks, ["kept"]);
+}
+
+#[tokio::test]
+async fn two_stores_on_one_file_hand_out_distinct_sequence_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let a = EmbeddedStore::open(&path).unwrap();
+    let b = EmbeddedStore::open(&path).unwrap();
+    for n in 0..10 {
+        let store = if n % 2 == 0 { &a } else { &b };
+        put(
+            &store.table(),
+            json!({ "pk": "same", "sk": "s", "n": n }),
+            Condition::Always,
+        )
+        .await;
+    }
+    drop((a, b));
+    // A reopened store continues after the last number.
+    let store = EmbeddedStore::open(&path).unwrap();
+    put(
+        &store.table(),
+        json!({ "pk": "same", "sk": "s", "n": 10 }),
+        Condition::Always,
+    )
+    .await;
+    let ns: Vec<i64> = all_records(&store.stream())
+        .await
+        .iter()
+        .map(|r| {
+            let new: Item = serde_dynamo::from_item(r.change.new_image.clone()).unwrap();
+            new["n"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ns,
+        (0..=10).collect::<Vec<_>>(),
+        "one shard, in write order, none lost to a clash"
+    );
 }

@@ -19,6 +19,14 @@ pub struct FaultPlan {
     pub blob_error_rate: f64,
 }
 
+/// A plan with a rate outside 0.0..=1.0.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{name} must be within 0.0..=1.0, got {rate}")]
+pub struct InvalidFaultPlan {
+    pub name: &'static str,
+    pub rate: f64,
+}
+
 /// Which port a call belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultTarget {
@@ -38,14 +46,14 @@ pub struct Faults {
 
 impl Faults {
     /// Turns injection on with `plan`, or off with `None`.
-    pub fn set(&self, plan: Option<FaultPlan>) -> Result<(), String> {
+    pub fn set(&self, plan: Option<FaultPlan>) -> Result<(), InvalidFaultPlan> {
         if let Some(p) = plan {
             for (name, rate) in [
                 ("table_error_rate", p.table_error_rate),
                 ("blob_error_rate", p.blob_error_rate),
             ] {
                 if !(0.0..=1.0).contains(&rate) {
-                    return Err(format!("{name} must be within 0.0..=1.0, got {rate}"));
+                    return Err(InvalidFaultPlan { name, rate });
                 }
             }
         }

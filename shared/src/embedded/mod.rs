@@ -1,5 +1,28 @@
 //! Embedded adapters: one SQLite database for the table, its change stream
 //! and the queues; a folder for blobs.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use switchyard_shared::embedded::{EmbeddedStore, FolderBlobStore, QueueConfig};
+//! use switchyard_shared::ports::{Condition, OutgoingMessage, Queue, Table};
+//! use std::time::Duration;
+//!
+//! let store = EmbeddedStore::open(".switchyard/switchyard.db")?; // or EmbeddedStore::in_memory()
+//! store.create_queue(QueueConfig::new("order-processor-dlq"))?; // DLQs first
+//! store.create_queue(QueueConfig::new("order-processor").with_dlq("order-processor-dlq", 5))?;
+//! let queue = store.queue("order-processor")?;
+//! queue.send_batch(vec![OutgoingMessage::new("{}")]).await?;
+//! let batch = queue.receive(10, Duration::from_secs(30), Duration::from_secs(20)).await?;
+//!
+//! let table = store.table(); // every write also appends a stream record
+//! let stream = store.stream(); // shards(), read(), checkpoints, latest_sequence(), wait_for_records()
+//! let blobs = FolderBlobStore::new(".switchyard/blobs")?.with_faults(store.faults().clone());
+//! # let _ = (batch, table, stream, blobs, Condition::Always); Ok(()) }
+//! ```
+//!
+//! Table writes are group-committed: writes that are in flight together
+//! (handlers of one batch run concurrently, several consumers) share one
+//! SQLite transaction, and each is acknowledged only once that committed.
 
 pub mod blobs;
 pub mod faults;
@@ -9,7 +32,7 @@ pub mod stream;
 pub mod table;
 
 pub use blobs::FolderBlobStore;
-pub use faults::{FaultPlan, FaultTarget, Faults};
+pub use faults::{FaultPlan, FaultTarget, Faults, InvalidFaultPlan};
 pub use queue::{EmbeddedQueue, PeekedMessage, QueueConfig, QueueStats};
 pub use store::{EmbeddedStore, StoreError, StoreOptions};
 pub use stream::{format_sequence, EmbeddedStream};

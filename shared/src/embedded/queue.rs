@@ -224,6 +224,15 @@ fn decode_attributes(text: Option<&str>) -> Result<BTreeMap<String, SnsAttribute
     }
 }
 
+/// A v4-shaped UUID like SQS's message ids, from a fast thread-local RNG
+/// (ids need to be unique, not unguessable; the OS RNG cost a syscall each).
+fn new_message_id() -> String {
+    let bytes = fastrand::u128(..).to_le_bytes();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
 fn receipt_handle(id: i64, nonce: u64) -> String {
     format!("{id}:{nonce}")
 }
@@ -799,7 +808,7 @@ impl Queue for EmbeddedQueue {
                         continue;
                     }
                 }
-                let message_id = uuid::Uuid::new_v4().to_string();
+                let message_id = new_message_id();
                 let visible_at = match &m.group_id {
                     Some(g) if cfg.fifo && group_busy(tx, queue, g)? => BLOCKED,
                     _ => now.saturating_add(ms(m.delay)),

@@ -7,6 +7,7 @@
 //! per commit.
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -17,6 +18,8 @@ use tokio::sync::Notify;
 
 use super::faults::Faults;
 use super::queue::QueueMeta;
+use super::stream::StreamSeq;
+use super::table::WriteQueue;
 use crate::envelope::{LOCAL_ACCOUNT, LOCAL_REGION};
 
 /// The schema this code writes; a database from a newer build is refused.
@@ -78,16 +81,17 @@ CREATE TABLE IF NOT EXISTS items (
     pk TEXT NOT NULL, sk TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (pk, sk)
 ) WITHOUT ROWID;
--- AUTOINCREMENT: a sequence number is never reused, even after trimming.
+-- Keyed by (shard, seq): one B-tree page touched per record. `seq` is
+-- global and handed out by the writer (see stream::next_sequence).
 CREATE TABLE IF NOT EXISTS stream (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
     shard INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
     event TEXT NOT NULL,
     pk TEXT NOT NULL, sk TEXT NOT NULL,
     new_image TEXT, old_image TEXT,
-    at_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS stream_by_shard ON stream (shard, seq);
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (shard, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     consumer TEXT NOT NULL, shard INTEGER NOT NULL, seq TEXT NOT NULL,
     PRIMARY KEY (consumer, shard)
@@ -121,7 +125,9 @@ CREATE TABLE IF NOT EXISTS dedup (
 /// The embedded backend's database. Open it once and share the `Arc`; the
 /// table, stream and queues are cheap handles onto it.
 pub struct EmbeddedStore {
-    conn: Mutex<Connection>,
+    conn: Mutex<Conn>,
+    /// Table writes waiting for the next group commit.
+    pub(super) writes: WriteQueue,
     path: String,
     pub(super) shard_ids: Vec<String>,
     pub(super) table_name: String,
@@ -233,7 +239,11 @@ impl EmbeddedStore {
             options.table_name
         );
         Ok(Arc::new(EmbeddedStore {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Conn {
+                db: conn,
+                stream_seq: StreamSeq::default(),
+            }),
+            writes: WriteQueue::default(),
             path: shown,
             shard_ids: (0..shards).map(shard_id).collect(),
             table_name: options.table_name,
@@ -264,7 +274,7 @@ impl EmbeddedStore {
         &self.faults
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Conn> {
         // A panic mid-transaction rolls the transaction back on drop, so the
         // connection is still consistent after a poisoned lock.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
@@ -309,7 +319,37 @@ impl EmbeddedStore {
     }
 }
 
-fn meta_get_or_init(conn: &Connection, key: &str, default: &str) -> rusqlite::Result<String> {
+/// The connection and the writer's stream-sequence state, locked together.
+pub(super) struct Conn {
+    db: Connection,
+    pub(super) stream_seq: StreamSeq,
+}
+
+impl Conn {
+    /// Both halves at once, so a transaction on `db` can use `stream_seq`.
+    pub(super) fn parts(&mut self) -> (&mut Connection, &mut StreamSeq) {
+        (&mut self.db, &mut self.stream_seq)
+    }
+}
+
+impl Deref for Conn {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.db
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.db
+    }
+}
+
+pub(super) fn meta_get_or_init(
+    conn: &Connection,
+    key: &str,
+    default: &str,
+) -> rusqlite::Result<String> {
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
         (key, default),

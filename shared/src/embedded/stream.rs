@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::{StreamRecord as Change, StreamViewType};
-use rusqlite::OptionalExtension;
+use rusqlite::{OptionalExtension, Transaction};
 
 use super::store::{now_ms, wait_until, EmbeddedStore};
 use crate::envelope::LOCAL_REGION;
@@ -44,6 +44,55 @@ fn parse_sequence(s: &str) -> Result<i64, StreamError> {
     s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
         StreamError::Backend(format!("malformed sequence number {s:?} (expected digits)"))
     })
+}
+
+/// The writer's next global sequence number, cached between transactions.
+#[derive(Debug, Default)]
+pub(crate) struct StreamSeq {
+    /// `PRAGMA data_version` when `next` was last known right.
+    seen_version: Option<i64>,
+    next: i64,
+}
+
+impl StreamSeq {
+    /// Makes `next` right for this write transaction. The cache holds while
+    /// no other connection has committed (data_version unchanged); otherwise
+    /// it is reloaded from each shard's last record and the trim high-water mark.
+    pub(super) fn refresh(&mut self, tx: &Transaction<'_>, shards: usize) -> rusqlite::Result<()> {
+        let version: i64 = tx
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        if self.seen_version == Some(version) {
+            return Ok(());
+        }
+        let mut max = high_water(tx)?;
+        let mut st = tx.prepare_cached("SELECT MAX(seq) FROM stream WHERE shard = ?1")?;
+        for shard in 0..shards as i64 {
+            max = max.max(
+                st.query_row([shard], |r| r.get::<_, Option<i64>>(0))?
+                    .unwrap_or(0),
+            );
+        }
+        self.next = max + 1;
+        self.seen_version = Some(version);
+        Ok(())
+    }
+
+    /// The next sequence number (call `refresh` first in the transaction).
+    pub(super) fn take(&mut self) -> i64 {
+        let seq = self.next;
+        self.next += 1;
+        seq
+    }
+}
+
+/// The highest sequence number ever trimmed away, so none is reused.
+fn high_water(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
+    let v: Option<String> = tx
+        .prepare_cached("SELECT value FROM meta WHERE key = 'stream_high_water'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 impl EmbeddedStream {
@@ -100,8 +149,18 @@ impl EmbeddedStream {
     /// Returns how many went. Checkpoints are untouched.
     pub fn trim(&self, retention: Duration) -> Result<usize, StreamError> {
         let cutoff = now_ms() - super::store::ms(retention);
-        let conn = self.store.lock();
-        Ok(conn.execute("DELETE FROM stream WHERE at_ms <= ?1", [cutoff])?)
+        let shards = self.store.shard_ids.len();
+        self.store.write(|tx| {
+            // Remember the highest number first: it must not come back.
+            let mut seq = StreamSeq::default();
+            seq.refresh(tx, shards)?;
+            let highest = (seq.take() - 1).to_string();
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('stream_high_water', ?1)",
+                [highest],
+            )?;
+            Ok(tx.execute("DELETE FROM stream WHERE at_ms <= ?1", [cutoff])?)
+        })
     }
 
     fn record(&self, row: &rusqlite::Row<'_>) -> Result<StreamRecord, StreamError> {

@@ -2,14 +2,17 @@
 //! write appends its change-stream record in the same transaction.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Transaction};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 use serde::Deserialize;
+use tokio::sync::oneshot;
 
 use super::faults::FaultTarget;
 use super::store::{now_ms, EmbeddedStore};
+use super::stream::StreamSeq;
 use crate::ports::{Capabilities, Condition, Item, Key, Table, TableError, TxOp};
 
 /// DynamoDB's limits, kept so the embedded table refuses what AWS would.
@@ -137,6 +140,7 @@ fn failed_item(body: Option<String>) -> Result<Option<Box<Item>>, TableError> {
 fn apply(
     store: &EmbeddedStore,
     tx: &Transaction<'_>,
+    seq: &mut StreamSeq,
     w: &Write,
     old: Option<&str>,
     at_ms: i64,
@@ -163,10 +167,12 @@ fn apply(
         (None, None) => return Ok(false),
     };
     let mut st = tx.prepare_cached(
-        "INSERT INTO stream (shard, event, pk, sk, new_image, old_image, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO stream (shard, seq, event, pk, sk, new_image, old_image, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     st.execute((
         store.shard_of(&w.key.pk),
+        seq.take(),
         event,
         &w.key.pk,
         &w.key.sk,
@@ -177,12 +183,83 @@ fn apply(
     Ok(true)
 }
 
-impl EmbeddedTable {
-    /// One conditional write (put or delete) in its own transaction.
-    fn write_one(&self, w: Write, condition: &Condition) -> Result<(), TableError> {
-        self.maybe_fail()?;
-        let store = &*self.store;
-        let recorded = store.write(|tx| {
+/// One op of a transaction, validated.
+struct Planned {
+    write: Write,
+    condition: Condition,
+    /// `false` for a condition check that writes nothing.
+    writes: bool,
+}
+
+/// A table write waiting for the group commit.
+enum JobKind {
+    One(Write, Condition),
+    Many(Vec<Planned>),
+}
+
+struct Job {
+    kind: JobKind,
+    reply: oneshot::Sender<Result<(), TableError>>,
+}
+
+/// Group commit for table writes: concurrent writers queue their writes and
+/// one of them commits the whole queue in a single SQLite transaction, so
+/// the per-commit cost (WAL frames, locks) is shared. A write is
+/// acknowledged only after its transaction committed.
+#[derive(Default)]
+pub(crate) struct WriteQueue {
+    pending: Mutex<Vec<Job>>,
+    /// Set while some task runs the commit loop.
+    committing: AtomicBool,
+}
+
+/// Resets `committing` even if a commit panics, so writers never hang.
+struct CommitterGuard<'a>(&'a AtomicBool);
+
+impl Drop for CommitterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl WriteQueue {
+    fn push(&self, job: Job) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(job);
+    }
+
+    fn take(&self) -> Vec<Job> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+}
+
+/// Whether a job's own condition failed (the rest of the batch goes on).
+fn is_refusal(e: &TableError) -> bool {
+    matches!(
+        e,
+        TableError::ConditionFailed { .. } | TableError::TransactionCancelled { .. }
+    )
+}
+
+/// Runs one job inside the batch transaction; `Ok(true)` if it recorded changes.
+fn run_job(
+    store: &EmbeddedStore,
+    tx: &Transaction<'_>,
+    seq: &mut StreamSeq,
+    kind: &JobKind,
+    at_ms: i64,
+) -> Result<bool, TableError> {
+    match kind {
+        JobKind::One(w, condition) => {
             let old = current(tx, &w.key)?;
             if !holds(condition, old.as_deref()) {
                 return Err(TableError::ConditionFailed {
@@ -190,12 +267,136 @@ impl EmbeddedTable {
                     current: failed_item(old)?,
                 });
             }
-            apply(store, tx, &w, old.as_deref(), now_ms())
-        })?;
-        if recorded {
-            store.stream_notify.notify_waiters();
+            apply(store, tx, seq, w, old.as_deref(), at_ms)
         }
-        Ok(())
+        JobKind::Many(planned) => {
+            // Check every condition before writing anything.
+            let mut olds = Vec::with_capacity(planned.len());
+            let mut failures = Vec::with_capacity(planned.len());
+            for p in planned {
+                let old = current(tx, &p.write.key)?;
+                failures.push(if holds(&p.condition, old.as_deref()) {
+                    None
+                } else {
+                    Some(failed_item(old.clone())?)
+                });
+                olds.push(old);
+            }
+            if failures.iter().any(Option::is_some) {
+                return Err(TableError::TransactionCancelled { failures });
+            }
+            let mut recorded = false;
+            for (p, old) in planned.iter().zip(&olds) {
+                if p.writes {
+                    recorded |= apply(store, tx, seq, &p.write, old.as_deref(), at_ms)?;
+                }
+            }
+            Ok(recorded)
+        }
+    }
+}
+
+/// Commits a batch of jobs in one transaction and answers each. A job whose
+/// caller has gone (cancelled) before the batch started is dropped unwritten.
+fn commit_batch(store: &EmbeddedStore, jobs: Vec<Job>) {
+    let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
+    if jobs.is_empty() {
+        return;
+    }
+    let shards = store.shard_ids.len();
+    let mut guard = store.lock();
+    let (db, seq) = guard.parts();
+    let outcome = (|| {
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        seq.refresh(&tx, shards)?;
+        let at_ms = now_ms();
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut recorded = false;
+        for job in &jobs {
+            match run_job(store, &tx, seq, &job.kind, at_ms) {
+                Ok(r) => {
+                    recorded |= r;
+                    results.push(Ok(()));
+                }
+                Err(e) if is_refusal(&e) => results.push(Err(e)),
+                // Anything else is the database failing: nothing of the batch lands.
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit()?;
+        Ok::<_, TableError>((results, recorded))
+    })();
+    drop(guard);
+    match outcome {
+        Ok((results, recorded)) => {
+            if recorded {
+                store.stream_notify.notify_waiters();
+            }
+            for (job, result) in jobs.into_iter().zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, writes = jobs.len(), "table batch failed; nothing of it was written");
+            let msg = e.to_string();
+            let transient = matches!(e, TableError::Transient(_));
+            for job in jobs {
+                let _ = job.reply.send(Err(if transient {
+                    TableError::Transient(msg.clone())
+                } else {
+                    TableError::Backend(msg.clone())
+                }));
+            }
+        }
+    }
+}
+
+impl EmbeddedStore {
+    /// Commits pending table writes unless another task is already doing so
+    /// (it will pick them up: it loops until the queue is empty).
+    fn commit_pending(&self) {
+        loop {
+            if self.writes.committing.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            {
+                let _guard = CommitterGuard(&self.writes.committing);
+                loop {
+                    let batch = self.writes.take();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    commit_batch(self, batch);
+                }
+            }
+            // A write queued between the last take and the reset has no
+            // committer yet: go round again.
+            if self.writes.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+impl EmbeddedTable {
+    /// Queues a write for the group commit and waits for its outcome.
+    async fn submit(&self, kind: JobKind) -> Result<(), TableError> {
+        self.maybe_fail()?;
+        let (reply, mut outcome) = oneshot::channel();
+        self.store.writes.push(Job { kind, reply });
+        // Let other ready writers queue theirs, so they share this commit.
+        tokio::task::yield_now().await;
+        // Commit only if no one has yet: a writer whose job went out with
+        // someone else's batch must not commit the next writer's job alone.
+        if let Ok(result) = outcome.try_recv() {
+            return result;
+        }
+        self.store.commit_pending();
+        outcome.await.unwrap_or_else(|_| {
+            Err(TableError::Backend(
+                "the write was dropped: its committing task panicked".to_owned(),
+            ))
+        })
     }
 }
 
@@ -212,24 +413,20 @@ impl Table for EmbeddedTable {
 
     async fn put(&self, item: Item, condition: Condition) -> Result<(), TableError> {
         let (key, body) = encode(&item)?;
-        self.write_one(
-            Write {
-                key,
-                body: Some(body),
-            },
-            &condition,
-        )
+        let write = Write {
+            key,
+            body: Some(body),
+        };
+        self.submit(JobKind::One(write, condition)).await
     }
 
     async fn delete(&self, key: &Key, condition: Condition) -> Result<(), TableError> {
         validate_key(key)?;
-        self.write_one(
-            Write {
-                key: key.clone(),
-                body: None,
-            },
-            &condition,
-        )
+        let write = Write {
+            key: key.clone(),
+            body: None,
+        };
+        self.submit(JobKind::One(write, condition)).await
     }
 
     async fn transact(&self, ops: Vec<TxOp>) -> Result<(), TableError> {
@@ -242,78 +439,28 @@ impl Table for EmbeddedTable {
         // Validate everything before touching the database.
         let mut seen = HashSet::with_capacity(ops.len());
         let mut planned = Vec::with_capacity(ops.len());
-        for op in &ops {
-            let (w, condition, writes) = match op {
+        for op in ops {
+            let (key, body, condition, writes) = match op {
                 TxOp::Put { item, condition } => {
-                    let (key, body) = encode(item)?;
-                    (
-                        Write {
-                            key,
-                            body: Some(body),
-                        },
-                        condition,
-                        true,
-                    )
+                    let (key, body) = encode(&item)?;
+                    (key, Some(body), condition, true)
                 }
-                TxOp::Delete { key, condition } => (
-                    Write {
-                        key: key.clone(),
-                        body: None,
-                    },
-                    condition,
-                    true,
-                ),
-                TxOp::Check { key, condition } => (
-                    Write {
-                        key: key.clone(),
-                        body: None,
-                    },
-                    condition,
-                    false,
-                ),
+                TxOp::Delete { key, condition } => (key, None, condition, true),
+                TxOp::Check { key, condition } => (key, None, condition, false),
             };
-            validate_key(&w.key)?;
-            if !seen.insert(w.key.clone()) {
+            validate_key(&key)?;
+            if !seen.insert(key.clone()) {
                 return Err(TableError::InvalidItem(format!(
-                    "transaction touches {:?} twice; DynamoDB allows one operation per item",
-                    w.key
+                    "transaction touches {key:?} twice; DynamoDB allows one operation per item"
                 )));
             }
-            planned.push((w, condition, writes));
+            planned.push(Planned {
+                write: Write { key, body },
+                condition,
+                writes,
+            });
         }
-        self.maybe_fail()?;
-        let store = &*self.store;
-        let recorded = store.write(|tx| {
-            let mut olds = Vec::with_capacity(planned.len());
-            let mut failures = Vec::with_capacity(planned.len());
-            let mut any_failed = false;
-            for (w, condition, _) in &planned {
-                let old = current(tx, &w.key)?;
-                if holds(condition, old.as_deref()) {
-                    failures.push(None);
-                } else {
-                    any_failed = true;
-                    failures.push(Some(failed_item(old.clone())?));
-                }
-                olds.push(old);
-            }
-            if any_failed {
-                // Returning Err drops the transaction: nothing is written.
-                return Err(TableError::TransactionCancelled { failures });
-            }
-            let at_ms = now_ms();
-            let mut recorded = false;
-            for ((w, _, writes), old) in planned.iter().zip(&olds) {
-                if *writes {
-                    recorded |= apply(store, tx, w, old.as_deref(), at_ms)?;
-                }
-            }
-            Ok(recorded)
-        })?;
-        if recorded {
-            store.stream_notify.notify_waiters();
-        }
-        Ok(())
+        self.submit(JobKind::Many(planned)).await
     }
 
     async fn query(&self, pk: &str, sk_prefix: Option<&str>) -> Result<Vec<Item>, TableError> {
