@@ -4,7 +4,7 @@
 //! checkpoint; retry from the first failed record; after the retry limit,
 //! the record goes to the on-failure queue).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,39 @@ impl QueueWorkerConfig {
         (self.retry_base * factor)
             .min(self.retry_cap)
             .min(self.visibility_timeout)
+    }
+}
+
+/// What goes wrong with one batch, on purpose (replays with faults).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchFaults {
+    /// The consumer dies after handling this many of the batch's messages:
+    /// nothing is deleted or released, so the whole batch returns after its
+    /// visibility timeout (for a stream batch: no checkpoint is saved).
+    pub crash_after: Option<usize>,
+    /// Messages (by index in the batch) whose visibility runs out while they
+    /// are handled, so another poller may receive them again meanwhile.
+    pub expire: Vec<usize>,
+}
+
+/// Hooks a worker consults once per batch, for replays with faults and for
+/// benchmarks; none are installed by default, so the normal path pays one
+/// `Option` check per batch.
+pub trait WorkerHooks: Send + Sync + std::fmt::Debug {
+    /// What goes wrong with this batch (nothing, by default).
+    fn batch_faults(&self, _consumer: &str, _batch_len: usize) -> BatchFaults {
+        BatchFaults::default()
+    }
+    /// A queue batch was handled and settled: `failures` (message id ->
+    /// (reason, permanent)) were released for a retry, the rest deleted.
+    /// `crashed` batches were abandoned instead (nothing deleted or released).
+    fn batch_settled(
+        &self,
+        _consumer: &str,
+        _messages: &[ReceivedMessage],
+        _failures: &BTreeMap<String, (String, bool)>,
+        _crashed: bool,
+    ) {
     }
 }
 
@@ -86,6 +119,17 @@ pub async fn run_queue_worker(
     queue: Arc<dyn Queue>,
     handler: SqsBatchHandler,
     config: QueueWorkerConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_queue_worker_with(queue, handler, config, None, shutdown).await
+}
+
+/// [`run_queue_worker`] with optional [`WorkerHooks`].
+pub async fn run_queue_worker_with(
+    queue: Arc<dyn Queue>,
+    handler: SqsBatchHandler,
+    config: QueueWorkerConfig,
+    hooks: Option<Arc<dyn WorkerHooks>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     while !*shutdown.borrow() {
@@ -102,6 +146,31 @@ pub async fn run_queue_worker(
                 continue;
             }
         };
+        let faults = match &hooks {
+            Some(h) => h.batch_faults(&config.consumer, messages.len()),
+            None => BatchFaults::default(),
+        };
+        for m in faults.expire.iter().filter_map(|&i| messages.get(i)) {
+            // As if the handler outlived the visibility timeout: visible again now.
+            if let Err(e) = queue
+                .change_visibility(&m.receipt_handle, Duration::ZERO)
+                .await
+            {
+                tracing::warn!(consumer = %config.consumer, error = %e, "expiring visibility failed");
+            }
+        }
+        if let Some(n) = faults.crash_after {
+            // Dies mid-batch: what was handled stays handled, nothing is settled.
+            let handled = &messages[..n.min(messages.len())];
+            let outcome = handler
+                .handle_batch(sqs_event(queue.name(), handled))
+                .await;
+            tracing::info!(consumer = %config.consumer, handled = handled.len(), batch = messages.len(), "injected crash mid-batch");
+            if let Some(h) = &hooks {
+                h.batch_settled(&config.consumer, handled, &outcome.failures, true);
+            }
+            continue;
+        }
         let outcome = handler
             .handle_batch(sqs_event(queue.name(), &messages))
             .await;
@@ -122,6 +191,9 @@ pub async fn run_queue_worker(
                 // The messages come back after their visibility timeout; handlers are idempotent.
                 tracing::warn!(consumer = %config.consumer, error = %e, "delete failed");
             }
+        }
+        if let Some(h) = &hooks {
+            h.batch_settled(&config.consumer, &messages, &outcome.failures, false);
         }
     }
 }
@@ -153,6 +225,24 @@ pub async fn run_stream_worker(
     reactor: Arc<StreamReactor>,
     on_failure: Arc<dyn Queue>,
     config: StreamWorkerConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_stream_worker_with(
+        stream, waiter, shard, reactor, on_failure, config, None, shutdown,
+    )
+    .await
+}
+
+/// [`run_stream_worker`] with optional [`WorkerHooks`] (only crashes apply).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_stream_worker_with(
+    stream: Arc<dyn ChangeStream>,
+    waiter: Arc<dyn RecordWaiter>,
+    shard: String,
+    reactor: Arc<StreamReactor>,
+    on_failure: Arc<dyn Queue>,
+    config: StreamWorkerConfig,
+    hooks: Option<Arc<dyn WorkerHooks>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut attempts: HashMap<String, u32> = HashMap::new();
@@ -181,6 +271,17 @@ pub async fn run_stream_worker(
                 _ = waiter.wait_for_records(&shard, after.as_deref(), config.idle_wait) => {}
                 _ = shutdown.changed() => break,
             }
+            continue;
+        }
+        if let Some(n) = hooks
+            .as_ref()
+            .and_then(|h| h.batch_faults(&config.consumer, records.len()).crash_after)
+        {
+            // Dies mid-batch: the records it handled are read again, as no checkpoint is saved.
+            let mut event = StreamEvent::default();
+            event.records = records[..n.min(records.len())].to_vec();
+            let _ = reactor.handle(event).await;
+            tracing::info!(consumer = %config.consumer, shard = %shard, "injected crash mid-batch");
             continue;
         }
         let sequences: Vec<String> = records.iter().map(sequence_of).collect();
