@@ -65,17 +65,22 @@ pub trait WorkerHooks: Send + Sync + std::fmt::Debug {
     fn batch_faults(&self, _consumer: &str, _batch_len: usize) -> BatchFaults {
         BatchFaults::default()
     }
-    /// A queue batch was handled and settled: `failures` (message id ->
-    /// (reason, permanent)) were released for a retry, the rest deleted.
-    /// `crashed` batches were abandoned instead (nothing deleted or released).
-    fn batch_settled(
-        &self,
-        _consumer: &str,
-        _messages: &[ReceivedMessage],
-        _failures: &BTreeMap<String, (String, bool)>,
-        _crashed: bool,
-    ) {
-    }
+    /// A queue batch is over; see [`SettledBatch`].
+    fn batch_settled(&self, _consumer: &str, _batch: &SettledBatch<'_>) {}
+}
+
+/// How a queue batch ended.
+#[derive(Debug)]
+pub struct SettledBatch<'a> {
+    /// The whole batch as received.
+    pub messages: &'a [ReceivedMessage],
+    /// How many of them (from the first) the handler saw: all, unless it crashed.
+    pub handled: usize,
+    /// Handled messages that failed (message id -> (reason, permanent)):
+    /// released for a retry. The other handled ones were deleted.
+    pub failures: &'a BTreeMap<String, (String, bool)>,
+    /// Abandoned by a crash: nothing was deleted or released.
+    pub crashed: bool,
 }
 
 /// The `SqsEvent` Lambda would build from these messages.
@@ -167,7 +172,13 @@ pub async fn run_queue_worker_with(
                 .await;
             tracing::info!(consumer = %config.consumer, handled = handled.len(), batch = messages.len(), "injected crash mid-batch");
             if let Some(h) = &hooks {
-                h.batch_settled(&config.consumer, handled, &outcome.failures, true);
+                let batch = SettledBatch {
+                    messages: &messages,
+                    handled: handled.len(),
+                    failures: &outcome.failures,
+                    crashed: true,
+                };
+                h.batch_settled(&config.consumer, &batch);
             }
             continue;
         }
@@ -193,7 +204,13 @@ pub async fn run_queue_worker_with(
             }
         }
         if let Some(h) = &hooks {
-            h.batch_settled(&config.consumer, &messages, &outcome.failures, false);
+            let batch = SettledBatch {
+                messages: &messages,
+                handled: messages.len(),
+                failures: &outcome.failures,
+                crashed: false,
+            };
+            h.batch_settled(&config.consumer, &batch);
         }
     }
 }

@@ -50,7 +50,7 @@ pub struct Scenario {
 }
 
 /// Retry delays short enough for tests, long enough to let an early event wait its turn.
-fn test_runtime() -> RuntimeOptions {
+pub fn test_runtime() -> RuntimeOptions {
     RuntimeOptions {
         retry_base: Duration::from_millis(2),
         retry_cap: Duration::from_millis(20),
@@ -138,6 +138,12 @@ impl Scenario {
 
     pub fn runtime(mut self, runtime: RuntimeOptions) -> Self {
         self.options.runtime = runtime;
+        self
+    }
+
+    /// The thumbnails to make (smaller ones keep image-heavy scenarios fast).
+    pub fn variants(mut self, variants: Vec<switchyard_imaging::VariantSpec>) -> Self {
+        self.options.runtime.variants = variants;
         self
     }
 

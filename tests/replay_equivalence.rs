@@ -17,6 +17,15 @@ const ORDERS: &str = "fixtures/orders-1000.jsonl";
 const OUT_OF_ORDER: &str = "fixtures/out-of-order.jsonl";
 const POISON: &str = "fixtures/poison.jsonl";
 
+/// The fixture, with small thumbnails: resizing to 512x512 in a debug build
+/// would dominate the run without testing anything replay-specific.
+fn scenario(fixture: &str) -> Scenario {
+    Scenario::replay(fixture).variants(vec![
+        "64=64x64:cover:jpeg:80".parse().unwrap(),
+        "16=16x16:cover:jpeg:80".parse().unwrap(),
+    ])
+}
+
 /// Every fault kind alone, then all of them at once.
 fn fault_kinds() -> Vec<(&'static str, FaultSpec)> {
     vec![
@@ -72,17 +81,19 @@ fn statuses(s: &StateSnapshot) -> BTreeMap<String, OrderStatus> {
         .collect()
 }
 
-/// Runs every fault kind against the fault-free run of `fixture`.
+/// Runs every fault kind against the fault-free run of `fixture`. The runs
+/// go side by side: each waits on retries and visibility timeouts, and
+/// those waits overlap.
 async fn equivalent_under_every_fault(fixture: &str, clean: &ScenarioRun) {
     clean.assert_accounted();
     clean.assert_outbox_complete();
-    for (seed, (name, faults)) in fault_kinds().into_iter().enumerate() {
-        let run = Scenario::replay(fixture)
-            .faults(faults)
-            .seed(seed as u64 + 1)
-            .run()
-            .await
-            .unwrap_or_else(|e| panic!("{fixture} with {name}: {e:#}"));
+    let kinds = fault_kinds();
+    let runs = futures::future::join_all(kinds.iter().enumerate().map(|(seed, (_, faults))| {
+        scenario(fixture).faults(*faults).seed(seed as u64 + 1).run()
+    }))
+    .await;
+    for ((name, faults), run) in kinds.into_iter().zip(runs) {
+        let run = run.unwrap_or_else(|e| panic!("{fixture} with {name}: {e:#}"));
         eprintln!("{fixture} with {name}:\n{}", run.report);
         run.assert_accounted();
         run.assert_same_outcome(clean);
@@ -116,7 +127,7 @@ async fn equivalent_under_every_fault(fixture: &str, clean: &ScenarioRun) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_orders_with_images_end_the_same_under_every_fault() {
-    let clean = Scenario::replay(ORDERS).run().await.unwrap();
+    let clean = scenario(ORDERS).run().await.unwrap();
     let log = EventLog::read(std::path::Path::new("tests").join(ORDERS).as_path()).unwrap();
     assert_eq!(statuses(&clean.snapshot), expected_statuses(&log, &BTreeSet::new()));
     assert_eq!(clean.snapshot.orders.len(), 1000);
@@ -148,7 +159,7 @@ async fn a_thousand_orders_with_images_end_the_same_under_every_fault() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_before_placements_converge_under_every_fault() {
-    let clean = Scenario::replay(OUT_OF_ORDER).run().await.unwrap();
+    let clean = scenario(OUT_OF_ORDER).run().await.unwrap();
     let log = EventLog::read(std::path::Path::new("tests").join(OUT_OF_ORDER).as_path()).unwrap();
     assert_eq!(statuses(&clean.snapshot), expected_statuses(&log, &BTreeSet::new()));
     assert!(clean.dead_letters.is_empty(), "{:?}", clean.dead_letters);
@@ -159,7 +170,7 @@ async fn payments_before_placements_converge_under_every_fault() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_is_dead_lettered_with_reasons_under_every_fault() {
-    let clean = Scenario::replay(POISON).run().await.unwrap();
+    let clean = scenario(POISON).run().await.unwrap();
     // Two of each poison kind; the refused ones never reach a queue.
     let refused: Vec<&str> = clean
         .report

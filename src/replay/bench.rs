@@ -22,12 +22,11 @@ use anyhow::{bail, Context};
 use router_rules::Topology;
 use serde::Deserialize;
 use switchyard_shared::config::DataDir;
-use switchyard_shared::ports::ReceivedMessage;
 use switchyard_shared::Envelope;
 
 use super::generate;
 use super::replayer::{publish_paced, Rate};
-use crate::runtime::WorkerHooks;
+use crate::runtime::{SettledBatch, WorkerHooks};
 use crate::system::{EmbeddedSystem, RuntimeOptions};
 
 #[derive(Debug, Clone)]
@@ -229,20 +228,15 @@ impl ConsumedClock {
 }
 
 impl WorkerHooks for ConsumedClock {
-    fn batch_settled(
-        &self,
-        consumer: &str,
-        messages: &[ReceivedMessage],
-        failures: &std::collections::BTreeMap<String, (String, bool)>,
-        crashed: bool,
-    ) {
-        if consumer != self.consumer || crashed {
+    fn batch_settled(&self, consumer: &str, batch: &SettledBatch<'_>) {
+        if consumer != self.consumer || batch.crashed {
             return;
         }
         let now = Instant::now();
-        let hits: Vec<usize> = messages
+        let hits: Vec<usize> = batch
+            .messages
             .iter()
-            .filter(|m| !failures.contains_key(&m.message_id))
+            .filter(|m| !batch.failures.contains_key(&m.message_id))
             .filter_map(|m| serde_json::from_str::<StatusChangedBody>(&m.body).ok())
             .filter(|b| b.detail_type == "OrderStatusChanged")
             .filter_map(|b| self.keys.get(&(b.detail.order_id, b.detail.version)).copied())

@@ -19,9 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use switchyard_shared::ports::ReceivedMessage;
-
-use crate::runtime::{BatchFaults, WorkerHooks};
+use crate::runtime::{BatchFaults, SettledBatch, WorkerHooks};
 
 /// How far events may move from their place in the log.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -348,21 +346,19 @@ impl WorkerHooks for ReplayHooks {
         }
     }
 
-    fn batch_settled(
-        &self,
-        consumer: &str,
-        messages: &[ReceivedMessage],
-        failures: &BTreeMap<String, (String, bool)>,
-        crashed: bool,
-    ) {
+    fn batch_settled(&self, consumer: &str, batch: &SettledBatch<'_>) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let c = counts.entry(consumer.to_owned()).or_default();
-        c.invocations += messages.len() as u64;
-        c.failures += failures.len() as u64;
-        c.redeliveries += messages.iter().filter(|m| m.receive_count > 1).count() as u64;
-        if crashed {
+        c.invocations += batch.handled as u64;
+        c.failures += batch.failures.len() as u64;
+        c.redeliveries += batch
+            .messages
+            .iter()
+            .filter(|m| m.receive_count > 1)
+            .count() as u64;
+        if batch.crashed {
             c.crashes += 1;
-            c.abandoned += messages.len() as u64;
+            c.abandoned += batch.messages.len() as u64;
         }
     }
 }
