@@ -45,18 +45,20 @@ impl Automaton {
         let mut trie: Vec<TrieNode> = vec![TrieNode::default()];
         for (rule, pattern) in rules {
             for branch in &pattern.branches {
-                let mut steps: Vec<(u32, String, &Leaf)> = branch
+                let mut steps: Vec<(u8, u32, String, &Leaf)> = branch
                     .iter()
                     .map(|leaf| {
                         let next = paths.len() as u32;
                         let id = *paths.entry(leaf.path.clone()).or_insert(next);
-                        (id, leaf.source.to_string(), leaf)
+                        (selectivity(leaf), id, leaf.source.to_string(), leaf)
                     })
                     .collect();
-                steps.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-                steps.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+                // One order for all rules, so that they share states; the most
+                // selective steps first, so that a walk dies early.
+                steps.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+                steps.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
                 let mut node = 0usize;
-                for (path, key, leaf) in steps {
+                for (_, path, key, leaf) in steps {
                     let len = trie.len();
                     let next = *trie[node].edges.entry((path, key)).or_insert(len);
                     if next == len {
@@ -181,6 +183,10 @@ impl Automaton {
         for (path, vm) in &s.transitions {
             let (start, end) = ctx.slots[*path as usize];
             for field in &ctx.flat.fields[start as usize..end as usize] {
+                let trail = ctx.flat.trail(field);
+                if !trail.is_empty() && !consistent(walk.constraint, trail) {
+                    continue;
+                }
                 let base = walk.stack.len();
                 vm.eval(ctx.value(field), &mut walk.stack);
                 let end_targets = walk.stack.len();
@@ -189,7 +195,6 @@ impl Automaton {
                 }
                 walk.stack[base..].sort_unstable();
                 let mut last = u32::MAX;
-                let trail = ctx.flat.trail(field);
                 for k in base..end_targets {
                     let next = walk.stack[k];
                     if next == last {
@@ -207,6 +212,22 @@ impl Automaton {
     }
 }
 
+/// How few values a step lets through, roughly: exact values first,
+/// absence last (it can only be checked once the event is flat anyway).
+fn selectivity(leaf: &Leaf) -> u8 {
+    leaf.conds
+        .iter()
+        .map(|c| match c {
+            Cond::Lit(_) | Cond::EqualsIgnoreCase(_) => 0,
+            Cond::Prefix { .. } | Cond::Suffix { .. } | Cond::Cidr(_) | Cond::Wildcard(_) => 1,
+            Cond::Numeric(_) => 2,
+            Cond::AnythingBut(_) | Cond::Exists(true) => 3,
+            Cond::Exists(false) => 4,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Adds a field's array positions to the walk's; `None` when they disagree
 /// (the field is from another element of an array already pinned).
 fn extend_constraint(constraint: &mut Vec<ArrayPos>, trail: &[ArrayPos]) -> Option<usize> {
@@ -222,6 +243,12 @@ fn extend_constraint(constraint: &mut Vec<ArrayPos>, trail: &[ArrayPos]) -> Opti
         }
     }
     Some(constraint.len() - before)
+}
+
+/// Could a field with this trail join the walk's array positions?
+#[inline]
+fn consistent(constraint: &[ArrayPos], trail: &[ArrayPos]) -> bool {
+    trail.iter().all(|(a, i)| constraint.iter().all(|(b, j)| a != b || i == j))
 }
 
 struct Ctx<'a> {
@@ -296,7 +323,13 @@ struct ValueMatcher {
     folded_exact: FxHashMap<Box<str>, Targets>,
     folded_prefix: Affixes,
     folded_suffix: Affixes,
+    /// Wildcards, found through their literal head (or tail), so that only
+    /// plausible ones are run; `wild_pool` holds indices into `wildcards`.
     wildcards: Vec<(Wildcard, u32)>,
+    wild_pool: Vec<u32>,
+    wild_by_head: Affixes,
+    wild_by_tail: Affixes,
+    wild_other: Vec<u32>,
     numeric: IntervalTree<f64>,
     cidr_v4: IntervalTree<u128>,
     cidr_v6: IntervalTree<u128>,
@@ -320,6 +353,12 @@ struct Affixes {
 impl Affixes {
     #[inline]
     fn eval(&self, s: &str, suffix: bool, pool: &[u32], out: &mut Vec<u32>) {
+        self.hits(s, suffix, |t| out.extend_from_slice(&pool[t.0 as usize..t.1 as usize]));
+    }
+
+    /// Calls `f` with the targets of every prefix (or suffix) of `s` in the map.
+    #[inline]
+    fn hits(&self, s: &str, suffix: bool, mut f: impl FnMut(Targets)) {
         for &len in &self.lengths {
             if len > s.len() {
                 break;
@@ -330,7 +369,7 @@ impl Affixes {
             }
             let part = if suffix { &s[cut..] } else { &s[..cut] };
             if let Some(t) = self.by_text.get(part) {
-                out.extend_from_slice(&pool[t.0 as usize..t.1 as usize]);
+                f(*t);
             }
         }
     }
@@ -359,10 +398,19 @@ impl ValueMatcher {
                     self.folded_prefix.eval(&f, false, &self.pool, out);
                     self.folded_suffix.eval(&f, true, &self.pool, out);
                 }
-                for (w, t) in &self.wildcards {
-                    if w.matches(s) {
-                        out.push(*t);
-                    }
+                if !self.wildcards.is_empty() {
+                    let mut run = |ids: &[u32]| {
+                        for &i in ids {
+                            let (w, t) = &self.wildcards[i as usize];
+                            if w.matches(s) {
+                                out.push(*t);
+                            }
+                        }
+                    };
+                    let pool = &self.wild_pool;
+                    self.wild_by_head.hits(s, false, |r| run(&pool[r.0 as usize..r.1 as usize]));
+                    self.wild_by_tail.hits(s, true, |r| run(&pool[r.0 as usize..r.1 as usize]));
+                    run(&self.wild_other);
                 }
                 if !self.cidr_v4.is_empty() || !self.cidr_v6.is_empty() {
                     match s.parse::<std::net::IpAddr>() {
@@ -501,6 +549,25 @@ impl MatcherBuilder {
         let suffix = affixes(self.suffix, &mut run);
         let folded_prefix = affixes(self.folded_prefix, &mut run);
         let folded_suffix = affixes(self.folded_suffix, &mut run);
+        let (mut heads, mut tails, mut wild_other) = (HashMap::new(), HashMap::new(), Vec::new());
+        for (i, (w, _)) in self.wildcards.iter().enumerate() {
+            let (head, tail) = (&w.pieces[0], w.pieces.last().expect("never empty"));
+            if !head.is_empty() {
+                heads.entry(head.as_str().into()).or_insert_with(Vec::new).push(i as u32);
+            } else if !tail.is_empty() {
+                tails.entry(tail.as_str().into()).or_insert_with(Vec::new).push(i as u32);
+            } else {
+                wild_other.push(i as u32);
+            }
+        }
+        let mut wild_pool = Vec::new();
+        let mut wild_run = |v: Vec<u32>| -> Targets {
+            let start = wild_pool.len() as u32;
+            wild_pool.extend(v);
+            (start, wild_pool.len() as u32)
+        };
+        let wild_by_head = affixes(heads, &mut wild_run);
+        let wild_by_tail = affixes(tails, &mut wild_run);
         let needs_fold = !folded_exact.is_empty() || !folded_prefix.by_text.is_empty() || !folded_suffix.by_text.is_empty();
         ValueMatcher {
             pool,
@@ -516,6 +583,10 @@ impl MatcherBuilder {
             folded_prefix,
             folded_suffix,
             wildcards: self.wildcards,
+            wild_pool,
+            wild_by_head,
+            wild_by_tail,
+            wild_other,
             numeric: IntervalTree::new(self.numeric),
             cidr_v4: IntervalTree::new(self.cidr_v4),
             cidr_v6: IntervalTree::new(self.cidr_v6),

@@ -554,9 +554,6 @@ impl Parser {
                 format!("the lower bound {} must be below the upper bound {}", range.lo.value, range.hi.value),
             ));
         }
-        if items.len() == 4 && !matches!(items[0].as_str(), Some(">" | ">=")) {
-            return Err(PatternError::new(path, op, "a two-sided range puts the lower bound first"));
-        }
         Ok(range)
     }
 
