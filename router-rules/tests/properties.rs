@@ -188,6 +188,27 @@ proptest! {
     }
 
     #[test]
+    fn arrays_of_objects_agree_with_reference(
+        patterns in vec(btree_map(prop_oneof![Just("a"), Just("b")].prop_map(str::to_owned), leaf(false), 1..3), 1..5),
+        elements in vec(btree_map(prop_oneof![Just("a"), Just("b")].prop_map(str::to_owned), scalar(), 0..3), 0..4),
+        nested in any::<bool>(),
+    ) {
+        // Both fields live in elements of the same array: a match must take them from one element.
+        let wrap = |v: Value| if nested { json!({"k": {"m": v}}) } else { json!({"k": v}) };
+        let patterns: Vec<Value> = patterns.into_iter().map(|m| wrap(Value::Object(m.into_iter().collect()))).collect();
+        let event = wrap(Value::Array(elements.into_iter().map(|m| Value::Object(m.into_iter().collect())).collect()));
+        let valid: Vec<(usize, Pattern)> = patterns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Pattern::parse(p, Dialect::EventBridge).ok().map(|parsed| (i, parsed)))
+            .collect();
+        let m = BusMatcher::compile(valid.iter().map(|(i, _)| (*i, &patterns[*i]))).unwrap();
+        let fields = reference::flatten_json(&event);
+        let want: Vec<usize> = valid.iter().filter(|(_, p)| reference::matches(p, &fields)).map(|(i, _)| *i).collect();
+        prop_assert_eq!(m.matches(&event.to_string()), want, "event {}", event);
+    }
+
+    #[test]
     fn parser_never_panics(p in event_value()) {
         for d in [Dialect::EventBridge, Dialect::SnsAttributes, Dialect::SnsBody] {
             let _ = Pattern::parse(&p, d);
