@@ -12,13 +12,22 @@ fn matching(c: &mut Criterion) {
     group.throughput(Throughput::Elements(events.len() as u64));
     for n in [10usize, 1000, 10_000] {
         let rules = rules(n, 42 ^ n as u64);
-        let (ours, quamina) = engines(&rules).expect("the benchmark rules are valid for both engines");
+        let (ours, quamina) =
+            engines(&rules).expect("the benchmark rules are valid for both engines");
         group.bench_with_input(BenchmarkId::new("switchyard", n), &events, |b, events| {
             b.iter(|| events.iter().map(|e| ours.matches(e).len()).sum::<usize>())
         });
         group.bench_with_input(BenchmarkId::new("quamina", n), &events, |b, events| {
             b.iter(|| {
-                events.iter().map(|e| quamina.matches_for_event(e.as_bytes()).map(|m| m.len()).unwrap_or(0)).sum::<usize>()
+                events
+                    .iter()
+                    .map(|e| {
+                        quamina
+                            .matches_for_event(e.as_bytes())
+                            .map(|m| m.len())
+                            .unwrap_or(0)
+                    })
+                    .sum::<usize>()
             })
         });
     }

@@ -40,7 +40,10 @@ struct State {
 
 impl Automaton {
     /// Compiles `(rule index, pattern)` pairs.
-    pub fn build<'p>(rules: impl IntoIterator<Item = (u32, &'p Pattern)>, sns_numbers: bool) -> Automaton {
+    pub fn build<'p>(
+        rules: impl IntoIterator<Item = (u32, &'p Pattern)>,
+        sns_numbers: bool,
+    ) -> Automaton {
         let mut paths: FxHashMap<Vec<String>, u32> = FxHashMap::default();
         let mut trie: Vec<TrieNode> = vec![TrieNode::default()];
         for (rule, pattern) in rules {
@@ -86,7 +89,10 @@ impl Automaton {
                     for cond in &leaf.conds {
                         match cond {
                             Cond::Exists(false) => absent.push((path, next as u32)),
-                            c => by_path.entry(path).or_default().add(c, next as u32, sns_numbers),
+                            c => by_path
+                                .entry(path)
+                                .or_default()
+                                .add(c, next as u32, sns_numbers),
                         }
                     }
                 }
@@ -95,10 +101,19 @@ impl Automaton {
                 let mut transitions: Vec<(u32, ValueMatcher)> =
                     by_path.into_iter().map(|(p, b)| (p, b.build())).collect();
                 transitions.sort_by_key(|(p, _)| *p);
-                State { accepts, absent, transitions }
+                State {
+                    accepts,
+                    absent,
+                    transitions,
+                }
             })
             .collect();
-        Automaton { states, tree, paths, sns_numbers }
+        Automaton {
+            states,
+            tree,
+            paths,
+            sns_numbers,
+        }
     }
 
     /// The id of a path the rules name, if any.
@@ -130,7 +145,17 @@ impl Automaton {
     }
 
     fn run(&self, event: &[u8], work: &mut Work) {
-        let Work { flat, slots, touched, stack, constraint, out, visited, generation, .. } = work;
+        let Work {
+            flat,
+            slots,
+            touched,
+            stack,
+            constraint,
+            out,
+            visited,
+            generation,
+            ..
+        } = work;
         flat.fields.sort_unstable_by_key(|f| f.path);
         if slots.len() < self.paths.len() {
             slots.resize(self.paths.len(), NONE);
@@ -154,8 +179,19 @@ impl Automaton {
             visited.iter_mut().for_each(|v| *v = 0);
             *generation = 1;
         }
-        let ctx = Ctx { event, flat, slots, sns_numbers: self.sns_numbers };
-        let mut walk = Walk { stack, constraint, out, visited, generation: *generation };
+        let ctx = Ctx {
+            event,
+            flat,
+            slots,
+            sns_numbers: self.sns_numbers,
+        };
+        let mut walk = Walk {
+            stack,
+            constraint,
+            out,
+            visited,
+            generation: *generation,
+        };
         self.visit(0, &ctx, &mut walk);
         for p in touched.iter() {
             slots[*p as usize] = NONE;
@@ -188,7 +224,7 @@ impl Automaton {
                     continue;
                 }
                 let base = walk.stack.len();
-                vm.eval(ctx.value(field), &mut walk.stack);
+                vm.eval(ctx.value(field), walk.stack);
                 let end_targets = walk.stack.len();
                 if end_targets == base {
                     continue;
@@ -201,7 +237,9 @@ impl Automaton {
                         continue;
                     }
                     last = next;
-                    let Some(added) = extend_constraint(walk.constraint, trail) else { continue };
+                    let Some(added) = extend_constraint(walk.constraint, trail) else {
+                        continue;
+                    };
                     self.visit(next, ctx, walk);
                     let keep = walk.constraint.len() - added;
                     walk.constraint.truncate(keep);
@@ -248,7 +286,9 @@ fn extend_constraint(constraint: &mut Vec<ArrayPos>, trail: &[ArrayPos]) -> Opti
 /// Could a field with this trail join the walk's array positions?
 #[inline]
 fn consistent(constraint: &[ArrayPos], trail: &[ArrayPos]) -> bool {
-    trail.iter().all(|(a, i)| constraint.iter().all(|(b, j)| a != b || i == j))
+    trail
+        .iter()
+        .all(|(a, i)| constraint.iter().all(|(b, j)| a != b || i == j))
 }
 
 struct Ctx<'a> {
@@ -353,7 +393,9 @@ struct Affixes {
 impl Affixes {
     #[inline]
     fn eval(&self, s: &str, suffix: bool, pool: &[u32], out: &mut Vec<u32>) {
-        self.hits(s, suffix, |t| out.extend_from_slice(&pool[t.0 as usize..t.1 as usize]));
+        self.hits(s, suffix, |t| {
+            out.extend_from_slice(&pool[t.0 as usize..t.1 as usize])
+        });
     }
 
     /// Calls `f` with the targets of every prefix (or suffix) of `s` in the map.
@@ -408,13 +450,17 @@ impl ValueMatcher {
                         }
                     };
                     let pool = &self.wild_pool;
-                    self.wild_by_head.hits(s, false, |r| run(&pool[r.0 as usize..r.1 as usize]));
-                    self.wild_by_tail.hits(s, true, |r| run(&pool[r.0 as usize..r.1 as usize]));
+                    self.wild_by_head
+                        .hits(s, false, |r| run(&pool[r.0 as usize..r.1 as usize]));
+                    self.wild_by_tail
+                        .hits(s, true, |r| run(&pool[r.0 as usize..r.1 as usize]));
                     run(&self.wild_other);
                 }
                 if !self.cidr_v4.is_empty() || !self.cidr_v6.is_empty() {
                     match s.parse::<std::net::IpAddr>() {
-                        Ok(std::net::IpAddr::V4(a)) => self.cidr_v4.query(u32::from(a) as u128, out),
+                        Ok(std::net::IpAddr::V4(a)) => {
+                            self.cidr_v4.query(u32::from(a) as u128, out)
+                        }
                         Ok(std::net::IpAddr::V6(a)) => self.cidr_v6.query(u128::from(a), out),
                         Err(_) => {}
                     }
@@ -484,27 +530,71 @@ impl MatcherBuilder {
     fn add(&mut self, cond: &Cond, target: u32, sns_numbers: bool) {
         let num = |x: f64| if sns_numbers { sns_round(x) } else { x };
         match cond {
-            Cond::Lit(Lit::Str(s)) => self.exact_str.entry(s.as_str().into()).or_default().push(target),
-            Cond::Lit(Lit::Num(x)) => self.exact_num.entry(num_key(num(*x))).or_default().push(target),
+            Cond::Lit(Lit::Str(s)) => self
+                .exact_str
+                .entry(s.as_str().into())
+                .or_default()
+                .push(target),
+            Cond::Lit(Lit::Num(x)) => self
+                .exact_num
+                .entry(num_key(num(*x)))
+                .or_default()
+                .push(target),
             Cond::Lit(Lit::Bool(true)) => self.on_true.push(target),
             Cond::Lit(Lit::Bool(false)) => self.on_false.push(target),
             Cond::Lit(Lit::Null) => self.on_null.push(target),
-            Cond::Prefix { text, ignore_case: false } => self.prefix.entry(text.as_str().into()).or_default().push(target),
-            Cond::Prefix { text, ignore_case: true } => {
-                self.folded_prefix.entry(fold(text).into()).or_default().push(target)
-            }
-            Cond::Suffix { text, ignore_case: false } => self.suffix.entry(text.as_str().into()).or_default().push(target),
-            Cond::Suffix { text, ignore_case: true } => {
-                self.folded_suffix.entry(fold(text).into()).or_default().push(target)
-            }
-            Cond::EqualsIgnoreCase(text) => self.folded_exact.entry(fold(text).into()).or_default().push(target),
+            Cond::Prefix {
+                text,
+                ignore_case: false,
+            } => self
+                .prefix
+                .entry(text.as_str().into())
+                .or_default()
+                .push(target),
+            Cond::Prefix {
+                text,
+                ignore_case: true,
+            } => self
+                .folded_prefix
+                .entry(fold(text).into())
+                .or_default()
+                .push(target),
+            Cond::Suffix {
+                text,
+                ignore_case: false,
+            } => self
+                .suffix
+                .entry(text.as_str().into())
+                .or_default()
+                .push(target),
+            Cond::Suffix {
+                text,
+                ignore_case: true,
+            } => self
+                .folded_suffix
+                .entry(fold(text).into())
+                .or_default()
+                .push(target),
+            Cond::EqualsIgnoreCase(text) => self
+                .folded_exact
+                .entry(fold(text).into())
+                .or_default()
+                .push(target),
             Cond::Wildcard(w) => self.wildcards.push((w.clone(), target)),
             Cond::AnythingBut(Negated::Values(values)) => {
                 self.but_all.push(target);
                 for v in values {
                     match v {
-                        Lit::Str(s) => self.but_str.entry(s.as_str().into()).or_default().push(target),
-                        Lit::Num(x) => self.but_num.entry(num_key(num(*x))).or_default().push(target),
+                        Lit::Str(s) => self
+                            .but_str
+                            .entry(s.as_str().into())
+                            .or_default()
+                            .push(target),
+                        Lit::Num(x) => self
+                            .but_num
+                            .entry(num_key(num(*x)))
+                            .or_default()
+                            .push(target),
                         // The parser only lets strings and numbers through.
                         Lit::Bool(_) | Lit::Null => {}
                     }
@@ -521,7 +611,13 @@ impl MatcherBuilder {
             Cond::Exists(true) => self.any.push(target),
             Cond::Exists(false) => {}
             Cond::Cidr(r) => {
-                let iv = Interval { lo: r.lo, lo_incl: true, hi: r.hi, hi_incl: true, target };
+                let iv = Interval {
+                    lo: r.lo,
+                    lo_incl: true,
+                    hi: r.hi,
+                    hi_incl: true,
+                    target,
+                };
                 if r.v6 {
                     self.cidr_v6.push(iv)
                 } else {
@@ -553,9 +649,15 @@ impl MatcherBuilder {
         for (i, (w, _)) in self.wildcards.iter().enumerate() {
             let (head, tail) = (&w.pieces[0], w.pieces.last().expect("never empty"));
             if !head.is_empty() {
-                heads.entry(head.as_str().into()).or_insert_with(Vec::new).push(i as u32);
+                heads
+                    .entry(head.as_str().into())
+                    .or_insert_with(Vec::new)
+                    .push(i as u32);
             } else if !tail.is_empty() {
-                tails.entry(tail.as_str().into()).or_insert_with(Vec::new).push(i as u32);
+                tails
+                    .entry(tail.as_str().into())
+                    .or_insert_with(Vec::new)
+                    .push(i as u32);
             } else {
                 wild_other.push(i as u32);
             }
@@ -568,7 +670,9 @@ impl MatcherBuilder {
         };
         let wild_by_head = affixes(heads, &mut wild_run);
         let wild_by_tail = affixes(tails, &mut wild_run);
-        let needs_fold = !folded_exact.is_empty() || !folded_prefix.by_text.is_empty() || !folded_suffix.by_text.is_empty();
+        let needs_fold = !folded_exact.is_empty()
+            || !folded_prefix.by_text.is_empty()
+            || !folded_suffix.by_text.is_empty();
         ValueMatcher {
             pool,
             exact_str,
@@ -599,7 +703,10 @@ impl MatcherBuilder {
     }
 }
 
-fn freeze<K: Hash + Eq>(m: HashMap<K, Vec<u32>>, run: &mut impl FnMut(Vec<u32>) -> Targets) -> FxHashMap<K, Targets> {
+fn freeze<K: Hash + Eq>(
+    m: HashMap<K, Vec<u32>>,
+    run: &mut impl FnMut(Vec<u32>) -> Targets,
+) -> FxHashMap<K, Targets> {
     m.into_iter().map(|(k, v)| (k, run(v))).collect()
 }
 
@@ -607,7 +714,10 @@ fn affixes(m: HashMap<Box<str>, Vec<u32>>, run: &mut impl FnMut(Vec<u32>) -> Tar
     let mut lengths: Vec<usize> = m.keys().map(|k| k.len()).collect();
     lengths.sort_unstable();
     lengths.dedup();
-    Affixes { by_text: freeze(m, run), lengths }
+    Affixes {
+        by_text: freeze(m, run),
+        lengths,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -622,7 +732,15 @@ struct Interval<K> {
 impl<K: PartialOrd + Copy> Interval<K> {
     #[inline]
     fn contains(&self, x: K) -> bool {
-        (if self.lo_incl { x >= self.lo } else { x > self.lo }) && (if self.hi_incl { x <= self.hi } else { x < self.hi })
+        (if self.lo_incl {
+            x >= self.lo
+        } else {
+            x > self.lo
+        }) && (if self.hi_incl {
+            x <= self.hi
+        } else {
+            x < self.hi
+        })
     }
 }
 
@@ -683,7 +801,13 @@ impl<K: PartialOrd + Copy> IntervalTree<K> {
         let mut by_hi = here.clone();
         by_hi.sort_by(|a, b| cmp(&b.hi, &a.hi));
         let id = self.nodes.len();
-        self.nodes.push(ITNode { center, by_lo: here, by_hi, left: NO_NODE, right: NO_NODE });
+        self.nodes.push(ITNode {
+            center,
+            by_lo: here,
+            by_hi,
+            left: NO_NODE,
+            right: NO_NODE,
+        });
         let l = self.add(left);
         let r = self.add(right);
         self.nodes[id].left = l;
@@ -710,7 +834,12 @@ impl<K: PartialOrd + Copy> IntervalTree<K> {
                 }
                 at = n.right;
             } else {
-                out.extend(n.by_lo.iter().filter(|it| it.contains(x)).map(|it| it.target));
+                out.extend(
+                    n.by_lo
+                        .iter()
+                        .filter(|it| it.contains(x))
+                        .map(|it| it.target),
+                );
                 return;
             }
         }
@@ -726,7 +855,13 @@ mod tests {
         let ivs: Vec<Interval<f64>> = (0..200)
             .map(|i| {
                 let lo = (i * 37 % 101) as f64;
-                Interval { lo, lo_incl: i % 2 == 0, hi: lo + (i % 13) as f64 + 0.5, hi_incl: i % 3 == 0, target: i }
+                Interval {
+                    lo,
+                    lo_incl: i % 2 == 0,
+                    hi: lo + (i % 13) as f64 + 0.5,
+                    hi_incl: i % 3 == 0,
+                    target: i,
+                }
             })
             .collect();
         let tree = IntervalTree::new(ivs.clone());
@@ -735,7 +870,11 @@ mod tests {
             let mut got = Vec::new();
             tree.query(x, &mut got);
             got.sort_unstable();
-            let want: Vec<u32> = ivs.iter().filter(|i| i.contains(x)).map(|i| i.target).collect();
+            let want: Vec<u32> = ivs
+                .iter()
+                .filter(|i| i.contains(x))
+                .map(|i| i.target)
+                .collect();
             assert_eq!(got, want, "at {x}");
         }
     }

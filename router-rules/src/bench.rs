@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use switchyard_shared::events::{
-    ImageProcessed, ImageRejected, ImageUploaded, ImageVariant, LineItem, OrderCancelled, OrderPaid, OrderPlaced,
-    OrderShipped, OrderStatus, OrderStatusChanged,
+    ImageProcessed, ImageRejected, ImageUploaded, ImageVariant, LineItem, OrderCancelled,
+    OrderPaid, OrderPlaced, OrderShipped, OrderStatus, OrderStatusChanged,
 };
 use switchyard_shared::EventType;
 
@@ -41,14 +41,21 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
     fn hex(&mut self, n: usize) -> String {
-        (0..n).map(|_| char::from_digit(self.below(16) as u32, 16).expect("below 16")).collect()
+        (0..n)
+            .map(|_| char::from_digit(self.below(16) as u32, 16).expect("below 16"))
+            .collect()
     }
 }
 
 const CARRIERS: &[&str] = &["dhl", "ups", "fedex", "postnl", "dpd", "gls"];
 const CURRENCIES: &[&str] = &["EUR", "USD", "GBP", "SEK", "CHF"];
 const CONTENT_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp", "image/gif"];
-const REJECT_CODES: &[&str] = &["too_large", "too_many_pixels", "corrupt", "unsupported_type"];
+const REJECT_CODES: &[&str] = &[
+    "too_large",
+    "too_many_pixels",
+    "corrupt",
+    "unsupported_type",
+];
 // Pools large enough that an event matches about one rule at every rule
 // count: the benchmark measures matching, not the cost of long result lists.
 const CUSTOMERS: u64 = 20_000;
@@ -217,7 +224,10 @@ pub struct Row {
 
 impl Row {
     pub fn ratio(&self) -> Option<f64> {
-        self.quamina.as_ref().ok().map(|q| self.ours.events_per_s / q.events_per_s)
+        self.quamina
+            .as_ref()
+            .ok()
+            .map(|q| self.ours.events_per_s / q.events_per_s)
     }
 }
 
@@ -256,7 +266,13 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { rule_counts: vec![10, 100, 1000, 10_000], events: 512, measure: Duration::from_secs(2), rounds: 5, seed: 42 }
+        Config {
+            rule_counts: vec![10, 100, 1000, 10_000],
+            events: 512,
+            measure: Duration::from_secs(2),
+            rounds: 5,
+            seed: 42,
+        }
     }
 }
 
@@ -270,13 +286,17 @@ pub enum BenchError {
 
 /// Builds both engines over the same rules.
 pub fn engines(rules: &[Value]) -> Result<(BusMatcher<u32>, quamina::Quamina<u32>), BenchError> {
-    Ok((BusMatcher::compile(rules.iter().enumerate().map(|(i, r)| (i as u32, r)))?, build_quamina(rules)?))
+    Ok((
+        BusMatcher::compile(rules.iter().enumerate().map(|(i, r)| (i as u32, r)))?,
+        build_quamina(rules)?,
+    ))
 }
 
 fn build_quamina(rules: &[Value]) -> Result<quamina::Quamina<u32>, BenchError> {
     let mut q = quamina::Quamina::<u32>::new();
     for (i, r) in rules.iter().enumerate() {
-        q.add_pattern(i as u32, &r.to_string()).map_err(|e| BenchError::Quamina(e.to_string()))?;
+        q.add_pattern(i as u32, &r.to_string())
+            .map_err(|e| BenchError::Quamina(e.to_string()))?;
     }
     Ok(q)
 }
@@ -317,20 +337,29 @@ fn rate(events: &[String], budget: Duration, mut f: impl FnMut(&str) -> usize) -
         }
         done += events.len();
     }
-    (done as f64 / start.elapsed().as_secs_f64(), matched as f64 / done.max(1) as f64)
+    (
+        done as f64 / start.elapsed().as_secs_f64(),
+        matched as f64 / done.max(1) as f64,
+    )
 }
 
 /// Runs the whole comparison; `progress` sees each row as it is measured.
 pub fn run(config: &Config, mut progress: impl FnMut(&Row)) -> Result<Report, BenchError> {
     let events = events(config.events, config.seed);
-    let event_bytes = events.iter().map(String::len).sum::<usize>() as f64 / events.len().max(1) as f64;
+    let event_bytes =
+        events.iter().map(String::len).sum::<usize>() as f64 / events.len().max(1) as f64;
     let mut rows = Vec::new();
     for &n in &config.rule_counts {
         let rules = rules(n, config.seed ^ n as u64);
         let ours = BusMatcher::compile(rules.iter().enumerate().map(|(i, r)| (i as u32, r)))?;
         let q = build_quamina(&rules)?;
         // Also warms quamina up: it freezes its automaton on the first match.
-        let checked = quietly(|| events.iter().filter(|e| ours_matches(&ours, e) != quamina_matches(&q, e)).count());
+        let checked = quietly(|| {
+            events
+                .iter()
+                .filter(|e| ours_matches(&ours, e) != quamina_matches(&q, e))
+                .count()
+        });
         let slice = config.measure / config.rounds.max(1);
         let (mut best_ours, mut best_q) = ((0.0, 0.0), (0.0, 0.0));
         for _ in 0..config.rounds.max(1) {
@@ -340,7 +369,11 @@ pub fn run(config: &Config, mut progress: impl FnMut(&Row)) -> Result<Report, Be
                 best_ours = o;
             }
             if checked.is_ok() {
-                let qq = rate(&events, slice, |e| q.matches_for_event(e.as_bytes()).map(|v| v.len()).unwrap_or(0));
+                let qq = rate(&events, slice, |e| {
+                    q.matches_for_event(e.as_bytes())
+                        .map(|v| v.len())
+                        .unwrap_or(0)
+                });
                 if qq.0 > best_q.0 {
                     best_q = qq;
                 }
@@ -348,8 +381,17 @@ pub fn run(config: &Config, mut progress: impl FnMut(&Row)) -> Result<Report, Be
         }
         let row = Row {
             rules: n,
-            ours: Rate { events_per_s: best_ours.0, matches_per_event: best_ours.1 },
-            quamina: checked.as_ref().map(|_| Rate { events_per_s: best_q.0, matches_per_event: best_q.1 }).map_err(Clone::clone),
+            ours: Rate {
+                events_per_s: best_ours.0,
+                matches_per_event: best_ours.1,
+            },
+            quamina: checked
+                .as_ref()
+                .map(|_| Rate {
+                    events_per_s: best_q.0,
+                    matches_per_event: best_q.1,
+                })
+                .map_err(Clone::clone),
             disagreements: checked.unwrap_or(0),
         };
         progress(&row);

@@ -72,19 +72,33 @@ fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {
         Some(r) => {
             let name = r.rsplit('/').next().unwrap_or(r);
-            root.get("$defs").or_else(|| root.get("definitions")).and_then(|d| d.get(name)).unwrap_or(schema)
+            root.get("$defs")
+                .or_else(|| root.get("definitions"))
+                .and_then(|d| d.get(name))
+                .unwrap_or(schema)
         }
         None => schema,
     }
 }
 
-fn walk_schema(schema: &Value, root: &Value, path: &mut Vec<String>, out: &mut Fields, depth: usize) {
+fn walk_schema(
+    schema: &Value,
+    root: &Value,
+    path: &mut Vec<String>,
+    out: &mut Fields,
+    depth: usize,
+) {
     if depth > 32 {
         return;
     }
     let schema = resolve(schema, root);
     for combinator in ["anyOf", "oneOf", "allOf"] {
-        for sub in schema.get(combinator).and_then(Value::as_array).into_iter().flatten() {
+        for sub in schema
+            .get(combinator)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             walk_schema(sub, root, path, out, depth + 1);
         }
     }
@@ -106,7 +120,11 @@ fn walk_schema(schema: &Value, root: &Value, path: &mut Vec<String>, out: &mut F
             walk_schema(items, root, path, out, depth + 1);
         }
     }
-    if types.iter().any(|t| matches!(*t, "string" | "integer" | "number" | "boolean" | "null")) || schema.get("enum").is_some() {
+    if types
+        .iter()
+        .any(|t| matches!(*t, "string" | "integer" | "number" | "boolean" | "null"))
+        || schema.get("enum").is_some()
+    {
         out.entry(path.join(".")).or_default().leaf = true;
     }
 }
@@ -117,23 +135,44 @@ fn sample(schema: &Value, root: &Value, depth: usize) -> Value {
     if depth > 16 {
         return Value::Null;
     }
-    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
         return first.clone();
     }
-    if let Some(branches) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Value::as_array) {
-        let non_null = branches.iter().find(|b| b.get("type").and_then(Value::as_str) != Some("null"));
-        return non_null.map(|b| sample(b, root, depth + 1)).unwrap_or(Value::Null);
+    if let Some(branches) = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array)
+    {
+        let non_null = branches
+            .iter()
+            .find(|b| b.get("type").and_then(Value::as_str) != Some("null"));
+        return non_null
+            .map(|b| sample(b, root, depth + 1))
+            .unwrap_or(Value::Null);
     }
     let ty = match schema.get("type") {
         Some(Value::String(t)) => t.as_str(),
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("null"),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null"),
         _ => "object",
     };
     match ty {
         "string" => Value::from("x"),
         "integer" | "number" => Value::from(1),
         "boolean" => Value::from(true),
-        "array" => Value::Array(schema.get("items").map(|i| vec![sample(i, root, depth + 1)]).unwrap_or_default()),
+        "array" => Value::Array(
+            schema
+                .get("items")
+                .map(|i| vec![sample(i, root, depth + 1)])
+                .unwrap_or_default(),
+        ),
         "null" => Value::Null,
         _ => Value::Object(
             schema
@@ -152,8 +191,13 @@ pub fn attribute_names(detail_types: &[&str]) -> BTreeSet<String> {
     let schemas = DomainEvent::schemas();
     let mut out = BTreeSet::new();
     for t in detail_types {
-        let Some((_, source, version)) = EVENT_TYPES.iter().find(|(name, _, _)| name == t) else { continue };
-        let detail = schemas.get(t).map(|s| sample(s, s, 0)).unwrap_or(Value::Null);
+        let Some((_, source, version)) = EVENT_TYPES.iter().find(|(name, _, _)| name == t) else {
+            continue;
+        };
+        let detail = schemas
+            .get(t)
+            .map(|s| sample(s, s, 0))
+            .unwrap_or(Value::Null);
         out.extend(sns_attributes(&Envelope::new(source, t, *version, detail)).into_keys());
     }
     out
@@ -167,30 +211,53 @@ pub fn check_topology(topology: &Topology) -> Vec<Problem> {
             .iter()
             .map(|(t, _, _)| *t)
             .filter(|t| {
-                topology.routes.get(*t).is_some_and(|r| r.bus.as_deref() == bus && r.topic.as_deref() == topic)
+                topology
+                    .routes
+                    .get(*t)
+                    .is_some_and(|r| r.bus.as_deref() == bus && r.topic.as_deref() == topic)
             })
             .collect()
     };
     let mut bus_rules: BTreeMap<&str, Vec<(String, &Value)>> = BTreeMap::new();
-    let mut topic_policies: BTreeMap<&str, Vec<(String, &Value, FilterPolicyScope)>> = BTreeMap::new();
+    let mut topic_policies: BTreeMap<&str, Vec<(String, &Value, FilterPolicyScope)>> =
+        BTreeMap::new();
     for consumer in &topology.consumers {
         for sub in &consumer.subscriptions {
             match sub {
                 Subscription::Bus(b) => {
-                    let location = format!("consumer {}, rule {} on bus {}", consumer.name, b.rule, b.bus);
+                    let location = format!(
+                        "consumer {}, rule {} on bus {}",
+                        consumer.name, b.rule, b.bus
+                    );
                     let types = routed_to(Some(&b.bus), None);
-                    check_one(&location, &b.pattern, Dialect::EventBridge, &types, &mut problems);
-                    bus_rules.entry(&b.bus).or_default().push((location, &b.pattern));
+                    check_one(
+                        &location,
+                        &b.pattern,
+                        Dialect::EventBridge,
+                        &types,
+                        &mut problems,
+                    );
+                    bus_rules
+                        .entry(&b.bus)
+                        .or_default()
+                        .push((location, &b.pattern));
                 }
                 Subscription::Topic(t) => {
-                    let location = format!("consumer {}, subscription to topic {}", consumer.name, t.topic);
+                    let location = format!(
+                        "consumer {}, subscription to topic {}",
+                        consumer.name, t.topic
+                    );
                     let types = routed_to(None, Some(&t.topic));
                     let dialect = match t.filter_policy_scope {
                         FilterPolicyScope::MessageAttributes => Dialect::SnsAttributes,
                         FilterPolicyScope::MessageBody => Dialect::SnsBody,
                     };
                     check_one(&location, &t.filter_policy, dialect, &types, &mut problems);
-                    topic_policies.entry(&t.topic).or_default().push((location, &t.filter_policy, t.filter_policy_scope));
+                    topic_policies.entry(&t.topic).or_default().push((
+                        location,
+                        &t.filter_policy,
+                        t.filter_policy_scope,
+                    ));
                 }
             }
         }
@@ -199,12 +266,20 @@ pub fn check_topology(topology: &Topology) -> Vec<Problem> {
     if problems.is_empty() {
         for (bus, rules) in &bus_rules {
             if let Err(e) = BusMatcher::compile(rules.iter().map(|(l, p)| (l.clone(), *p))) {
-                problems.push(Problem { location: format!("bus {bus}"), message: e.to_string() });
+                problems.push(Problem {
+                    location: format!("bus {bus}"),
+                    message: e.to_string(),
+                });
             }
         }
         for (topic, policies) in &topic_policies {
-            if let Err(e) = TopicMatcher::compile(policies.iter().map(|(l, p, s)| (l.clone(), *p, *s))) {
-                problems.push(Problem { location: format!("topic {topic}"), message: e.to_string() });
+            if let Err(e) =
+                TopicMatcher::compile(policies.iter().map(|(l, p, s)| (l.clone(), *p, *s)))
+            {
+                problems.push(Problem {
+                    location: format!("topic {topic}"),
+                    message: e.to_string(),
+                });
             }
         }
     }
@@ -212,23 +287,48 @@ pub fn check_topology(topology: &Topology) -> Vec<Problem> {
 }
 
 /// Checks one pattern against the events that can reach it.
-pub fn check_one(location: &str, pattern: &Value, dialect: Dialect, types: &[&str], problems: &mut Vec<Problem>) {
-    let mut report = |message: String| problems.push(Problem { location: location.to_owned(), message });
+pub fn check_one(
+    location: &str,
+    pattern: &Value,
+    dialect: Dialect,
+    types: &[&str],
+    problems: &mut Vec<Problem>,
+) {
+    let mut report = |message: String| {
+        problems.push(Problem {
+            location: location.to_owned(),
+            message,
+        })
+    };
     let parsed = match Pattern::parse(pattern, dialect) {
         Ok(p) => p,
         Err(e) => return report(e.to_string()),
     };
     if types.is_empty() {
-        return report("no event type is routed here, so this subscription never receives anything".to_owned());
+        return report(
+            "no event type is routed here, so this subscription never receives anything".to_owned(),
+        );
     }
     let known: Fields = match dialect {
         Dialect::SnsAttributes => attribute_names(types)
             .into_iter()
-            .map(|n| (n, FieldKind { leaf: true, object: false }))
+            .map(|n| {
+                (
+                    n,
+                    FieldKind {
+                        leaf: true,
+                        object: false,
+                    },
+                )
+            })
             .collect(),
         _ => event_fields(types),
     };
-    let what = if dialect == Dialect::SnsAttributes { "message attribute" } else { "field" };
+    let what = if dialect == Dialect::SnsAttributes {
+        "message attribute"
+    } else {
+        "field"
+    };
     let mut seen = BTreeSet::new();
     for leaf in parsed.branches.iter().flatten() {
         let path = display_path(&leaf.path);
@@ -252,8 +352,12 @@ pub fn check_one(location: &str, pattern: &Value, dialect: Dialect, types: &[&st
             for cond in &leaf.conds {
                 if let Cond::Lit(Lit::Str(t)) = cond {
                     if !types.contains(&t.as_str()) {
-                        let hint = closest(t, types.iter().copied()).map(|c| format!(" (did you mean {c}?)")).unwrap_or_default();
-                        report(format!("{path} {t:?} is not an event type routed here{hint}"));
+                        let hint = closest(t, types.iter().copied())
+                            .map(|c| format!(" (did you mean {c}?)"))
+                            .unwrap_or_default();
+                        report(format!(
+                            "{path} {t:?} is not an event type routed here{hint}"
+                        ));
                     }
                 }
             }
@@ -278,16 +382,31 @@ mod tests {
     #[test]
     fn attributes_come_from_the_shared_function() {
         let names = attribute_names(&["ImageUploaded"]);
-        assert!(names.contains("size_bytes") && names.contains("event_type"), "{names:?}");
+        assert!(
+            names.contains("size_bytes") && names.contains("event_type"),
+            "{names:?}"
+        );
     }
 
     #[test]
     fn misspelt_fields_get_a_suggestion() {
         let mut problems = Vec::new();
         let p = json!({"detail": {"total_cent": [{"numeric": [">", 1]}]}});
-        check_one("here", &p, Dialect::EventBridge, &["OrderPlaced"], &mut problems);
+        check_one(
+            "here",
+            &p,
+            Dialect::EventBridge,
+            &["OrderPlaced"],
+            &mut problems,
+        );
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].message.contains("did you mean detail.total_cents?"), "{}", problems[0]);
+        assert!(
+            problems[0]
+                .message
+                .contains("did you mean detail.total_cents?"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]

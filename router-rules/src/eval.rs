@@ -31,10 +31,22 @@ pub fn cond_matches(cond: &Cond, v: &Val) -> bool {
     };
     match cond {
         Cond::Lit(lit) => lit_matches(lit, v),
-        Cond::Prefix { text, ignore_case: false } => s.is_some_and(|s| s.starts_with(text.as_str())),
-        Cond::Prefix { text, ignore_case: true } => s.is_some_and(|s| fold(s).starts_with(&fold(text))),
-        Cond::Suffix { text, ignore_case: false } => s.is_some_and(|s| s.ends_with(text.as_str())),
-        Cond::Suffix { text, ignore_case: true } => s.is_some_and(|s| fold(s).ends_with(&fold(text))),
+        Cond::Prefix {
+            text,
+            ignore_case: false,
+        } => s.is_some_and(|s| s.starts_with(text.as_str())),
+        Cond::Prefix {
+            text,
+            ignore_case: true,
+        } => s.is_some_and(|s| fold(s).starts_with(&fold(text))),
+        Cond::Suffix {
+            text,
+            ignore_case: false,
+        } => s.is_some_and(|s| s.ends_with(text.as_str())),
+        Cond::Suffix {
+            text,
+            ignore_case: true,
+        } => s.is_some_and(|s| fold(s).ends_with(&fold(text))),
         Cond::EqualsIgnoreCase(text) => s.is_some_and(|s| fold(s) == fold(text)),
         Cond::Wildcard(w) => s.is_some_and(|s| w.matches(s)),
         Cond::AnythingBut(neg) => !negated_matches(neg, v),

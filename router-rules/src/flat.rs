@@ -35,7 +35,11 @@ pub type ArrayPos = (u32, u32);
 #[derive(Debug, Clone, Copy)]
 pub enum FieldVal {
     /// A string: `[start, end)` of the event text, or of the scratch buffer when it had escapes.
-    Str { start: u32, end: u32, scratch: bool },
+    Str {
+        start: u32,
+        end: u32,
+        scratch: bool,
+    },
     Num(f64),
     Bool(bool),
     Null,
@@ -71,7 +75,11 @@ impl Flat {
 
     pub fn value<'a>(&'a self, event: &'a [u8], f: &Field) -> Val<'a> {
         match f.val {
-            FieldVal::Str { start, end, scratch } => {
+            FieldVal::Str {
+                start,
+                end,
+                scratch,
+            } => {
                 let s = if scratch {
                     &self.scratch[start as usize..end as usize]
                 } else {
@@ -106,7 +114,14 @@ impl Flat {
     pub fn push_owned_str(&mut self, path: u32, s: &str) {
         let start = self.scratch.len() as u32;
         self.scratch.push_str(s);
-        self.push(path, FieldVal::Str { start, end: self.scratch.len() as u32, scratch: true });
+        self.push(
+            path,
+            FieldVal::Str {
+                start,
+                end: self.scratch.len() as u32,
+                scratch: true,
+            },
+        );
     }
 
     pub fn enter_array(&mut self) -> u32 {
@@ -147,7 +162,9 @@ struct TreeKey {
 
 impl FieldTree {
     pub fn new() -> Self {
-        FieldTree { nodes: vec![TreeNode::default()] }
+        FieldTree {
+            nodes: vec![TreeNode::default()],
+        }
     }
 
     /// Registers a path (its segments) under an id.
@@ -155,10 +172,18 @@ impl FieldTree {
         let mut node = 0usize;
         for (i, seg) in path.iter().enumerate() {
             let last = i + 1 == path.len();
-            let pos = match self.nodes[node].keys.iter().position(|k| *k.name == *seg.as_bytes()) {
+            let pos = match self.nodes[node]
+                .keys
+                .iter()
+                .position(|k| *k.name == *seg.as_bytes())
+            {
                 Some(p) => p,
                 None => {
-                    self.nodes[node].keys.push(TreeKey { name: seg.as_bytes().into(), leaf: None, child: None });
+                    self.nodes[node].keys.push(TreeKey {
+                        name: seg.as_bytes().into(),
+                        leaf: None,
+                        child: None,
+                    });
                     self.nodes[node].keys.len() - 1
                 }
             };
@@ -206,7 +231,10 @@ struct Scanner<'a> {
 
 impl<'a> Scanner<'a> {
     fn err(&self, message: &'static str) -> ScanError {
-        ScanError { offset: self.i, message }
+        ScanError {
+            offset: self.i,
+            message,
+        }
     }
 
     #[inline]
@@ -258,7 +286,13 @@ impl<'a> Scanner<'a> {
 
     /// The body of the object whose `{` was just read. `top` objects may be
     /// abandoned once every wanted key was seen, as nothing follows them.
-    fn object(&mut self, tree: &FieldTree, node: usize, out: &mut Flat, top: bool) -> Result<(), ScanError> {
+    fn object(
+        &mut self,
+        tree: &FieldTree,
+        node: usize,
+        out: &mut Flat,
+        top: bool,
+    ) -> Result<(), ScanError> {
         let keys = &tree.nodes[node].keys;
         let wanted = keys.len();
         let mut seen: u64 = 0;
@@ -314,7 +348,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// A value whose key is wanted as a leaf, an object, or both.
-    fn value(&mut self, tree: &FieldTree, leaf: Option<u32>, child: Option<u32>, out: &mut Flat) -> Result<(), ScanError> {
+    fn value(
+        &mut self,
+        tree: &FieldTree,
+        leaf: Option<u32>,
+        child: Option<u32>,
+        out: &mut Flat,
+    ) -> Result<(), ScanError> {
         match self.peek() {
             Some(b'{') => {
                 self.i += 1;
@@ -359,11 +399,19 @@ impl<'a> Scanner<'a> {
                         let mut buf = std::mem::take(&mut out.key_buf);
                         buf.clear();
                         unescape(&self.b[start..end], &mut buf).map_err(|m| self.err(m))?;
-                        let text = std::str::from_utf8(&buf).map_err(|_| self.err("invalid UTF-8 in a string"))?;
+                        let text = std::str::from_utf8(&buf)
+                            .map_err(|_| self.err("invalid UTF-8 in a string"))?;
                         out.push_owned_str(path, text);
                         out.key_buf = buf;
                     } else {
-                        out.push(path, FieldVal::Str { start: start as u32, end: end as u32, scratch: false });
+                        out.push(
+                            path,
+                            FieldVal::Str {
+                                start: start as u32,
+                                end: end as u32,
+                                scratch: false,
+                            },
+                        );
                     }
                 }
                 Ok(())
@@ -386,7 +434,12 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn literal(&mut self, word: &'static [u8], field: Option<(u32, FieldVal)>, out: &mut Flat) -> Result<(), ScanError> {
+    fn literal(
+        &mut self,
+        word: &'static [u8],
+        field: Option<(u32, FieldVal)>,
+        out: &mut Flat,
+    ) -> Result<(), ScanError> {
         self.skip_literal(word)?;
         if let Some((path, val)) = field {
             out.push(path, val);
@@ -526,13 +579,22 @@ mod tests {
     fn flatten(paths: &[&[&str]], event: &str) -> Vec<(u32, String, Vec<ArrayPos>)> {
         let mut tree = FieldTree::new();
         for (i, p) in paths.iter().enumerate() {
-            tree.insert(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>(), i as u32);
+            tree.insert(
+                &p.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                i as u32,
+            );
         }
         let mut flat = Flat::default();
         tree.scan(event.as_bytes(), &mut flat).unwrap();
         flat.fields
             .iter()
-            .map(|f| (f.path, format!("{:?}", flat.value(event.as_bytes(), f)), flat.trail(f).to_vec()))
+            .map(|f| {
+                (
+                    f.path,
+                    format!("{:?}", flat.value(event.as_bytes(), f)),
+                    flat.trail(f).to_vec(),
+                )
+            })
             .collect()
     }
 
@@ -551,7 +613,10 @@ mod tests {
         let ev = r#"{"items": [{"a": 1, "b": 2}, {"a": 3}]}"#;
         let got = flatten(&[&["items", "a"], &["items", "b"]], ev);
         let trails: Vec<_> = got.iter().map(|g| (g.0, g.2.clone())).collect();
-        assert_eq!(trails, vec![(0, vec![(1, 0)]), (1, vec![(1, 0)]), (0, vec![(1, 1)])]);
+        assert_eq!(
+            trails,
+            vec![(0, vec![(1, 0)]), (1, vec![(1, 0)]), (0, vec![(1, 1)])]
+        );
     }
 
     #[test]
@@ -559,7 +624,13 @@ mod tests {
         let mut tree = FieldTree::new();
         tree.insert(&["a".to_owned()], 0);
         let mut flat = Flat::default();
-        for bad in [r#"{"a": }"#, r#"{"a" 1}"#, r#"["a"]"#, r#"{"a": "x"#, r#"{"b": [1, 2}"#] {
+        for bad in [
+            r#"{"a": }"#,
+            r#"{"a" 1}"#,
+            r#"["a"]"#,
+            r#"{"a": "x"#,
+            r#"{"b": [1, 2}"#,
+        ] {
             assert!(tree.scan(bad.as_bytes(), &mut flat).is_err(), "{bad}");
         }
     }

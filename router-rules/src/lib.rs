@@ -2,6 +2,8 @@
 //! against EventBridge event patterns and SNS filter policies.
 
 mod automaton;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod check;
 pub mod eval;
 pub mod flat;
@@ -9,9 +11,9 @@ pub mod matcher;
 pub mod pattern;
 pub mod reference;
 pub mod topology;
-#[cfg(feature = "bench")]
-pub mod bench;
 
-pub use matcher::{BusMatcher, PatternError, TopicMatcher, Verdict};
+pub use matcher::{
+    parse_sns_attributes, AttributeError, BusMatcher, PatternError, TopicMatcher, Verdict,
+};
 pub use pattern::{Dialect, Pattern};
 pub use topology::{Topology, TopologyError};

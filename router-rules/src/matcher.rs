@@ -9,8 +9,8 @@ use switchyard_shared::events::SnsAttribute;
 
 use crate::automaton::{Automaton, Work};
 use crate::flat::{FieldVal, ScanError};
-use crate::pattern::{Dialect, Pattern};
 pub use crate::pattern::PatternError;
+use crate::pattern::{Dialect, Pattern};
 use crate::reference;
 use crate::topology::FilterPolicyScope;
 
@@ -25,6 +25,80 @@ fn with_work<R>(f: impl FnOnce(&mut Work) -> R) -> R {
         // Only reached if a matcher is used from inside another's callback.
         Err(_) => f(&mut Work::default()),
     })
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("message attribute {name}: {message}")]
+pub struct AttributeError {
+    pub name: String,
+    pub message: String,
+}
+
+/// Reads SNS message attributes in SNS's JSON shape,
+/// `{"name": {"Type": "String" | "Number" | "String.Array" | "Binary", "Value": "..."}}`
+/// (`DataType` / `StringValue` are accepted too). Binary attributes are
+/// dropped: SNS ignores them when filtering.
+pub fn parse_sns_attributes(v: &Value) -> Result<BTreeMap<String, SnsAttribute>, AttributeError> {
+    let err = |name: &str, message: String| AttributeError {
+        name: name.to_owned(),
+        message,
+    };
+    let map = v.as_object().ok_or_else(|| {
+        err(
+            "(all)",
+            "expected a JSON object of name -> {Type, Value}".into(),
+        )
+    })?;
+    let mut out = BTreeMap::new();
+    for (name, attr) in map {
+        let ty = attr
+            .get("Type")
+            .or_else(|| attr.get("DataType"))
+            .and_then(Value::as_str);
+        let text = match attr.get("Value").or_else(|| attr.get("StringValue")) {
+            Some(Value::String(s)) => s.clone(),
+            Some(array @ Value::Array(_)) if ty == Some("String.Array") => array.to_string(),
+            _ => {
+                return Err(err(
+                    name,
+                    "expected {\"Type\": ..., \"Value\": \"...\"}".into(),
+                ))
+            }
+        };
+        let parsed = match ty {
+            Some("String") => SnsAttribute::String(text),
+            Some("Number") => {
+                if text.trim().parse::<f64>().is_err() {
+                    return Err(err(name, format!("{text:?} is not a number")));
+                }
+                SnsAttribute::Number(text)
+            }
+            Some("String.Array") => {
+                let items: Vec<Value> = serde_json::from_str(&text)
+                    .map_err(|e| err(name, format!("a String.Array value is a JSON array: {e}")))?;
+                // SNS arrays may hold numbers and booleans too; keep their text.
+                SnsAttribute::StringArray(
+                    items
+                        .into_iter()
+                        .map(|i| {
+                            i.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| i.to_string())
+                        })
+                        .collect(),
+                )
+            }
+            Some("Binary") => continue,
+            other => {
+                return Err(err(
+                    name,
+                    format!("unknown Type {other:?}: use String, Number, String.Array or Binary"),
+                ))
+            }
+        };
+        out.insert(name.clone(), parsed);
+    }
+    Ok(out)
 }
 
 /// One rule's verdict on one event, for `switchyard rules explain`.
@@ -44,15 +118,24 @@ pub struct BusMatcher<T> {
 }
 
 impl<T: Clone> BusMatcher<T> {
-    pub fn compile<'a>(rules: impl IntoIterator<Item = (T, &'a Value)>) -> Result<Self, PatternError> {
+    pub fn compile<'a>(
+        rules: impl IntoIterator<Item = (T, &'a Value)>,
+    ) -> Result<Self, PatternError> {
         let (ids, patterns): (Vec<T>, Vec<Pattern>) = rules
             .into_iter()
             .map(|(id, p)| Ok((id, Pattern::parse(p, Dialect::EventBridge)?)))
             .collect::<Result<Vec<_>, PatternError>>()?
             .into_iter()
             .unzip();
-        let automaton = Automaton::build(patterns.iter().enumerate().map(|(i, p)| (i as u32, p)), false);
-        Ok(BusMatcher { ids, patterns, automaton })
+        let automaton = Automaton::build(
+            patterns.iter().enumerate().map(|(i, p)| (i as u32, p)),
+            false,
+        );
+        Ok(BusMatcher {
+            ids,
+            patterns,
+            automaton,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -78,7 +161,11 @@ impl<T: Clone> BusMatcher<T> {
     pub fn try_matches(&self, event_json: &str) -> Result<Vec<T>, ScanError> {
         with_work(|work| {
             self.automaton.match_json(event_json.as_bytes(), work)?;
-            Ok(work.out.iter().map(|&i| self.ids[i as usize].clone()).collect())
+            Ok(work
+                .out
+                .iter()
+                .map(|&i| self.ids[i as usize].clone())
+                .collect())
         })
     }
 
@@ -98,7 +185,10 @@ impl<T: Clone> BusMatcher<T> {
             .ids
             .iter()
             .zip(&self.patterns)
-            .map(|(id, p)| Verdict { id: id.clone(), failure: reference::why_not(p, &fields) })
+            .map(|(id, p)| Verdict {
+                id: id.clone(),
+                failure: reference::why_not(p, &fields),
+            })
             .collect())
     }
 }
@@ -129,11 +219,19 @@ impl<T: Clone> TopicMatcher<T> {
             .into_iter()
             .unzip();
         let of = |d: Dialect| {
-            let rules = patterns.iter().enumerate().filter(move |(_, p)| p.dialect == d);
+            let rules = patterns
+                .iter()
+                .enumerate()
+                .filter(move |(_, p)| p.dialect == d);
             Automaton::build(rules.map(|(i, p)| (i as u32, p)), true)
         };
         let (attributes, body) = (of(Dialect::SnsAttributes), of(Dialect::SnsBody));
-        Ok(TopicMatcher { ids, patterns, attributes, body })
+        Ok(TopicMatcher {
+            ids,
+            patterns,
+            attributes,
+            body,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -151,7 +249,9 @@ impl<T: Clone> TopicMatcher<T> {
         with_work(|work| {
             work.flat.clear();
             for (name, attr) in attributes {
-                let Some(path) = self.attributes.path_id(std::slice::from_ref(name)) else { continue };
+                let Some(path) = self.attributes.path_id(std::slice::from_ref(name)) else {
+                    continue;
+                };
                 match attr {
                     SnsAttribute::String(s) => work.flat.push_owned_str(path, s),
                     SnsAttribute::Number(n) => {
@@ -182,9 +282,15 @@ impl<T: Clone> TopicMatcher<T> {
     }
 
     /// Every policy's verdict, with the first failed condition of those that do not match.
-    pub fn explain(&self, attributes: &BTreeMap<String, SnsAttribute>, body: &str) -> Vec<Verdict<T>> {
+    pub fn explain(
+        &self,
+        attributes: &BTreeMap<String, SnsAttribute>,
+        body: &str,
+    ) -> Vec<Verdict<T>> {
         let attr_fields = reference::flatten_attributes(attributes);
-        let body_fields = serde_json::from_str::<Value>(body).map(|v| reference::flatten_json(&v)).ok();
+        let body_fields = serde_json::from_str::<Value>(body)
+            .map(|v| reference::flatten_json(&v))
+            .ok();
         self.ids
             .iter()
             .zip(&self.patterns)
@@ -194,7 +300,10 @@ impl<T: Clone> TopicMatcher<T> {
                     (Dialect::SnsBody, Some(fields)) => reference::why_not(p, fields),
                     _ => reference::why_not(p, &attr_fields),
                 };
-                Verdict { id: id.clone(), failure }
+                Verdict {
+                    id: id.clone(),
+                    failure,
+                }
             })
             .collect()
     }
@@ -210,8 +319,14 @@ mod tests {
         let p1 = json!({"detail-type": ["OrderPlaced"]});
         let p2 = json!({"detail": {"total_cents": [{"numeric": [">", 100]}]}});
         let m = BusMatcher::compile([(1, &p1), (2, &p2)]).unwrap();
-        assert_eq!(m.matches(r#"{"detail-type":"OrderPlaced","detail":{"total_cents":5}}"#), vec![1]);
-        assert_eq!(m.matches(r#"{"detail-type":"OrderPaid","detail":{"total_cents":500}}"#), vec![2]);
+        assert_eq!(
+            m.matches(r#"{"detail-type":"OrderPlaced","detail":{"total_cents":5}}"#),
+            vec![1]
+        );
+        assert_eq!(
+            m.matches(r#"{"detail-type":"OrderPaid","detail":{"total_cents":500}}"#),
+            vec![2]
+        );
     }
 
     #[test]
@@ -219,9 +334,15 @@ mod tests {
         let p = json!({"event_type": ["ImageUploaded"]});
         let m = TopicMatcher::compile([("img", &p, FilterPolicyScope::MessageAttributes)]).unwrap();
         let mut attrs = BTreeMap::new();
-        attrs.insert("event_type".to_owned(), SnsAttribute::String("ImageUploaded".into()));
+        attrs.insert(
+            "event_type".to_owned(),
+            SnsAttribute::String("ImageUploaded".into()),
+        );
         assert_eq!(m.matches(&attrs, "{}"), vec!["img"]);
-        attrs.insert("event_type".to_owned(), SnsAttribute::String("Other".into()));
+        attrs.insert(
+            "event_type".to_owned(),
+            SnsAttribute::String("Other".into()),
+        );
         assert!(m.matches(&attrs, "{}").is_empty());
     }
 
@@ -229,8 +350,33 @@ mod tests {
     fn array_elements_do_not_combine() {
         let p = json!({"items": {"sku": ["a"], "qty": [2]}});
         let m = BusMatcher::compile([(0, &p)]).unwrap();
-        assert!(m.matches(r#"{"items":[{"sku":"a","qty":1},{"sku":"b","qty":2}]}"#).is_empty());
-        assert_eq!(m.matches(r#"{"items":[{"sku":"b","qty":1},{"sku":"a","qty":2}]}"#), vec![0]);
+        assert!(m
+            .matches(r#"{"items":[{"sku":"a","qty":1},{"sku":"b","qty":2}]}"#)
+            .is_empty());
+        assert_eq!(
+            m.matches(r#"{"items":[{"sku":"b","qty":1},{"sku":"a","qty":2}]}"#),
+            vec![0]
+        );
+    }
+
+    #[test]
+    fn sns_attributes_parse_in_sns_shape() {
+        let v = json!({
+            "a": {"Type": "String", "Value": "x"},
+            "n": {"Type": "Number", "Value": "1.5"},
+            "l": {"Type": "String.Array", "Value": "[\"p\", 2]"},
+            "b": {"Type": "Binary", "Value": "AAE="}
+        });
+        let attrs = parse_sns_attributes(&v).unwrap();
+        assert_eq!(
+            attrs["l"],
+            SnsAttribute::StringArray(vec!["p".into(), "2".into()])
+        );
+        assert_eq!(attrs.len(), 3);
+        let bad =
+            parse_sns_attributes(&json!({"n": {"Type": "Number", "Value": "many"}})).unwrap_err();
+        assert_eq!(bad.name, "n");
+        assert!(parse_sns_attributes(&json!({"s": {"Type": "Strin", "Value": "x"}})).is_err());
     }
 
     #[test]
@@ -239,6 +385,9 @@ mod tests {
         let m = BusMatcher::compile([("big", &p)]).unwrap();
         let v = m.explain(r#"{"detail":{"total_cents":5}}"#).unwrap();
         let why = v[0].failure.as_deref().unwrap();
-        assert!(why.contains("detail.total_cents") && why.contains('5'), "{why}");
+        assert!(
+            why.contains("detail.total_cents") && why.contains('5'),
+            "{why}"
+        );
     }
 }

@@ -55,7 +55,11 @@ pub struct PatternError {
 
 impl PatternError {
     fn new(path: &[String], operator: Option<&str>, message: impl Into<String>) -> Self {
-        PatternError { path: display_path(path), operator: operator.map(str::to_owned), message: message.into() }
+        PatternError {
+            path: display_path(path),
+            operator: operator.map(str::to_owned),
+            message: message.into(),
+        }
     }
 }
 
@@ -104,13 +108,27 @@ pub struct Range {
 
 impl Range {
     pub const ALL: Range = Range {
-        lo: Bound { value: f64::NEG_INFINITY, inclusive: true },
-        hi: Bound { value: f64::INFINITY, inclusive: true },
+        lo: Bound {
+            value: f64::NEG_INFINITY,
+            inclusive: true,
+        },
+        hi: Bound {
+            value: f64::INFINITY,
+            inclusive: true,
+        },
     };
 
     pub fn contains(&self, x: f64) -> bool {
-        let lo_ok = if self.lo.inclusive { x >= self.lo.value } else { x > self.lo.value };
-        let hi_ok = if self.hi.inclusive { x <= self.hi.value } else { x < self.hi.value };
+        let lo_ok = if self.lo.inclusive {
+            x >= self.lo.value
+        } else {
+            x > self.lo.value
+        };
+        let hi_ok = if self.hi.inclusive {
+            x <= self.hi.value
+        } else {
+            x < self.hi.value
+        };
         lo_ok && hi_ok
     }
 }
@@ -148,9 +166,16 @@ pub struct Wildcard {
 
 impl Wildcard {
     pub fn matches(&self, s: &str) -> bool {
-        let (first, rest) = self.pieces.split_first().expect("a wildcard has at least one piece");
-        let Some(mut s) = s.strip_prefix(first.as_str()) else { return false };
-        let Some((last, middle)) = rest.split_last() else { return s.is_empty() };
+        let (first, rest) = self
+            .pieces
+            .split_first()
+            .expect("a wildcard has at least one piece");
+        let Some(mut s) = s.strip_prefix(first.as_str()) else {
+            return false;
+        };
+        let Some((last, middle)) = rest.split_last() else {
+            return s.is_empty();
+        };
         for piece in middle {
             match s.find(piece.as_str()) {
                 Some(i) => s = &s[i + piece.len()..],
@@ -228,7 +253,9 @@ pub struct Pattern {
 
 impl Pattern {
     pub fn parse(pattern: &Value, dialect: Dialect) -> Result<Pattern, PatternError> {
-        let text_len = serde_json::to_string(pattern).map(|s| s.chars().count()).unwrap_or(0);
+        let text_len = serde_json::to_string(pattern)
+            .map(|s| s.chars().count())
+            .unwrap_or(0);
         match dialect {
             Dialect::EventBridge if text_len > EVENTBRIDGE_MAX_PATTERN_CHARS => {
                 return Err(PatternError::new(&[], None, format!(
@@ -246,7 +273,11 @@ impl Pattern {
             .as_object()
             .ok_or_else(|| PatternError::new(&[], None, "a pattern must be a JSON object"))?;
         if object.is_empty() && dialect.is_sns() {
-            return Err(PatternError::new(&[], None, "a filter policy needs at least one key"));
+            return Err(PatternError::new(
+                &[],
+                None,
+                "a filter policy needs at least one key",
+            ));
         }
         let parser = Parser { dialect };
         let branches = parser.object(object, &mut Vec::new())?;
@@ -270,9 +301,17 @@ type Branches = Vec<Vec<Leaf>>;
 
 impl Parser {
     /// A pattern object: the AND of its fields, each a leaf, a nested object or `$or`.
-    fn object(&self, object: &Map<String, Value>, path: &mut Vec<String>) -> Result<Branches, PatternError> {
+    fn object(
+        &self,
+        object: &Map<String, Value>,
+        path: &mut Vec<String>,
+    ) -> Result<Branches, PatternError> {
         if object.is_empty() && !path.is_empty() {
-            return Err(PatternError::new(path, None, "an empty object matches nothing; remove it or give it fields"));
+            return Err(PatternError::new(
+                path,
+                None,
+                "an empty object matches nothing; remove it or give it fields",
+            ));
         }
         let mut branches: Branches = vec![Vec::new()];
         for (key, value) in object {
@@ -291,11 +330,16 @@ impl Parser {
                         }
                         self.object(nested, path)
                     }
-                    Value::Array(items) => self.leaf(items, value, path).map(|leaf| vec![vec![leaf]]),
+                    Value::Array(items) => {
+                        self.leaf(items, value, path).map(|leaf| vec![vec![leaf]])
+                    }
                     other => Err(PatternError::new(
                         path,
                         None,
-                        format!("a field's value must be an array of matches or an object, not {}", kind(other)),
+                        format!(
+                            "a field's value must be an array of matches or an object, not {}",
+                            kind(other)
+                        ),
                     )),
                 };
                 path.pop();
@@ -312,19 +356,31 @@ impl Parser {
             .as_array()
             .ok_or_else(|| PatternError::new(path, op, "must be an array of pattern objects"))?;
         if items.len() < 2 {
-            return Err(PatternError::new(path, op, format!("needs at least two branches, has {}", items.len())));
+            return Err(PatternError::new(
+                path,
+                op,
+                format!("needs at least two branches, has {}", items.len()),
+            ));
         }
         let mut out = Vec::new();
         for item in items {
-            let object = item
-                .as_object()
-                .ok_or_else(|| PatternError::new(path, op, format!("each branch must be an object, not {}", kind(item))))?;
+            let object = item.as_object().ok_or_else(|| {
+                PatternError::new(
+                    path,
+                    op,
+                    format!("each branch must be an object, not {}", kind(item)),
+                )
+            })?;
             if object.is_empty() {
                 return Err(PatternError::new(path, op, "a branch is an empty object"));
             }
             out.extend(self.object(object, path)?);
             if out.len() > MAX_EXPANDED_BRANCHES {
-                return Err(PatternError::new(path, op, format!("expands to over {MAX_EXPANDED_BRANCHES} branches")));
+                return Err(PatternError::new(
+                    path,
+                    op,
+                    format!("expands to over {MAX_EXPANDED_BRANCHES} branches"),
+                ));
             }
         }
         Ok(out)
@@ -332,16 +388,31 @@ impl Parser {
 
     fn leaf(&self, items: &[Value], source: &Value, path: &[String]) -> Result<Leaf, PatternError> {
         if items.is_empty() {
-            return Err(PatternError::new(path, None, "an empty array matches nothing; give at least one value"));
+            return Err(PatternError::new(
+                path,
+                None,
+                "an empty array matches nothing; give at least one value",
+            ));
         }
-        let conds = items.iter().map(|item| self.cond(item, path)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Leaf { path: path.to_vec(), conds, source: source.clone() })
+        let conds = items
+            .iter()
+            .map(|item| self.cond(item, path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Leaf {
+            path: path.to_vec(),
+            conds,
+            source: source.clone(),
+        })
     }
 
     fn cond(&self, item: &Value, path: &[String]) -> Result<Cond, PatternError> {
         match item {
             Value::Object(op) => self.operator(op, path),
-            Value::Array(_) => Err(PatternError::new(path, None, "arrays inside a match array are not allowed")),
+            Value::Array(_) => Err(PatternError::new(
+                path,
+                None,
+                "arrays inside a match array are not allowed",
+            )),
             literal => self.literal(literal, path, None).map(Cond::Lit),
         }
     }
@@ -352,29 +423,47 @@ impl Parser {
             Value::Number(_) => Lit::Num(self.number(v, path, op.or(Some("equals")))?),
             Value::Bool(b) => Lit::Bool(*b),
             Value::Null => Lit::Null,
-            other => return Err(PatternError::new(path, op, format!("expected a value, found {}", kind(other)))),
+            other => {
+                return Err(PatternError::new(
+                    path,
+                    op,
+                    format!("expected a value, found {}", kind(other)),
+                ))
+            }
         })
     }
 
     fn number(&self, v: &Value, path: &[String], op: Option<&str>) -> Result<f64, PatternError> {
-        let x = v
-            .as_f64()
-            .filter(|x| x.is_finite())
-            .ok_or_else(|| PatternError::new(path, op, format!("expected a number, found {}", kind(v))))?;
+        let x = v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
+            PatternError::new(path, op, format!("expected a number, found {}", kind(v)))
+        })?;
         if self.dialect.is_sns() {
             if x.abs() > SNS_MAX_NUMBER {
-                return Err(PatternError::new(path, op, format!("{x} is outside SNS's range of -1e9..=1e9")));
+                return Err(PatternError::new(
+                    path,
+                    op,
+                    format!("{x} is outside SNS's range of -1e9..=1e9"),
+                ));
             }
             if sns_round(x) != x && (sns_round(x) - x).abs() > x.abs() * 1e-15 {
-                return Err(PatternError::new(path, op, format!("{x} has more than {SNS_DECIMALS} decimal places")));
+                return Err(PatternError::new(
+                    path,
+                    op,
+                    format!("{x} has more than {SNS_DECIMALS} decimal places"),
+                ));
             }
         }
         Ok(x)
     }
 
     fn string<'v>(&self, v: &'v Value, path: &[String], op: &str) -> Result<&'v str, PatternError> {
-        v.as_str()
-            .ok_or_else(|| PatternError::new(path, Some(op), format!("expects a string, found {}", kind(v))))
+        v.as_str().ok_or_else(|| {
+            PatternError::new(
+                path,
+                Some(op),
+                format!("expects a string, found {}", kind(v)),
+            )
+        })
     }
 
     fn operator(&self, op: &Map<String, Value>, path: &[String]) -> Result<Cond, PatternError> {
@@ -390,7 +479,11 @@ impl Parser {
         let name = name.as_str();
         let sns = self.dialect.is_sns();
         let unsupported = |what: &str| {
-            Err(PatternError::new(path, Some(name), format!("{what} is not supported by Amazon SNS filter policies")))
+            Err(PatternError::new(
+                path,
+                Some(name),
+                format!("{what} is not supported by Amazon SNS filter policies"),
+            ))
         };
         match name {
             "prefix" | "suffix" => {
@@ -412,20 +505,33 @@ impl Parser {
                     }
                     other => (self.string(other, path, name)?.to_owned(), false),
                 };
-                Ok(if name == "prefix" { Cond::Prefix { text, ignore_case } } else { Cond::Suffix { text, ignore_case } })
+                Ok(if name == "prefix" {
+                    Cond::Prefix { text, ignore_case }
+                } else {
+                    Cond::Suffix { text, ignore_case }
+                })
             }
-            "equals-ignore-case" => Ok(Cond::EqualsIgnoreCase(self.string(arg, path, name)?.to_owned())),
+            "equals-ignore-case" => Ok(Cond::EqualsIgnoreCase(
+                self.string(arg, path, name)?.to_owned(),
+            )),
             "wildcard" => {
                 if sns {
                     return unsupported("`wildcard`");
                 }
-                Ok(Cond::Wildcard(parse_wildcard(self.string(arg, path, name)?, path)?))
+                Ok(Cond::Wildcard(parse_wildcard(
+                    self.string(arg, path, name)?,
+                    path,
+                )?))
             }
             "anything-but" => self.anything_but(arg, path).map(Cond::AnythingBut),
             "numeric" => self.numeric(arg, path).map(Cond::Numeric),
             "exists" => match arg {
                 Value::Bool(b) => Ok(Cond::Exists(*b)),
-                other => Err(PatternError::new(path, Some(name), format!("takes true or false, found {}", kind(other)))),
+                other => Err(PatternError::new(
+                    path,
+                    Some(name),
+                    format!("takes true or false, found {}", kind(other)),
+                )),
             },
             "cidr" => parse_cidr(self.string(arg, path, name)?)
                 .map(Cond::Cidr)
@@ -442,21 +548,39 @@ impl Parser {
         let op = "anything-but";
         let sns = self.dialect.is_sns();
         match arg {
-            Value::String(_) | Value::Number(_) => Ok(Negated::Values(vec![self.literal(arg, path, Some(op))?])),
+            Value::String(_) | Value::Number(_) => {
+                Ok(Negated::Values(vec![self.literal(arg, path, Some(op))?]))
+            }
             Value::Array(items) => {
                 if items.is_empty() {
-                    return Err(PatternError::new(path, Some(op), "the list of values is empty"));
+                    return Err(PatternError::new(
+                        path,
+                        Some(op),
+                        "the list of values is empty",
+                    ));
                 }
                 let all_strings = items.iter().all(Value::is_string);
                 let all_numbers = items.iter().all(Value::is_number);
                 if !all_strings && !all_numbers {
-                    return Err(PatternError::new(path, Some(op), "takes a list of only strings or only numbers"));
+                    return Err(PatternError::new(
+                        path,
+                        Some(op),
+                        "takes a list of only strings or only numbers",
+                    ));
                 }
-                items.iter().map(|v| self.literal(v, path, Some(op))).collect::<Result<_, _>>().map(Negated::Values)
+                items
+                    .iter()
+                    .map(|v| self.literal(v, path, Some(op)))
+                    .collect::<Result<_, _>>()
+                    .map(Negated::Values)
             }
             Value::Object(inner) => {
                 let Some((name, value)) = single(inner) else {
-                    return Err(PatternError::new(path, Some(op), "a nested operator object holds exactly one operator"));
+                    return Err(PatternError::new(
+                        path,
+                        Some(op),
+                        "a nested operator object holds exactly one operator",
+                    ));
                 };
                 let inner_op = format!("anything-but/{name}");
                 let nested_unsupported = |what: &str| {
@@ -473,7 +597,11 @@ impl Parser {
                             .iter()
                             .map(|i| self.string(i, path, &inner_op).map(str::to_owned))
                             .collect(),
-                        _ => Err(PatternError::new(path, Some(&inner_op), "takes a string or a non-empty list of strings")),
+                        _ => Err(PatternError::new(
+                            path,
+                            Some(&inner_op),
+                            "takes a string or a non-empty list of strings",
+                        )),
                     }
                 };
                 match name {
@@ -509,49 +637,88 @@ impl Parser {
             other => Err(PatternError::new(
                 path,
                 Some(op),
-                format!("takes a string, a number, a list or an operator object, not {}", kind(other)),
+                format!(
+                    "takes a string, a number, a list or an operator object, not {}",
+                    kind(other)
+                ),
             )),
         }
     }
 
     fn numeric(&self, arg: &Value, path: &[String]) -> Result<Range, PatternError> {
         let op = Some("numeric");
-        let items = arg
-            .as_array()
-            .ok_or_else(|| PatternError::new(path, op, "takes an array like [\">\", 0, \"<=\", 5]"))?;
+        let items = arg.as_array().ok_or_else(|| {
+            PatternError::new(path, op, "takes an array like [\">\", 0, \"<=\", 5]")
+        })?;
         if items.is_empty() || items.len() % 2 != 0 || items.len() > 4 {
-            return Err(PatternError::new(path, op, "takes one or two (comparison, number) pairs"));
+            return Err(PatternError::new(
+                path,
+                op,
+                "takes one or two (comparison, number) pairs",
+            ));
         }
         let mut range = Range::ALL;
         let (mut has_lo, mut has_hi) = (false, false);
         for pair in items.chunks(2) {
-            let cmp = pair[0]
-                .as_str()
-                .ok_or_else(|| PatternError::new(path, op, format!("expected a comparison, found {}", pair[0])))?;
+            let cmp = pair[0].as_str().ok_or_else(|| {
+                PatternError::new(
+                    path,
+                    op,
+                    format!("expected a comparison, found {}", pair[0]),
+                )
+            })?;
             let value = self.number(&pair[1], path, op)?;
             match cmp {
                 "=" if items.len() == 2 => {
-                    return Ok(Range { lo: Bound { value, inclusive: true }, hi: Bound { value, inclusive: true } })
+                    return Ok(Range {
+                        lo: Bound {
+                            value,
+                            inclusive: true,
+                        },
+                        hi: Bound {
+                            value,
+                            inclusive: true,
+                        },
+                    })
                 }
                 ">" | ">=" if !has_lo => {
                     has_lo = true;
-                    range.lo = Bound { value, inclusive: cmp == ">=" };
+                    range.lo = Bound {
+                        value,
+                        inclusive: cmp == ">=",
+                    };
                 }
                 "<" | "<=" if !has_hi => {
                     has_hi = true;
-                    range.hi = Bound { value, inclusive: cmp == "<=" };
+                    range.hi = Bound {
+                        value,
+                        inclusive: cmp == "<=",
+                    };
                 }
                 "=" | ">" | ">=" | "<" | "<=" => {
-                    return Err(PatternError::new(path, op, "a range takes one lower bound (> or >=) and one upper bound (< or <=)"))
+                    return Err(PatternError::new(
+                        path,
+                        op,
+                        "a range takes one lower bound (> or >=) and one upper bound (< or <=)",
+                    ))
                 }
-                other => return Err(PatternError::new(path, op, format!("unknown comparison {other:?}"))),
+                other => {
+                    return Err(PatternError::new(
+                        path,
+                        op,
+                        format!("unknown comparison {other:?}"),
+                    ))
+                }
             }
         }
         if has_lo && has_hi && range.lo.value >= range.hi.value {
             return Err(PatternError::new(
                 path,
                 op,
-                format!("the lower bound {} must be below the upper bound {}", range.lo.value, range.hi.value),
+                format!(
+                    "the lower bound {} must be below the upper bound {}",
+                    range.lo.value, range.hi.value
+                ),
             ));
         }
         Ok(range)
@@ -562,13 +729,20 @@ impl Parser {
         let mut keys = std::collections::BTreeSet::new();
         collect_keys(policy, &mut keys, self.dialect == Dialect::SnsBody);
         if keys.len() > SNS_MAX_KEYS {
-            return Err(PatternError::new(&[], None, format!(
-                "the filter policy has {} keys ({}); SNS allows at most {SNS_MAX_KEYS}",
-                keys.len(),
-                keys.iter().cloned().collect::<Vec<_>>().join(", ")
-            )));
+            return Err(PatternError::new(
+                &[],
+                None,
+                format!(
+                    "the filter policy has {} keys ({}); SNS allows at most {SNS_MAX_KEYS}",
+                    keys.len(),
+                    keys.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
         }
-        let combinations: usize = branches.iter().map(|b| b.iter().map(|l| l.conds.len()).product::<usize>()).sum();
+        let combinations: usize = branches
+            .iter()
+            .map(|b| b.iter().map(|l| l.conds.len()).product::<usize>())
+            .sum();
         if combinations > SNS_MAX_COMBINATIONS {
             return Err(PatternError::new(&[], None, format!(
                 "the filter policy has {combinations} combinations of values; SNS allows at most {SNS_MAX_COMBINATIONS}"
@@ -598,7 +772,11 @@ fn collect_keys(v: &Value, keys: &mut std::collections::BTreeSet<String>, top_le
 /// The AND of two sets of branches: every pair, concatenated.
 fn product(left: Branches, right: Branches, path: &[String]) -> Result<Branches, PatternError> {
     if left.len() * right.len() > MAX_EXPANDED_BRANCHES {
-        return Err(PatternError::new(path, Some("$or"), format!("expands to over {MAX_EXPANDED_BRANCHES} branches")));
+        return Err(PatternError::new(
+            path,
+            Some("$or"),
+            format!("expands to over {MAX_EXPANDED_BRANCHES} branches"),
+        ));
     }
     let mut out = Vec::with_capacity(left.len() * right.len());
     for l in &left {
@@ -656,12 +834,19 @@ pub fn parse_wildcard(text: &str, path: &[String]) -> Result<Wildcard, PatternEr
         }
         last_star = false;
     }
-    Ok(Wildcard { source: text.to_owned(), pieces })
+    Ok(Wildcard {
+        source: text.to_owned(),
+        pieces,
+    })
 }
 
 pub fn parse_cidr(text: &str) -> Result<IpRange, String> {
-    let (addr, bits) = text.split_once('/').ok_or_else(|| format!("{text:?} is not in CIDR notation (address/bits)"))?;
-    let ip: IpAddr = addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?;
+    let (addr, bits) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not in CIDR notation (address/bits)"))?;
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IP address"))?;
     let (v6, x) = ip_key(ip);
     let width = if v6 { 128 } else { 32 };
     let bits: u32 = bits
@@ -670,16 +855,46 @@ pub fn parse_cidr(text: &str) -> Result<IpRange, String> {
         .filter(|b| *b <= width && !bits.starts_with('+'))
         .ok_or_else(|| format!("prefix length {bits:?} must be 0..={width}"))?;
     let host_bits = width - bits;
-    let mask: u128 = if host_bits == 0 { 0 } else if host_bits == 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
-    Ok(IpRange { v6, lo: x & !mask, hi: x | mask })
+    let mask: u128 = if host_bits == 0 {
+        0
+    } else if host_bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    Ok(IpRange {
+        v6,
+        lo: x & !mask,
+        hi: x | mask,
+    })
 }
 
-const EB_OPERATORS: &[&str] =
-    &["prefix", "suffix", "equals-ignore-case", "wildcard", "anything-but", "numeric", "exists", "cidr"];
-const SNS_OPERATORS: &[&str] = &["prefix", "suffix", "equals-ignore-case", "anything-but", "numeric", "exists", "cidr"];
+const EB_OPERATORS: &[&str] = &[
+    "prefix",
+    "suffix",
+    "equals-ignore-case",
+    "wildcard",
+    "anything-but",
+    "numeric",
+    "exists",
+    "cidr",
+];
+const SNS_OPERATORS: &[&str] = &[
+    "prefix",
+    "suffix",
+    "equals-ignore-case",
+    "anything-but",
+    "numeric",
+    "exists",
+    "cidr",
+];
 
 fn suggest_operator(name: &str, dialect: Dialect) -> String {
-    let known = if dialect.is_sns() { SNS_OPERATORS } else { EB_OPERATORS };
+    let known = if dialect.is_sns() {
+        SNS_OPERATORS
+    } else {
+        EB_OPERATORS
+    };
     match closest(name, known.iter().copied()) {
         Some(best) => format!(" (did you mean `{best}`?)"),
         None => format!("; known operators: {}", known.join(", ")),
@@ -722,21 +937,36 @@ mod tests {
 
     #[test]
     fn errors_name_operator_and_path() {
-        let e = err(json!({"detail": {"n": [{"numeric": [">", 5, "<", 3]}]}}), Dialect::EventBridge);
-        assert_eq!((e.path.as_str(), e.operator.as_deref()), ("detail.n", Some("numeric")));
+        let e = err(
+            json!({"detail": {"n": [{"numeric": [">", 5, "<", 3]}]}}),
+            Dialect::EventBridge,
+        );
+        assert_eq!(
+            (e.path.as_str(), e.operator.as_deref()),
+            ("detail.n", Some("numeric"))
+        );
         let e = err(json!({"a": [{"contains": "x"}]}), Dialect::EventBridge);
         assert_eq!(e.operator.as_deref(), Some("contains"));
-        let e = err(json!({"a": [{"anything-but": {"suffix": "x"}}]}), Dialect::SnsAttributes);
+        let e = err(
+            json!({"a": [{"anything-but": {"suffix": "x"}}]}),
+            Dialect::SnsAttributes,
+        );
         assert_eq!(e.operator.as_deref(), Some("anything-but/suffix"));
         assert!(e.to_string().contains("not supported by Amazon SNS"), "{e}");
     }
 
     #[test]
     fn or_expands_into_branches() {
-        let p = Pattern::parse(&json!({"a": [1], "$or": [{"b": [2]}, {"c": [3], "$or": [{"d": [4]}, {"e": [5]}]}]}), Dialect::EventBridge)
-            .unwrap();
+        let p = Pattern::parse(
+            &json!({"a": [1], "$or": [{"b": [2]}, {"c": [3], "$or": [{"d": [4]}, {"e": [5]}]}]}),
+            Dialect::EventBridge,
+        )
+        .unwrap();
         assert_eq!(p.branches.len(), 3);
-        assert!(p.branches.iter().all(|b| b.len() >= 2 && b.iter().any(|l| l.path == vec!["a".to_owned()])));
+        assert!(p
+            .branches
+            .iter()
+            .all(|b| b.len() >= 2 && b.iter().any(|l| l.path == vec!["a".to_owned()])));
     }
 
     #[test]
@@ -752,7 +982,9 @@ mod tests {
     #[test]
     fn cidr_ranges() {
         let r = parse_cidr("10.0.0.0/24").unwrap();
-        assert!(r.contains("10.0.0.255".parse().unwrap()) && !r.contains("10.0.1.0".parse().unwrap()));
+        assert!(
+            r.contains("10.0.0.255".parse().unwrap()) && !r.contains("10.0.1.0".parse().unwrap())
+        );
         let r = parse_cidr("2001:db8::/32").unwrap();
         assert!(r.contains("2001:db8:ffff::1".parse().unwrap()));
         assert!(parse_cidr("10.0.0.0/33").is_err() && parse_cidr("10.0.0.0").is_err());

@@ -46,8 +46,18 @@ pub fn flatten_json(v: &Value) -> Vec<RefField> {
     out
 }
 
-fn walk(v: &Value, path: &mut Vec<String>, trail: &mut Vec<ArrayPos>, arrays: &mut u32, out: &mut Vec<RefField>) {
-    let leaf = |val| RefField { path: path.clone(), val, trail: trail.clone() };
+fn walk(
+    v: &Value,
+    path: &mut Vec<String>,
+    trail: &mut Vec<ArrayPos>,
+    arrays: &mut u32,
+    out: &mut Vec<RefField>,
+) {
+    let leaf = |val| RefField {
+        path: path.clone(),
+        val,
+        trail: trail.clone(),
+    };
     match v {
         Value::Object(map) => {
             for (k, child) in map {
@@ -79,15 +89,27 @@ pub fn flatten_attributes(attributes: &BTreeMap<String, SnsAttribute>) -> Vec<Re
     for (name, attr) in attributes {
         let path = vec![name.clone()];
         match attr {
-            SnsAttribute::String(s) => out.push(RefField { path, val: OwnedVal::Str(s.clone()), trail: vec![] }),
+            SnsAttribute::String(s) => out.push(RefField {
+                path,
+                val: OwnedVal::Str(s.clone()),
+                trail: vec![],
+            }),
             SnsAttribute::Number(n) => {
                 if let Ok(x) = n.trim().parse::<f64>() {
-                    out.push(RefField { path, val: OwnedVal::Num(x), trail: vec![] });
+                    out.push(RefField {
+                        path,
+                        val: OwnedVal::Num(x),
+                        trail: vec![],
+                    });
                 }
             }
             SnsAttribute::StringArray(items) => {
                 for item in items {
-                    out.push(RefField { path: path.clone(), val: OwnedVal::Str(item.clone()), trail: vec![] });
+                    out.push(RefField {
+                        path: path.clone(),
+                        val: OwnedVal::Str(item.clone()),
+                        trail: vec![],
+                    });
                 }
             }
         }
@@ -107,19 +129,34 @@ fn leaf_accepts(leaf: &Leaf, v: Val) -> bool {
 }
 
 fn consistent(constraint: &[ArrayPos], trail: &[ArrayPos]) -> bool {
-    trail.iter().all(|(a, i)| constraint.iter().all(|(b, j)| a != b || i == j))
+    trail
+        .iter()
+        .all(|(a, i)| constraint.iter().all(|(b, j)| a != b || i == j))
 }
 
 /// Does the pattern match these leaves?
 pub fn matches(pattern: &Pattern, fields: &[RefField]) -> bool {
-    pattern.branches.iter().any(|b| branch_matches(b, fields, pattern.dialect, &[]))
+    pattern
+        .branches
+        .iter()
+        .any(|b| branch_matches(b, fields, pattern.dialect, &[]))
 }
 
-fn branch_matches(leaves: &[Leaf], fields: &[RefField], dialect: Dialect, constraint: &[ArrayPos]) -> bool {
-    let Some((leaf, rest)) = leaves.split_first() else { return true };
+fn branch_matches(
+    leaves: &[Leaf],
+    fields: &[RefField],
+    dialect: Dialect,
+    constraint: &[ArrayPos],
+) -> bool {
+    let Some((leaf, rest)) = leaves.split_first() else {
+        return true;
+    };
     let mut values = fields.iter().filter(|f| f.path == leaf.path).peekable();
     let absent = values.peek().is_none();
-    if absent && leaf.conds.contains(&Cond::Exists(false)) && branch_matches(rest, fields, dialect, constraint) {
+    if absent
+        && leaf.conds.contains(&Cond::Exists(false))
+        && branch_matches(rest, fields, dialect, constraint)
+    {
         return true;
     }
     values.any(|f| {
@@ -127,7 +164,11 @@ fn branch_matches(leaves: &[Leaf], fields: &[RefField], dialect: Dialect, constr
             return false;
         }
         let mut next = constraint.to_vec();
-        next.extend(f.trail.iter().filter(|(a, _)| !constraint.iter().any(|(b, _)| a == b)));
+        next.extend(
+            f.trail
+                .iter()
+                .filter(|(a, _)| !constraint.iter().any(|(b, _)| a == b)),
+        );
         branch_matches(rest, fields, dialect, &next)
     })
 }
@@ -142,22 +183,44 @@ pub fn why_not(pattern: &Pattern, fields: &[RefField]) -> Option<String> {
         let failed = branch.iter().find(|leaf| {
             let values: Vec<&RefField> = fields.iter().filter(|f| f.path == leaf.path).collect();
             let absent_ok = values.is_empty() && leaf.conds.contains(&Cond::Exists(false));
-            !absent_ok && !values.iter().any(|f| leaf_accepts(leaf, normalise(&f.val, pattern.dialect)))
+            !absent_ok
+                && !values
+                    .iter()
+                    .any(|f| leaf_accepts(leaf, normalise(&f.val, pattern.dialect)))
         });
         reasons.push(match failed {
             Some(leaf) => {
-                let values: Vec<String> =
-                    fields.iter().filter(|f| f.path == leaf.path).map(|f| describe(&f.val)).collect();
-                let seen = if values.is_empty() { "the event has no such field".to_owned() } else { format!("the event has {}", values.join(", ")) };
-                format!("{} {} failed: {seen}", display_path(&leaf.path), leaf.source)
+                let values: Vec<String> = fields
+                    .iter()
+                    .filter(|f| f.path == leaf.path)
+                    .map(|f| describe(&f.val))
+                    .collect();
+                let seen = if values.is_empty() {
+                    "the event has no such field".to_owned()
+                } else {
+                    format!("the event has {}", values.join(", "))
+                };
+                format!(
+                    "{} {} failed: {seen}",
+                    display_path(&leaf.path),
+                    leaf.source
+                )
             }
             None => format!(
                 "fields {} match only in different elements of the same array",
-                branch.iter().map(|l| display_path(&l.path)).collect::<Vec<_>>().join(", ")
+                branch
+                    .iter()
+                    .map(|l| display_path(&l.path))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         });
     }
-    Some(if reasons.len() == 1 { reasons.remove(0) } else { format!("no `$or` branch matched: {}", reasons.join("; ")) })
+    Some(if reasons.len() == 1 {
+        reasons.remove(0)
+    } else {
+        format!("no `$or` branch matched: {}", reasons.join("; "))
+    })
 }
 
 fn describe(v: &OwnedVal) -> String {

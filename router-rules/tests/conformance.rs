@@ -5,61 +5,63 @@
 use std::collections::BTreeMap;
 
 use router_rules::topology::FilterPolicyScope;
-use router_rules::{reference, BusMatcher, Dialect, Pattern, TopicMatcher};
+use router_rules::{parse_sns_attributes, reference, BusMatcher, Dialect, Pattern, TopicMatcher};
 use serde_json::Value;
-use switchyard_shared::events::SnsAttribute;
 
 const FILES: &[(&str, &str)] = &[
-    ("eventbridge.json", include_str!("conformance/eventbridge.json")),
+    (
+        "eventbridge.json",
+        include_str!("conformance/eventbridge.json"),
+    ),
     ("sns.json", include_str!("conformance/sns.json")),
 ];
 
 fn dialect(name: &str) -> (Dialect, Option<FilterPolicyScope>) {
     match name {
         "eventbridge" => (Dialect::EventBridge, None),
-        "sns-attributes" => (Dialect::SnsAttributes, Some(FilterPolicyScope::MessageAttributes)),
+        "sns-attributes" => (
+            Dialect::SnsAttributes,
+            Some(FilterPolicyScope::MessageAttributes),
+        ),
         "sns-body" => (Dialect::SnsBody, Some(FilterPolicyScope::MessageBody)),
         other => panic!("unknown dialect {other}"),
     }
 }
 
-/// SNS's `{"Type": ..., "Value": ...}` attribute map.
-fn attributes(v: &Value) -> BTreeMap<String, SnsAttribute> {
-    v.as_object()
-        .expect("attributes are an object")
-        .iter()
-        .map(|(k, a)| {
-            let value = a["Value"].as_str().expect("Value is a string").to_owned();
-            let attr = match a["Type"].as_str() {
-                Some("String") => SnsAttribute::String(value),
-                Some("Number") => SnsAttribute::Number(value),
-                Some("String.Array") => SnsAttribute::StringArray(serde_json::from_str(&value).expect("array text")),
-                other => panic!("unknown type {other:?}"),
-            };
-            (k.clone(), attr)
-        })
-        .collect()
-}
-
 /// Runs one event through the compiled matcher and the reference interpreter.
-fn run(pattern: &Value, d: Dialect, scope: Option<FilterPolicyScope>, event: &Value) -> (bool, bool) {
+fn run(
+    pattern: &Value,
+    d: Dialect,
+    scope: Option<FilterPolicyScope>,
+    event: &Value,
+) -> (bool, bool) {
     let parsed = Pattern::parse(pattern, d).expect("valid pattern");
     match (d, scope) {
         (Dialect::EventBridge, _) => {
             let m = BusMatcher::compile([(0, pattern)]).expect("compiles");
             let compiled = !m.matches(&event.to_string()).is_empty();
-            (compiled, reference::matches(&parsed, &reference::flatten_json(event)))
+            (
+                compiled,
+                reference::matches(&parsed, &reference::flatten_json(event)),
+            )
         }
         (Dialect::SnsAttributes, Some(scope)) => {
             let m = TopicMatcher::compile([(0, pattern, scope)]).expect("compiles");
-            let attrs = attributes(event);
+            let attrs = parse_sns_attributes(event).expect("valid attributes");
             let compiled = !m.matches(&attrs, "{}").is_empty();
-            (compiled, reference::matches(&parsed, &reference::flatten_attributes(&attrs)))
+            (
+                compiled,
+                reference::matches(&parsed, &reference::flatten_attributes(&attrs)),
+            )
         }
         (_, scope) => {
-            let m = TopicMatcher::compile([(0, pattern, scope.expect("sns scope"))]).expect("compiles");
+            let m =
+                TopicMatcher::compile([(0, pattern, scope.expect("sns scope"))]).expect("compiles");
             let compiled = !m.matches(&BTreeMap::new(), &event.to_string()).is_empty();
-            (compiled, reference::matches(&parsed, &reference::flatten_json(event)))
+            (
+                compiled,
+                reference::matches(&parsed, &reference::flatten_json(event)),
+            )
         }
     }
 }
@@ -69,10 +71,14 @@ fn conformance_suite() {
     let mut cases = 0;
     let mut failures = Vec::new();
     for (file, text) in FILES {
-        let groups: Vec<Value> = serde_json::from_str(text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let groups: Vec<Value> =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{file}: {e}"));
         for (gi, g) in groups.iter().enumerate() {
             let doc = g["doc"].as_str().unwrap_or("");
-            assert!(doc.starts_with("https://docs.aws.amazon.com/"), "{file} group {gi} cites no AWS page");
+            assert!(
+                doc.starts_with("https://docs.aws.amazon.com/"),
+                "{file} group {gi} cites no AWS page"
+            );
             let (d, scope) = dialect(g["dialect"].as_str().expect("dialect"));
             let here = format!("{file} group {gi} ({doc})");
             if let Some(bad) = g.get("invalid") {
@@ -81,8 +87,13 @@ fn conformance_suite() {
                     Ok(_) => failures.push(format!("{here}: accepted {bad}")),
                     Err(e) => {
                         let want_op = g["operator"].as_str();
-                        if e.path != g["path"].as_str().unwrap_or("") || e.operator.as_deref() != want_op {
-                            failures.push(format!("{here}: wrong error for {bad}: {e} (operator {:?})", e.operator));
+                        if e.path != g["path"].as_str().unwrap_or("")
+                            || e.operator.as_deref() != want_op
+                        {
+                            failures.push(format!(
+                                "{here}: wrong error for {bad}: {e} (operator {:?})",
+                                e.operator
+                            ));
                         }
                     }
                 }
@@ -106,8 +117,16 @@ fn conformance_suite() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {cases} cases failed:\n{}", failures.len(), failures.join("\n"));
-    assert!(cases >= 300, "the suite must hold at least 300 cases, has {cases}");
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        cases >= 300,
+        "the suite must hold at least 300 cases, has {cases}"
+    );
 }
 
 #[test]
@@ -115,17 +134,30 @@ fn all_cases_on_one_matcher() {
     // The same EventBridge cases with every pattern compiled into one automaton:
     // sharing states must not change any verdict.
     let groups: Vec<Value> = serde_json::from_str(FILES[0].1).expect("valid json");
-    let patterns: Vec<&Value> =
-        groups.iter().filter(|g| g.get("pattern").is_some() && g["dialect"] == "eventbridge").map(|g| &g["pattern"]).collect();
-    let all = BusMatcher::compile(patterns.iter().enumerate().map(|(i, p)| (i, *p))).expect("compiles");
+    let patterns: Vec<&Value> = groups
+        .iter()
+        .filter(|g| g.get("pattern").is_some() && g["dialect"] == "eventbridge")
+        .map(|g| &g["pattern"])
+        .collect();
+    let all =
+        BusMatcher::compile(patterns.iter().enumerate().map(|(i, p)| (i, *p))).expect("compiles");
     let mut checked = 0;
     for g in &groups {
-        for event in ["match", "no_match"].iter().filter_map(|k| g.get(*k)).flat_map(|v| v.as_array().into_iter().flatten()) {
+        for event in ["match", "no_match"]
+            .iter()
+            .filter_map(|k| g.get(*k))
+            .flat_map(|v| v.as_array().into_iter().flatten())
+        {
             let got = all.matches(&event.to_string());
             let want: Vec<usize> = patterns
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| !BusMatcher::compile([(0, **p)]).expect("compiles").matches(&event.to_string()).is_empty())
+                .filter(|(_, p)| {
+                    !BusMatcher::compile([(0, **p)])
+                        .expect("compiles")
+                        .matches(&event.to_string())
+                        .is_empty()
+                })
                 .map(|(i, _)| i)
                 .collect();
             assert_eq!(got, want, "event {event}");

@@ -33,7 +33,16 @@ fn string() -> impl Strategy<Value = String> {
 }
 
 fn number() -> impl Strategy<Value = f64> {
-    prop_oneof![Just(0.0), Just(1.0), Just(1.5), Just(-2.0), Just(35.0), Just(100.0), Just(1e9), (-5i32..6).prop_map(f64::from)]
+    prop_oneof![
+        Just(0.0),
+        Just(1.0),
+        Just(1.5),
+        Just(-2.0),
+        Just(35.0),
+        Just(100.0),
+        Just(1e9),
+        (-5i32..6).prop_map(f64::from)
+    ]
 }
 
 fn scalar() -> impl Strategy<Value = Value> {
@@ -84,16 +93,34 @@ fn cond(sns: bool) -> BoxedStrategy<Value> {
     ];
     if !sns {
         options.push(
-            prop_oneof![Just("x*"), Just("*y"), Just("*"), Just("x*y"), Just("*\\**"), Just("É*")]
-                .prop_map(|w| json!({"wildcard": w}))
+            prop_oneof![
+                Just("x*"),
+                Just("*y"),
+                Just("*"),
+                Just("x*y"),
+                Just("*\\**"),
+                Just("É*")
+            ]
+            .prop_map(|w| json!({"wildcard": w}))
+            .boxed(),
+        );
+        options.push(
+            string()
+                .prop_map(|s| json!({"prefix": {"equals-ignore-case": s}}))
                 .boxed(),
         );
-        options.push(string().prop_map(|s| json!({"prefix": {"equals-ignore-case": s}})).boxed());
-        options.push(string().prop_map(|s| json!({"suffix": {"equals-ignore-case": s}})).boxed());
+        options.push(
+            string()
+                .prop_map(|s| json!({"suffix": {"equals-ignore-case": s}}))
+                .boxed(),
+        );
         options.push(
             prop_oneof![
-                string().prop_filter("non-empty", |s| !s.is_empty()).prop_map(|s| json!({"anything-but": {"suffix": s}})),
-                vec(string(), 1..3).prop_map(|v| json!({"anything-but": {"equals-ignore-case": v}})),
+                string()
+                    .prop_filter("non-empty", |s| !s.is_empty())
+                    .prop_map(|s| json!({"anything-but": {"suffix": s}})),
+                vec(string(), 1..3)
+                    .prop_map(|v| json!({"anything-but": {"equals-ignore-case": v}})),
                 Just(json!({"anything-but": {"wildcard": ["x*", "*y"]}})),
             ]
             .boxed(),
@@ -116,8 +143,18 @@ fn pattern(sns: bool, nested: bool) -> BoxedStrategy<Value> {
     } else {
         leaf(sns).boxed()
     };
-    let object = btree_map(key(), field, 1..4).prop_map(|m| m.into_iter().collect::<Map<String, Value>>());
-    (object, proptest::option::weighted(0.2, (btree_map(key(), leaf(sns), 1..2), btree_map(key(), leaf(sns), 1..2))))
+    let object =
+        btree_map(key(), field, 1..4).prop_map(|m| m.into_iter().collect::<Map<String, Value>>());
+    (
+        object,
+        proptest::option::weighted(
+            0.2,
+            (
+                btree_map(key(), leaf(sns), 1..2),
+                btree_map(key(), leaf(sns), 1..2),
+            ),
+        ),
+    )
         .prop_map(|(mut o, or)| {
             if let Some((x, y)) = or {
                 let branch = |m: BTreeMap<String, Value>| Value::Object(m.into_iter().collect());

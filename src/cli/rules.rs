@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use router_rules::topology::{FilterPolicyScope, Subscription};
 use router_rules::{BusMatcher, TopicMatcher};
 use serde_json::Value;
-use switchyard_shared::events::{sns_attributes, SnsAttribute};
+use switchyard_shared::events::sns_attributes;
 use switchyard_shared::ports::Destination;
 use switchyard_shared::Envelope;
 
@@ -75,9 +75,19 @@ pub struct BenchRulesArgs {
 pub async fn run(global: &GlobalArgs, args: RulesArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         RulesCommand::Check => check(global),
-        RulesCommand::Test { pattern, event, sns, scope, attributes } => {
-            test(&pattern, event.as_deref(), sns, scope, attributes.as_deref())
-        }
+        RulesCommand::Test {
+            pattern,
+            event,
+            sns,
+            scope,
+            attributes,
+        } => test(
+            &pattern,
+            event.as_deref(),
+            sns,
+            scope,
+            attributes.as_deref(),
+        ),
         RulesCommand::Explain { event } => explain(global, &event),
     }
 }
@@ -87,47 +97,20 @@ fn json_arg(what: &str, arg: &str) -> anyhow::Result<(Value, String)> {
     let text = if serde_json::from_str::<Value>(arg).is_ok() {
         arg.to_owned()
     } else {
-        std::fs::read_to_string(arg).with_context(|| format!("--{what} is neither valid JSON nor a readable file: {arg}"))?
+        std::fs::read_to_string(arg)
+            .with_context(|| format!("--{what} is neither valid JSON nor a readable file: {arg}"))?
     };
     let value = serde_json::from_str(&text).with_context(|| format!("--{what}: invalid JSON"))?;
     Ok((value, text))
 }
 
-/// SNS's JSON shape of message attributes.
-fn parse_attributes(v: &Value) -> anyhow::Result<BTreeMap<String, SnsAttribute>> {
-    let map = v.as_object().context("--attributes must be a JSON object of name -> {Type, Value}")?;
-    let mut out = BTreeMap::new();
-    for (name, attr) in map {
-        let ty = attr.get("Type").or_else(|| attr.get("DataType")).and_then(Value::as_str);
-        let value = attr.get("Value").or_else(|| attr.get("StringValue"));
-        let text = match value {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(_)) if ty == Some("String.Array") => value.map(Value::to_string).unwrap_or_default(),
-            _ => bail!("attribute {name}: expected {{\"Type\": ..., \"Value\": \"...\"}}"),
-        };
-        let parsed = match ty {
-            Some("String") => SnsAttribute::String(text),
-            Some("Number") => {
-                text.trim().parse::<f64>().with_context(|| format!("attribute {name}: {text:?} is not a number"))?;
-                SnsAttribute::Number(text)
-            }
-            Some("String.Array") => {
-                let items: Vec<Value> = serde_json::from_str(&text)
-                    .with_context(|| format!("attribute {name}: a String.Array value is a JSON array"))?;
-                // SNS arrays may hold numbers and booleans; filter policies compare their text.
-                SnsAttribute::StringArray(
-                    items.into_iter().map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string())).collect(),
-                )
-            }
-            Some("Binary") => continue, // SNS ignores Binary attributes when filtering.
-            other => bail!("attribute {name}: unknown Type {other:?} (String, Number, String.Array or Binary)"),
-        };
-        out.insert(name.clone(), parsed);
-    }
-    Ok(out)
-}
-
-fn test(pattern: &str, event: Option<&str>, sns: bool, scope: Scope, attributes: Option<&str>) -> anyhow::Result<ExitCode> {
+fn test(
+    pattern: &str,
+    event: Option<&str>,
+    sns: bool,
+    scope: Scope,
+    attributes: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let (pattern, _) = json_arg("pattern", pattern)?;
     let matched = if sns {
         let scope = match scope {
@@ -139,7 +122,7 @@ fn test(pattern: &str, event: Option<&str>, sns: bool, scope: Scope, attributes:
             Err(e) => return Ok(invalid(&e)),
         };
         let attrs = match attributes {
-            Some(a) => parse_attributes(&json_arg("attributes", a)?.0)?,
+            Some(a) => router_rules::parse_sns_attributes(&json_arg("attributes", a)?.0)?,
             None => BTreeMap::new(),
         };
         let body = match event {
@@ -157,7 +140,11 @@ fn test(pattern: &str, event: Option<&str>, sns: bool, scope: Scope, attributes:
         !matcher.try_matches(&text)?.is_empty()
     };
     println!("{}", if matched { "match" } else { "no match" });
-    Ok(if matched { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if matched {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn invalid(e: &router_rules::PatternError) -> ExitCode {
@@ -168,22 +155,33 @@ fn invalid(e: &router_rules::PatternError) -> ExitCode {
 fn check(global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let topology = super::load_topology(global)?;
     let problems = router_rules::check::check_topology(&topology);
-    let subscriptions: usize = topology.consumers.iter().map(|c| c.subscriptions.len()).sum();
+    let subscriptions: usize = topology
+        .consumers
+        .iter()
+        .map(|c| c.subscriptions.len())
+        .sum();
     if problems.is_empty() {
-        println!("topology ok: {} consumers, {subscriptions} subscriptions checked", topology.consumers.len());
+        println!(
+            "topology ok: {} consumers, {subscriptions} subscriptions checked",
+            topology.consumers.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     for p in &problems {
         println!("error: {p}");
     }
-    println!("{} problem(s) in {subscriptions} subscriptions", problems.len());
+    println!(
+        "{} problem(s) in {subscriptions} subscriptions",
+        problems.len()
+    );
     Ok(ExitCode::FAILURE)
 }
 
 fn explain(global: &GlobalArgs, event: &str) -> anyhow::Result<ExitCode> {
     let topology = super::load_topology(global)?;
     let (_, text) = json_arg("event", event)?;
-    let envelope = Envelope::from_json(&text).context("--event must be a Switchyard event envelope")?;
+    let envelope =
+        Envelope::from_json(&text).context("--event must be a Switchyard event envelope")?;
     let destination = topology
         .destination_of(&envelope.detail_type)
         .with_context(|| format!("no route for detail-type {:?}", envelope.detail_type))?;
@@ -194,7 +192,10 @@ fn explain(global: &GlobalArgs, event: &str) -> anyhow::Result<ExitCode> {
             let rules: Vec<_> = topology
                 .subscriptions_on(&destination)
                 .filter_map(|(c, s)| match s {
-                    Subscription::Bus(b) => Some(((c.name.clone(), format!("rule {} on bus {bus}", b.rule)), &b.pattern)),
+                    Subscription::Bus(b) => Some((
+                        (c.name.clone(), format!("rule {} on bus {bus}", b.rule)),
+                        &b.pattern,
+                    )),
                     Subscription::Topic(_) => None,
                 })
                 .collect();
@@ -208,7 +209,13 @@ fn explain(global: &GlobalArgs, event: &str) -> anyhow::Result<ExitCode> {
                 .subscriptions_on(&destination)
                 .filter_map(|(c, s)| match s {
                     Subscription::Topic(t) => Some((
-                        (c.name.clone(), format!("subscription to topic {topic} ({})", t.filter_policy_scope.as_str())),
+                        (
+                            c.name.clone(),
+                            format!(
+                                "subscription to topic {topic} ({})",
+                                t.filter_policy_scope.as_str()
+                            ),
+                        ),
                         &t.filter_policy,
                         t.filter_policy_scope,
                     )),
@@ -231,7 +238,11 @@ fn explain(global: &GlobalArgs, event: &str) -> anyhow::Result<ExitCode> {
             total += 1;
             let label = match sub {
                 Subscription::Bus(b) => format!("rule {} on bus {}", b.rule, b.bus),
-                Subscription::Topic(t) => format!("subscription to topic {} ({})", t.topic, t.filter_policy_scope.as_str()),
+                Subscription::Topic(t) => format!(
+                    "subscription to topic {} ({})",
+                    t.topic,
+                    t.filter_policy_scope.as_str()
+                ),
             };
             match verdicts.get(&(consumer.name.clone(), label.clone())) {
                 Some(None) => {
@@ -239,7 +250,10 @@ fn explain(global: &GlobalArgs, event: &str) -> anyhow::Result<ExitCode> {
                     println!("reaches  {} ({label})", consumer.name);
                 }
                 Some(Some(why)) => println!("misses   {} ({label}): {why}", consumer.name),
-                None => println!("misses   {} ({label}): listens elsewhere, not on {target}", consumer.name),
+                None => println!(
+                    "misses   {} ({label}): listens elsewhere, not on {target}",
+                    consumer.name
+                ),
             }
         }
     }
@@ -256,13 +270,24 @@ pub async fn bench(_global: &GlobalArgs, args: BenchRulesArgs) -> anyhow::Result
         measure: std::time::Duration::from_secs_f64(args.seconds.max(0.05)),
         ..bench::Config::default()
     };
-    println!("rules-bench: {} events, {:.1} s per engine per rule count, one core", config.events, args.seconds);
-    println!("{:>7} {:>14} {:>14} {:>7} {:>9} {:>13}", "rules", "ours ev/s", "quamina ev/s", "ratio", "matches", "disagreements");
+    println!(
+        "rules-bench: {} events, {:.1} s per engine per rule count, one core",
+        config.events, args.seconds
+    );
+    println!(
+        "{:>7} {:>14} {:>14} {:>7} {:>9} {:>13}",
+        "rules", "ours ev/s", "quamina ev/s", "ratio", "matches", "disagreements"
+    );
     let report = tokio::task::block_in_place(|| {
         bench::run(&config, |r| match (&r.quamina, r.ratio()) {
             (Ok(q), Some(ratio)) => println!(
                 "{:>7} {:>14.0} {:>14.0} {:>7.2} {:>9.2} {:>13}",
-                r.rules, r.ours.events_per_s, q.events_per_s, ratio, r.ours.matches_per_event, r.disagreements
+                r.rules,
+                r.ours.events_per_s,
+                q.events_per_s,
+                ratio,
+                r.ours.matches_per_event,
+                r.disagreements
             ),
             _ => println!(
                 "{:>7} {:>14.0} {:>14} {:>7} {:>9.2} {:>13}   quamina failed: {}",
@@ -272,7 +297,11 @@ pub async fn bench(_global: &GlobalArgs, args: BenchRulesArgs) -> anyhow::Result
                 "-",
                 r.ours.matches_per_event,
                 "-",
-                r.quamina.as_ref().err().map(String::as_str).unwrap_or("no rate")
+                r.quamina
+                    .as_ref()
+                    .err()
+                    .map(String::as_str)
+                    .unwrap_or("no rate")
             ),
         })
     })?;
@@ -283,7 +312,7 @@ pub async fn bench(_global: &GlobalArgs, args: BenchRulesArgs) -> anyhow::Result
 
 #[cfg(not(feature = "bench"))]
 pub async fn bench(_global: &GlobalArgs, _args: BenchRulesArgs) -> anyhow::Result<ExitCode> {
-    bail!(
+    anyhow::bail!(
         "this switchyard was built without the rules benchmark (it pulls in the quamina crate); \
          rebuild with `cargo build --release --features bench` and run `target/release/switchyard bench rules`"
     )
