@@ -903,10 +903,13 @@ fn suggest_operator(name: &str, dialect: Dialect) -> String {
 
 /// The candidate closest to `name` by edit distance, if it is close enough.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // A near spelling, or a name that is the start of the real one (`size` for `size_bytes`).
     candidates
         .into_iter()
         .map(|c| (edit_distance(name, c), c))
-        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(2))
+        .filter(|(d, c)| {
+            *d <= (c.len().max(name.len()) / 3).max(2) || (name.len() >= 3 && c.starts_with(name))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
