@@ -23,6 +23,19 @@ pub fn lit_matches(lit: &Lit, v: &Val) -> bool {
     }
 }
 
+fn affix_matches(s: &str, text: &str, ignore_case: bool, suffix: bool) -> bool {
+    let (s, text) = if ignore_case {
+        (fold(s), fold(text))
+    } else {
+        (s.to_owned(), text.to_owned())
+    };
+    if suffix {
+        s.ends_with(&text)
+    } else {
+        s.starts_with(&text)
+    }
+}
+
 /// Does `v` satisfy `cond`? `exists: false` never does: it is about absence.
 pub fn cond_matches(cond: &Cond, v: &Val) -> bool {
     let s = match v {
@@ -31,22 +44,12 @@ pub fn cond_matches(cond: &Cond, v: &Val) -> bool {
     };
     match cond {
         Cond::Lit(lit) => lit_matches(lit, v),
-        Cond::Prefix {
-            text,
-            ignore_case: false,
-        } => s.is_some_and(|s| s.starts_with(text.as_str())),
-        Cond::Prefix {
-            text,
-            ignore_case: true,
-        } => s.is_some_and(|s| fold(s).starts_with(&fold(text))),
-        Cond::Suffix {
-            text,
-            ignore_case: false,
-        } => s.is_some_and(|s| s.ends_with(text.as_str())),
-        Cond::Suffix {
-            text,
-            ignore_case: true,
-        } => s.is_some_and(|s| fold(s).ends_with(&fold(text))),
+        Cond::Prefix { text, ignore_case } => {
+            s.is_some_and(|s| affix_matches(s, text, *ignore_case, false))
+        }
+        Cond::Suffix { text, ignore_case } => {
+            s.is_some_and(|s| affix_matches(s, text, *ignore_case, true))
+        }
         Cond::EqualsIgnoreCase(text) => s.is_some_and(|s| fold(s) == fold(text)),
         Cond::Wildcard(w) => s.is_some_and(|s| w.matches(s)),
         Cond::AnythingBut(neg) => !negated_matches(neg, v),
