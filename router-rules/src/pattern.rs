@@ -333,6 +333,15 @@ impl Parser {
                     Value::Array(items) => {
                         self.leaf(items, value, path).map(|leaf| vec![vec![leaf]])
                     }
+                    other if EB_OPERATORS.contains(&key.as_str()) => {
+                        // `{"x": {"exists": true}}`: the operator lands where a field name goes.
+                        let parent = display_path(&path[..path.len() - 1]);
+                        Err(PatternError::new(
+                            path,
+                            Some(key),
+                            format!("operators go inside the field's array: \"{parent}\": [{{\"{key}\": {other}}}]"),
+                        ))
+                    }
                     other => Err(PatternError::new(
                         path,
                         None,
@@ -956,6 +965,13 @@ mod tests {
         );
         assert_eq!(e.operator.as_deref(), Some("anything-but/suffix"));
         assert!(e.to_string().contains("not supported by Amazon SNS"), "{e}");
+    }
+
+    #[test]
+    fn operator_outside_an_array_is_explained() {
+        let e = err(json!({"detail": {"exists": true}}), Dialect::EventBridge);
+        assert_eq!(e.operator.as_deref(), Some("exists"));
+        assert!(e.message.contains(r#""detail": [{"exists": true}]"#), "{e}");
     }
 
     #[test]
