@@ -126,25 +126,25 @@ impl Automaton {
     }
 
     /// Rule indices (sorted, unique) that a JSON event matches.
-    pub fn match_json(&self, event: &[u8], work: &mut Work) -> Result<(), ScanError> {
+    pub fn match_json(&self, event: &str, work: &mut Work) -> Result<(), ScanError> {
         work.out.clear();
         if self.is_empty() {
             return Ok(());
         }
-        self.tree.scan(event, &mut work.flat)?;
+        self.tree.scan(event.as_bytes(), &mut work.flat)?;
         self.run(event, work);
         Ok(())
     }
 
     /// Runs over a flattened event that the caller filled in `work.flat`.
-    pub fn match_flat(&self, event: &[u8], work: &mut Work) {
+    pub fn match_flat(&self, event: &str, work: &mut Work) {
         work.out.clear();
         if !self.is_empty() {
             self.run(event, work);
         }
     }
 
-    fn run(&self, event: &[u8], work: &mut Work) {
+    fn run(&self, event: &str, work: &mut Work) {
         let Work {
             flat,
             slots,
@@ -292,7 +292,7 @@ fn consistent(constraint: &[ArrayPos], trail: &[ArrayPos]) -> bool {
 }
 
 struct Ctx<'a> {
-    event: &'a [u8],
+    event: &'a str,
     flat: &'a Flat,
     slots: &'a [Targets],
     sns_numbers: bool,

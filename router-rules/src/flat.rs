@@ -73,7 +73,7 @@ impl Flat {
         self.next_array = 0;
     }
 
-    pub fn value<'a>(&'a self, event: &'a [u8], f: &Field) -> Val<'a> {
+    pub fn value<'a>(&'a self, event: &'a str, f: &Field) -> Val<'a> {
         match f.val {
             FieldVal::Str {
                 start,
@@ -83,8 +83,8 @@ impl Flat {
                 let s = if scratch {
                     &self.scratch[start as usize..end as usize]
                 } else {
-                    // The scanner only cuts at ASCII quotes of valid UTF-8 input.
-                    std::str::from_utf8(&event[start as usize..end as usize]).unwrap_or("")
+                    // The scanner cuts at ASCII quotes, always char boundaries of a `str`.
+                    event.get(start as usize..end as usize).unwrap_or("")
                 };
                 Val::Str(s)
             }
@@ -591,7 +591,7 @@ mod tests {
             .map(|f| {
                 (
                     f.path,
-                    format!("{:?}", flat.value(event.as_bytes(), f)),
+                    format!("{:?}", flat.value(event, f)),
                     flat.trail(f).to_vec(),
                 )
             })

@@ -160,7 +160,7 @@ impl<T: Clone> BusMatcher<T> {
     /// Parts of the event after the last field any rule names are not read.
     pub fn try_matches(&self, event_json: &str) -> Result<Vec<T>, ScanError> {
         with_work(|work| {
-            self.automaton.match_json(event_json.as_bytes(), work)?;
+            self.automaton.match_json(event_json, work)?;
             Ok(work
                 .out
                 .iter()
@@ -172,7 +172,7 @@ impl<T: Clone> BusMatcher<T> {
     /// How many rules match, without collecting their ids (for benchmarks).
     pub fn count_matches(&self, event_json: &str) -> Result<usize, ScanError> {
         with_work(|work| {
-            self.automaton.match_json(event_json.as_bytes(), work)?;
+            self.automaton.match_json(event_json, work)?;
             Ok(work.out.len())
         })
     }
@@ -266,9 +266,9 @@ impl<T: Clone> TopicMatcher<T> {
                     }
                 }
             }
-            self.attributes.match_flat(b"", work);
+            self.attributes.match_flat("", work);
             let mut hits = std::mem::take(&mut work.out);
-            if let Err(e) = self.body.match_json(body.as_bytes(), work) {
+            if let Err(e) = self.body.match_json(body, work) {
                 tracing::debug!(error = %e, "message body is not JSON; MessageBody policies do not match");
                 work.out.clear();
             }
