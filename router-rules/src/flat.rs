@@ -151,9 +151,31 @@ struct TreeNode {
     keys: Vec<TreeKey>,
 }
 
+impl TreeNode {
+    /// The wanted key equal to `name`: a cheap signature first, bytes after.
+    #[inline]
+    fn find(&self, name: &[u8]) -> Option<usize> {
+        let sig = signature(name);
+        self.keys
+            .iter()
+            .position(|k| k.sig == sig && *k.name == *name)
+    }
+}
+
+/// Length and first bytes of a key in one word, to reject most keys with one compare.
+#[inline]
+fn signature(name: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    let n = name.len().min(7);
+    head[..n].copy_from_slice(&name[..n]);
+    head[7] = name.len().min(255) as u8;
+    u64::from_le_bytes(head)
+}
+
 #[derive(Debug, Clone)]
 struct TreeKey {
     name: Box<[u8]>,
+    sig: u64,
     /// The path id when the value is a leaf (or an array of leaves).
     leaf: Option<u32>,
     /// The child node when the value is an object.
@@ -172,15 +194,12 @@ impl FieldTree {
         let mut node = 0usize;
         for (i, seg) in path.iter().enumerate() {
             let last = i + 1 == path.len();
-            let pos = match self.nodes[node]
-                .keys
-                .iter()
-                .position(|k| *k.name == *seg.as_bytes())
-            {
+            let pos = match self.nodes[node].find(seg.as_bytes()) {
                 Some(p) => p,
                 None => {
                     self.nodes[node].keys.push(TreeKey {
                         name: seg.as_bytes().into(),
+                        sig: signature(seg.as_bytes()),
                         leaf: None,
                         child: None,
                     });
@@ -310,12 +329,12 @@ impl<'a> Scanner<'a> {
                 let mut buf = std::mem::take(&mut out.key_buf);
                 buf.clear();
                 unescape(&self.b[start..end], &mut buf).map_err(|m| self.err(m))?;
-                let found = keys.iter().position(|k| *k.name == *buf);
+                let found = tree.nodes[node].find(&buf);
                 out.key_buf = buf;
                 found
             } else {
                 let key = &self.b[start..end];
-                keys.iter().position(|k| *k.name == *key)
+                tree.nodes[node].find(key)
             };
             self.expect(b':', "expected `:` after a key")?;
             self.ws();
