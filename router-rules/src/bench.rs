@@ -303,7 +303,7 @@ fn build_quamina(rules: &[Value]) -> Result<quamina::Quamina<u32>, BenchError> {
 
 /// Runs `f`, turning a panic into its message (quamina 0.7 panics on some
 /// large rule sets when it freezes its automaton) without printing it.
-fn quietly<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+pub fn quietly<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
