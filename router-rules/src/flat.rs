@@ -226,7 +226,11 @@ impl FieldTree {
     /// Flattens `event` into `out` (cleared first).
     pub fn scan(&self, event: &[u8], out: &mut Flat) -> Result<(), ScanError> {
         out.clear();
-        let mut s = Scanner { b: event, i: 0 };
+        let mut s = Scanner {
+            b: event,
+            i: 0,
+            arrays: 0,
+        };
         s.ws();
         if s.peek() != Some(b'{') {
             return Err(s.err("an event must be a JSON object"));
@@ -243,9 +247,14 @@ pub struct ScanError {
     pub message: &'static str,
 }
 
+/// Arrays nested deeper than this in a wanted field are refused rather than
+/// recursed into (serde_json stops at 128 too).
+const MAX_ARRAY_NESTING: usize = 128;
+
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
+    arrays: usize,
 }
 
 impl<'a> Scanner<'a> {
@@ -384,30 +393,13 @@ impl<'a> Scanner<'a> {
             }
             Some(b'[') => {
                 self.i += 1;
-                let array = out.enter_array();
-                let depth = out.trail_depth();
-                let mut index = 0u32;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(());
+                if self.arrays == MAX_ARRAY_NESTING {
+                    return Err(self.err("arrays nested too deeply"));
                 }
-                loop {
-                    self.ws();
-                    out.set_element(array, index, depth);
-                    self.value(tree, leaf, child, out)?;
-                    index += 1;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            out.truncate_trail(depth);
-                            return Ok(());
-                        }
-                        _ => return Err(self.err("expected `,` or `]` in an array")),
-                    }
-                }
+                self.arrays += 1;
+                let result = self.array(tree, leaf, child, out);
+                self.arrays -= 1;
+                result
             }
             Some(b'"') => {
                 self.i += 1;
@@ -450,6 +442,40 @@ impl<'a> Scanner<'a> {
                 Ok(())
             }
             _ => Err(self.err("expected a value")),
+        }
+    }
+
+    /// The elements of the array whose `[` was just read.
+    fn array(
+        &mut self,
+        tree: &FieldTree,
+        leaf: Option<u32>,
+        child: Option<u32>,
+        out: &mut Flat,
+    ) -> Result<(), ScanError> {
+        let array = out.enter_array();
+        let depth = out.trail_depth();
+        let mut index = 0u32;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            out.set_element(array, index, depth);
+            self.value(tree, leaf, child, out)?;
+            index += 1;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    out.truncate_trail(depth);
+                    return Ok(());
+                }
+                _ => return Err(self.err("expected `,` or `]` in an array")),
+            }
         }
     }
 
@@ -636,6 +662,23 @@ mod tests {
             trails,
             vec![(0, vec![(1, 0)]), (1, vec![(1, 0)]), (0, vec![(1, 1)])]
         );
+    }
+
+    #[test]
+    fn deep_arrays_are_refused_not_recursed() {
+        let mut tree = FieldTree::new();
+        tree.insert(&["a".to_owned()], 0);
+        let mut flat = Flat::default();
+        let deep = format!(r#"{{"a": {}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let err = tree.scan(deep.as_bytes(), &mut flat).unwrap_err();
+        assert_eq!(err.message, "arrays nested too deeply");
+        let fine = format!(r#"{{"a": {}1{}}}"#, "[".repeat(100), "]".repeat(100));
+        tree.scan(fine.as_bytes(), &mut flat).unwrap();
+        assert_eq!(flat.trail(&flat.fields[0]).len(), 100);
+        // Unwanted values are skipped without recursion at any depth.
+        let skipped = format!(r#"{{"b": {}{}, "a": 2}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        tree.scan(skipped.as_bytes(), &mut flat).unwrap();
+        assert_eq!(flat.fields.len(), 1);
     }
 
     #[test]
