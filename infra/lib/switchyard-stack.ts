@@ -19,12 +19,14 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { RustFunction } from 'cargo-lambda-cdk';
-import { Construct } from 'constructs';
+import { Construct, IDependable } from 'constructs';
 import {
+  BusSubscription,
   ConsumerSpec,
   FunctionSpec,
   Permissions,
   StreamConsumerSpec,
+  TopicSubscription,
   Topology,
   TopologyError,
   dlqName,
@@ -98,6 +100,14 @@ const TABLE_READ = [
 ];
 const TABLE_WRITE = ['dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'];
 
+/** `orders-v2` -> `OrdersV2`, for output names. */
+export function pascal(name: string): string {
+  return name
+    .split(/[^A-Za-z0-9]+/)
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join('');
+}
+
 interface Destinations {
   readonly buses: Map<string, events.EventBus>;
   readonly topics: Map<string, sns.Topic>;
@@ -129,7 +139,7 @@ export class SwitchyardStack extends cdk.Stack {
     for (const bus of t.buses) {
       const eventBus = new events.EventBus(this, `Bus-${bus.name}`, { eventBusName: bus.name });
       this.buses.set(bus.name, eventBus);
-      new cdk.CfnOutput(this, `BusArn-${bus.name}`, { value: eventBus.eventBusArn, description: `ARN of the ${bus.name} bus` });
+      new cdk.CfnOutput(this, `${pascal(bus.name)}BusArn`, { value: eventBus.eventBusArn, description: `ARN of the ${bus.name} bus` });
     }
     for (const topic of t.topics) {
       const snsTopic = new sns.Topic(this, `Topic-${topic.name}`, {
@@ -139,7 +149,7 @@ export class SwitchyardStack extends cdk.Stack {
         enforceSSL: true,
       });
       this.topics.set(topic.name, snsTopic);
-      new cdk.CfnOutput(this, `TopicArn-${topic.name}`, { value: snsTopic.topicArn, description: `ARN of the ${topic.name} topic` });
+      new cdk.CfnOutput(this, `${pascal(topic.name)}TopicArn`, { value: snsTopic.topicArn, description: `ARN of the ${topic.name} topic` });
     }
 
     this.functionEnv = this.functionEnvironment({ buses: this.buses, topics: this.topics });
@@ -525,71 +535,65 @@ export class SwitchyardStack extends cdk.Stack {
     );
 
     c.subscriptions.forEach((s, i) => {
-      if (isBusSubscription(s)) {
-        this.subscribeToBus(`${id}Rule${i}`, s.bus, s.rule, s.pattern, queue, dlq, fifo);
-      } else {
-        const topic = this.topics.get(s.topic)!;
-        if (fifo && !topic.fifo) throw new TopologyError(`consumer ${c.name}: a FIFO queue cannot subscribe to the standard topic ${s.topic}`);
-        const allow = (q: sqs.Queue) =>
-          q.addToResourcePolicy(
-            new iam.PolicyStatement({
-              principals: [new iam.ServicePrincipal('sns.amazonaws.com')],
-              actions: ['sqs:SendMessage'],
-              resources: [q.queueArn],
-              conditions: { ArnEquals: { 'aws:SourceArn': topic.topicArn } },
-            }),
-          );
-        const policies = [allow(queue).policyDependable!, allow(dlq).policyDependable!];
-        const subscription = new sns.CfnSubscription(this, `${id}Subscription${i}`, {
-          topicArn: topic.topicArn,
-          protocol: 'sqs',
-          endpoint: queue.queueArn,
-          rawMessageDelivery: true,
-          filterPolicyScope: s.filter_policy_scope,
-          filterPolicy: s.filter_policy,
-          redrivePolicy: { deadLetterTargetArn: dlq.queueArn },
-        });
-        // Deliveries made before the queue policy exists would be lost.
-        subscription.node.addDependency(...policies);
-      }
+      if (isBusSubscription(s)) this.subscribeToBus(`${id}Rule${i}`, s, queue, dlq, fifo);
+      else this.subscribeToTopic(`${id}Subscription${i}`, c.name, s, queue, dlq, fifo);
     });
   }
 
-  private subscribeToBus(
-    id: string,
-    busName: string,
-    ruleName: string,
-    pattern: Record<string, unknown>,
-    queue: sqs.Queue,
-    dlq: sqs.Queue,
-    fifo: boolean | undefined,
-  ): void {
-    const bus = this.buses.get(busName)!;
+  /** Lets one service send to a queue, for one rule or topic only. */
+  private allowSend(queue: sqs.Queue, service: string, sourceArn: string): IDependable {
+    return queue.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.ServicePrincipal(service)],
+        actions: ['sqs:SendMessage'],
+        resources: [queue.queueArn],
+        conditions: { ArnEquals: { 'aws:SourceArn': sourceArn } },
+      }),
+    ).policyDependable!;
+  }
+
+  private subscribeToBus(id: string, s: BusSubscription, queue: sqs.Queue, dlq: sqs.Queue, fifo: boolean | undefined): void {
+    const bus = this.buses.get(s.bus)!;
     // L1 on purpose: the pattern goes into the template exactly as the topology has it.
     const rule = new events.CfnRule(this, id, {
-      name: ruleName,
+      name: s.rule,
       eventBusName: bus.eventBusName,
-      eventPattern: pattern,
+      eventPattern: s.pattern,
       targets: [
         {
           id: 'queue',
           arn: queue.queueArn,
           // EventBridge takes only standard queues as a target DLQ.
           deadLetterConfig: fifo ? undefined : { arn: dlq.queueArn },
-          sqsParameters: fifo ? { messageGroupId: ruleName } : undefined,
+          sqsParameters: fifo ? { messageGroupId: s.rule } : undefined,
         },
       ],
     });
-    for (const q of fifo ? [queue] : [queue, dlq]) {
-      q.addToResourcePolicy(
-        new iam.PolicyStatement({
-          principals: [new iam.ServicePrincipal('events.amazonaws.com')],
-          actions: ['sqs:SendMessage'],
-          resources: [q.queueArn],
-          conditions: { ArnEquals: { 'aws:SourceArn': rule.attrArn } },
-        }),
-      );
-    }
+    for (const q of fifo ? [queue] : [queue, dlq]) this.allowSend(q, 'events.amazonaws.com', rule.attrArn);
+  }
+
+  private subscribeToTopic(
+    id: string,
+    consumer: string,
+    s: TopicSubscription,
+    queue: sqs.Queue,
+    dlq: sqs.Queue,
+    fifo: boolean | undefined,
+  ): void {
+    const topic = this.topics.get(s.topic)!;
+    if (fifo && !topic.fifo) throw new TopologyError(`consumer ${consumer}: a FIFO queue cannot subscribe to the standard topic ${s.topic}`);
+    const policies = [queue, dlq].map((q) => this.allowSend(q, 'sns.amazonaws.com', topic.topicArn));
+    const subscription = new sns.CfnSubscription(this, id, {
+      topicArn: topic.topicArn,
+      protocol: 'sqs',
+      endpoint: queue.queueArn,
+      rawMessageDelivery: true,
+      filterPolicyScope: s.filter_policy_scope,
+      filterPolicy: s.filter_policy,
+      redrivePolicy: { deadLetterTargetArn: dlq.queueArn },
+    });
+    // Deliveries made before the queue policy exists would be lost.
+    subscription.node.addDependency(...policies);
   }
 
   private addStreamConsumer(s: StreamConsumerSpec): void {

@@ -15,6 +15,7 @@ import {
   resourcesOfType,
   synth,
 } from './helpers';
+import { pascal } from '../lib/switchyard-stack';
 import { ConsumerSpec, Topology, dlqName, envName, isBusSubscription, onFailureQueueName, queueName } from '../lib/topology';
 
 let topology: Topology;
@@ -416,10 +417,15 @@ describe('outputs', () => {
     for (const prefix of ['ApiUrl', 'TableName', 'BucketName', 'AlarmTopicArn']) {
       assert.ok(keys.some((k) => k.startsWith(prefix)), prefix);
     }
-    const busArns = keys.filter((k) => k.startsWith('BusArn'));
-    const topicArns = keys.filter((k) => k.startsWith('TopicArn'));
-    assert.equal(busArns.length, topology.buses.length);
-    assert.equal(topicArns.length, topology.topics.length);
+    for (const b of topology.buses) {
+      const [busId] = only(s, 'AWS::Events::EventBus', (p) => p.Name === b.name);
+      assert.deepEqual(s.json.Outputs[`${pascal(b.name)}BusArn`].Value, { 'Fn::GetAtt': [busId, 'Arn'] });
+    }
+    for (const t of topology.topics) {
+      const [topicId] = only(s, 'AWS::SNS::Topic', (p) => p.TopicName === t.name);
+      assert.deepEqual(s.json.Outputs[`${pascal(t.name)}TopicArn`].Value, { Ref: topicId });
+    }
+    assert.equal(pascal('orders-v2.fifo'), 'OrdersV2Fifo');
   });
 });
 

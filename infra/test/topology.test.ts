@@ -95,6 +95,46 @@ describe('a new consumer in a copy of the topology', () => {
   });
 });
 
+describe('FIFO', () => {
+  const fifoConsumer = (name: string, subscription: ConsumerSpec['subscriptions'][number]): ConsumerSpec => ({
+    name,
+    handler: name,
+    queue: { fifo: true, visibility_timeout_s: 30, max_receive_count: 3, batch_size: 10, batching_window_ms: 0 },
+    function: { timeout_s: 5, memory_mb: 128 },
+    permissions: { publish: [] },
+    subscriptions: [subscription],
+  });
+
+  it('makes .fifo queues and topics, with a message group on bus targets', () => {
+    const t = withConsumers(
+      fifoConsumer('ledger', { topic: 'payments', filter_policy_scope: 'MessageAttributes', filter_policy: { event_type: ['OrderPaid'] } }),
+      fifoConsumer('sequencer', { bus: 'orders', rule: 'in-sequence', pattern: { source: ['switchyard.orders'] } }),
+    );
+    t.topics.push({ name: 'payments', fifo: true });
+    const s = synth(t);
+    const [dlqId] = only(s, 'AWS::SQS::Queue', (p) => p.QueueName === 'ledger-dlq.fifo');
+    const [queueId, queue] = only(s, 'AWS::SQS::Queue', (p) => p.QueueName === 'ledger.fifo');
+    assert.equal(queue.Properties.FifoQueue, true);
+    assert.equal(queue.Properties.ContentBasedDeduplication, true);
+    assert.equal(refId(queue.Properties.RedrivePolicy.deadLetterTargetArn), dlqId);
+    const [topicId, topic] = only(s, 'AWS::SNS::Topic', (p) => p.TopicName === 'payments.fifo');
+    assert.equal(topic.Properties.FifoTopic, true);
+    const [, sub] = only(s, 'AWS::SNS::Subscription', (p) => refId(p.Endpoint) === queueId);
+    assert.equal(refId(sub.Properties.TopicArn), topicId);
+    const [, rule] = only(s, 'AWS::Events::Rule', (p) => p.Name === 'in-sequence');
+    assert.deepEqual(rule.Properties.Targets[0].SqsParameters, { MessageGroupId: 'in-sequence' });
+    // EventBridge takes no FIFO queue as a target DLQ.
+    assert.equal(rule.Properties.Targets[0].DeadLetterConfig, undefined);
+  });
+
+  it('refuses a FIFO queue on a standard topic', () => {
+    const t = withConsumers(
+      fifoConsumer('ledger', { topic: 'images', filter_policy_scope: 'MessageAttributes', filter_policy: { event_type: ['ImageUploaded'] } }),
+    );
+    assert.throws(() => synth(t), /consumer ledger: a FIFO queue cannot subscribe to the standard topic images/);
+  });
+});
+
 describe('context', () => {
   it('builds for x86_64 when asked, arm64 otherwise', () => {
     const s = synth(exportedTopology(), { architecture: 'x86_64' });
