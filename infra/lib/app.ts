@@ -29,7 +29,9 @@ function retention(app: cdk.App): logs.RetentionDays {
   const days = Number(raw);
   const allowed = Object.values(logs.RetentionDays).filter((v): v is number => typeof v === 'number');
   if (!allowed.includes(days)) {
-    throw new TopologyError(`context logRetentionDays=${JSON.stringify(raw)}: CloudWatch takes one of ${allowed.join(', ')}`);
+    throw new TopologyError(
+      `context logRetentionDays=${JSON.stringify(raw)}: CloudWatch takes one of ${allowed.join(', ')}`,
+    );
   }
   return days as logs.RetentionDays;
 }

@@ -81,11 +81,13 @@ const LAMBDA_SKIPS: CheckovSkip[] = [
   },
   {
     id: 'CKV_AWS_117',
-    comment: 'The functions reach only AWS public service endpoints; there is no private resource to reach through a VPC.',
+    comment:
+      'The functions reach only AWS public service endpoints; there is no private resource to reach through a VPC.',
   },
   {
     id: 'CKV_AWS_173',
-    comment: 'The variables hold resource names and ARNs, no secrets; Lambda encrypts them at rest with its service key.',
+    comment:
+      'The variables hold resource names and ARNs, no secrets; Lambda encrypts them at rest with its service key.',
   },
 ];
 
@@ -106,11 +108,6 @@ export function pascal(name: string): string {
     .split(/[^A-Za-z0-9]+/)
     .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
     .join('');
-}
-
-interface Destinations {
-  readonly buses: Map<string, events.EventBus>;
-  readonly topics: Map<string, sns.Topic>;
 }
 
 export class SwitchyardStack extends cdk.Stack {
@@ -139,7 +136,10 @@ export class SwitchyardStack extends cdk.Stack {
     for (const bus of t.buses) {
       const eventBus = new events.EventBus(this, `Bus-${bus.name}`, { eventBusName: bus.name });
       this.buses.set(bus.name, eventBus);
-      new cdk.CfnOutput(this, `${pascal(bus.name)}BusArn`, { value: eventBus.eventBusArn, description: `ARN of the ${bus.name} bus` });
+      new cdk.CfnOutput(this, `${pascal(bus.name)}BusArn`, {
+        value: eventBus.eventBusArn,
+        description: `ARN of the ${bus.name} bus`,
+      });
     }
     for (const topic of t.topics) {
       const snsTopic = new sns.Topic(this, `Topic-${topic.name}`, {
@@ -149,10 +149,13 @@ export class SwitchyardStack extends cdk.Stack {
         enforceSSL: true,
       });
       this.topics.set(topic.name, snsTopic);
-      new cdk.CfnOutput(this, `${pascal(topic.name)}TopicArn`, { value: snsTopic.topicArn, description: `ARN of the ${topic.name} topic` });
+      new cdk.CfnOutput(this, `${pascal(topic.name)}TopicArn`, {
+        value: snsTopic.topicArn,
+        description: `ARN of the ${topic.name} topic`,
+      });
     }
 
-    this.functionEnv = this.functionEnvironment({ buses: this.buses, topics: this.topics });
+    this.functionEnv = this.functionEnvironment();
     this.forwardUploads();
     t.consumers.forEach((c) => this.addConsumer(c));
     t.stream_consumers.forEach((s) => this.addStreamConsumer(s));
@@ -232,7 +235,9 @@ export class SwitchyardStack extends cdk.Stack {
           ],
           resources: ['*'],
           conditions: {
-            ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${this.partition}:logs:${this.region}:${this.account}:log-group:*` },
+            ArnLike: {
+              'kms:EncryptionContext:aws:logs:arn': `arn:${this.partition}:logs:${this.region}:${this.account}:log-group:*`,
+            },
           },
         }),
       ],
@@ -261,7 +266,11 @@ export class SwitchyardStack extends cdk.Stack {
       }),
     );
     if (this.props.alarmEmail) {
-      new sns.Subscription(this, 'AlarmEmail', { topic, protocol: sns.SubscriptionProtocol.EMAIL, endpoint: this.props.alarmEmail });
+      new sns.Subscription(this, 'AlarmEmail', {
+        topic,
+        protocol: sns.SubscriptionProtocol.EMAIL,
+        endpoint: this.props.alarmEmail,
+      });
     }
     return topic;
   }
@@ -299,9 +308,7 @@ export class SwitchyardStack extends cdk.Stack {
     };
     const accessLogs = new s3.Bucket(this, 'AccessLogs', {
       ...common,
-      lifecycleRules: [
-        { expiration: cdk.Duration.days(365), noncurrentVersionExpiration: cdk.Duration.days(30) },
-      ],
+      lifecycleRules: [{ expiration: cdk.Duration.days(365), noncurrentVersionExpiration: cdk.Duration.days(30) }],
     });
     skipCheckov(accessLogs, {
       id: 'CKV_AWS_18',
@@ -313,7 +320,10 @@ export class SwitchyardStack extends cdk.Stack {
       serverAccessLogsBucket: accessLogs,
       serverAccessLogsPrefix: 'blobs/',
       lifecycleRules: [
-        { abortIncompleteMultipartUploadAfter: cdk.Duration.days(7), noncurrentVersionExpiration: cdk.Duration.days(30) },
+        {
+          abortIncompleteMultipartUploadAfter: cdk.Duration.days(7),
+          noncurrentVersionExpiration: cdk.Duration.days(30),
+        },
       ],
     });
     // Set on the L1 bucket: the L2 `eventBridgeEnabled` adds a custom resource
@@ -352,15 +362,15 @@ export class SwitchyardStack extends cdk.Stack {
     });
   }
 
-  private functionEnvironment(d: Destinations): Record<string, string> {
+  private functionEnvironment(): Record<string, string> {
     const env: Record<string, string> = {
       SWITCHYARD_TABLE: this.table.tableName,
       SWITCHYARD_BUCKET: this.bucket.bucketName,
       SWITCHYARD_LOG_FORMAT: 'json',
       RUST_LOG: this.props.rustLog,
     };
-    d.buses.forEach((bus, name) => (env[envName('SWITCHYARD_BUS_', name)] = bus.eventBusName));
-    d.topics.forEach((topic, name) => (env[envName('SWITCHYARD_TOPIC_', name)] = topic.topicArn));
+    this.buses.forEach((bus, name) => (env[envName('SWITCHYARD_BUS_', name)] = bus.eventBusName));
+    this.topics.forEach((topic, name) => (env[envName('SWITCHYARD_TOPIC_', name)] = topic.topicArn));
     return env;
   }
 
@@ -373,7 +383,14 @@ export class SwitchyardStack extends cdk.Stack {
   }
 
   /** A function with its own role, log group and the grants its topology entry declares. */
-  private rustFunction(id: string, name: string, crate: string, binary: string, spec: FunctionSpec, perms: Permissions): lambda.Function {
+  private rustFunction(
+    id: string,
+    name: string,
+    crate: string,
+    binary: string,
+    spec: FunctionSpec,
+    perms: Permissions,
+  ): lambda.Function {
     const logGroup = this.logGroup(`${id}Logs`);
     const role = new iam.Role(this, `${id}Role`, {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
@@ -381,7 +398,10 @@ export class SwitchyardStack extends cdk.Stack {
     });
     // Instead of AWSLambdaBasicExecutionRole, which writes to any log group.
     role.addToPolicy(
-      new iam.PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [logGroup.logGroupArn] }),
+      new iam.PolicyStatement({
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroup.logGroupArn],
+      }),
     );
     this.grant(role, perms);
     const fn = new RustFunction(this, `${id}Function`, {
@@ -410,7 +430,9 @@ export class SwitchyardStack extends cdk.Stack {
     const read = perms.blobs?.read ?? [];
     const write = perms.blobs?.write ?? [];
     if (read.length > 0) {
-      role.addToPolicy(new iam.PolicyStatement({ sid: 'BlobsRead', actions: ['s3:GetObject'], resources: read.map(objects) }));
+      role.addToPolicy(
+        new iam.PolicyStatement({ sid: 'BlobsRead', actions: ['s3:GetObject'], resources: read.map(objects) }),
+      );
       // Listing (and telling a missing key from a forbidden one) only under the readable prefixes.
       role.addToPolicy(
         new iam.PolicyStatement({
@@ -434,12 +456,20 @@ export class SwitchyardStack extends cdk.Stack {
     const topics = perms.publish.flatMap((r) => (r.topic ? [this.topics.get(r.topic)!] : []));
     if (buses.length > 0) {
       role.addToPolicy(
-        new iam.PolicyStatement({ sid: 'PublishBus', actions: ['events:PutEvents'], resources: buses.map((b) => b.eventBusArn) }),
+        new iam.PolicyStatement({
+          sid: 'PublishBus',
+          actions: ['events:PutEvents'],
+          resources: buses.map((b) => b.eventBusArn),
+        }),
       );
     }
     if (topics.length > 0) {
       role.addToPolicy(
-        new iam.PolicyStatement({ sid: 'PublishTopic', actions: ['sns:Publish'], resources: topics.map((x) => x.topicArn) }),
+        new iam.PolicyStatement({
+          sid: 'PublishTopic',
+          actions: ['sns:Publish'],
+          resources: topics.map((x) => x.topicArn),
+        }),
       );
       role.addToPolicy(
         new iam.PolicyStatement({
@@ -484,7 +514,12 @@ export class SwitchyardStack extends cdk.Stack {
   private deadLetterQueue(id: string, queueName: string, fifo: boolean | undefined): sqs.Queue {
     const dlq = this.queue(id, { queueName, fifo: fifo || undefined, retentionPeriod: cdk.Duration.days(14) });
     const period = cdk.Duration.minutes(5);
-    this.alarm(`${id}Depth`, dlq.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }), 1, `${queueName} holds messages that failed`);
+    this.alarm(
+      `${id}Depth`,
+      dlq.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
+      1,
+      `${queueName} holds messages that failed`,
+    );
     this.alarm(
       `${id}Age`,
       dlq.metricApproximateAgeOfOldestMessage({ period, statistic: 'Maximum' }),
@@ -552,7 +587,13 @@ export class SwitchyardStack extends cdk.Stack {
     ).policyDependable!;
   }
 
-  private subscribeToBus(id: string, s: BusSubscription, queue: sqs.Queue, dlq: sqs.Queue, fifo: boolean | undefined): void {
+  private subscribeToBus(
+    id: string,
+    s: BusSubscription,
+    queue: sqs.Queue,
+    dlq: sqs.Queue,
+    fifo: boolean | undefined,
+  ): void {
     const bus = this.buses.get(s.bus)!;
     // L1 on purpose: the pattern goes into the template exactly as the topology has it.
     const rule = new events.CfnRule(this, id, {
@@ -581,7 +622,8 @@ export class SwitchyardStack extends cdk.Stack {
     fifo: boolean | undefined,
   ): void {
     const topic = this.topics.get(s.topic)!;
-    if (fifo && !topic.fifo) throw new TopologyError(`consumer ${consumer}: a FIFO queue cannot subscribe to the standard topic ${s.topic}`);
+    if (fifo && !topic.fifo)
+      throw new TopologyError(`consumer ${consumer}: a FIFO queue cannot subscribe to the standard topic ${s.topic}`);
     const policies = [queue, dlq].map((q) => this.allowSend(q, 'sns.amazonaws.com', topic.topicArn));
     const subscription = new sns.CfnSubscription(this, id, {
       topicArn: topic.topicArn,

@@ -220,7 +220,8 @@ class Reader {
   prefix(v: unknown, path: string): string {
     const p = this.string(v, path);
     // The prefix becomes part of an IAM resource ARN: a wildcard in it would widen the grant.
-    if (/[*?]/.test(p) || p.startsWith('/')) this.fail(path, `blob prefix ${JSON.stringify(p)} may not hold * or ? nor start with /`);
+    if (/[*?]/.test(p) || p.startsWith('/'))
+      this.fail(path, `blob prefix ${JSON.stringify(p)} may not hold * or ? nor start with /`);
     return p;
   }
 
@@ -244,7 +245,10 @@ class Reader {
         filter_policy: this.object(o.filter_policy, `${path}.filter_policy`),
       };
     }
-    return this.fail(path, 'a subscription names a `bus` (with `rule` and `pattern`) or a `topic` (with `filter_policy`)');
+    return this.fail(
+      path,
+      'a subscription names a `bus` (with `rule` and `pattern`) or a `topic` (with `filter_policy`)',
+    );
   }
 
   consumer(v: unknown, path: string): ConsumerSpec {
@@ -321,7 +325,8 @@ function checkReferences(t: Topology, r: Reader): void {
   const topics = new Set(t.topics.map((x) => x.name));
   const checkRoute = (route: RouteSpec, path: string) => {
     if (route.bus !== undefined && !buses.has(route.bus)) r.fail(path, `no bus named ${JSON.stringify(route.bus)}`);
-    if (route.topic !== undefined && !topics.has(route.topic)) r.fail(path, `no topic named ${JSON.stringify(route.topic)}`);
+    if (route.topic !== undefined && !topics.has(route.topic))
+      r.fail(path, `no topic named ${JSON.stringify(route.topic)}`);
   };
   t.buses.forEach((b, i) => {
     if (b.fifo) r.fail(`buses[${i}]`, 'EventBridge buses cannot be FIFO');
@@ -333,7 +338,8 @@ function checkReferences(t: Topology, r: Reader): void {
     { name: t.api.name, path: 'api', perms: t.api.permissions },
   ];
   for (const f of functions) {
-    if (!/^[A-Za-z0-9-]+$/.test(f.name)) r.fail(`${f.path}.name`, `${JSON.stringify(f.name)}: use letters, digits and -`);
+    if (!/^[A-Za-z0-9-]+$/.test(f.name))
+      r.fail(`${f.path}.name`, `${JSON.stringify(f.name)}: use letters, digits and -`);
     if (names.has(f.name)) r.fail(`${f.path}.name`, `${JSON.stringify(f.name)} is declared twice`);
     names.add(f.name);
     f.perms.publish.forEach((p, i) => checkRoute(p, `${f.path}.permissions.publish[${i}]`));
@@ -347,7 +353,8 @@ function checkReferences(t: Topology, r: Reader): void {
       if (isBusSubscription(s)) {
         checkRoute({ bus: s.bus }, path);
         const key = `${s.bus}/${s.rule}`;
-        if (rules.has(key)) r.fail(path, `rule ${JSON.stringify(s.rule)} is declared twice on bus ${JSON.stringify(s.bus)}`);
+        if (rules.has(key))
+          r.fail(path, `rule ${JSON.stringify(s.rule)} is declared twice on bus ${JSON.stringify(s.bus)}`);
         rules.add(key);
       } else {
         checkRoute({ topic: s.topic }, path);

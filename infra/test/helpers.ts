@@ -10,7 +10,9 @@ export const TOPOLOGY_PATH = process.env.SWITCHYARD_TOPOLOGY_JSON ?? DEFAULT_TOP
 
 export function exportedTopologyText(): string {
   if (!fs.existsSync(TOPOLOGY_PATH)) {
-    throw new Error(`${TOPOLOGY_PATH} is missing: run \`cargo run -q -- topology export > infra/build/topology.json\` (scripts/test-infra does)`);
+    throw new Error(
+      `${TOPOLOGY_PATH} is missing: run \`cargo run -q -- topology export > infra/build/topology.json\` (scripts/test-infra does)`,
+    );
   }
   return fs.readFileSync(TOPOLOGY_PATH, 'utf8');
 }
@@ -67,7 +69,9 @@ export function allStatements(s: Synth): { owner: string; statement: Record<stri
   const out: { owner: string; statement: Record<string, any> }[] = [];
   for (const [id, r] of Object.entries(s.json.Resources)) {
     const p = r.Properties ?? {};
-    const docs = [p.PolicyDocument, p.KeyPolicy, ...asArray<any>(p.Policies).map((x) => x.PolicyDocument)].filter(Boolean);
+    const docs = [p.PolicyDocument, p.KeyPolicy, ...asArray<any>(p.Policies).map((x) => x.PolicyDocument)].filter(
+      Boolean,
+    );
     for (const doc of docs) for (const statement of asArray<any>(doc.Statement)) out.push({ owner: id, statement });
   }
   return out;

@@ -16,7 +16,15 @@ import {
   synth,
 } from './helpers';
 import { pascal } from '../lib/switchyard-stack';
-import { ConsumerSpec, Topology, dlqName, envName, isBusSubscription, onFailureQueueName, queueName } from '../lib/topology';
+import {
+  ConsumerSpec,
+  Topology,
+  dlqName,
+  envName,
+  isBusSubscription,
+  onFailureQueueName,
+  queueName,
+} from '../lib/topology';
 
 let topology: Topology;
 let s: Synth;
@@ -30,8 +38,8 @@ const queueByName = (name: string) => only(s, 'AWS::SQS::Queue', (p) => p.QueueN
 const functionOf = (name: string) =>
   only(s, 'AWS::Lambda::Function', (p) => p.Environment?.Variables?.SWITCHYARD_CONSUMER === name);
 const policyOfRole = (roleId: string) =>
-  only(s, 'AWS::IAM::Policy', (p) => asArray<any>(p.Roles).some((r) => refId(r) === roleId))[1].Properties.PolicyDocument
-    .Statement as Record<string, any>[];
+  only(s, 'AWS::IAM::Policy', (p) => asArray<any>(p.Roles).some((r) => refId(r) === roleId))[1].Properties
+    .PolicyDocument.Statement as Record<string, any>[];
 const actionsOf = (statements: Record<string, any>[]) => statements.flatMap((st) => asArray<string>(st.Action));
 
 describe('the topology file', () => {
@@ -41,8 +49,14 @@ describe('the topology file', () => {
       raw.consumers.map((c: ConsumerSpec) => c.name),
       topology.consumers.map((c) => c.name),
     );
-    assert.ok(topology.consumers.some((c) => c.subscriptions.some(isBusSubscription)), 'a bus subscriber');
-    assert.ok(topology.consumers.some((c) => c.subscriptions.some((x) => !isBusSubscription(x))), 'a topic subscriber');
+    assert.ok(
+      topology.consumers.some((c) => c.subscriptions.some(isBusSubscription)),
+      'a bus subscriber',
+    );
+    assert.ok(
+      topology.consumers.some((c) => c.subscriptions.some((x) => !isBusSubscription(x))),
+      'a topic subscriber',
+    );
     assert.ok(topology.stream_consumers.length > 0, 'a stream consumer');
   });
 });
@@ -106,8 +120,12 @@ describe('each consumer', () => {
   });
 
   it('gets its config from the environment: table, bucket, every bus and topic, its name, JSON logs', () => {
-    const buses = Object.fromEntries(resourcesOfType(s, 'AWS::Events::EventBus').map(([id, r]) => [r.Properties.Name, id]));
-    const topics = Object.fromEntries(resourcesOfType(s, 'AWS::SNS::Topic').map(([id, r]) => [r.Properties.TopicName, id]));
+    const buses = Object.fromEntries(
+      resourcesOfType(s, 'AWS::Events::EventBus').map(([id, r]) => [r.Properties.Name, id]),
+    );
+    const topics = Object.fromEntries(
+      resourcesOfType(s, 'AWS::SNS::Topic').map(([id, r]) => [r.Properties.TopicName, id]),
+    );
     const [tableId] = resourcesOfType(s, 'AWS::DynamoDB::Table')[0];
     const [bucketId] = only(s, 'AWS::S3::Bucket', (p) => p.NotificationConfiguration !== undefined);
     const names = [...topology.consumers, ...topology.stream_consumers].map((c) => c.name).concat(topology.api.name);
@@ -119,7 +137,8 @@ describe('each consumer', () => {
       assert.equal(env.RUST_LOG, 'info', name);
       for (const b of topology.buses) assert.equal(refId(env[envName('SWITCHYARD_BUS_', b.name)]), buses[b.name], name);
       // A topic's Ref is its ARN, which is what SNS Publish takes.
-      for (const t of topology.topics) assert.equal(refId(env[envName('SWITCHYARD_TOPIC_', t.name)]), topics[t.name], name);
+      for (const t of topology.topics)
+        assert.equal(refId(env[envName('SWITCHYARD_TOPIC_', t.name)]), topics[t.name], name);
     }
     assert.ok('SWITCHYARD_BUS_ORDERS' in functionOf(topology.consumers[0].name)[1].Properties.Environment.Variables);
     assert.ok('SWITCHYARD_TOPIC_IMAGES' in functionOf(topology.consumers[0].name)[1].Properties.Environment.Variables);
@@ -230,7 +249,10 @@ describe('encryption and data protection', () => {
         IgnorePublicAcls: true,
         RestrictPublicBuckets: true,
       });
-      assert.equal(b.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm, 'AES256');
+      assert.equal(
+        b.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm,
+        'AES256',
+      );
       const [, policy] = only(s, 'AWS::S3::BucketPolicy', (p) => refId(p.Bucket) === id);
       assert.ok(
         asArray<any>(policy.Properties.PolicyDocument.Statement).some(
@@ -243,7 +265,9 @@ describe('encryption and data protection', () => {
 
   it('sends S3 Object Created events under the uploads prefix to EventBridge', () => {
     const [blobsId, blobs] = only(s, 'AWS::S3::Bucket', (p) => p.NotificationConfiguration !== undefined);
-    assert.deepEqual(blobs.Properties.NotificationConfiguration, { EventBridgeConfiguration: { EventBridgeEnabled: true } });
+    assert.deepEqual(blobs.Properties.NotificationConfiguration, {
+      EventBridgeConfiguration: { EventBridgeEnabled: true },
+    });
     const [, rule] = only(s, 'AWS::Events::Rule', (p) => p.EventBusName === 'default');
     assert.deepEqual(rule.Properties.EventPattern, {
       source: ['aws.s3'],
@@ -292,7 +316,8 @@ describe('alarms', () => {
       ...topology.consumers.flatMap((c) => [queueName(c), dlqName(c)]),
       ...topology.stream_consumers.map(onFailureQueueName),
     ];
-    for (const name of names) assert.equal(alarmsOn(queueByName(name)[0], 'ApproximateAgeOfOldestMessage').length, 1, name);
+    for (const name of names)
+      assert.equal(alarmsOn(queueByName(name)[0], 'ApproximateAgeOfOldestMessage').length, 1, name);
   });
 
   it('notifies the encrypted alarm topic, which CloudWatch may publish to', () => {
@@ -300,10 +325,13 @@ describe('alarms', () => {
     for (const [id, a] of resourcesOfType(s, 'AWS::CloudWatch::Alarm')) {
       assert.deepEqual(a.Properties.AlarmActions.map(refId), [alarmTopicId], id);
     }
-    const [, policy] = only(s, 'AWS::SNS::TopicPolicy', (p) => asArray<any>(p.Topics).some((t) => refId(t) === alarmTopicId));
+    const [, policy] = only(s, 'AWS::SNS::TopicPolicy', (p) =>
+      asArray<any>(p.Topics).some((t) => refId(t) === alarmTopicId),
+    );
     assert.ok(
       asArray<any>(policy.Properties.PolicyDocument.Statement).some(
-        (st) => st.Effect === 'Allow' && st.Principal?.Service === 'cloudwatch.amazonaws.com' && st.Action === 'sns:Publish',
+        (st) =>
+          st.Effect === 'Allow' && st.Principal?.Service === 'cloudwatch.amazonaws.com' && st.Action === 'sns:Publish',
       ),
     );
   });
@@ -354,23 +382,45 @@ describe('least privilege', () => {
       assert.equal(has('dynamodb:PutItem'), perms.table === 'read-write', `${name} table write`);
       assert.equal(has('s3:GetObject'), (perms.blobs?.read.length ?? 0) > 0, `${name} blob read`);
       assert.equal(has('s3:PutObject'), (perms.blobs?.write.length ?? 0) > 0, `${name} blob write`);
-      assert.equal(has('events:PutEvents'), perms.publish.some((p) => p.bus), `${name} bus publish`);
-      assert.equal(has('sns:Publish'), perms.publish.some((p) => p.topic), `${name} topic publish`);
-      assert.equal(has('kms:GenerateDataKey'), perms.publish.some((p) => p.topic), `${name} topic key`);
+      assert.equal(
+        has('events:PutEvents'),
+        perms.publish.some((p) => p.bus),
+        `${name} bus publish`,
+      );
+      assert.equal(
+        has('sns:Publish'),
+        perms.publish.some((p) => p.topic),
+        `${name} topic publish`,
+      );
+      assert.equal(
+        has('kms:GenerateDataKey'),
+        perms.publish.some((p) => p.topic),
+        `${name} topic key`,
+      );
       const objectArns = (action: string) =>
         statements
           .filter((st) => asArray(st.Action).includes(action))
           .flatMap((st) => asArray<any>(st.Resource))
           .map((r) => r['Fn::Join'][1][1]);
-      assert.deepEqual(objectArns('s3:GetObject'), (perms.blobs?.read ?? []).map((p) => `/${p}*`), `${name} read prefixes`);
-      assert.deepEqual(objectArns('s3:PutObject'), (perms.blobs?.write ?? []).map((p) => `/${p}*`), `${name} write prefixes`);
+      assert.deepEqual(
+        objectArns('s3:GetObject'),
+        (perms.blobs?.read ?? []).map((p) => `/${p}*`),
+        `${name} read prefixes`,
+      );
+      assert.deepEqual(
+        objectArns('s3:PutObject'),
+        (perms.blobs?.write ?? []).map((p) => `/${p}*`),
+        `${name} write prefixes`,
+      );
     }
   });
 
   it('lets a consumer receive from its own queue only', () => {
     for (const c of topology.consumers) {
       const [, fn] = functionOf(c.name);
-      const receive = policyOfRole(refId(fn.Properties.Role)!).filter((st) => asArray(st.Action).includes('sqs:ReceiveMessage'));
+      const receive = policyOfRole(refId(fn.Properties.Role)!).filter((st) =>
+        asArray(st.Action).includes('sqs:ReceiveMessage'),
+      );
       assert.deepEqual(
         receive.flatMap((st) => asArray(st.Resource)).map(refId),
         [queueByName(queueName(c))[0]],
@@ -400,7 +450,10 @@ describe('the HTTP API', () => {
       IntegrationType: 'AWS_PROXY',
       IntegrationUri: { 'Fn::GetAtt': [apiFnId, 'Arn'] },
     });
-    s.template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: '$default', AuthorizationType: 'AWS_IAM' });
+    s.template.hasResourceProperties('AWS::ApiGatewayV2::Route', {
+      RouteKey: '$default',
+      AuthorizationType: 'AWS_IAM',
+    });
     s.template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       StageName: '$default',
       AutoDeploy: true,
@@ -415,7 +468,10 @@ describe('outputs', () => {
   it('name the API URL, every bus and topic ARN, the table, bucket and alarm topic', () => {
     const keys = Object.keys(s.json.Outputs);
     for (const prefix of ['ApiUrl', 'TableName', 'BucketName', 'AlarmTopicArn']) {
-      assert.ok(keys.some((k) => k.startsWith(prefix)), prefix);
+      assert.ok(
+        keys.some((k) => k.startsWith(prefix)),
+        prefix,
+      );
     }
     for (const b of topology.buses) {
       const [busId] = only(s, 'AWS::Events::EventBus', (p) => p.Name === b.name);

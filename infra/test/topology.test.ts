@@ -60,7 +60,11 @@ describe('a new consumer in a copy of the topology', () => {
     assert.equal(queue.Properties.RedrivePolicy.maxReceiveCount, 4);
     // 6 x the 7 s timeout beats the topology's 10 s.
     assert.equal(queue.Properties.VisibilityTimeout, 42);
-    const [fnId, fn] = only(s, 'AWS::Lambda::Function', (p) => p.Environment?.Variables?.SWITCHYARD_CONSUMER === 'order-auditor');
+    const [fnId, fn] = only(
+      s,
+      'AWS::Lambda::Function',
+      (p) => p.Environment?.Variables?.SWITCHYARD_CONSUMER === 'order-auditor',
+    );
     assert.equal(fn.Properties.MemorySize, 512);
     const [, esm] = only(s, 'AWS::Lambda::EventSourceMapping', (p) => refId(p.EventSourceArn) === queueId);
     assert.equal(refId(esm.Properties.FunctionName), fnId);
@@ -68,18 +72,30 @@ describe('a new consumer in a copy of the topology', () => {
     assert.equal(esm.Properties.MaximumBatchingWindowInSeconds, 2);
     assert.deepEqual(esm.Properties.FunctionResponseTypes, ['ReportBatchItemFailures']);
     const [, rule] = only(s, 'AWS::Events::Rule', (p) => p.Name === 'audit-large-orders');
-    assert.equal(JSON.stringify(rule.Properties.EventPattern), JSON.stringify(auditor.subscriptions[0] && (auditor.subscriptions[0] as any).pattern));
+    assert.equal(
+      JSON.stringify(rule.Properties.EventPattern),
+      JSON.stringify(auditor.subscriptions[0] && (auditor.subscriptions[0] as any).pattern),
+    );
     assert.equal(refId(rule.Properties.Targets[0].Arn), queueId);
 
     const [imageQueueId] = only(s, 'AWS::SQS::Queue', (p) => p.QueueName === 'image-auditor');
     only(s, 'AWS::SQS::Queue', (p) => p.QueueName === 'image-auditor-dlq');
     const [, sub] = only(s, 'AWS::SNS::Subscription', (p) => refId(p.Endpoint) === imageQueueId);
     assert.equal(sub.Properties.FilterPolicyScope, 'MessageBody');
-    assert.equal(JSON.stringify(sub.Properties.FilterPolicy), JSON.stringify((thumbnailer.subscriptions[0] as any).filter_policy));
+    assert.equal(
+      JSON.stringify(sub.Properties.FilterPolicy),
+      JSON.stringify((thumbnailer.subscriptions[0] as any).filter_policy),
+    );
     only(s, 'AWS::Lambda::EventSourceMapping', (p) => refId(p.EventSourceArn) === imageQueueId);
     // Its role reads thumbnails and nothing else of the bucket, and has no table access.
-    const [, imageFn] = only(s, 'AWS::Lambda::Function', (p) => p.Environment?.Variables?.SWITCHYARD_CONSUMER === 'image-auditor');
-    const [, policy] = only(s, 'AWS::IAM::Policy', (p) => p.Roles.some((r: unknown) => refId(r) === refId(imageFn.Properties.Role)));
+    const [, imageFn] = only(
+      s,
+      'AWS::Lambda::Function',
+      (p) => p.Environment?.Variables?.SWITCHYARD_CONSUMER === 'image-auditor',
+    );
+    const [, policy] = only(s, 'AWS::IAM::Policy', (p) =>
+      p.Roles.some((r: unknown) => refId(r) === refId(imageFn.Properties.Role)),
+    );
     const actions = policy.Properties.PolicyDocument.Statement.flatMap((st: any) => [st.Action].flat());
     assert.ok(actions.includes('s3:GetObject'));
     assert.ok(!actions.some((a: string) => a.startsWith('dynamodb:') || a === 's3:PutObject'));
@@ -107,7 +123,11 @@ describe('FIFO', () => {
 
   it('makes .fifo queues and topics, with a message group on bus targets', () => {
     const t = withConsumers(
-      fifoConsumer('ledger', { topic: 'payments', filter_policy_scope: 'MessageAttributes', filter_policy: { event_type: ['OrderPaid'] } }),
+      fifoConsumer('ledger', {
+        topic: 'payments',
+        filter_policy_scope: 'MessageAttributes',
+        filter_policy: { event_type: ['OrderPaid'] },
+      }),
       fifoConsumer('sequencer', { bus: 'orders', rule: 'in-sequence', pattern: { source: ['switchyard.orders'] } }),
     );
     t.topics.push({ name: 'payments', fifo: true });
@@ -129,7 +149,11 @@ describe('FIFO', () => {
 
   it('refuses a FIFO queue on a standard topic', () => {
     const t = withConsumers(
-      fifoConsumer('ledger', { topic: 'images', filter_policy_scope: 'MessageAttributes', filter_policy: { event_type: ['ImageUploaded'] } }),
+      fifoConsumer('ledger', {
+        topic: 'images',
+        filter_policy_scope: 'MessageAttributes',
+        filter_policy: { event_type: ['ImageUploaded'] },
+      }),
     );
     assert.throws(() => synth(t), /consumer ledger: a FIFO queue cannot subscribe to the standard topic images/);
   });
@@ -138,21 +162,28 @@ describe('FIFO', () => {
 describe('context', () => {
   it('builds for x86_64 when asked, arm64 otherwise', () => {
     const s = synth(exportedTopology(), { architecture: 'x86_64' });
-    for (const [, fn] of resourcesOfType(s, 'AWS::Lambda::Function')) assert.deepEqual(fn.Properties.Architectures, ['x86_64']);
+    for (const [, fn] of resourcesOfType(s, 'AWS::Lambda::Function'))
+      assert.deepEqual(fn.Properties.Architectures, ['x86_64']);
   });
 
   it('opens the API only when asked, and then says why checkov may skip the route check', () => {
     const s = synth(exportedTopology(), { apiAuth: 'none', logRetentionDays: '30', bucketName: 'my-blobs' });
     const [, route] = resourcesOfType(s, 'AWS::ApiGatewayV2::Route')[0];
     assert.equal(route.Properties.AuthorizationType, 'NONE');
-    assert.deepEqual(route.Metadata?.checkov?.skip?.map((x: { id: string }) => x.id), ['CKV_AWS_309']);
+    assert.deepEqual(
+      route.Metadata?.checkov?.skip?.map((x: { id: string }) => x.id),
+      ['CKV_AWS_309'],
+    );
     for (const [, g] of resourcesOfType(s, 'AWS::Logs::LogGroup')) assert.equal(g.Properties.RetentionInDays, 30);
     only(s, 'AWS::S3::Bucket', (p) => p.BucketName === 'my-blobs');
   });
 
   it('rejects values it does not know, naming the key', () => {
     const bad = (context: Record<string, unknown>, key: RegExp) =>
-      assert.throws(() => synth(exportedTopology(), context), (e: Error) => e instanceof TopologyError && key.test(e.message));
+      assert.throws(
+        () => synth(exportedTopology(), context),
+        (e: Error) => e instanceof TopologyError && key.test(e.message),
+      );
     bad({ architecture: 'sparc' }, /architecture="sparc".*arm64, x86_64/);
     bad({ apiAuth: 'open' }, /apiAuth="open"/);
     bad({ logRetentionDays: '17' }, /logRetentionDays="17"/);
@@ -164,16 +195,29 @@ describe('bad topologies', () => {
   const rejects = (change: (t: any) => void, message: RegExp) => {
     const t = JSON.parse(exportedTopologyText());
     change(t);
-    assert.throws(() => synth(parseTopology(t)), (e: Error) => e instanceof TopologyError && message.test(e.message), String(message));
+    assert.throws(
+      () => synth(parseTopology(t)),
+      (e: Error) => e instanceof TopologyError && message.test(e.message),
+      String(message),
+    );
   };
 
   it('names what is wrong and where', () => {
     const consumers = exportedTopology().consumers;
     const onBus = consumers.findIndex((c) => 'bus' in c.subscriptions[0]);
     const onTopic = consumers.findIndex((c) => 'topic' in c.subscriptions[0]);
-    rejects((t) => (t.consumers[onBus].subscriptions[0].bus = 'nowhere'), new RegExp(`consumers\\[${onBus}\\]\\.subscriptions\\[0\\]: no bus named "nowhere"`));
-    rejects((t) => (t.consumers[onTopic].subscriptions[0].topic = 'nowhere'), new RegExp(`consumers\\[${onTopic}\\]\\.subscriptions\\[0\\]: no topic named "nowhere"`));
-    rejects((t) => (t.consumers[0].queue.batch_size = 0), /consumers\[0\]\.queue\.batch_size: expected an integer in 1\.\.=10000, got 0/);
+    rejects(
+      (t) => (t.consumers[onBus].subscriptions[0].bus = 'nowhere'),
+      new RegExp(`consumers\\[${onBus}\\]\\.subscriptions\\[0\\]: no bus named "nowhere"`),
+    );
+    rejects(
+      (t) => (t.consumers[onTopic].subscriptions[0].topic = 'nowhere'),
+      new RegExp(`consumers\\[${onTopic}\\]\\.subscriptions\\[0\\]: no topic named "nowhere"`),
+    );
+    rejects(
+      (t) => (t.consumers[0].queue.batch_size = 0),
+      /consumers\[0\]\.queue\.batch_size: expected an integer in 1\.\.=10000, got 0/,
+    );
     rejects((t) => (t.consumers[0].function.timeout_s = 901), /consumers\[0\]\.function\.timeout_s/);
     rejects((t) => (t.consumers[0].name = t.consumers[1].name), /is declared twice/);
     rejects((t) => (t.consumers[0].name = 'bad name'), /use letters, digits and -/);
