@@ -23,7 +23,7 @@ export function exportedTopology(): Topology {
 }
 
 export interface Synth {
-  stack: SwitchyardStack;
+  stack?: SwitchyardStack;
   template: Template;
   json: { Resources: Record<string, Resource>; Outputs: Record<string, { Value: unknown }> };
 }
