@@ -422,63 +422,32 @@ export class SwitchyardStack extends cdk.Stack {
   }
 
   private grant(role: iam.Role, perms: Permissions): void {
+    const allow = (sid: string, actions: string[], resources: string[], conditions?: Record<string, unknown>) =>
+      role.addToPolicy(new iam.PolicyStatement({ sid, actions, resources, conditions }));
     if (perms.table) {
-      const actions = perms.table === 'read-write' ? [...TABLE_READ, ...TABLE_WRITE] : TABLE_READ;
-      role.addToPolicy(new iam.PolicyStatement({ sid: 'Table', actions, resources: [this.table.tableArn] }));
+      allow('Table', perms.table === 'read-write' ? [...TABLE_READ, ...TABLE_WRITE] : TABLE_READ, [
+        this.table.tableArn,
+      ]);
     }
     const objects = (prefix: string) => this.bucket.arnForObjects(`${prefix}*`);
     const read = perms.blobs?.read ?? [];
     const write = perms.blobs?.write ?? [];
     if (read.length > 0) {
-      role.addToPolicy(
-        new iam.PolicyStatement({ sid: 'BlobsRead', actions: ['s3:GetObject'], resources: read.map(objects) }),
-      );
+      allow('BlobsRead', ['s3:GetObject'], read.map(objects));
       // Listing (and telling a missing key from a forbidden one) only under the readable prefixes.
-      role.addToPolicy(
-        new iam.PolicyStatement({
-          sid: 'BlobsList',
-          actions: ['s3:ListBucket'],
-          resources: [this.bucket.bucketArn],
-          conditions: { StringLike: { 's3:prefix': read.map((p) => `${p}*`) } },
-        }),
-      );
+      allow('BlobsList', ['s3:ListBucket'], [this.bucket.bucketArn], {
+        StringLike: { 's3:prefix': read.map((p) => `${p}*`) },
+      });
     }
-    if (write.length > 0) {
-      role.addToPolicy(
-        new iam.PolicyStatement({
-          sid: 'BlobsWrite',
-          actions: ['s3:AbortMultipartUpload', 's3:PutObject'],
-          resources: write.map(objects),
-        }),
-      );
-    }
-    const buses = perms.publish.flatMap((r) => (r.bus ? [this.buses.get(r.bus)!] : []));
-    const topics = perms.publish.flatMap((r) => (r.topic ? [this.topics.get(r.topic)!] : []));
-    if (buses.length > 0) {
-      role.addToPolicy(
-        new iam.PolicyStatement({
-          sid: 'PublishBus',
-          actions: ['events:PutEvents'],
-          resources: buses.map((b) => b.eventBusArn),
-        }),
-      );
-    }
+    if (write.length > 0) allow('BlobsWrite', ['s3:AbortMultipartUpload', 's3:PutObject'], write.map(objects));
+    const buses = perms.publish.flatMap((r) => (r.bus ? [this.buses.get(r.bus)!.eventBusArn] : []));
+    const topics = perms.publish.flatMap((r) => (r.topic ? [this.topics.get(r.topic)!.topicArn] : []));
+    if (buses.length > 0) allow('PublishBus', ['events:PutEvents'], buses);
     if (topics.length > 0) {
-      role.addToPolicy(
-        new iam.PolicyStatement({
-          sid: 'PublishTopic',
-          actions: ['sns:Publish'],
-          resources: topics.map((x) => x.topicArn),
-        }),
-      );
-      role.addToPolicy(
-        new iam.PolicyStatement({
-          sid: 'PublishTopicKey',
-          actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-          resources: [this.key.keyArn],
-          conditions: { StringEquals: { 'kms:ViaService': `sns.${this.region}.amazonaws.com` } },
-        }),
-      );
+      allow('PublishTopic', ['sns:Publish'], topics);
+      allow('PublishTopicKey', ['kms:Decrypt', 'kms:GenerateDataKey'], [this.key.keyArn], {
+        StringEquals: { 'kms:ViaService': `sns.${this.region}.amazonaws.com` },
+      });
     }
   }
 

@@ -121,13 +121,15 @@ describe('FIFO', () => {
     subscriptions: [subscription],
   });
 
+  const onTopic = (topic: string, eventType: string): ConsumerSpec['subscriptions'][number] => ({
+    topic,
+    filter_policy_scope: 'MessageAttributes',
+    filter_policy: { event_type: [eventType] },
+  });
+
   it('makes .fifo queues and topics, with a message group on bus targets', () => {
     const t = withConsumers(
-      fifoConsumer('ledger', {
-        topic: 'payments',
-        filter_policy_scope: 'MessageAttributes',
-        filter_policy: { event_type: ['OrderPaid'] },
-      }),
+      fifoConsumer('ledger', onTopic('payments', 'OrderPaid')),
       fifoConsumer('sequencer', { bus: 'orders', rule: 'in-sequence', pattern: { source: ['switchyard.orders'] } }),
     );
     t.topics.push({ name: 'payments', fifo: true });
@@ -148,13 +150,7 @@ describe('FIFO', () => {
   });
 
   it('refuses a FIFO queue on a standard topic', () => {
-    const t = withConsumers(
-      fifoConsumer('ledger', {
-        topic: 'images',
-        filter_policy_scope: 'MessageAttributes',
-        filter_policy: { event_type: ['ImageUploaded'] },
-      }),
-    );
+    const t = withConsumers(fifoConsumer('ledger', onTopic('images', 'ImageUploaded')));
     assert.throws(() => synth(t), /consumer ledger: a FIFO queue cannot subscribe to the standard topic images/);
   });
 });
