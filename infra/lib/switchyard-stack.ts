@@ -506,6 +506,11 @@ export class SwitchyardStack extends cdk.Stack {
         `consumer ${c.name}: queue.batching_window_ms ${c.queue.batching_window_ms} is not whole seconds, which is all Lambda takes`,
       );
     }
+    if (fifo && c.queue.batching_window_ms > 0) {
+      throw new TopologyError(
+        `consumer ${c.name}: Lambda takes no batching window on FIFO queues; set queue.batching_window_ms to 0`,
+      );
+    }
     if (c.queue.batch_size > 10 && c.queue.batching_window_ms === 0) {
       throw new TopologyError(`consumer ${c.name}: Lambda needs queue.batching_window_ms > 0 for batches over 10`);
     }
@@ -533,7 +538,8 @@ export class SwitchyardStack extends cdk.Stack {
     fn.addEventSource(
       new SqsEventSource(queue, {
         batchSize: c.queue.batch_size,
-        maxBatchingWindow: c.queue.batching_window_ms > 0 ? cdk.Duration.millis(c.queue.batching_window_ms) : undefined,
+        // Lambda takes no batching window at all on FIFO queues.
+        maxBatchingWindow: fifo ? undefined : cdk.Duration.millis(c.queue.batching_window_ms),
         reportBatchItemFailures: true,
       }),
     );

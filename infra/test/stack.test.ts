@@ -117,7 +117,7 @@ describe('each consumer', () => {
       assert.equal(refId(esm.Properties.FunctionName), fnId);
       assert.deepEqual(esm.Properties.FunctionResponseTypes, ['ReportBatchItemFailures']);
       assert.equal(esm.Properties.BatchSize, c.queue.batch_size);
-      assert.equal(esm.Properties.MaximumBatchingWindowInSeconds ?? 0, c.queue.batching_window_ms / 1000);
+      assert.equal(esm.Properties.MaximumBatchingWindowInSeconds, c.queue.batching_window_ms / 1000);
     }
   });
 

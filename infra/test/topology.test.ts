@@ -143,15 +143,20 @@ describe('FIFO', () => {
     assert.equal(topic.Properties.FifoTopic, true);
     const [, sub] = only(s, 'AWS::SNS::Subscription', (p) => refId(p.Endpoint) === queueId);
     assert.equal(refId(sub.Properties.TopicArn), topicId);
+    const [, esm] = only(s, 'AWS::Lambda::EventSourceMapping', (p) => refId(p.EventSourceArn) === queueId);
+    assert.equal(esm.Properties.MaximumBatchingWindowInSeconds, undefined);
     const [, rule] = only(s, 'AWS::Events::Rule', (p) => p.Name === 'in-sequence');
     assert.deepEqual(rule.Properties.Targets[0].SqsParameters, { MessageGroupId: 'in-sequence' });
     // EventBridge takes no FIFO queue as a target DLQ.
     assert.equal(rule.Properties.Targets[0].DeadLetterConfig, undefined);
   });
 
-  it('refuses a FIFO queue on a standard topic', () => {
+  it('refuses a FIFO queue on a standard topic, or with a batching window', () => {
     const t = withConsumers(fifoConsumer('ledger', onTopic('images', 'ImageUploaded')));
     assert.throws(() => synth(t), /consumer ledger: a FIFO queue cannot subscribe to the standard topic images/);
+    const windowed = withConsumers(fifoConsumer('ledger', onTopic('images', 'ImageUploaded')));
+    windowed.consumers.at(-1)!.queue.batching_window_ms = 1000;
+    assert.throws(() => synth(windowed), /consumer ledger: Lambda takes no batching window on FIFO queues/);
   });
 });
 
