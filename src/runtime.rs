@@ -167,9 +167,7 @@ pub async fn run_queue_worker_with(
         if let Some(n) = faults.crash_after {
             // Dies mid-batch: what was handled stays handled, nothing is settled.
             let handled = &messages[..n.min(messages.len())];
-            let outcome = handler
-                .handle_batch(sqs_event(queue.name(), handled))
-                .await;
+            let outcome = handler.handle_batch(sqs_event(queue.name(), handled)).await;
             tracing::info!(consumer = %config.consumer, handled = handled.len(), batch = messages.len(), "injected crash mid-batch");
             if let Some(h) = &hooks {
                 let batch = SettledBatch {

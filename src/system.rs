@@ -180,22 +180,23 @@ impl EmbeddedSystem {
             let config = QueueWorkerConfig {
                 consumer: c.name.clone(),
                 batch_size: c.queue.batch_size as usize,
-                visibility_timeout: options.visibility_timeout.unwrap_or(Duration::from_secs(
-                    u64::from(c.queue.visibility_timeout_s),
-                )),
+                visibility_timeout: options
+                    .visibility_timeout
+                    .unwrap_or(Duration::from_secs(u64::from(c.queue.visibility_timeout_s))),
                 wait: options.poll_wait,
                 retry_base: options.retry_base,
                 retry_cap: options.retry_cap,
             };
             let queue: Arc<dyn Queue> = Arc::new(self.store.queue(&c.queue_name())?);
             for _ in 0..options.queue_pollers.max(1) {
-                self.workers.push(tokio::spawn(runtime::run_queue_worker_with(
-                    queue.clone(),
-                    handler.clone(),
-                    config.clone(),
-                    options.hooks.clone(),
-                    self.shutdown.subscribe(),
-                )));
+                self.workers
+                    .push(tokio::spawn(runtime::run_queue_worker_with(
+                        queue.clone(),
+                        handler.clone(),
+                        config.clone(),
+                        options.hooks.clone(),
+                        self.shutdown.subscribe(),
+                    )));
             }
         }
         let shards = self.stream.shards().await?;
@@ -217,16 +218,17 @@ impl EmbeddedSystem {
                     retry_delay: options.retry_base,
                     idle_wait: options.poll_wait,
                 };
-                self.workers.push(tokio::spawn(runtime::run_stream_worker_with(
-                    Arc::new(self.stream.clone()),
-                    Arc::new(StreamWaiter(self.stream.clone())),
-                    shard.clone(),
-                    reactor.clone(),
-                    on_failure.clone(),
-                    config,
-                    options.hooks.clone(),
-                    self.shutdown.subscribe(),
-                )));
+                self.workers
+                    .push(tokio::spawn(runtime::run_stream_worker_with(
+                        Arc::new(self.stream.clone()),
+                        Arc::new(StreamWaiter(self.stream.clone())),
+                        shard.clone(),
+                        reactor.clone(),
+                        on_failure.clone(),
+                        config,
+                        options.hooks.clone(),
+                        self.shutdown.subscribe(),
+                    )));
             }
         }
         Ok(())

@@ -35,7 +35,13 @@ fn replay_reports_compares_with_expect_and_logs_its_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("poison.jsonl");
     let out = switchyard(&[
-        "replay", "generate", "poison", "--orders", "30", "--out", path(&log),
+        "replay",
+        "generate",
+        "poison",
+        "--orders",
+        "30",
+        "--out",
+        path(&log),
     ]);
     assert!(out.status.success(), "{}", text(&out));
 
@@ -63,7 +69,10 @@ fn replay_reports_compares_with_expect_and_logs_its_dead_letters() {
         "state digest:        sha256:",
         "every event applied, or dead-lettered with a reason",
     ] {
-        assert!(report.contains(expected), "{expected:?} missing from\n{report}");
+        assert!(
+            report.contains(expected),
+            "{expected:?} missing from\n{report}"
+        );
     }
 
     // The saved state matches a fresh replay; an edited one shows what differs.
@@ -84,8 +93,14 @@ fn replay_reports_compares_with_expect_and_logs_its_dead_letters() {
     let diff = switchyard(&["replay", path(&log), "--expect", path(&wrong), "--quiet"]);
     let shown = text(&diff);
     assert_eq!(diff.status.code(), Some(1), "{shown}");
-    assert!(shown.contains("expected state:      DIFFERS (1 lines)"), "{shown}");
-    assert!(shown.contains(&format!("~ order {id}: expected")), "{shown}");
+    assert!(
+        shown.contains("expected state:      DIFFERS (1 lines)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("~ order {id}: expected")),
+        "{shown}"
+    );
 
     // A log made from the DLQ holds exactly the dead-lettered events.
     let from_dlq = dir.path().join("dlq.jsonl");
@@ -114,7 +129,11 @@ fn replay_reports_compares_with_expect_and_logs_its_dead_letters() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("not a probability"), "{}", text(&bad));
     let missing = switchyard(&["replay", "/nonexistent/log.jsonl"]);
-    assert!(text(&missing).contains("/nonexistent/log.jsonl"), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("/nonexistent/log.jsonl"),
+        "{}",
+        text(&missing)
+    );
 }
 
 #[test]
@@ -135,9 +154,7 @@ fn an_sns_export_becomes_a_log() {
     let file = dir.path().join("export.json");
     std::fs::write(&file, export.to_string()).unwrap();
     let out_log = dir.path().join("log.jsonl");
-    let out = switchyard(&[
-        "replay", "import", path(&file), "--out", path(&out_log),
-    ]);
+    let out = switchyard(&["replay", "import", path(&file), "--out", path(&out_log)]);
     assert!(out.status.success(), "{}", text(&out));
     let log = EventLog::read(&out_log).unwrap();
     assert_eq!(log.events.len(), 1);
@@ -168,7 +185,15 @@ async fn a_recording_of_up_replays_to_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let (live, record) = (dir.path().join("live"), dir.path().join("rec.jsonl"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["up", "--port", "0", "--data-dir", path(&live), "--record", path(&record)])
+        .args([
+            "up",
+            "--port",
+            "0",
+            "--data-dir",
+            path(&live),
+            "--record",
+            path(&record),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -202,9 +227,13 @@ async fn a_recording_of_up_replays_to_the_same_state() {
         assert_eq!(paid.status(), 202);
     }
     let mut png = Vec::new();
-    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(40, 30, image::Rgb([200, 30, 30])))
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+        40,
+        30,
+        image::Rgb([200, 30, 30]),
+    ))
+    .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+    .unwrap();
     let uploaded = http
         .post(format!("{base}/orders/r-0/images"))
         .header("content-type", "image/png")
@@ -229,7 +258,10 @@ async fn a_recording_of_up_replays_to_the_same_state() {
             if order["status"] == "PAID" && image_done {
                 break;
             }
-            assert!(Instant::now() < deadline, "the live system did not settle: {order}");
+            assert!(
+                Instant::now() < deadline,
+                "the live system did not settle: {order}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -245,7 +277,11 @@ async fn a_recording_of_up_replays_to_the_same_state() {
     assert_eq!(live_state.orders.len(), 5);
     let out = switchyard(&["replay", path(&record), "--expect", path(&state), "--quiet"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("expected state:      matches"), "{}", text(&out));
+    assert!(
+        text(&out).contains("expected state:      matches"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -253,8 +289,17 @@ fn bench_e2e_ends_with_its_summary_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args([
-            "bench", "e2e", "--events", "600", "--latency-events", "300", "--latency-rate", "3000",
-            "--quiet", "--dir", path(dir.path()),
+            "bench",
+            "e2e",
+            "--events",
+            "600",
+            "--latency-events",
+            "300",
+            "--latency-rate",
+            "3000",
+            "--quiet",
+            "--dir",
+            path(dir.path()),
         ])
         .env_remove("SWITCHYARD_MOTO_ENDPOINT")
         .output()
@@ -273,13 +318,27 @@ fn bench_e2e_ends_with_its_summary_line() {
         .map(|f| f.split_once('=').expect("key=value"))
         .collect();
     let keys: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
-    assert_eq!(keys, ["events_per_s", "p50_ms", "p99_ms", "peak_rss_mb", "ratio_vs_moto"]);
+    assert_eq!(
+        keys,
+        [
+            "events_per_s",
+            "p50_ms",
+            "p99_ms",
+            "peak_rss_mb",
+            "ratio_vs_moto"
+        ]
+    );
     for (k, v) in &fields[..4] {
-        let n: f64 = v.parse().unwrap_or_else(|_| panic!("{k}={v} is not a number"));
+        let n: f64 = v
+            .parse()
+            .unwrap_or_else(|_| panic!("{k}={v} is not a number"));
         assert!(n > 0.0, "{k}={v}");
     }
     assert_eq!(fields[4].1, "NA", "no moto endpoint was given");
-    assert!(shown.contains("moto:        not measured: no moto endpoint"), "{shown}");
+    assert!(
+        shown.contains("moto:        not measured: no moto endpoint"),
+        "{shown}"
+    );
     // Every run cleaned up its data dir.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -33,7 +33,10 @@ fn fault_kinds() -> Vec<(&'static str, FaultSpec)> {
         ("reorder", FaultSpec::none().reorder(64)),
         ("crash", FaultSpec::none().crash(0.15)),
         ("transient", FaultSpec::none().transient(0.05)),
-        ("visibility-expiry", FaultSpec::none().visibility_expiry(0.1)),
+        (
+            "visibility-expiry",
+            FaultSpec::none().visibility_expiry(0.1),
+        ),
         (
             "combined",
             "duplicate=0.2,reorder=32,crash=0.1,transient=0.03,visibility-expiry=0.05"
@@ -89,7 +92,10 @@ async fn equivalent_under_every_fault(fixture: &str, clean: &ScenarioRun) {
     clean.assert_outbox_complete();
     let kinds = fault_kinds();
     let runs = futures::future::join_all(kinds.iter().enumerate().map(|(seed, (_, faults))| {
-        scenario(fixture).faults(*faults).seed(seed as u64 + 1).run()
+        scenario(fixture)
+            .faults(*faults)
+            .seed(seed as u64 + 1)
+            .run()
     }))
     .await;
     for ((name, faults), run) in kinds.into_iter().zip(runs) {
@@ -129,7 +135,10 @@ async fn equivalent_under_every_fault(fixture: &str, clean: &ScenarioRun) {
 async fn a_thousand_orders_with_images_end_the_same_under_every_fault() {
     let clean = scenario(ORDERS).run().await.unwrap();
     let log = EventLog::read(std::path::Path::new("tests").join(ORDERS).as_path()).unwrap();
-    assert_eq!(statuses(&clean.snapshot), expected_statuses(&log, &BTreeSet::new()));
+    assert_eq!(
+        statuses(&clean.snapshot),
+        expected_statuses(&log, &BTreeSet::new())
+    );
     assert_eq!(clean.snapshot.orders.len(), 1000);
     assert!(clean.dead_letters.is_empty(), "{:?}", clean.dead_letters);
     // Good photos are READY with two thumbnails; bad files are REJECTED with a code.
@@ -161,7 +170,10 @@ async fn a_thousand_orders_with_images_end_the_same_under_every_fault() {
 async fn payments_before_placements_converge_under_every_fault() {
     let clean = scenario(OUT_OF_ORDER).run().await.unwrap();
     let log = EventLog::read(std::path::Path::new("tests").join(OUT_OF_ORDER).as_path()).unwrap();
-    assert_eq!(statuses(&clean.snapshot), expected_statuses(&log, &BTreeSet::new()));
+    assert_eq!(
+        statuses(&clean.snapshot),
+        expected_statuses(&log, &BTreeSet::new())
+    );
     assert!(clean.dead_letters.is_empty(), "{:?}", clean.dead_letters);
     // The early events had to wait for their turn.
     assert!(clean.report.consumers["order-processor"].failures > 0);

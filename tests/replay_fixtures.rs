@@ -11,7 +11,10 @@ const SEED: u64 = 7;
 
 fn fixtures() -> Vec<(&'static str, EventLog)> {
     vec![
-        ("orders-1000.jsonl", generate::orders_with_images(SEED, 1000)),
+        (
+            "orders-1000.jsonl",
+            generate::orders_with_images(SEED, 1000),
+        ),
         ("out-of-order.jsonl", generate::out_of_order(SEED, 100)),
         ("poison.jsonl", generate::poison(SEED, 60)),
     ]
@@ -86,5 +89,8 @@ fn fixtures_have_what_the_issue_asks_for() {
             paid_first += usize::from(placed_later);
         }
     }
-    assert!(paid_first >= 50, "{paid_first} payments before their placement");
+    assert!(
+        paid_first >= 50,
+        "{paid_first} payments before their placement"
+    );
 }

@@ -241,9 +241,13 @@ async fn replay(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
         progress: !args.quiet,
         ..ReplayOptions::default()
     };
-    let outcome =
-        replay_embedded(&log, &topology, &EmbeddedTarget::DataDir(data_dir.clone()), &options)
-            .await?;
+    let outcome = replay_embedded(
+        &log,
+        &topology,
+        &EmbeddedTarget::DataDir(data_dir.clone()),
+        &options,
+    )
+    .await?;
     println!("{}", outcome.report);
     if let Some(path) = &args.report_json {
         std::fs::write(path, serde_json::to_string_pretty(&outcome.report)?)

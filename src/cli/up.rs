@@ -52,7 +52,10 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
             system.topology.clone(),
             log,
         ));
-        eprintln!("switchyard up: recording published events to {}", path.display());
+        eprintln!(
+            "switchyard up: recording published events to {}",
+            path.display()
+        );
     }
     let app = switchyard_producer::api::router(api);
     axum::serve(listener, app)

@@ -3,7 +3,7 @@
 //!
 //! An event counts once the `OrderStatusChanged` it causes has been consumed
 //! (handled by the notifier): publish → order-processor → table → stream →
-//! stream reactor → bus → notifier. The log is [`generate::bench_orders`]:
+//! stream reactor → bus → notifier. The log is [`generate::BenchEvents`]:
 //! every event changes its order's status, so each has exactly one
 //! `OrderStatusChanged`, identified by (order id, version).
 //!
@@ -138,18 +138,28 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Each event's `OrderStatusChanged` key, (order id, version after the
-/// event): the log keeps every order's events in history order.
-pub fn status_keys(events: &[Envelope]) -> HashMap<(String, u64), usize> {
-    let mut versions: HashMap<&str, u64> = HashMap::new();
-    let mut keys = HashMap::with_capacity(events.len());
-    for (i, e) in events.iter().enumerate() {
-        let order_id = e.detail["order_id"].as_str().unwrap_or_default();
-        let v = versions.entry(order_id).or_default();
+/// Where an event of the benchmark's log keeps its times: order
+/// `bench-N`'s event of version `v` (its `OrderStatusChanged` says `v`) is
+/// slot `3N + v - 1`.
+fn slot(order_id: &str, version: u64) -> Option<usize> {
+    let n: usize = order_id.strip_prefix("bench-")?.parse().ok()?;
+    (1..=3)
+        .contains(&version)
+        .then(|| 3 * n + version as usize - 1)
+}
+
+/// The slot of each event of a chunk, counting versions per order as the
+/// events go by (every order's events come in history order).
+#[derive(Debug, Default)]
+pub struct Versions(HashMap<String, u64>);
+
+impl Versions {
+    pub fn slot_of(&mut self, e: &Envelope) -> Option<usize> {
+        let order_id = e.detail["order_id"].as_str()?;
+        let v = self.0.entry(order_id.to_owned()).or_default();
         *v += 1;
-        keys.insert((order_id.to_owned(), *v), i);
+        slot(order_id, *v)
     }
-    keys
 }
 
 #[derive(Deserialize)]
@@ -169,7 +179,7 @@ struct StatusChangedDetail {
 #[derive(Debug)]
 pub struct ConsumedClock {
     consumer: String,
-    keys: HashMap<(String, u64), usize>,
+    expected: usize,
     state: Mutex<ClockState>,
     done: tokio::sync::Notify,
 }
@@ -181,13 +191,13 @@ struct ClockState {
 }
 
 impl ConsumedClock {
-    pub fn new(consumer: &str, keys: HashMap<(String, u64), usize>) -> Self {
-        let n = keys.len();
+    /// A clock for `expected` events of the benchmark's log.
+    pub fn new(consumer: &str, expected: usize) -> Self {
         ConsumedClock {
             consumer: consumer.to_owned(),
-            keys,
+            expected,
             state: Mutex::new(ClockState {
-                consumed_at: vec![None; n],
+                consumed_at: vec![None; 3 * expected],
                 count: 0,
             }),
             done: tokio::sync::Notify::new(),
@@ -206,18 +216,19 @@ impl ConsumedClock {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let n = self.consumed();
-            if n == self.keys.len() {
+            if n >= self.expected {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 bail!(
                     "only {n} of {} events were consumed end to end within {timeout:?}",
-                    self.keys.len()
+                    self.expected
                 );
             }
         }
     }
 
+    /// Consumption time by slot.
     pub fn times(&self) -> Vec<Option<Instant>> {
         self.state
             .lock()
@@ -239,28 +250,28 @@ impl WorkerHooks for ConsumedClock {
             .filter(|m| !batch.failures.contains_key(&m.message_id))
             .filter_map(|m| serde_json::from_str::<StatusChangedBody>(&m.body).ok())
             .filter(|b| b.detail_type == "OrderStatusChanged")
-            .filter_map(|b| self.keys.get(&(b.detail.order_id, b.detail.version)).copied())
+            .filter_map(|b| slot(&b.detail.order_id, b.detail.version))
             .collect();
         if hits.is_empty() {
             return;
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for i in hits {
-            if state.consumed_at[i].is_none() {
-                state.consumed_at[i] = Some(now);
+            if let Some(t @ None) = state.consumed_at.get_mut(i) {
+                *t = Some(now);
                 state.count += 1;
             }
         }
-        if state.count == self.keys.len() {
+        if state.count >= self.expected {
             self.done.notify_waiters();
         }
     }
 }
 
-/// One run on a fresh durable data dir: publish `events` at `rate`, wait
-/// until every one is consumed end to end.
+/// One run on a fresh durable data dir: publish the log's first `events`
+/// at `rate`, wait until every one is consumed end to end.
 pub async fn embedded_run(
-    events: &[Envelope],
+    events: usize,
     rate: Rate,
     options: &E2eOptions,
     label: &str,
@@ -274,7 +285,7 @@ pub async fn embedded_run(
     let mut system = EmbeddedSystem::open(&data_dir, topology)?;
     let clock = Arc::new(ConsumedClock::new(
         switchyard_consumers::notifier::NAME,
-        status_keys(events),
+        events,
     ));
     let runtime = RuntimeOptions {
         hooks: Some(clock.clone()),
@@ -282,7 +293,7 @@ pub async fn embedded_run(
     };
     system.start(&runtime).await?;
     let bar = if options.progress {
-        let bar = indicatif::ProgressBar::new(events.len() as u64);
+        let bar = indicatif::ProgressBar::new(events as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{msg:<12} [{bar:30}] {pos}/{len} published  {per_sec}",
@@ -294,12 +305,23 @@ pub async fn embedded_run(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut published_at: Vec<Instant> = Vec::with_capacity(events.len());
+    let mut published_at: Vec<Option<Instant>> = vec![None; 3 * events];
+    let mut versions = Versions::default();
     let start = Instant::now();
-    let report = publish_paced(&*system.publisher, events, rate, 500, |n, at| {
-        published_at.extend(std::iter::repeat_n(at, n));
-        bar.inc(n as u64);
-    })
+    let report = publish_paced(
+        &*system.publisher,
+        generate::BenchEvents::new(options.seed, events),
+        rate,
+        500,
+        |part, at| {
+            for e in part {
+                if let Some(t) = versions.slot_of(e).and_then(|s| published_at.get_mut(s)) {
+                    *t = Some(at);
+                }
+            }
+            bar.inc(part.len() as u64);
+        },
+    )
     .await;
     bar.finish_and_clear();
     let outcome = match report {
@@ -318,21 +340,21 @@ pub async fn embedded_run(
     let mut latencies: Vec<Duration> = times
         .iter()
         .zip(&published_at)
-        .filter_map(|(c, p)| c.map(|c| c.saturating_duration_since(*p)))
+        .filter_map(|(c, p)| Some(c.as_ref()?.saturating_duration_since(*p.as_ref()?)))
         .collect();
     latencies.sort();
     let elapsed = last.duration_since(start);
     Ok(RunFigures {
-        events: events.len(),
+        events,
         elapsed,
-        events_per_sec: events.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        events_per_sec: events as f64 / elapsed.as_secs_f64().max(1e-9),
         latencies,
     })
 }
 
 /// The moto leg. The AWS backend is not in this build, so there is nothing
 /// to run it on; the reason is reported instead of a figure.
-pub async fn moto_run(_events: &[Envelope], options: &E2eOptions) -> Result<RunFigures, String> {
+pub async fn moto_run(_events: usize, options: &E2eOptions) -> Result<RunFigures, String> {
     match &options.moto_endpoint {
         None => Err("no moto endpoint (set SWITCHYARD_MOTO_ENDPOINT or pass --moto-endpoint; scripts/moto/run starts one)".into()),
         Some(_) => Err("the aws backend is not in this build yet (branch aws), so the moto leg cannot run".into()),
@@ -344,20 +366,16 @@ pub async fn run(options: &E2eOptions) -> anyhow::Result<E2eReport> {
     if options.events == 0 || options.latency_events == 0 {
         bail!("the benchmark needs at least one event per run");
     }
-    let log = generate::bench_orders(options.seed, options.events);
-    let events: Vec<Envelope> = log.events.into_iter().map(|e| e.event).collect();
-    let throughput = embedded_run(&events, Rate::Max, options, "full speed").await?;
-    let latency_events = options.latency_events.min(events.len());
+    let throughput = embedded_run(options.events, Rate::Max, options, "full speed").await?;
     let latency = embedded_run(
-        &events[..latency_events],
+        options.latency_events.min(options.events),
         Rate::PerSecond(options.latency_rate),
         options,
         "fixed rate",
     )
     .await?;
     let peak_rss_mb = peak_rss_mb();
-    let moto_events = options.moto_events.min(events.len());
-    let moto = moto_run(&events[..moto_events], options).await;
+    let moto = moto_run(options.moto_events.min(options.events), options).await;
     Ok(E2eReport {
         throughput,
         latency,
@@ -381,19 +399,24 @@ mod tests {
     }
 
     #[test]
-    fn status_keys_follow_each_orders_history() {
-        let log = generate::bench_orders(5, 2000);
-        let events: Vec<Envelope> = log.events.into_iter().map(|e| e.event).collect();
-        let keys = status_keys(&events);
-        assert_eq!(keys.len(), 2000, "one key per event");
-        for ((_, version), i) in &keys {
-            let expected = match events[*i].detail_type.as_str() {
+    fn every_event_has_its_own_slot_matching_its_status_change() {
+        let mut versions = Versions::default();
+        let mut seen = std::collections::HashSet::new();
+        for e in generate::BenchEvents::new(5, 2000) {
+            let slot = versions.slot_of(&e).expect("a bench order id");
+            assert!(seen.insert(slot), "slot {slot} twice");
+            assert!(slot < 3 * 2000);
+            // The version the order processor gives this event.
+            let version = match e.detail_type.as_str() {
                 "OrderPlaced" => 1,
-                "OrderPaid" => 2,
-                "OrderCancelled" if *version == 2 => 2,
+                "OrderPaid" | "OrderCancelled" => 2,
                 _ => 3,
             };
-            assert_eq!(*version, expected, "{:?}", events[*i]);
+            let order_id = e.detail["order_id"].as_str().unwrap();
+            assert_eq!(Some(slot), super::slot(order_id, version), "{e:?}");
         }
+        assert_eq!(seen.len(), 2000);
+        assert_eq!(super::slot("order-1", 1), None);
+        assert_eq!(super::slot("bench-0000002", 4), None);
     }
 }

@@ -57,7 +57,9 @@ pub struct FaultSpec {
 pub enum FaultSpecError {
     #[error("fault {0:?}: expected NAME=VALUE (names: duplicate, reorder, crash, transient, visibility-expiry)")]
     Syntax(String),
-    #[error("unknown fault {0:?} (known: duplicate, reorder, crash, transient, visibility-expiry)")]
+    #[error(
+        "unknown fault {0:?} (known: duplicate, reorder, crash, transient, visibility-expiry)"
+    )]
     Unknown(String),
     #[error("fault {name}: {value:?} is not a probability within 0.0..=1.0")]
     Probability { name: String, value: String },
@@ -131,9 +133,8 @@ impl FaultSpec {
     /// a delivery fails with probability `f` (about 8 faultable store calls
     /// per message, a crash, an expiry), so `n` receives with `f^n < 1e-9`.
     pub fn receives_needed(&self) -> u32 {
-        let ok = (1.0 - self.transient).powi(8)
-            * (1.0 - self.crash)
-            * (1.0 - self.visibility_expiry);
+        let ok =
+            (1.0 - self.transient).powi(8) * (1.0 - self.crash) * (1.0 - self.visibility_expiry);
         let fail = 1.0 - ok;
         if fail <= 0.0 {
             return 1;
@@ -322,8 +323,8 @@ impl WorkerHooks for ReplayHooks {
             return BatchFaults::default();
         }
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        let crash_after = (self.spec.crash > 0.0 && rng.f64() < self.spec.crash)
-            .then(|| rng.usize(0..batch_len));
+        let crash_after =
+            (self.spec.crash > 0.0 && rng.f64() < self.spec.crash).then(|| rng.usize(0..batch_len));
         let expire = if self.spec.visibility_expiry > 0.0 {
             (0..batch_len)
                 .filter(|_| rng.f64() < self.spec.visibility_expiry)
@@ -369,9 +370,10 @@ mod tests {
 
     #[test]
     fn parses_and_prints_specs() {
-        let spec: FaultSpec = "duplicate=0.1, reorder=32,crash=0.05,transient=0.02,visibility-expiry=0.2"
-            .parse()
-            .unwrap();
+        let spec: FaultSpec =
+            "duplicate=0.1, reorder=32,crash=0.05,transient=0.02,visibility-expiry=0.2"
+                .parse()
+                .unwrap();
         assert_eq!(
             spec,
             FaultSpec::none()

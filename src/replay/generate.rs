@@ -104,15 +104,6 @@ pub enum History {
 }
 
 impl History {
-    /// Number of events in this history.
-    pub fn len(self) -> usize {
-        match self {
-            History::Placed => 1,
-            History::Paid | History::Cancelled => 2,
-            History::Shipped | History::PaidThenCancelled => 3,
-        }
-    }
-
     fn pick(rng: &mut fastrand::Rng) -> History {
         match rng.u32(0..100) {
             0..40 => History::Shipped,
@@ -248,11 +239,23 @@ pub fn out_of_order(seed: u64, orders: usize) -> EventLog {
 
 /// The kinds of poison in [`poison`], and what the system must do with each.
 pub const POISON_KINDS: &[(&str, &str)] = &[
-    ("wrong-amount", "OrderPaid dead-lettered: amount does not match"),
+    (
+        "wrong-amount",
+        "OrderPaid dead-lettered: amount does not match",
+    ),
     ("second-payment", "OrderPaid dead-lettered: already paid"),
-    ("never-placed", "OrderPaid dead-lettered: the order never comes"),
-    ("never-paid", "OrderShipped dead-lettered: the order is never paid"),
-    ("missing-original", "ImageUploaded dead-lettered: no such blob"),
+    (
+        "never-placed",
+        "OrderPaid dead-lettered: the order never comes",
+    ),
+    (
+        "never-paid",
+        "OrderShipped dead-lettered: the order is never paid",
+    ),
+    (
+        "missing-original",
+        "ImageUploaded dead-lettered: no such blob",
+    ),
     ("future-version", "refused at publish: newer schema version"),
     ("invalid-detail", "refused at publish: missing field"),
 ];
@@ -288,9 +291,7 @@ pub fn poison(seed: u64, orders: usize) -> EventLog {
                 .cloned()
                 .expect("enough paid orders for the poison");
             let at = epoch()
-                + TimeDelta::milliseconds(
-                    g.rng.i64(0..(end - epoch()).num_milliseconds().max(1)),
-                );
+                + TimeDelta::milliseconds(g.rng.i64(0..(end - epoch()).num_milliseconds().max(1)));
             let e = match *kind {
                 "wrong-amount" => g.at(at, paid(&order_id, total + 1)),
                 "second-payment" => {
@@ -344,43 +345,80 @@ pub fn poison(seed: u64, orders: usize) -> EventLog {
     }
 }
 
-/// The benchmark's log: exactly `events` order events, every one of which
-/// changes its order's status (so each has one `OrderStatusChanged`).
+/// The benchmark's events: exactly `events` order events, every one of
+/// which changes its order's status (so each has one `OrderStatusChanged`).
 /// Orders come in waves of 500: their placements, then their payments, then
-/// their shipments and cancellations, as a day of trading would.
-pub fn bench_orders(seed: u64, events: usize) -> EventLog {
+/// their shipments and cancellations, as a day of trading would. Order ids
+/// are `bench-NNNNNNN`, numbered from 0. Generated a wave at a time, so a
+/// run of 100,000 events does not hold them all in memory.
+pub struct BenchEvents {
+    g: Gen,
+    t: DateTime<Utc>,
+    order: usize,
+    left: usize,
+    wave: std::vec::IntoIter<Envelope>,
+}
+
+impl BenchEvents {
     const WAVE: usize = 500;
-    let mut g = Gen::new(seed);
-    let mut out: Vec<Envelope> = Vec::with_capacity(events);
-    let mut t = epoch();
-    let mut order = 0usize;
-    while out.len() < events {
-        // One wave: each order's history, cut to what is left to generate.
+
+    pub fn new(seed: u64, events: usize) -> Self {
+        BenchEvents {
+            g: Gen::new(seed),
+            t: epoch(),
+            order: 0,
+            left: events,
+            wave: Vec::new().into_iter(),
+        }
+    }
+
+    fn next_wave(&mut self) -> Vec<Envelope> {
+        // Each order's history, cut to what is left to generate.
         let mut histories: Vec<Vec<Envelope>> = Vec::new();
-        let mut left = events - out.len();
-        while histories.len() < WAVE && left > 0 {
-            t += TimeDelta::milliseconds(1);
-            let order_id = format!("bench-{order:07}");
-            order += 1;
-            let total = 500 + g.rng.u64(0..20_000);
+        while histories.len() < Self::WAVE && self.left > 0 {
+            self.t += TimeDelta::milliseconds(1);
+            let order_id = format!("bench-{:07}", self.order);
+            self.order += 1;
+            let total = 500 + self.g.rng.u64(0..20_000);
             // Histories whose every event changes the status.
-            let history = match g.rng.u32(0..10) {
+            let history = match self.g.rng.u32(0..10) {
                 0..6 => History::Shipped,
                 6..8 => History::Paid,
                 _ => History::Cancelled,
             };
-            let mut evs = order_events(&mut g, &order_id, total, history, t);
-            evs.truncate(left);
-            left -= evs.len();
+            let mut evs = order_events(&mut self.g, &order_id, total, history, self.t);
+            evs.truncate(self.left);
+            self.left -= evs.len();
             histories.push(evs);
         }
-        for step in 0..3 {
-            out.extend(histories.iter().filter_map(|h| h.get(step).cloned()));
-        }
+        (0..3)
+            .flat_map(|step| histories.iter().filter_map(move |h| h.get(step).cloned()))
+            .collect()
     }
+}
+
+impl Iterator for BenchEvents {
+    type Item = Envelope;
+    fn next(&mut self) -> Option<Envelope> {
+        if let Some(e) = self.wave.next() {
+            return Some(e);
+        }
+        if self.left == 0 {
+            return None;
+        }
+        self.wave = self.next_wave().into_iter();
+        self.wave.next()
+    }
+}
+
+/// [`BenchEvents`] as a log (`switchyard replay generate bench`).
+pub fn bench_orders(seed: u64, events: usize) -> EventLog {
+    let topology = Topology::builtin();
     EventLog {
         blobs: Vec::new(),
-        events: out.into_iter().map(|e| g.logged(e)).collect(),
+        events: BenchEvents::new(seed, events)
+            .map(|e| LoggedEvent::routed(&topology, e).expect("generated events are routed"))
+            .collect(),
     }
 }
 

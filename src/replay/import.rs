@@ -61,7 +61,9 @@ pub enum ImportError {
     NotJson(String),
     #[error("the export holds no items")]
     Empty,
-    #[error("cannot tell the export's format from its first item; pass --format eventbridge|sns|sqs")]
+    #[error(
+        "cannot tell the export's format from its first item; pass --format eventbridge|sns|sqs"
+    )]
     Unknown,
     #[error("item {index}: {message}")]
     Item { index: usize, message: String },
@@ -417,7 +419,10 @@ mod tests {
         let export = json!([on_eventbridge(&e)]).to_string();
         let log = from_export(&export, ExportFormat::Auto, &t).unwrap();
         assert_eq!(log.events.len(), 1);
-        assert_eq!(log.events[0].event, e, "fields restored from detail.switchyard");
+        assert_eq!(
+            log.events[0].event, e,
+            "fields restored from detail.switchyard"
+        );
         assert_eq!(log.events[0].destination, Destination::Bus("orders".into()));
 
         // An event someone else put on the bus: current version, own correlation.
@@ -436,7 +441,10 @@ mod tests {
         let sns = from_export(&notification(&e).to_string(), ExportFormat::Auto, &t).unwrap();
         let logged = &sns.events[0];
         assert_eq!(logged.destination, Destination::Topic("images".into()));
-        assert_eq!(logged.attributes["size_bytes"], SnsAttribute::Number("3".into()));
+        assert_eq!(
+            logged.attributes["size_bytes"],
+            SnsAttribute::Number("3".into())
+        );
         assert_eq!(logged.event, e);
 
         // receive-message output: a raw SNS delivery, an EventBridge event, and a wrapped notification.
@@ -453,7 +461,10 @@ mod tests {
             SnsAttribute::String("ImageUploaded".into())
         );
         assert_eq!(log.events[1].event.detail_type, "OrderPaid");
-        assert_eq!(log.events[2].destination, Destination::Topic("images".into()));
+        assert_eq!(
+            log.events[2].destination,
+            Destination::Topic("images".into())
+        );
     }
 
     #[test]
@@ -467,14 +478,19 @@ mod tests {
                 r#"[{"detail-type":"Nope","id":"0190a0a0-0000-7000-8000-000000000000","detail":{}}]"#,
                 "item 0: detail-type \"Nope\" is not a Switchyard event",
             ),
-            (r#"{"Messages":[{"Body":"{}"}]}"#, "item 0: no `detail-type`"),
+            (
+                r#"{"Messages":[{"Body":"{}"}]}"#,
+                "item 0: no `detail-type`",
+            ),
             (
                 r#"[{"Type":"Notification","Message":"{}"}]"#,
                 "item 0: Message: malformed envelope",
             ),
         ];
         for (input, expected) in cases {
-            let err = from_export(input, ExportFormat::Auto, &t).unwrap_err().to_string();
+            let err = from_export(input, ExportFormat::Auto, &t)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{input}: {err}");
         }
     }

@@ -209,9 +209,7 @@ impl Entry {
                 let destination = match (line.bus, line.topic) {
                     (Some(b), None) => Destination::Bus(b),
                     (None, Some(t)) => Destination::Topic(t),
-                    _ => {
-                        return Err("an event line names exactly one of `bus` or `topic`".into())
-                    }
+                    _ => return Err("an event line names exactly one of `bus` or `topic`".into()),
                 };
                 if matches!(destination, Destination::Bus(_)) && !line.attributes.is_empty() {
                     return Err("`attributes` are SNS message attributes: only with `topic`".into());
@@ -245,7 +243,9 @@ impl Entry {
                 }))
             }
             (Some(_), Some(_)) => Err("a line holds an `event` or a `blob`, not both".into()),
-            (None, None) => Err("a line needs an `event` (with `bus` or `topic`) or a `blob`".into()),
+            (None, None) => {
+                Err("a line needs an `event` (with `bus` or `topic`) or a `blob`".into())
+            }
         }
     }
 }
@@ -398,7 +398,9 @@ mod tests {
         let topic_line = entries[2].to_line();
         assert!(topic_line.starts_with(r#"{"topic":"images","attributes":{"#));
         assert!(topic_line.contains(r#""size_bytes":{"Type":"Number","Value":"3"}"#));
-        assert!(entries[1].to_line().starts_with(r#"{"bus":"orders","event":"#));
+        assert!(entries[1]
+            .to_line()
+            .starts_with(r#"{"bus":"orders","event":"#));
     }
 
     #[test]
@@ -412,18 +414,31 @@ mod tests {
         .to_json();
         let cases = [
             ("[]".to_owned(), "a log line is a JSON object"),
-            (format!(r#"{{"event":{event}}}"#), "exactly one of `bus` or `topic`"),
             (
-                format!(r#"{{"bus":"orders","attributes":{{"a":{{"Type":"String","Value":"x"}}}},"event":{event}}}"#),
+                format!(r#"{{"event":{event}}}"#),
+                "exactly one of `bus` or `topic`",
+            ),
+            (
+                format!(
+                    r#"{{"bus":"orders","attributes":{{"a":{{"Type":"String","Value":"x"}}}},"event":{event}}}"#
+                ),
                 "only with `topic`",
             ),
             (
-                format!(r#"{{"topic":"images","attributes":{{"n":{{"Type":"Number","Value":"x"}}}},"event":{event}}}"#),
+                format!(
+                    r#"{{"topic":"images","attributes":{{"n":{{"Type":"Number","Value":"x"}}}},"event":{event}}}"#
+                ),
                 "attributes.n",
             ),
             (r#"{"bus":"orders"}"#.to_owned(), "needs an `event`"),
-            (r#"{"blob":{"key":"k","content_type":"t","base64":"@@"}}"#.to_owned(), "blob.base64"),
-            (format!(r#"{{"bus":"orders","evnt":{event}}}"#), "unknown field `evnt`"),
+            (
+                r#"{"blob":{"key":"k","content_type":"t","base64":"@@"}}"#.to_owned(),
+                "blob.base64",
+            ),
+            (
+                format!(r#"{{"bus":"orders","evnt":{event}}}"#),
+                "unknown field `evnt`",
+            ),
         ];
         for (line, expected) in cases {
             let err = Entry::parse(&line).unwrap_err();

@@ -20,9 +20,7 @@ use switchyard_shared::config::DataDir;
 use switchyard_shared::embedded::FaultPlan;
 use switchyard_shared::events::sns_attributes;
 use switchyard_shared::items::{applied_event_key, notification_key};
-use switchyard_shared::ports::{
-    Destination, EventPublisher, PublishError, PublishReport, Table,
-};
+use switchyard_shared::ports::{Destination, EventPublisher, PublishError, PublishReport, Table};
 use switchyard_shared::{BlobKey, DomainEvent, Envelope};
 use uuid::Uuid;
 
@@ -227,7 +225,10 @@ fn refusal(topology: &Topology, e: &LoggedEvent) -> Option<String> {
 /// The topology a replay runs on: the given one, with every consumer's
 /// receive limit raised by what the faults can use up (so faults alone do
 /// not dead-letter good messages). Returns the raised limits.
-pub fn replay_topology(topology: &Topology, faults: &FaultSpec) -> (Topology, BTreeMap<String, u32>) {
+pub fn replay_topology(
+    topology: &Topology,
+    faults: &FaultSpec,
+) -> (Topology, BTreeMap<String, u32>) {
     let mut t = topology.clone();
     let mut raised = BTreeMap::new();
     if faults.hits_consumers() {
@@ -281,7 +282,9 @@ impl<'a> Routing<'a> {
         let mut out: Vec<&ConsumerSpec> = Vec::new();
         for (c, rule) in &self.rules {
             let hit = match (rule, &destination) {
-                (Rule::Bus(bus, m), Destination::Bus(d)) => bus == d && !m.matches(&body).is_empty(),
+                (Rule::Bus(bus, m), Destination::Bus(d)) => {
+                    bus == d && !m.matches(&body).is_empty()
+                }
                 (Rule::Topic(topic, m), Destination::Topic(d)) => {
                     topic == d && !m.matches(&attributes, &body).is_empty()
                 }
@@ -297,7 +300,11 @@ impl<'a> Routing<'a> {
 
 /// Whether `consumer` has applied `event`: its applied-event marker, or for
 /// the notifier (keyed on the event id already) its notification.
-pub async fn applied(table: &dyn Table, consumer: &ConsumerSpec, event: &Envelope) -> anyhow::Result<bool> {
+pub async fn applied(
+    table: &dyn Table,
+    consumer: &ConsumerSpec,
+    event: &Envelope,
+) -> anyhow::Result<bool> {
     let key = if consumer.handler == switchyard_consumers::notifier::NAME {
         let order_id = event.detail["order_id"].as_str().unwrap_or_default();
         notification_key(order_id, event.id)
@@ -334,14 +341,15 @@ pub fn dead_letters(system: &EmbeddedSystem) -> anyhow::Result<Vec<DeadLetter>> 
     Ok(out)
 }
 
-/// Publishes `events` in order at `rate`, in chunks; calls `published` after
-/// each chunk with how many went out. Returns the publish reports merged.
+/// Publishes `events` in order at `rate`, in chunks; after each chunk calls
+/// `published` with it and the moment its publish call started. Returns the
+/// publish reports merged.
 pub async fn publish_paced(
     publisher: &dyn EventPublisher,
-    events: &[Envelope],
+    events: impl IntoIterator<Item = Envelope>,
     rate: Rate,
     max_chunk: usize,
-    mut published: impl FnMut(usize, Instant),
+    mut published: impl FnMut(&[Envelope], Instant),
 ) -> anyhow::Result<PublishReport> {
     let mut report = PublishReport::default();
     let start = tokio::time::Instant::now();
@@ -350,20 +358,23 @@ pub async fn publish_paced(
         Rate::Max => max_chunk.max(1),
         Rate::PerSecond(r) => ((r / 1000.0).ceil() as usize).clamp(1, max_chunk.max(1)),
     };
+    let mut events = events.into_iter().peekable();
     let mut sent = 0usize;
-    for part in events.chunks(chunk) {
+    while events.peek().is_some() {
+        let part: Vec<Envelope> = events.by_ref().take(chunk).collect();
         if let Rate::PerSecond(r) = rate {
             let due = start + Duration::from_secs_f64(sent as f64 / r);
             tokio::time::sleep_until(due).await;
         }
+        let at = Instant::now();
         let r = publisher
-            .publish(part)
+            .publish(&part)
             .await
             .context("publishing replayed events")?;
         report.published.extend(r.published);
         report.failed.extend(r.failed);
         sent += part.len();
-        published(part.len(), Instant::now());
+        published(&part, at);
     }
     Ok(report)
 }
@@ -408,7 +419,10 @@ pub async fn replay_embedded(
         }
     }
     let mut rng = fastrand::Rng::with_seed(options.seed);
-    let times: Vec<i64> = valid.iter().map(|e| e.event.time.timestamp_millis()).collect();
+    let times: Vec<i64> = valid
+        .iter()
+        .map(|e| e.event.time.timestamp_millis())
+        .collect();
     let (order, duplicates) = plan(&times, &options.faults, &mut rng);
     let to_publish: Vec<Envelope> = order.iter().map(|&i| valid[i].event.clone()).collect();
 
@@ -416,10 +430,13 @@ pub async fn replay_embedded(
     let topology = Arc::new(topology);
     let mut system = match target {
         EmbeddedTarget::DataDir(dir) => EmbeddedSystem::open(dir, topology.clone())?,
-        EmbeddedTarget::Memory { blob_dir } => EmbeddedSystem::in_memory(blob_dir, topology.clone())?,
+        EmbeddedTarget::Memory { blob_dir } => {
+            EmbeddedSystem::in_memory(blob_dir, topology.clone())?
+        }
     };
     for b in &log.blobs {
-        let key = BlobKey::new(b.key.clone()).with_context(|| format!("blob {:?} in the log", b.key))?;
+        let key =
+            BlobKey::new(b.key.clone()).with_context(|| format!("blob {:?} in the log", b.key))?;
         system
             .blobs
             .put(&key, Bytes::clone(&b.bytes), &b.content_type)
@@ -433,7 +450,10 @@ pub async fn replay_embedded(
     });
     // The consumers publish through the tap; the replay publishes around it.
     system.publisher = tap.clone();
-    let hooks = Arc::new(ReplayHooks::new(options.faults, options.seed ^ 0x5157_4f52_4b45_5253));
+    let hooks = Arc::new(ReplayHooks::new(
+        options.faults,
+        options.seed ^ 0x5157_4f52_4b45_5253,
+    ));
     let mut runtime = options.runtime.clone();
     runtime.hooks = Some(hooks.clone());
     if options.faults.crash > 0.0 || options.faults.visibility_expiry > 0.0 {
@@ -456,10 +476,10 @@ pub async fn replay_embedded(
     let publish_started = Instant::now();
     let published = publish_paced(
         &*replay_publisher,
-        &to_publish,
+        to_publish.iter().cloned(),
         options.rate,
         options.chunk,
-        |n, _| bar.inc(n as u64),
+        |part, _| bar.inc(part.len() as u64),
     )
     .await;
     let published = match published {

@@ -105,9 +105,17 @@ impl fmt::Display for ReplayReport {
             self.rate
         )?;
         for r in &self.refused {
-            writeln!(f, "    refused {} {}: {}", r.detail_type, r.event_id, r.reason)?;
+            writeln!(
+                f,
+                "    refused {} {}: {}",
+                r.detail_type, r.event_id, r.reason
+            )?;
         }
-        writeln!(f, "  faults:              {} (seed {})", self.faults, self.seed)?;
+        writeln!(
+            f,
+            "  faults:              {} (seed {})",
+            self.faults, self.seed
+        )?;
         if !self.receive_limits.is_empty() {
             writeln!(
                 f,
