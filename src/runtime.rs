@@ -164,51 +164,50 @@ pub async fn run_queue_worker_with(
                 tracing::warn!(consumer = %config.consumer, error = %e, "expiring visibility failed");
             }
         }
-        if let Some(n) = faults.crash_after {
-            // Dies mid-batch: what was handled stays handled, nothing is settled.
-            let handled = &messages[..n.min(messages.len())];
-            let outcome = handler.handle_batch(sqs_event(queue.name(), handled)).await;
+        // A crash dies mid-batch: what was handled stays handled, nothing is settled.
+        let crashed = faults.crash_after.is_some();
+        let handled = &messages[..faults.crash_after.unwrap_or(usize::MAX).min(messages.len())];
+        let outcome = handler.handle_batch(sqs_event(queue.name(), handled)).await;
+        if crashed {
             tracing::info!(consumer = %config.consumer, handled = handled.len(), batch = messages.len(), "injected crash mid-batch");
-            if let Some(h) = &hooks {
-                let batch = SettledBatch {
-                    messages: &messages,
-                    handled: handled.len(),
-                    failures: &outcome.failures,
-                    crashed: true,
-                };
-                h.batch_settled(&config.consumer, &batch);
-            }
-            continue;
-        }
-        let outcome = handler
-            .handle_batch(sqs_event(queue.name(), &messages))
-            .await;
-        let mut done = Vec::with_capacity(messages.len());
-        for m in &messages {
-            match outcome.failures.get(&m.message_id) {
-                None => done.push(m.receipt_handle.clone()),
-                Some((reason, permanent)) => {
-                    let delay = config.retry_delay(m.receive_count, *permanent);
-                    if let Err(e) = queue.release(&m.receipt_handle, delay, Some(reason)).await {
-                        tracing::warn!(consumer = %config.consumer, error = %e, "release failed; the visibility timeout will return it");
-                    }
-                }
-            }
-        }
-        if !done.is_empty() {
-            if let Err(e) = queue.delete_batch(&done).await {
-                // The messages come back after their visibility timeout; handlers are idempotent.
-                tracing::warn!(consumer = %config.consumer, error = %e, "delete failed");
-            }
+        } else {
+            settle(&*queue, &config, &messages, &outcome.failures).await;
         }
         if let Some(h) = &hooks {
             let batch = SettledBatch {
                 messages: &messages,
-                handled: messages.len(),
+                handled: handled.len(),
                 failures: &outcome.failures,
-                crashed: false,
+                crashed,
             };
             h.batch_settled(&config.consumer, &batch);
+        }
+    }
+}
+
+/// Deletes the handled messages and releases the failed ones for a retry.
+async fn settle(
+    queue: &dyn Queue,
+    config: &QueueWorkerConfig,
+    messages: &[ReceivedMessage],
+    failures: &BTreeMap<String, (String, bool)>,
+) {
+    let mut done = Vec::with_capacity(messages.len());
+    for m in messages {
+        match failures.get(&m.message_id) {
+            None => done.push(m.receipt_handle.clone()),
+            Some((reason, permanent)) => {
+                let delay = config.retry_delay(m.receive_count, *permanent);
+                if let Err(e) = queue.release(&m.receipt_handle, delay, Some(reason)).await {
+                    tracing::warn!(consumer = %config.consumer, error = %e, "release failed; the visibility timeout will return it");
+                }
+            }
+        }
+    }
+    if !done.is_empty() {
+        if let Err(e) = queue.delete_batch(&done).await {
+            // The messages come back after their visibility timeout; handlers are idempotent.
+            tracing::warn!(consumer = %config.consumer, error = %e, "delete failed");
         }
     }
 }

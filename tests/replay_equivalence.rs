@@ -131,10 +131,16 @@ async fn equivalent_under_every_fault(fixture: &str, clean: &ScenarioRun) {
     }
 }
 
+/// The fault-free run of a fixture, and the fixture.
+async fn clean_run(fixture: &str) -> (ScenarioRun, EventLog) {
+    let run = scenario(fixture).run().await.unwrap();
+    let log = EventLog::read(&std::path::Path::new("tests").join(fixture)).unwrap();
+    (run, log)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_orders_with_images_end_the_same_under_every_fault() {
-    let clean = scenario(ORDERS).run().await.unwrap();
-    let log = EventLog::read(std::path::Path::new("tests").join(ORDERS).as_path()).unwrap();
+    let (clean, log) = clean_run(ORDERS).await;
     assert_eq!(
         statuses(&clean.snapshot),
         expected_statuses(&log, &BTreeSet::new())
@@ -168,8 +174,7 @@ async fn a_thousand_orders_with_images_end_the_same_under_every_fault() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_before_placements_converge_under_every_fault() {
-    let clean = scenario(OUT_OF_ORDER).run().await.unwrap();
-    let log = EventLog::read(std::path::Path::new("tests").join(OUT_OF_ORDER).as_path()).unwrap();
+    let (clean, log) = clean_run(OUT_OF_ORDER).await;
     assert_eq!(
         statuses(&clean.snapshot),
         expected_statuses(&log, &BTreeSet::new())
@@ -182,7 +187,7 @@ async fn payments_before_placements_converge_under_every_fault() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_is_dead_lettered_with_reasons_under_every_fault() {
-    let clean = scenario(POISON).run().await.unwrap();
+    let (clean, log) = clean_run(POISON).await;
     // Two of each poison kind; the refused ones never reach a queue.
     let refused: Vec<&str> = clean
         .report
@@ -229,7 +234,6 @@ async fn poison_is_dead_lettered_with_reasons_under_every_fault() {
         );
     }
     // Every order ends where its history without the poison says.
-    let log = EventLog::read(std::path::Path::new("tests").join(POISON).as_path()).unwrap();
     let poison: BTreeSet<Uuid> = clean
         .report
         .refused

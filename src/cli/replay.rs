@@ -128,9 +128,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
                 .with_context(|| format!("reading {}", export.display()))?;
             let log = import::from_export(&text, format, &super::load_topology(global)?)
                 .with_context(|| format!("{}", export.display()))?;
-            log.write(&out)?;
-            eprintln!("wrote {} events to {}", log.events.len(), out.display());
-            Ok(ExitCode::SUCCESS)
+            write_log(&log, &out)
         }
         Some(ReplayCommand::FromDlq {
             queue,
@@ -149,14 +147,7 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
             for s in &skipped {
                 eprintln!("skipped {s}");
             }
-            log.write(&out)?;
-            eprintln!(
-                "wrote {} events and {} blobs to {}",
-                log.events.len(),
-                log.blobs.len(),
-                out.display()
-            );
-            Ok(ExitCode::SUCCESS)
+            write_log(&log, &out)
         }
         Some(ReplayCommand::Generate {
             kind,
@@ -170,17 +161,21 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCo
                 FixtureKind::Poison => generate::poison(seed, orders),
                 FixtureKind::Bench => generate::bench_orders(seed, orders),
             };
-            log.write(&out)?;
-            eprintln!(
-                "wrote {} events and {} blobs to {}",
-                log.events.len(),
-                log.blobs.len(),
-                out.display()
-            );
-            Ok(ExitCode::SUCCESS)
+            write_log(&log, &out)
         }
         None => replay(global, args.run).await,
     }
+}
+
+fn write_log(log: &EventLog, out: &Path) -> anyhow::Result<ExitCode> {
+    log.write(out)?;
+    eprintln!(
+        "wrote {} events and {} blobs to {}",
+        log.events.len(),
+        log.blobs.len(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A pattern given inline or as @FILE.

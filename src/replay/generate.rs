@@ -51,6 +51,12 @@ impl Gen {
         e
     }
 
+    /// The next order arrives 50..550 ms after the last (at `t`): its total.
+    fn arrive(&mut self, t: &mut DateTime<Utc>) -> u64 {
+        *t += TimeDelta::milliseconds(self.rng.i64(50..550));
+        500 + self.rng.u64(0..20_000)
+    }
+
     fn logged(&self, e: Envelope) -> LoggedEvent {
         LoggedEvent::routed(&self.topology, e).expect("generated events are routed")
     }
@@ -186,9 +192,8 @@ pub fn orders_with_images(seed: u64, orders: usize) -> EventLog {
     let mut t = epoch();
     let mut bad = 0usize;
     for i in 0..orders {
-        t += TimeDelta::milliseconds(g.rng.i64(50..550));
+        let total = g.arrive(&mut t);
         let order_id = format!("order-{i:05}");
-        let total = 500 + g.rng.u64(0..20_000);
         let history = History::pick(&mut g.rng);
         events.extend(order_events(&mut g, &order_id, total, history, t));
         if g.rng.u32(0..8) == 0 {
@@ -220,9 +225,8 @@ pub fn out_of_order(seed: u64, orders: usize) -> EventLog {
     let mut log = EventLog::default();
     let mut t = epoch();
     for i in 0..orders {
-        t += TimeDelta::milliseconds(g.rng.i64(50..550));
+        let total = g.arrive(&mut t);
         let order_id = format!("late-{i:04}");
-        let total = 500 + g.rng.u64(0..20_000);
         let history = match i % 4 {
             0 => History::Shipped,
             1 => History::Paid,
@@ -269,9 +273,8 @@ pub fn poison(seed: u64, orders: usize) -> EventLog {
     let mut t = epoch();
     let mut totals = Vec::new();
     for i in 0..orders {
-        t += TimeDelta::milliseconds(g.rng.i64(50..550));
+        let total = g.arrive(&mut t);
         let order_id = format!("order-{i:04}");
-        let total = 500 + g.rng.u64(0..20_000);
         let history = match i % 3 {
             0 => History::Shipped,
             1 => History::Paid,
