@@ -328,6 +328,12 @@ pub async fn bench_e2e(_global: &GlobalArgs, args: BenchE2eArgs) -> anyhow::Resu
         ms(r.latency.percentile(1.0)),
     );
     println!("peak RSS:    {:.0} MB", r.peak_rss_mb);
+    println!(
+        "peer:        bare SQLite commits of one row (same pragmas): {:.0}/s; end to end is {:.3}x that, {:.1} bare commits per event",
+        r.bare_commits_per_sec,
+        r.throughput.events_per_sec / r.bare_commits_per_sec,
+        r.bare_commits_per_sec / r.throughput.events_per_sec
+    );
     match &r.moto {
         Ok(m) => println!(
             "moto:        {} events end to end in {:.2}s = {:.1} events/s; embedded is {:.0}x",

@@ -93,6 +93,10 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// The whole benchmark's result.
 #[derive(Debug, Clone)]
 pub struct E2eReport {
+    /// The peer on this machine in this run: bare SQLite commits of one row
+    /// per second (same pragmas as the store), so a figure can be read
+    /// against how busy the shared machine was.
+    pub bare_commits_per_sec: f64,
     pub throughput: RunFigures,
     pub latency: RunFigures,
     pub latency_rate: f64,
@@ -361,11 +365,37 @@ pub async fn moto_run(_events: usize, options: &E2eOptions) -> Result<RunFigures
     }
 }
 
+/// One-row commits per second for `time` on a fresh file database in
+/// `dir`, with the store's pragmas (WAL, synchronous=NORMAL).
+pub fn bare_commits(dir: &std::path::Path, time: Duration) -> anyhow::Result<f64> {
+    let file = tempfile::Builder::new()
+        .prefix("switchyard-bench-peer-")
+        .tempdir_in(dir)?;
+    let conn = rusqlite::Connection::open(file.path().join("peer.db"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(
+        "CREATE TABLE t (pk TEXT NOT NULL, sk TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID",
+    )?;
+    let body = r#"{"pk":"ORDER#x","sk":"ORDER","status":"PLACED","version":1}"#;
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < time {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        conn.prepare_cached("INSERT INTO t (pk, sk, body) VALUES (?1, 'ORDER', ?2)")?
+            .execute((format!("ORDER#{n}"), body))?;
+        conn.execute_batch("COMMIT")?;
+        n += 1;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
 /// Runs the whole benchmark.
 pub async fn run(options: &E2eOptions) -> anyhow::Result<E2eReport> {
     if options.events == 0 || options.latency_events == 0 {
         bail!("the benchmark needs at least one event per run");
     }
+    let bare_commits_per_sec = bare_commits(&options.dir, Duration::from_secs(2))?;
     let throughput = embedded_run(options.events, Rate::Max, options, "full speed").await?;
     let latency = embedded_run(
         options.latency_events.min(options.events),
@@ -377,6 +407,7 @@ pub async fn run(options: &E2eOptions) -> anyhow::Result<E2eReport> {
     let peak_rss_mb = peak_rss_mb();
     let moto = moto_run(options.moto_events.min(options.events), options).await;
     Ok(E2eReport {
+        bare_commits_per_sec,
         throughput,
         latency,
         latency_rate: options.latency_rate,
