@@ -289,6 +289,9 @@ pub struct BenchE2eArgs {
     /// A moto server with the topology provisioned (`switchyard provision`).
     #[arg(long, env = "SWITCHYARD_MOTO_ENDPOINT")]
     pub moto_endpoint: Option<String>,
+    /// Pollers per consumer queue (Lambda's SQS event source mapping starts with five).
+    #[arg(long, default_value_t = 5)]
+    pub pollers: usize,
     /// Where the runs' durable data dirs go (removed after each run).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -306,6 +309,7 @@ pub async fn bench_e2e(_global: &GlobalArgs, args: BenchE2eArgs) -> anyhow::Resu
         latency_events: args.latency_events,
         moto_events: args.moto_events,
         moto_endpoint: args.moto_endpoint,
+        pollers: args.pollers,
         dir: args.dir.unwrap_or_else(std::env::temp_dir),
         seed: args.seed,
         progress: !args.quiet,

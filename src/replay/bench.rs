@@ -41,6 +41,9 @@ pub struct E2eOptions {
     pub moto_events: usize,
     /// A moto server with the topology provisioned, for the moto leg.
     pub moto_endpoint: Option<String>,
+    /// Pollers per consumer queue: Lambda's SQS event source mapping
+    /// starts with five concurrent batches per queue.
+    pub pollers: usize,
     /// Where the durable data dirs go (a fresh one per run, removed after).
     pub dir: PathBuf,
     pub seed: u64,
@@ -57,6 +60,7 @@ impl Default for E2eOptions {
             latency_events: 50_000,
             moto_events: 500,
             moto_endpoint: None,
+            pollers: 5,
             dir: std::env::temp_dir(),
             seed: 42,
             timeout: Duration::from_secs(600),
@@ -293,6 +297,7 @@ pub async fn embedded_run(
     ));
     let runtime = RuntimeOptions {
         hooks: Some(clock.clone()),
+        queue_pollers: options.pollers,
         ..RuntimeOptions::default()
     };
     system.start(&runtime).await?;
