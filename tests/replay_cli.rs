@@ -75,12 +75,36 @@ fn replay_reports_compares_with_expect_and_logs_its_dead_letters() {
         );
     }
 
-    // The saved state matches a fresh replay; an edited one shows what differs.
-    let dump = switchyard(&["state", "dump", "--data-dir", path(&data)]);
+    // A saved state matches a fresh replay of the same log; an edited one shows what differs.
+    // (A log without poison: poison waits out its retries, which takes seconds.)
+    let orders = dir.path().join("orders.jsonl");
+    let out = switchyard(&[
+        "replay",
+        "generate",
+        "orders",
+        "--orders",
+        "20",
+        "--out",
+        path(&orders),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let first = dir.path().join("first");
+    let out = switchyard(&[
+        "replay",
+        path(&orders),
+        "--data-dir",
+        path(&first),
+        "--rate",
+        "2000",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("rate 2000/s"), "{}", text(&out));
+    let dump = switchyard(&["state", "dump", "--data-dir", path(&first)]);
     assert!(dump.status.success(), "{}", text(&dump));
     let state = dir.path().join("state.json");
     std::fs::write(&state, &dump.stdout).unwrap();
-    let again = switchyard(&["replay", path(&log), "--expect", path(&state), "--quiet"]);
+    let again = switchyard(&["replay", path(&orders), "--expect", path(&state), "--quiet"]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("expected state:      matches"));
 
@@ -90,7 +114,7 @@ fn replay_reports_compares_with_expect_and_logs_its_dead_letters() {
     order.version += 7;
     let wrong = dir.path().join("wrong.json");
     std::fs::write(&wrong, edited.to_json()).unwrap();
-    let diff = switchyard(&["replay", path(&log), "--expect", path(&wrong), "--quiet"]);
+    let diff = switchyard(&["replay", path(&orders), "--expect", path(&wrong), "--quiet"]);
     let shown = text(&diff);
     assert_eq!(diff.status.code(), Some(1), "{shown}");
     assert!(
