@@ -14,7 +14,7 @@ use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_consumers::SqsBatchHandler;
 use switchyard_shared::envelope::LOCAL_REGION;
 use switchyard_shared::ports::{
-    ChangeStream, OutgoingMessage, Queue, ReceivedMessage, StreamRecord,
+    ChangeStream, OutgoingMessage, Queue, QueueError, ReceivedMessage, StreamRecord,
 };
 use tokio::sync::watch;
 
@@ -171,7 +171,16 @@ pub async fn run_queue_worker_with(
         if crashed {
             tracing::info!(consumer = %config.consumer, handled = handled.len(), batch = messages.len(), "injected crash mid-batch");
         } else {
-            settle(&*queue, &config, &messages, &outcome.failures).await;
+            // With faults injected, stale receipts are what expiries and crashes cause.
+            let stale_expected = hooks.is_some();
+            settle(
+                &*queue,
+                &config,
+                &messages,
+                &outcome.failures,
+                stale_expected,
+            )
+            .await;
         }
         if let Some(h) = &hooks {
             let batch = SettledBatch {
@@ -191,7 +200,14 @@ async fn settle(
     config: &QueueWorkerConfig,
     messages: &[ReceivedMessage],
     failures: &BTreeMap<String, (String, bool)>,
+    stale_expected: bool,
 ) {
+    let report = |e: &QueueError, what: &str| match e {
+        QueueError::StaleReceipt(_) if stale_expected => {
+            tracing::info!(consumer = %config.consumer, error = %e, "{what} failed");
+        }
+        _ => tracing::warn!(consumer = %config.consumer, error = %e, "{what} failed"),
+    };
     let mut done = Vec::with_capacity(messages.len());
     for m in messages {
         match failures.get(&m.message_id) {
@@ -199,7 +215,7 @@ async fn settle(
             Some((reason, permanent)) => {
                 let delay = config.retry_delay(m.receive_count, *permanent);
                 if let Err(e) = queue.release(&m.receipt_handle, delay, Some(reason)).await {
-                    tracing::warn!(consumer = %config.consumer, error = %e, "release failed; the visibility timeout will return it");
+                    report(&e, "release (the visibility timeout will return it)");
                 }
             }
         }
@@ -207,7 +223,7 @@ async fn settle(
     if !done.is_empty() {
         if let Err(e) = queue.delete_batch(&done).await {
             // The messages come back after their visibility timeout; handlers are idempotent.
-            tracing::warn!(consumer = %config.consumer, error = %e, "delete failed");
+            report(&e, "delete");
         }
     }
 }
