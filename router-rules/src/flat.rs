@@ -669,14 +669,22 @@ mod tests {
         let mut tree = FieldTree::new();
         tree.insert(&["a".to_owned()], 0);
         let mut flat = Flat::default();
-        let deep = format!(r#"{{"a": {}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            r#"{{"a": {}1{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         let err = tree.scan(deep.as_bytes(), &mut flat).unwrap_err();
         assert_eq!(err.message, "arrays nested too deeply");
         let fine = format!(r#"{{"a": {}1{}}}"#, "[".repeat(100), "]".repeat(100));
         tree.scan(fine.as_bytes(), &mut flat).unwrap();
         assert_eq!(flat.trail(&flat.fields[0]).len(), 100);
         // Unwanted values are skipped without recursion at any depth.
-        let skipped = format!(r#"{{"b": {}{}, "a": 2}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let skipped = format!(
+            r#"{{"b": {}{}, "a": 2}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         tree.scan(skipped.as_bytes(), &mut flat).unwrap();
         assert_eq!(flat.fields.len(), 1);
     }
