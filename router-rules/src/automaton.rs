@@ -373,8 +373,9 @@ struct ValueMatcher {
     numeric: IntervalTree<f64>,
     cidr_v4: IntervalTree<u128>,
     cidr_v6: IntervalTree<u128>,
-    /// `anything-but` a list of values: all of these targets, except those
-    /// whose list holds the value.
+    /// `anything-but` a list of values: the target of each such condition;
+    /// a value reaches all of them except the conditions (indices into this
+    /// list, not targets: two conditions may share a target) that list it.
     but_all: Vec<u32>,
     but_str: FxHashMap<Box<str>, Vec<u32>>,
     but_num: FxHashMap<u64, Vec<u32>>,
@@ -532,7 +533,13 @@ impl ValueMatcher {
     fn anything_but(&self, excluded: Option<&Vec<u32>>, out: &mut Vec<u32>) {
         match excluded {
             None => out.extend_from_slice(&self.but_all),
-            Some(ex) => out.extend(self.but_all.iter().filter(|t| !ex.contains(t))),
+            Some(ex) => out.extend(
+                self.but_all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !ex.contains(&(*i as u32)))
+                    .map(|(_, t)| *t),
+            ),
         }
     }
 }
@@ -616,6 +623,7 @@ impl MatcherBuilder {
                 .push(target),
             Cond::Wildcard(w) => self.wildcards.push((w.clone(), target)),
             Cond::AnythingBut(Negated::Values(values)) => {
+                let index = self.but_all.len() as u32;
                 self.but_all.push(target);
                 for v in values {
                     match v {
@@ -623,12 +631,12 @@ impl MatcherBuilder {
                             .but_str
                             .entry(s.as_str().into())
                             .or_default()
-                            .push(target),
+                            .push(index),
                         Lit::Num(x) => self
                             .but_num
                             .entry(num_key(num(*x)))
                             .or_default()
-                            .push(target),
+                            .push(index),
                         // The parser only lets strings and numbers through.
                         Lit::Bool(_) | Lit::Null => {}
                     }
