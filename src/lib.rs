@@ -1,1 +1,10 @@
+//! Switchyard, the application: the embedded system, the pollers that play
+//! Lambda's event source mappings, the demo and the state snapshots. The
+//! `switchyard` binary is a thin command line over this library.
 
+pub mod demo;
+pub mod runtime;
+pub mod state;
+pub mod system;
+
+pub use system::{EmbeddedSystem, RuntimeOptions};

@@ -6,9 +6,12 @@
 
 pub mod blob_key;
 pub mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod embedded;
 pub mod envelope;
 pub mod events;
+pub mod items;
 pub mod ports;
 
 pub use blob_key::{BlobKey, BlobKeyError};
