@@ -10,6 +10,8 @@ pub mod embedded;
 pub mod envelope;
 pub mod events;
 pub mod ports;
+#[cfg(feature = "aws")]
+pub mod aws;
 
 pub use blob_key::{BlobKey, BlobKeyError};
 pub use envelope::{Envelope, EnvelopeError, MAX_EVENT_BYTES};

@@ -1,0 +1,274 @@
+//! The [`Queue`] port on SQS.
+//!
+//! SQS itself keeps the semantics the port promises: visibility timeouts,
+//! the receive count, and the move to the DLQ after `maxReceiveCount` (the
+//! redrive policy that `switchyard provision` sets). Bodies that came from
+//! EventBridge are turned back into Switchyard envelopes on receipt (see
+//! [`super::transport::restore_body`]).
+//!
+//! What SQS cannot do: keep a failure reason beside a message. The reason
+//! given to [`Queue::release`] is logged with the message id instead, so
+//! [`SqsQueue::CAPABILITIES`] says `dlq_reasons: false`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::ProvideErrorMetadata;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+};
+
+use super::{describe, transport, MAX_LONG_POLL};
+use crate::ports::{Capabilities, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+
+/// SQS's limits per batch call.
+const MAX_BATCH: usize = 10;
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    name: String,
+    url: String,
+}
+
+impl SqsQueue {
+    /// What this adapter can do; see the module docs for what it cannot.
+    pub const CAPABILITIES: Capabilities = Capabilities {
+        fifo_queues: true,
+        // StartMessageMoveTask exists on AWS; moto lacks it, and this adapter
+        // does not offer redrive through the port.
+        dlq_redrive: false,
+        dlq_reasons: false,
+        transactions: false,
+        old_item_on_condition_failure: false,
+    };
+
+    /// Looks the queue up by name.
+    pub async fn connect(client: &aws_sdk_sqs::Client, name: &str) -> Result<Self, QueueError> {
+        let out = client.get_queue_url().queue_name(name).send().await.map_err(|e| {
+            if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) {
+                QueueError::NoSuchQueue(name.to_owned())
+            } else {
+                QueueError::Backend(describe(&e))
+            }
+        })?;
+        let url = out.queue_url().ok_or_else(|| QueueError::NoSuchQueue(name.to_owned()))?.to_owned();
+        Ok(SqsQueue { client: client.clone(), name: name.to_owned(), url })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn send_chunk(&self, chunk: &[OutgoingMessage]) -> Result<Vec<String>, QueueError> {
+        let mut entries = Vec::with_capacity(chunk.len());
+        for (i, m) in chunk.iter().enumerate() {
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(&m.body)
+                .set_message_attributes(Some(transport::attributes_to_sqs(&m.attributes).map_err(QueueError::Invalid)?))
+                .set_message_group_id(m.group_id.clone())
+                .set_message_deduplication_id(m.dedup_id.clone())
+                .set_delay_seconds((!m.delay.is_zero()).then(|| secs(m.delay)))
+                .build()
+                .map_err(|e| QueueError::Invalid(e.to_string()))?;
+            entries.push(entry);
+        }
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        if let Some(f) = out.failed().first() {
+            let detail = out
+                .failed()
+                .iter()
+                .map(|f| format!("entry {}: {} {}", f.id(), f.code(), f.message().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(if f.sender_fault() { QueueError::Invalid(detail) } else { QueueError::Backend(detail) });
+        }
+        let mut ids = vec![String::new(); chunk.len()];
+        for ok in out.successful() {
+            if let Some(slot) = ok.id().parse::<usize>().ok().and_then(|i| ids.get_mut(i)) {
+                *slot = ok.message_id().to_owned();
+            }
+        }
+        Ok(ids)
+    }
+
+    fn error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+        &self,
+        e: aws_sdk_sqs::error::SdkError<E, R>,
+    ) -> QueueError {
+        match e.code() {
+            Some(code) if code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist") => {
+                QueueError::NoSuchQueue(self.name.clone())
+            }
+            Some(code) if code.contains("ReceiptHandleIsInvalid") || code.contains("MessageNotInflight") => {
+                QueueError::StaleReceipt(describe(&e))
+            }
+            Some(code) if code.contains("InvalidParameterValue") || code.contains("InvalidMessageContents") => {
+                QueueError::Invalid(describe(&e))
+            }
+            _ => QueueError::Backend(describe(&e)),
+        }
+    }
+
+    fn to_received(&self, m: &Message) -> Result<ReceivedMessage, QueueError> {
+        let system = m.attributes();
+        let sys = |name: MessageSystemAttributeName| system.and_then(|a| a.get(&name)).map(String::as_str);
+        let body = m.body().unwrap_or_default();
+        let attributes: BTreeMap<_, _> = m
+            .message_attributes()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), transport::attribute_from_sqs(v.data_type(), v.string_value())?)))
+            .collect();
+        Ok(ReceivedMessage {
+            message_id: m.message_id().unwrap_or_default().to_owned(),
+            receipt_handle: m
+                .receipt_handle()
+                .ok_or_else(|| QueueError::Backend("SQS returned a message without a receipt handle".into()))?
+                .to_owned(),
+            body: transport::restore_body(body).unwrap_or_else(|| body.to_owned()),
+            attributes,
+            receive_count: sys(MessageSystemAttributeName::ApproximateReceiveCount)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1),
+            group_id: sys(MessageSystemAttributeName::MessageGroupId).map(str::to_owned),
+            sent_at_ms: sys(MessageSystemAttributeName::SentTimestamp).and_then(|t| t.parse().ok()).unwrap_or(0),
+        })
+    }
+}
+
+/// SQS takes whole seconds; round up so a visibility is never shorter than asked.
+fn secs(d: Duration) -> i32 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    i32::try_from(s).unwrap_or(i32::MAX)
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
+        let mut ids = Vec::with_capacity(messages.len());
+        let mut start = 0;
+        while start < messages.len() {
+            // Greedy chunk within both of SQS's batch limits.
+            let mut end = start;
+            let mut bytes = 0;
+            while end < messages.len() && end - start < MAX_BATCH {
+                let size = messages[end].body.len()
+                    + messages[end].attributes.iter().map(|(k, v)| k.len() + v.string_value().len()).sum::<usize>();
+                if end > start && bytes + size > MAX_BATCH_BYTES {
+                    break;
+                }
+                bytes += size;
+                end += 1;
+            }
+            ids.extend(self.send_chunk(&messages[start..end]).await?);
+            start = end;
+        }
+        Ok(ids)
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let mut out = Vec::new();
+        let mut wait = wait.min(MAX_LONG_POLL);
+        while out.len() < max {
+            let want = (max - out.len()).min(MAX_BATCH);
+            let resp = self
+                .client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(want as i32)
+                .visibility_timeout(secs(visibility))
+                .wait_time_seconds(secs(wait))
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(|e| self.error(e))?;
+            let got = resp.messages();
+            for m in got {
+                out.push(self.to_received(m)?);
+            }
+            // SQS returns at most 10 per call: keep going without waiting while it has more.
+            if got.len() < want {
+                break;
+            }
+            wait = Duration::ZERO;
+        }
+        Ok(out)
+    }
+
+    async fn delete_batch(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
+        for chunk in receipt_handles.chunks(MAX_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(h).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| QueueError::Invalid(e.to_string()))?;
+            let out = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| self.error(e))?;
+            if let Some(f) = out.failed().first() {
+                let msg = format!("{}: {}", f.code(), f.message().unwrap_or_default());
+                return Err(if f.code().contains("ReceiptHandleIsInvalid") {
+                    QueueError::StaleReceipt(msg)
+                } else {
+                    QueueError::Backend(msg)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&self, receipt_handle: &str, visibility: Duration, reason: Option<&str>) -> Result<(), QueueError> {
+        if let Some(reason) = reason {
+            // SQS has nowhere to keep it: the log is the record.
+            tracing::warn!(queue = %self.name, %reason, "message released for retry");
+        }
+        self.change_visibility(receipt_handle, visibility).await
+    }
+
+    async fn change_visibility(&self, receipt_handle: &str, visibility: Duration) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs(visibility))
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visibility_rounds_up_to_whole_seconds() {
+        assert_eq!(secs(Duration::ZERO), 0);
+        assert_eq!(secs(Duration::from_millis(1)), 1);
+        assert_eq!(secs(Duration::from_millis(30_000)), 30);
+        assert_eq!(secs(Duration::from_millis(30_001)), 31);
+    }
+}
