@@ -1,1 +1,4 @@
+//! Switchyard's root library: what the `switchyard` binary and the
+//! cross-crate tests share.
 
+pub mod provision;

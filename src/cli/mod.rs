@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bench;
 mod images;
+mod provision;
 mod rules;
 mod schema;
 mod topology;
@@ -48,6 +49,8 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// The topology: print or export it.
     Topology(topology::TopologyArgs),
+    /// Create the topology's resources on AWS (or a moto endpoint), idempotently.
+    Provision(provision::ProvisionArgs),
 }
 
 pub fn init_logging(global: &GlobalArgs) {
@@ -75,5 +78,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&cli.global, args).await,
         Command::Schema(args) => schema::run(args),
         Command::Topology(args) => topology::run(&cli.global, args),
+        Command::Provision(args) => provision::run(&cli.global, args).await,
     }
 }
