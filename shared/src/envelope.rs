@@ -72,6 +72,10 @@ mod rfc3339 {
     }
 }
 
+fn fnv1a(data: &[u8], basis: u64) -> u64 {
+    data.iter().fold(basis, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
     #[error("event is {size} bytes, over the {MAX_EVENT_BYTES}-byte limit")]
@@ -120,6 +124,19 @@ impl Envelope {
         self
     }
 
+    /// An id that is the same every time the same `seed` is derived at the
+    /// same time: events emitted on behalf of another (the stream reactor's,
+    /// a rejection) keep their id across retries, so consumers dedup them.
+    /// It is still a well-formed UUID v7 (time-ordered by `at`).
+    pub fn derived_id(at: DateTime<Utc>, seed: &str) -> Uuid {
+        let mut bytes = [0u8; 10];
+        let (a, b) = (fnv1a(seed.as_bytes(), 0xcbf2_9ce4_8422_2325), fnv1a(seed.as_bytes(), 0x8422_2325_cbf2_9ce4));
+        bytes[..8].copy_from_slice(&a.to_le_bytes());
+        bytes[8..].copy_from_slice(&b.to_le_bytes()[..2]);
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid()
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("an envelope always serialises")
     }
@@ -156,6 +173,15 @@ mod tests {
         }
         assert_eq!(Envelope::from_json(&text).unwrap(), e);
         assert_eq!(e.id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn derived_ids_are_stable_v7() {
+        let at = Utc::now();
+        let a = Envelope::derived_id(at, "ORDER#1/3");
+        assert_eq!(a, Envelope::derived_id(at, "ORDER#1/3"));
+        assert_ne!(a, Envelope::derived_id(at, "ORDER#1/4"));
+        assert_eq!(a.get_version_num(), 7);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod embedded;
 pub mod envelope;
 pub mod events;
+pub mod items;
 pub mod ports;
 #[cfg(feature = "aws")]
 pub mod aws;

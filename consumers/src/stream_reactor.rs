@@ -1,0 +1,137 @@
+//! The stream reactor: turns table changes into events, an outbox that
+//! needs no second write. An order whose status changed becomes
+//! `OrderStatusChanged`; an image that became READY becomes `ImageProcessed`.
+//!
+//! Records are handled in order, every one of them. If publishing fails at
+//! some record, the response names that record, so the stream retries from
+//! it; events derived from a record keep their id across retries.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use serde_json::Value;
+use switchyard_shared::events::{EventType, ImageProcessed, OrderStatusChanged};
+use switchyard_shared::items::{item_type, ImageRecord, ImageStatus, Order, TableRecord};
+use switchyard_shared::ports::{EventPublisher, Item};
+use switchyard_shared::Envelope;
+
+pub const NAME: &str = "stream-reactor";
+
+pub struct StreamReactor {
+    publisher: Arc<dyn EventPublisher>,
+}
+
+impl StreamReactor {
+    pub fn new(publisher: Arc<dyn EventPublisher>) -> Self {
+        StreamReactor { publisher }
+    }
+
+    pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        let mut response = DynamoDbEventResponse::default();
+        // Derive every record's events first; one publish call for the batch.
+        let mut pending: Vec<(String, Envelope)> = Vec::new();
+        for record in &event.records {
+            let sequence = record.change.sequence_number.clone().unwrap_or_default();
+            let span = tracing::info_span!("stream-record", consumer = NAME, sequence = %sequence);
+            let _guard = span.enter();
+            match derive_event(record) {
+                Ok(Some(envelope)) => pending.push((sequence, envelope)),
+                Ok(None) => {}
+                Err(reason) => {
+                    // A record we cannot read will not read better on retry; say
+                    // so, and report it so the stream sends it to the on-failure destination.
+                    tracing::error!(%reason, "unreadable stream record");
+                    let mut failure = DynamoDbBatchItemFailure::default();
+                    failure.item_identifier = Some(sequence);
+                    response.batch_item_failures.push(failure);
+                    return self.publish_before(pending, response).await;
+                }
+            }
+        }
+        self.publish_before(pending, response).await
+    }
+
+    /// Publishes `pending` in order; the first record whose event failed
+    /// becomes the failure (replacing a later one already recorded).
+    async fn publish_before(
+        &self,
+        pending: Vec<(String, Envelope)>,
+        mut response: DynamoDbEventResponse,
+    ) -> DynamoDbEventResponse {
+        if pending.is_empty() {
+            return response;
+        }
+        let envelopes: Vec<Envelope> = pending.iter().map(|(_, e)| e.clone()).collect();
+        let failed_ids: Vec<uuid::Uuid> = match self.publisher.publish(&envelopes).await {
+            Ok(report) => report.failed.into_iter().map(|f| f.event_id).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "publishing stream events failed");
+                envelopes.iter().map(|e| e.id).collect()
+            }
+        };
+        if let Some((sequence, _)) = pending.iter().find(|(_, e)| failed_ids.contains(&e.id)) {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(sequence.clone());
+            response.batch_item_failures = vec![failure];
+        }
+        response
+    }
+}
+
+fn image_of(item: &serde_dynamo::Item) -> Result<Option<Item>, String> {
+    if item.is_empty() {
+        return Ok(None);
+    }
+    match serde_dynamo::from_item::<_, Value>(item.clone()) {
+        Ok(Value::Object(map)) => Ok(Some(map)),
+        Ok(_) => Err("stream image is not a map".to_owned()),
+        Err(e) => Err(format!("stream image: {e}")),
+    }
+}
+
+/// The event a change stands for, if any.
+pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
+    let Some(new) = image_of(&record.change.new_image)? else { return Ok(None) };
+    let old = image_of(&record.change.old_image)?;
+    let at = record.change.approximate_creation_date_time;
+    match item_type(&new) {
+        Some(Order::TYPE) => {
+            let order = Order::from_item(&new).map_err(|e| e.to_string())?;
+            let before = old.as_ref().map(Order::from_item).transpose().map_err(|e| e.to_string())?;
+            let from = before.map(|o| o.status);
+            if from == Some(order.status) {
+                return Ok(None);
+            }
+            let mut event = OrderStatusChanged { order_id: order.order_id.clone(), from, to: order.status, version: order.version }
+                .into_envelope()
+                .caused_by(order.correlation_id, order.last_event_id);
+            event.id = Envelope::derived_id(at, &format!("status/{}/{}", order.order_id, order.version));
+            event.time = at;
+            Ok(Some(event))
+        }
+        Some(ImageRecord::TYPE) => {
+            let image = ImageRecord::from_item(&new).map_err(|e| e.to_string())?;
+            let was_ready = old
+                .as_ref()
+                .map(ImageRecord::from_item)
+                .transpose()
+                .map_err(|e| e.to_string())?
+                .is_some_and(|i| i.status == ImageStatus::Ready);
+            if image.status != ImageStatus::Ready || was_ready {
+                return Ok(None);
+            }
+            let mut event = ImageProcessed {
+                image_id: image.image_id.clone(),
+                order_id: image.order_id.clone(),
+                variants: image.variants.clone(),
+            }
+            .into_envelope()
+            .caused_by(image.correlation_id, image.last_event_id);
+            event.id = Envelope::derived_id(at, &format!("processed/{}/{}", image.order_id, image.image_id));
+            event.time = at;
+            Ok(Some(event))
+        }
+        _ => Ok(None),
+    }
+}

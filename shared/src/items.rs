@@ -1,0 +1,122 @@
+//! The single table's item shapes: orders, their images, applied-event
+//! markers and notifications. Every item has `pk`, `sk` and `type`.
+//!
+//! ```text
+//! pk              sk                 type
+//! ORDER#<id>      ORDER              order          status, version, ...
+//! ORDER#<id>      IMAGE#<image id>   image          status READY|REJECTED, variants
+//! ORDER#<id>      NOTE#<event id>    notification   what the notifier saw
+//! EVENT#<id>      <consumer>         applied-event  idempotency marker
+//! ```
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::events::{ImageVariant, LineItem, OrderStatus};
+use crate::ports::{Item, Key, TableError};
+
+pub fn order_key(order_id: &str) -> Key {
+    Key::new(format!("ORDER#{order_id}"), "ORDER")
+}
+
+pub fn image_key(order_id: &str, image_id: &str) -> Key {
+    Key::new(format!("ORDER#{order_id}"), format!("IMAGE#{image_id}"))
+}
+
+pub fn notification_key(order_id: &str, event_id: Uuid) -> Key {
+    Key::new(format!("ORDER#{order_id}"), format!("NOTE#{event_id}"))
+}
+
+pub fn applied_event_key(event_id: Uuid, consumer: &str) -> Key {
+    Key::new(format!("EVENT#{event_id}"), consumer)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub order_id: String,
+    pub status: OrderStatus,
+    /// 1 when placed, +1 per applied event: the guard for conditional writes.
+    pub version: u64,
+    pub customer_id: String,
+    pub items: Vec<LineItem>,
+    pub total_cents: u64,
+    pub currency: String,
+    #[serde(default)]
+    pub paid: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
+    /// Correlation of the event that last changed the order (the stream reactor carries it on).
+    pub correlation_id: Uuid,
+    pub last_event_id: Uuid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ImageStatus {
+    Ready,
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub image_id: String,
+    pub order_id: String,
+    pub status: ImageStatus,
+    pub source_key: String,
+    #[serde(default)]
+    pub variants: Vec<ImageVariant>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_reason: Option<String>,
+    pub correlation_id: Uuid,
+    pub last_event_id: Uuid,
+}
+
+/// A typed record stored as a table item of a given `type`.
+pub trait TableRecord: Serialize + DeserializeOwned {
+    const TYPE: &'static str;
+    fn key(&self) -> Key;
+
+    fn to_item(&self) -> Item {
+        let Value::Object(mut item) = serde_json::to_value(self).expect("records serialise") else {
+            unreachable!("records are structs")
+        };
+        let key = self.key();
+        item.insert("pk".into(), Value::String(key.pk));
+        item.insert("sk".into(), Value::String(key.sk));
+        item.insert("type".into(), Value::String(Self::TYPE.into()));
+        item
+    }
+
+    fn from_item(item: &Item) -> Result<Self, TableError> {
+        serde_json::from_value(Value::Object(item.clone()))
+            .map_err(|e| TableError::InvalidItem(format!("{} item: {e}", Self::TYPE)))
+    }
+}
+
+impl TableRecord for Order {
+    const TYPE: &'static str = "order";
+    fn key(&self) -> Key {
+        order_key(&self.order_id)
+    }
+}
+
+impl TableRecord for ImageRecord {
+    const TYPE: &'static str = "image";
+    fn key(&self) -> Key {
+        image_key(&self.order_id, &self.image_id)
+    }
+}
+
+/// The `type` attribute of an item, if any.
+pub fn item_type(item: &Item) -> Option<&str> {
+    item.get("type").and_then(Value::as_str)
+}
