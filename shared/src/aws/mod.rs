@@ -18,8 +18,11 @@
 //! field of that name). On the way out of SQS, [`transport::restore_body`]
 //! lifts the key back out and rebuilds the original [`crate::Envelope`], so a
 //! handler sees the same envelope on every backend. The SQS adapter and the
-//! Lambda binaries both call it. On SNS the message body is the envelope
-//! itself (raw delivery), so nothing needs restoring there.
+//! Lambda binaries both call it. An event put on the bus by another tool
+//! (the aws CLI, boto3) has no reserved key; it is read as the current
+//! schema version of its detail-type, with EventBridge's id as its own
+//! correlation. On SNS the message body is the envelope itself (raw
+//! delivery), so nothing needs restoring there.
 
 use std::time::Duration;
 
@@ -27,6 +30,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls;
 
 pub mod blobs;
+pub mod lambda;
 pub mod publish;
 pub mod queue;
 pub mod stream;

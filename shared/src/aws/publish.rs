@@ -54,26 +54,27 @@ pub struct PublishTargets {
 impl PublishTargets {
     /// Reads bus and topic addresses from the environment, as the Lambda
     /// binaries get them: `SWITCHYARD_BUS_<NAME>` and `SWITCHYARD_TOPIC_<NAME>`
-    /// (NAME upper-cased, `-` and `.` as `_`). A missing variable is an error
-    /// naming it, not a silent default.
-    pub fn from_env(routes: BTreeMap<String, Destination>) -> Result<Self, String> {
+    /// (NAME upper-cased, `-` and `.` as `_`). A function that never
+    /// publishes needs none; publishing to a destination whose variable is
+    /// unset fails with an error naming the variable.
+    pub fn from_env(routes: BTreeMap<String, Destination>) -> Self {
         let mut targets = PublishTargets { routes, ..Default::default() };
-        for destination in targets.routes.values().cloned().collect::<std::collections::BTreeSet<_>>() {
+        for destination in targets.routes.values() {
             match destination {
                 Destination::Bus(name) => {
-                    let var = env_name("SWITCHYARD_BUS_", &name);
-                    let value = std::env::var(&var).map_err(|_| format!("{var} is not set (the {name} bus)"))?;
-                    targets.buses.insert(name, value);
+                    if let Ok(value) = std::env::var(env_name("SWITCHYARD_BUS_", name)) {
+                        targets.buses.insert(name.clone(), value);
+                    }
                 }
                 Destination::Topic(name) => {
-                    let var = env_name("SWITCHYARD_TOPIC_", &name);
-                    let arn = std::env::var(&var).map_err(|_| format!("{var} is not set (the {name} topic ARN)"))?;
-                    let fifo = arn.ends_with(".fifo");
-                    targets.topics.insert(name, TopicTarget { arn, fifo });
+                    if let Ok(arn) = std::env::var(env_name("SWITCHYARD_TOPIC_", name)) {
+                        let fifo = arn.ends_with(".fifo");
+                        targets.topics.insert(name.clone(), TopicTarget { arn, fifo });
+                    }
                 }
             }
         }
-        Ok(targets)
+        targets
     }
 }
 
@@ -277,10 +278,12 @@ impl EventPublisher for AwsPublisher {
                 .ok_or_else(|| PublishError::NoRoute(e.detail_type.clone()))?;
             match destination {
                 Destination::Bus(name) if !self.targets.buses.contains_key(name) => {
-                    return Err(PublishError::Backend(format!("bus {name:?} has no address configured")))
+                    let var = env_name("SWITCHYARD_BUS_", name);
+                    return Err(PublishError::Backend(format!("bus {name:?} has no address configured (set {var})")));
                 }
                 Destination::Topic(name) if !self.targets.topics.contains_key(name) => {
-                    return Err(PublishError::Backend(format!("topic {name:?} has no ARN configured")))
+                    let var = env_name("SWITCHYARD_TOPIC_", name);
+                    return Err(PublishError::Backend(format!("topic {name:?} has no ARN configured (set {var})")));
                 }
                 Destination::Bus(_) => transport::eventbridge_detail(e).map(drop)?,
                 Destination::Topic(_) => {}

@@ -42,18 +42,33 @@ pub fn eventbridge_detail(envelope: &Envelope) -> Result<String, EnvelopeError> 
 /// target receives it. Returns `None` when the body is not such an event
 /// (an SNS raw delivery is already an envelope; anything else is left for
 /// the handler to reject with its own error).
+///
+/// An event put on the bus by something other than Switchyard (the aws
+/// CLI, boto3) has no reserved key: it is taken as the current schema
+/// version of its detail-type, and starts its own correlation.
 pub fn restore_body(body: &str) -> Option<String> {
-    // Cheap test first: most bodies on SNS-fed queues never need parsing twice.
-    if !body.contains(concat!("\"", "switchyard", "\"")) {
+    // Cheap test first: only EventBridge-shaped bodies need a second look.
+    if !body.contains("\"detail-type\"") {
         return None;
     }
     let mut event: Map<String, Value> = serde_json::from_str(body).ok()?;
-    let reserved = match event.get_mut("detail")?.as_object_mut()?.remove(RESERVED_DETAIL_KEY)? {
-        Value::Object(m) => m,
-        _ => return None,
+    if event.contains_key("schema-version") || !event.contains_key("detail-type") {
+        return None;
+    }
+    let reserved = match event.get_mut("detail")?.as_object_mut()?.remove(RESERVED_DETAIL_KEY) {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
     };
     for (field, value) in reserved {
         event.insert(field, value);
+    }
+    if !event.contains_key("schema-version") {
+        let version = event.get("detail-type").and_then(Value::as_str).and_then(crate::events::schema_version_of)?;
+        event.insert("schema-version".into(), json!(version));
+    }
+    if !event.contains_key("correlation-id") {
+        let id = event.get("id")?.clone();
+        event.insert("correlation-id".into(), id);
     }
     Some(Value::Object(event).to_string())
 }
@@ -129,6 +144,24 @@ mod tests {
         assert_eq!(back.causation_id, sent.causation_id);
         assert_eq!(back.detail, sent.detail, "the reserved key is lifted out of detail");
         assert_eq!(back.account, "123456789012");
+    }
+
+    #[test]
+    fn events_put_by_other_tools_become_envelopes() {
+        // As `aws events put-events` would put it: no reserved key in detail.
+        let delivered = json!({
+            "version": "0", "id": "0b8a7c4e-3b5f-4d2a-9c1e-2f1d3c4b5a69", "detail-type": "OrderPaid",
+            "source": "switchyard.orders", "account": "123456789012", "time": "2030-01-01T00:00:00Z",
+            "region": "eu-west-1", "resources": [],
+            "detail": {"order_id": "o-1", "payment_id": "p-1", "amount_cents": 5},
+        });
+        let e = envelope_from_body(&delivered.to_string()).unwrap();
+        assert_eq!(e.schema_version, 1);
+        assert_eq!(e.correlation_id, e.id);
+        assert_eq!(e.id.to_string(), "0b8a7c4e-3b5f-4d2a-9c1e-2f1d3c4b5a69");
+        // An unknown detail-type is left alone for the handler to reject by name.
+        let unknown = delivered.to_string().replace("OrderPaid", "Nope");
+        assert_eq!(restore_body(&unknown), None);
     }
 
     #[test]

@@ -1,0 +1,98 @@
+//! Shared by the `aws_*` tests: the moto endpoint, unique resource names
+//! (tests of one file run in parallel against one moto), and waiting for a
+//! condition with a deadline.
+//!
+//! The tests read the endpoint from `SWITCHYARD_MOTO_ENDPOINT`. Without it
+//! they print why and pass, so plain `cargo test` needs no moto;
+//! `scripts/test-aws` starts moto and sets it.
+
+#![allow(dead_code)] // each test file uses part of this
+
+use std::future::Future;
+use std::time::Duration;
+
+use router_rules::topology::Subscription;
+use router_rules::Topology;
+use switchyard_shared::aws::AwsClients;
+
+pub const ENDPOINT_VAR: &str = "SWITCHYARD_MOTO_ENDPOINT";
+
+/// The moto endpoint, or `None` after saying the test is skipped.
+pub fn endpoint() -> Option<String> {
+    match std::env::var(ENDPOINT_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: {ENDPOINT_VAR} is not set; run scripts/test-aws to test against moto");
+            None
+        }
+    }
+}
+
+/// Returns from the test early (skipped) when no moto endpoint is set.
+#[macro_export]
+macro_rules! moto_or_skip {
+    () => {
+        match aws_common::endpoint() {
+            Some(url) => url,
+            None => return,
+        }
+    };
+}
+
+pub async fn clients(endpoint: &str) -> AwsClients {
+    AwsClients::connect(Some(endpoint)).await
+}
+
+/// A short random suffix for resource names.
+pub fn suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// The built-in topology with every resource name suffixed, so tests that
+/// provision in parallel never share a queue, table, bus or topic.
+pub fn unique_topology(suffix: &str) -> Topology {
+    let mut t = Topology::builtin();
+    let s = |name: &str| format!("{name}-{suffix}");
+    t.table.name = s(&t.table.name);
+    t.bucket.name = s(&t.bucket.name);
+    for b in &mut t.buses {
+        b.name = s(&b.name);
+    }
+    for topic in &mut t.topics {
+        topic.name = s(&topic.name);
+    }
+    for route in t.routes.values_mut() {
+        route.bus = route.bus.as_deref().map(s);
+        route.topic = route.topic.as_deref().map(s);
+    }
+    for c in &mut t.consumers {
+        c.name = s(&c.name);
+        for sub in &mut c.subscriptions {
+            match sub {
+                Subscription::Bus(b) => b.bus = s(&b.bus),
+                Subscription::Topic(tp) => tp.topic = s(&tp.topic),
+            }
+        }
+    }
+    for sc in &mut t.stream_consumers {
+        sc.name = s(&sc.name);
+    }
+    t.validate().expect("a renamed topology stays valid");
+    t
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < until, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
