@@ -173,11 +173,14 @@ macro_rules! event_types {
 
             fn decode(detail_type: &str, detail: Value) -> Result<Self, EnvelopeError> {
                 match detail_type {
-                    $(stringify!($ty) => serde_json::from_value::<$ty>(detail)
+                    $(stringify!($ty) => serde_path_to_error::deserialize::<_, $ty>(detail)
                         .map(DomainEvent::$ty)
                         .map_err(|e| EnvelopeError::InvalidDetail {
                             detail_type: detail_type.to_owned(),
-                            message: e.to_string(),
+                            message: match e.path().to_string().as_str() {
+                                "." => e.into_inner().to_string(),
+                                path => format!("detail.{path}: {}", e.into_inner()),
+                            },
                         }),)*
                     other => Err(EnvelopeError::UnknownType(other.to_owned())),
                 }
