@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
-use futures::TryStreamExt;
 
 use super::{describe, is_transient};
 use crate::blob_key::{BlobKey, BlobKeyError};
@@ -205,16 +204,12 @@ impl BlobStore for S3Blobs {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, BlobError> {
-        let pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
-        let objects: Vec<aws_sdk_s3::types::Object> = futures::stream::unfold(pages, |mut p| async move {
-            let page = p.next().await?;
-            Some((page, p))
-        })
-        .map_ok(|page| futures::stream::iter(page.contents.unwrap_or_default().into_iter().map(Ok)))
-        .try_flatten()
-        .try_collect()
-        .await
-        .map_err(|e| BlobError::Backend(format!("list s3://{}/{prefix}: {}", self.bucket, describe(&e))))?;
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        let mut objects = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| BlobError::Backend(format!("list s3://{}/{prefix}: {}", self.bucket, describe(&e))))?;
+            objects.extend(page.contents.unwrap_or_default());
+        }
         let mut keys = objects
             .iter()
             .filter_map(|o| o.key())

@@ -46,3 +46,33 @@ pub fn restore_sqs_event(event: &mut SqsEvent) {
         }
     }
 }
+
+/// The adapters a Lambda function works with, addressed from the environment.
+pub struct LambdaAdapters {
+    pub table: std::sync::Arc<super::DynamoTable>,
+    pub blobs: std::sync::Arc<super::S3Blobs>,
+    pub publisher: std::sync::Arc<super::AwsPublisher>,
+}
+
+impl LambdaAdapters {
+    /// Reads `SWITCHYARD_TABLE` (required), `SWITCHYARD_BUCKET` (required if
+    /// `needs_bucket`) and the bus/topic variables for `routes`
+    /// (detail-type -> destination, from the topology).
+    pub async fn from_env(
+        routes: std::collections::BTreeMap<String, crate::ports::Destination>,
+        needs_bucket: bool,
+    ) -> Result<Self, MissingEnv> {
+        let table = required_env("SWITCHYARD_TABLE", "the DynamoDB table this function uses")?;
+        let bucket = if needs_bucket {
+            required_env("SWITCHYARD_BUCKET", "the S3 bucket this function reads and writes")?
+        } else {
+            std::env::var("SWITCHYARD_BUCKET").unwrap_or_default()
+        };
+        let clients = super::AwsClients::connect(None).await;
+        Ok(LambdaAdapters {
+            table: std::sync::Arc::new(super::DynamoTable::new(&clients.dynamodb, &table)),
+            blobs: std::sync::Arc::new(super::S3Blobs::new(&clients.s3, &bucket)),
+            publisher: std::sync::Arc::new(super::AwsPublisher::new(&clients, super::PublishTargets::from_env(routes))),
+        })
+    }
+}

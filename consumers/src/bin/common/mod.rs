@@ -14,8 +14,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use router_rules::Topology;
 use switchyard_consumers::registry::{self, Deps};
 use switchyard_imaging::{Limits, VariantSpec};
-use switchyard_shared::aws::lambda::{init_json_logs, required_env, restore_sqs_event};
-use switchyard_shared::aws::{AwsClients, AwsPublisher, DynamoTable, PublishTargets, S3Blobs};
+use switchyard_shared::aws::lambda::{init_json_logs, restore_sqs_event, LambdaAdapters};
 
 /// The topology the function was built with, or the file `SWITCHYARD_TOPOLOGY` names.
 fn topology() -> Result<Topology, Error> {
@@ -29,19 +28,13 @@ fn topology() -> Result<Topology, Error> {
 async fn setup(needs_bucket: bool) -> Result<(Topology, Deps), Error> {
     init_json_logs();
     let topology = topology()?;
-    let table = required_env("SWITCHYARD_TABLE", "the DynamoDB table this function uses")?;
-    let bucket = if needs_bucket {
-        required_env("SWITCHYARD_BUCKET", "the S3 bucket this function reads and writes")?
-    } else {
-        std::env::var("SWITCHYARD_BUCKET").unwrap_or_default()
-    };
-    let clients = AwsClients::connect(None).await;
     let routes: BTreeMap<_, _> =
         topology.routes.iter().filter_map(|(t, r)| Some((t.clone(), r.destination()?))).collect();
+    let adapters = LambdaAdapters::from_env(routes, needs_bucket).await?;
     let deps = Deps {
-        table: Arc::new(DynamoTable::new(&clients.dynamodb, &table)),
-        blobs: Arc::new(S3Blobs::new(&clients.s3, &bucket)),
-        publisher: Arc::new(AwsPublisher::new(&clients, PublishTargets::from_env(routes))),
+        table: adapters.table,
+        blobs: adapters.blobs,
+        publisher: adapters.publisher,
         variants: VariantSpec::defaults(),
         limits: Limits::default(),
     };
