@@ -1,4 +1,11 @@
-//! Switchyard's root library: what the `switchyard` binary and the
-//! cross-crate tests share.
+//! Switchyard, the application: the embedded system, the pollers that play
+//! Lambda's event source mappings, the demo and the state snapshots. The
+//! `switchyard` binary is a thin command line over this library.
 
+pub mod demo;
 pub mod provision;
+pub mod runtime;
+pub mod state;
+pub mod system;
+
+pub use system::{EmbeddedSystem, RuntimeOptions};

@@ -19,7 +19,11 @@ use crate::layers::{Delivery, HandlerError, MessageHandler};
 pub const NAME: &str = "image-processor";
 
 /// Where thumbnails go: `thumbnails/<image id>/<variant>.<ext>`.
-pub fn thumbnail_key(image_id: &str, variant: &str, extension: &str) -> Result<BlobKey, HandlerError> {
+pub fn thumbnail_key(
+    image_id: &str,
+    variant: &str,
+    extension: &str,
+) -> Result<BlobKey, HandlerError> {
     BlobKey::new(format!("thumbnails/{image_id}/{variant}.{extension}"))
         .map_err(|e| HandlerError::permanent(format!("thumbnail key: {e}")))
 }
@@ -40,26 +44,44 @@ impl ImageProcessor {
         variants: Vec<VariantSpec>,
         limits: Limits,
     ) -> Self {
-        ImageProcessor { table, blobs, publisher, variants: variants.into(), limits }
+        ImageProcessor {
+            table,
+            blobs,
+            publisher,
+            variants: variants.into(),
+            limits,
+        }
     }
 
-    async fn thumbnails(&self, upload: &ImageUploaded) -> Result<Result<Vec<ImageVariant>, Rejection>, HandlerError> {
-        let source =
-            BlobKey::new(upload.key.clone()).map_err(|e| HandlerError::permanent(format!("ImageUploaded.key: {e}")))?;
+    async fn thumbnails(
+        &self,
+        upload: &ImageUploaded,
+    ) -> Result<Result<Vec<ImageVariant>, Rejection>, HandlerError> {
+        let source = BlobKey::new(upload.key.clone())
+            .map_err(|e| HandlerError::permanent(format!("ImageUploaded.key: {e}")))?;
         // Refuse oversized originals before fetching them.
         match self.blobs.size(&source).await {
             Ok(Some(size)) if size > self.limits.max_bytes => {
-                return Ok(Err(Rejection::TooLarge { size, limit: self.limits.max_bytes }))
+                return Ok(Err(Rejection::TooLarge {
+                    size,
+                    limit: self.limits.max_bytes,
+                }))
             }
             Ok(Some(_)) => {}
-            Ok(None) => return Err(HandlerError::retry(format!("original {source} is not in the blob store (yet)"))),
+            Ok(None) => {
+                return Err(HandlerError::retry(format!(
+                    "original {source} is not in the blob store (yet)"
+                )))
+            }
             Err(e) => return Err(blob_error(e)),
         }
         let original = self.blobs.get(&source).await.map_err(blob_error)?;
         let (variants, limits) = (self.variants.clone(), self.limits.clone());
-        let outputs = tokio::task::spawn_blocking(move || switchyard_imaging::process(&original.bytes, &variants, &limits))
-            .await
-            .map_err(|e| HandlerError::permanent(format!("image pipeline crashed: {e}")))?;
+        let outputs = tokio::task::spawn_blocking(move || {
+            switchyard_imaging::process(&original.bytes, &variants, &limits)
+        })
+        .await
+        .map_err(|e| HandlerError::permanent(format!("image pipeline crashed: {e}")))?;
         let outputs = match outputs {
             Ok(outputs) => outputs,
             Err(rejection) => return Ok(Err(rejection)),
@@ -68,7 +90,10 @@ impl ImageProcessor {
         for o in outputs {
             let key = thumbnail_key(&upload.image_id, &o.name, o.format.extension())?;
             let size = o.bytes.len() as u64;
-            self.blobs.put(&key, Bytes::from(o.bytes), o.format.content_type()).await.map_err(blob_error)?;
+            self.blobs
+                .put(&key, Bytes::from(o.bytes), o.format.content_type())
+                .await
+                .map_err(blob_error)?;
             variants.push(ImageVariant {
                 name: o.name,
                 key: key.to_string(),
@@ -89,10 +114,13 @@ fn blob_error(e: BlobError) -> HandlerError {
 #[async_trait]
 impl MessageHandler for ImageProcessor {
     async fn handle(&self, d: Delivery) -> Result<(), HandlerError> {
-        let DomainEvent::ImageUploaded(upload) =
-            DomainEvent::from_envelope(&d.envelope).map_err(|e| HandlerError::permanent(e.to_string()))?
+        let DomainEvent::ImageUploaded(upload) = DomainEvent::from_envelope(&d.envelope)
+            .map_err(|e| HandlerError::permanent(e.to_string()))?
         else {
-            return Err(HandlerError::permanent(format!("the image processor does not handle {}", d.envelope.detail_type)));
+            return Err(HandlerError::permanent(format!(
+                "the image processor does not handle {}",
+                d.envelope.detail_type
+            )));
         };
         let outcome = self.thumbnails(&upload).await?;
         let mut record = ImageRecord {
@@ -126,7 +154,8 @@ impl MessageHandler for ImageProcessor {
                 .into_envelope()
                 .caused_by(d.envelope.correlation_id, d.envelope.id);
                 // Same id on every retry, so a redelivery does not announce the rejection twice.
-                event.id = Envelope::derived_id(d.envelope.time, &format!("rejected/{}", d.envelope.id));
+                event.id =
+                    Envelope::derived_id(d.envelope.time, &format!("rejected/{}", d.envelope.id));
                 event.time = d.envelope.time;
                 self.publisher
                     .publish(&[event])

@@ -49,11 +49,17 @@ pub struct HandlerError {
 impl HandlerError {
     /// A failure that may pass later (the order is not placed yet, a store blip).
     pub fn retry(message: impl Into<String>) -> Self {
-        HandlerError { message: message.into(), permanent: false }
+        HandlerError {
+            message: message.into(),
+            permanent: false,
+        }
     }
     /// A failure that will fail the same way every time (bad input, invalid transition).
     pub fn permanent(message: impl Into<String>) -> Self {
-        HandlerError { message: message.into(), permanent: true }
+        HandlerError {
+            message: message.into(),
+            permanent: true,
+        }
     }
 }
 
@@ -107,14 +113,19 @@ pub struct TracingLayer {
 
 impl TracingLayer {
     pub fn new(consumer: &str) -> Self {
-        TracingLayer { consumer: consumer.into() }
+        TracingLayer {
+            consumer: consumer.into(),
+        }
     }
 }
 
 impl<S> Layer<S> for TracingLayer {
     type Service = Traced<S>;
     fn layer(&self, inner: S) -> Traced<S> {
-        Traced { inner, consumer: self.consumer.clone() }
+        Traced {
+            inner,
+            consumer: self.consumer.clone(),
+        }
     }
 }
 
@@ -126,7 +137,12 @@ pub struct Traced<S> {
 
 impl<S> Service<Delivery> for Traced<S>
 where
-    S: Service<Delivery, Response = (), Error = HandlerError, Future = BoxFuture<Result<(), HandlerError>>>,
+    S: Service<
+        Delivery,
+        Response = (),
+        Error = HandlerError,
+        Future = BoxFuture<Result<(), HandlerError>>,
+    >,
 {
     type Response = ();
     type Error = HandlerError;
@@ -151,7 +167,11 @@ where
                 let result = fut.await;
                 match &result {
                     Ok(()) => tracing::debug!("handled"),
-                    Err(e) => tracing::warn!(permanent = e.permanent, error = %e.message, "failed"),
+                    // A retryable failure is routine (an event ahead of its turn); a permanent one is not.
+                    Err(e) if e.permanent => {
+                        tracing::warn!(error = %e.message, "failed permanently")
+                    }
+                    Err(e) => tracing::info!(error = %e.message, "failed, will retry"),
                 }
                 result
             }
@@ -178,7 +198,12 @@ pub struct CatchPanic<S> {
 
 impl<S> Service<Delivery> for CatchPanic<S>
 where
-    S: Service<Delivery, Response = (), Error = HandlerError, Future = BoxFuture<Result<(), HandlerError>>>,
+    S: Service<
+        Delivery,
+        Response = (),
+        Error = HandlerError,
+        Future = BoxFuture<Result<(), HandlerError>>,
+    >,
 {
     type Response = ();
     type Error = HandlerError;
@@ -192,11 +217,18 @@ where
         // Calling the inner service can itself panic, before any future exists.
         let fut = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(d)));
         Box::pin(async move {
-            let fut = fut.map_err(|p| HandlerError::permanent(format!("handler panicked: {}", panic_message(&p))))?;
+            let fut = fut.map_err(|p| {
+                HandlerError::permanent(format!("handler panicked: {}", panic_message(&p)))
+            })?;
             AssertUnwindSafe(fut)
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|p| Err(HandlerError::permanent(format!("handler panicked: {}", panic_message(&p)))))
+                .unwrap_or_else(|p| {
+                    Err(HandlerError::permanent(format!(
+                        "handler panicked: {}",
+                        panic_message(&p)
+                    )))
+                })
         })
     }
 }
@@ -219,14 +251,21 @@ pub struct IdempotencyLayer {
 
 impl IdempotencyLayer {
     pub fn new(table: Arc<dyn Table>, consumer: &str) -> Self {
-        IdempotencyLayer { table, consumer: consumer.into() }
+        IdempotencyLayer {
+            table,
+            consumer: consumer.into(),
+        }
     }
 }
 
 impl<S> Layer<S> for IdempotencyLayer {
     type Service = Idempotent<S>;
     fn layer(&self, inner: S) -> Idempotent<S> {
-        Idempotent { inner, table: self.table.clone(), consumer: self.consumer.clone() }
+        Idempotent {
+            inner,
+            table: self.table.clone(),
+            consumer: self.consumer.clone(),
+        }
     }
 }
 
@@ -239,8 +278,12 @@ pub struct Idempotent<S> {
 
 impl<S> Service<Delivery> for Idempotent<S>
 where
-    S: Service<Delivery, Response = (), Error = HandlerError, Future = BoxFuture<Result<(), HandlerError>>>
-        + Clone
+    S: Service<
+            Delivery,
+            Response = (),
+            Error = HandlerError,
+            Future = BoxFuture<Result<(), HandlerError>>,
+        > + Clone
         + Send
         + 'static,
 {
@@ -273,7 +316,9 @@ where
 
 /// The item that records "this consumer has handled this event".
 pub fn applied_event_marker(key: &switchyard_shared::ports::Key) -> switchyard_shared::ports::Item {
-    let serde_json::Value::Object(item) = json!({ "pk": key.pk, "sk": key.sk, "type": "applied-event" }) else {
+    let serde_json::Value::Object(item) =
+        json!({ "pk": key.pk, "sk": key.sk, "type": "applied-event" })
+    else {
         unreachable!()
     };
     item
@@ -298,7 +343,10 @@ pub fn message_service(
                 .service(core),
         ),
         None => MessageService::new(
-            tower::ServiceBuilder::new().layer(TracingLayer::new(consumer)).layer(CatchPanicLayer).service(core),
+            tower::ServiceBuilder::new()
+                .layer(TracingLayer::new(consumer))
+                .layer(CatchPanicLayer)
+                .service(core),
         ),
     }
 }
@@ -340,13 +388,18 @@ impl SqsBatchHandler {
 
     async fn handle_message(&self, message: SqsMessage) -> Result<(), HandlerError> {
         let body = message.body.as_deref().unwrap_or_default();
-        let envelope = Envelope::from_json(body).map_err(|e| HandlerError::permanent(e.to_string()))?;
+        let envelope =
+            Envelope::from_json(body).map_err(|e| HandlerError::permanent(e.to_string()))?;
         let receive_count = message
             .attributes
             .get("ApproximateReceiveCount")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
-        let delivery = Delivery { envelope, message_id: message.message_id.unwrap_or_default(), receive_count };
+        let delivery = Delivery {
+            envelope,
+            message_id: message.message_id.unwrap_or_default(),
+            receive_count,
+        };
         self.service.clone().oneshot(delivery).await
     }
 }

@@ -27,12 +27,24 @@ impl Notifier {
 #[async_trait]
 impl MessageHandler for Notifier {
     async fn handle(&self, d: Delivery) -> Result<(), HandlerError> {
-        let event = DomainEvent::from_envelope(&d.envelope).map_err(|e| HandlerError::permanent(e.to_string()))?;
+        let event = DomainEvent::from_envelope(&d.envelope)
+            .map_err(|e| HandlerError::permanent(e.to_string()))?;
         let summary = match &event {
-            DomainEvent::OrderStatusChanged(e) => format!("order {} is now {}", e.order_id, e.to.as_str()),
-            DomainEvent::ImageProcessed(e) => format!("image {} has {} thumbnails", e.image_id, e.variants.len()),
-            DomainEvent::ImageRejected(e) => format!("image {} was rejected: {}", e.image_id, e.reason),
-            other => return Err(HandlerError::permanent(format!("the notifier does not handle {}", other.detail_type()))),
+            DomainEvent::OrderStatusChanged(e) => {
+                format!("order {} is now {}", e.order_id, e.to.as_str())
+            }
+            DomainEvent::ImageProcessed(e) => {
+                format!("image {} has {} thumbnails", e.image_id, e.variants.len())
+            }
+            DomainEvent::ImageRejected(e) => {
+                format!("image {} was rejected: {}", e.image_id, e.reason)
+            }
+            other => {
+                return Err(HandlerError::permanent(format!(
+                    "the notifier does not handle {}",
+                    other.detail_type()
+                )))
+            }
         };
         let key = notification_key(event.order_id(), d.envelope.id);
         let Value::Object(item) = json!({

@@ -31,7 +31,10 @@ pub const STREAM_HANDLERS: &[&str] = &[stream_reactor::NAME];
 pub fn sqs_handler(handler: &str, consumer: &str, deps: &Deps) -> Option<SqsBatchHandler> {
     let (logic, idempotency): (Arc<dyn MessageHandler>, bool) = match handler {
         // Its transaction carries its own marker, atomically with the write.
-        order_processor::NAME => (Arc::new(order_processor::OrderProcessor::new(deps.table.clone())), false),
+        order_processor::NAME => (
+            Arc::new(order_processor::OrderProcessor::new(deps.table.clone())),
+            false,
+        ),
         image_processor::NAME => (
             Arc::new(image_processor::ImageProcessor::new(
                 deps.table.clone(),
@@ -47,7 +50,9 @@ pub fn sqs_handler(handler: &str, consumer: &str, deps: &Deps) -> Option<SqsBatc
         _ => return None,
     };
     let table = idempotency.then(|| deps.table.clone());
-    Some(SqsBatchHandler::new(message_service(consumer, logic, table)))
+    Some(SqsBatchHandler::new(message_service(
+        consumer, logic, table,
+    )))
 }
 
 /// The stream handler for `handler`.

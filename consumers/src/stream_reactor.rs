@@ -92,21 +92,33 @@ fn image_of(item: &serde_dynamo::Item) -> Result<Option<Item>, String> {
 
 /// The event a change stands for, if any.
 pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
-    let Some(new) = image_of(&record.change.new_image)? else { return Ok(None) };
+    let Some(new) = image_of(&record.change.new_image)? else {
+        return Ok(None);
+    };
     let old = image_of(&record.change.old_image)?;
     let at = record.change.approximate_creation_date_time;
     match item_type(&new) {
         Some(Order::TYPE) => {
             let order = Order::from_item(&new).map_err(|e| e.to_string())?;
-            let before = old.as_ref().map(Order::from_item).transpose().map_err(|e| e.to_string())?;
+            let before = old
+                .as_ref()
+                .map(Order::from_item)
+                .transpose()
+                .map_err(|e| e.to_string())?;
             let from = before.map(|o| o.status);
             if from == Some(order.status) {
                 return Ok(None);
             }
-            let mut event = OrderStatusChanged { order_id: order.order_id.clone(), from, to: order.status, version: order.version }
-                .into_envelope()
-                .caused_by(order.correlation_id, order.last_event_id);
-            event.id = Envelope::derived_id(at, &format!("status/{}/{}", order.order_id, order.version));
+            let mut event = OrderStatusChanged {
+                order_id: order.order_id.clone(),
+                from,
+                to: order.status,
+                version: order.version,
+            }
+            .into_envelope()
+            .caused_by(order.correlation_id, order.last_event_id);
+            event.id =
+                Envelope::derived_id(at, &format!("status/{}/{}", order.order_id, order.version));
             event.time = at;
             Ok(Some(event))
         }
@@ -128,7 +140,10 @@ pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
             }
             .into_envelope()
             .caused_by(image.correlation_id, image.last_event_id);
-            event.id = Envelope::derived_id(at, &format!("processed/{}/{}", image.order_id, image.image_id));
+            event.id = Envelope::derived_id(
+                at,
+                &format!("processed/{}/{}", image.order_id, image.image_id),
+            );
             event.time = at;
             Ok(Some(event))
         }

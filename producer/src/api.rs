@@ -15,7 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use switchyard_shared::events::{
-    EventType, ImageUploaded, LineItem, OrderCancelled, OrderPaid, OrderPlaced, OrderShipped, OrderStatus,
+    EventType, ImageUploaded, LineItem, OrderCancelled, OrderPaid, OrderPlaced, OrderShipped,
+    OrderStatus,
 };
 use switchyard_shared::items::{item_type, order_key, ImageRecord, Order, TableRecord};
 use switchyard_shared::ports::{BlobError, BlobStore, EventPublisher, Table};
@@ -56,10 +57,18 @@ pub struct ApiError {
 
 impl ApiError {
     fn bad_request(field: &str, message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), field: Some(field.to_owned()) }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            field: Some(field.to_owned()),
+        }
     }
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), field: None }
+        ApiError {
+            status,
+            message: message.into(),
+            field: None,
+        }
     }
 }
 
@@ -86,11 +95,18 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
 }
 
 fn check_id(field: &str, id: &str) -> ApiResult<()> {
-    let ok = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(field, "use 1 to 64 letters, digits, `-` or `_`"))
+        Err(ApiError::bad_request(
+            field,
+            "use 1 to 64 letters, digits, `-` or `_`",
+        ))
     }
 }
 
@@ -115,17 +131,29 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<Uuid>> {
     }
 }
 
-async fn publish<E: EventType>(state: &ApiState, headers: &HeaderMap, event: E) -> ApiResult<Envelope> {
+async fn publish<E: EventType>(
+    state: &ApiState,
+    headers: &HeaderMap,
+    event: E,
+) -> ApiResult<Envelope> {
     let mut envelope = event.into_envelope();
     if let Some(id) = idempotency_key(headers)? {
         envelope.id = id;
         envelope.correlation_id = id;
     }
-    let report = state.publisher.publish(std::slice::from_ref(&envelope)).await.map_err(|e| match e {
-        switchyard_shared::ports::PublishError::Invalid(e) => ApiError::bad_request("body", e.to_string()),
-        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
-    })?;
-    report.into_result().map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let report = state
+        .publisher
+        .publish(std::slice::from_ref(&envelope))
+        .await
+        .map_err(|e| match e {
+            switchyard_shared::ports::PublishError::Invalid(e) => {
+                ApiError::bad_request("body", e.to_string())
+            }
+            other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+        })?;
+    report
+        .into_result()
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(envelope)
 }
 
@@ -154,28 +182,43 @@ struct PlaceOrder {
     currency: String,
 }
 
-async fn place_order(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn place_order(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: PlaceOrder = parse_body(&body)?;
     let order_id = req.order_id.unwrap_or_else(|| Uuid::now_v7().to_string());
     check_id("order_id", &order_id)?;
     non_empty("customer_id", &req.customer_id)?;
     if req.items.is_empty() {
-        return Err(ApiError::bad_request("items", "an order needs at least one item"));
+        return Err(ApiError::bad_request(
+            "items",
+            "an order needs at least one item",
+        ));
     }
     let mut total: u64 = 0;
     for (i, item) in req.items.iter().enumerate() {
         non_empty(&format!("items[{i}].sku"), &item.sku)?;
         if item.quantity == 0 {
-            return Err(ApiError::bad_request(&format!("items[{i}].quantity"), "must be at least 1"));
+            return Err(ApiError::bad_request(
+                &format!("items[{i}].quantity"),
+                "must be at least 1",
+            ));
         }
         total = item
             .unit_price_cents
             .checked_mul(u64::from(item.quantity))
             .and_then(|line| total.checked_add(line))
-            .ok_or_else(|| ApiError::bad_request(&format!("items[{i}]"), "order total overflows"))?;
+            .ok_or_else(|| {
+                ApiError::bad_request(&format!("items[{i}]"), "order total overflows")
+            })?;
     }
     if req.currency.len() != 3 || !req.currency.chars().all(|c| c.is_ascii_uppercase()) {
-        return Err(ApiError::bad_request("currency", "use an ISO 4217 code such as EUR"));
+        return Err(ApiError::bad_request(
+            "currency",
+            "use an ISO 4217 code such as EUR",
+        ));
     }
     let event = OrderPlaced {
         order_id: order_id.clone(),
@@ -185,14 +228,25 @@ async fn place_order(State(state): State<ApiState>, headers: HeaderMap, body: By
         currency: req.currency,
     };
     let envelope = publish(&state, &headers, event).await?;
-    Ok(accepted(json!({ "order_id": order_id, "total_cents": total }), &envelope))
+    Ok(accepted(
+        json!({ "order_id": order_id, "total_cents": total }),
+        &envelope,
+    ))
 }
 
 /// Refuses, early and clearly, a command the order's current state can never accept.
 /// (The order processor checks again: this is only the fast answer.)
 async fn check_not_terminal(state: &ApiState, order_id: &str, command: &str) -> ApiResult<()> {
-    let current = state.table.get(&order_key(order_id)).await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    if let Some(order) = current.map(|i| Order::from_item(&i)).transpose().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))? {
+    let current = state
+        .table
+        .get(&order_key(order_id))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    if let Some(order) = current
+        .map(|i| Order::from_item(&i))
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    {
         let refused = match command {
             "pay" => order.paid,
             _ => matches!(order.status, OrderStatus::Shipped | OrderStatus::Cancelled),
@@ -200,7 +254,11 @@ async fn check_not_terminal(state: &ApiState, order_id: &str, command: &str) -> 
         if refused {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                format!("cannot {command} order {order_id}: it is {}{}", order.status.as_str(), if order.paid { " and paid" } else { "" }),
+                format!(
+                    "cannot {command} order {order_id}: it is {}{}",
+                    order.status.as_str(),
+                    if order.paid { " and paid" } else { "" }
+                ),
             ));
         }
     }
@@ -214,12 +272,21 @@ struct PayOrder {
     amount_cents: u64,
 }
 
-async fn pay_order(State(state): State<ApiState>, Path(order_id): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn pay_order(
+    State(state): State<ApiState>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     check_id("order_id", &order_id)?;
     let req: PayOrder = parse_body(&body)?;
     non_empty("payment_id", &req.payment_id)?;
     check_not_terminal(&state, &order_id, "pay").await?;
-    let event = OrderPaid { order_id: order_id.clone(), payment_id: req.payment_id, amount_cents: req.amount_cents };
+    let event = OrderPaid {
+        order_id: order_id.clone(),
+        payment_id: req.payment_id,
+        amount_cents: req.amount_cents,
+    };
     let envelope = publish(&state, &headers, event).await?;
     Ok(accepted(json!({ "order_id": order_id }), &envelope))
 }
@@ -231,13 +298,22 @@ struct ShipOrder {
     tracking_number: String,
 }
 
-async fn ship_order(State(state): State<ApiState>, Path(order_id): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn ship_order(
+    State(state): State<ApiState>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     check_id("order_id", &order_id)?;
     let req: ShipOrder = parse_body(&body)?;
     non_empty("carrier", &req.carrier)?;
     non_empty("tracking_number", &req.tracking_number)?;
     check_not_terminal(&state, &order_id, "ship").await?;
-    let event = OrderShipped { order_id: order_id.clone(), carrier: req.carrier, tracking_number: req.tracking_number };
+    let event = OrderShipped {
+        order_id: order_id.clone(),
+        carrier: req.carrier,
+        tracking_number: req.tracking_number,
+    };
     let envelope = publish(&state, &headers, event).await?;
     Ok(accepted(json!({ "order_id": order_id }), &envelope))
 }
@@ -248,23 +324,41 @@ struct CancelOrder {
     reason: String,
 }
 
-async fn cancel_order(State(state): State<ApiState>, Path(order_id): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn cancel_order(
+    State(state): State<ApiState>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     check_id("order_id", &order_id)?;
     let req: CancelOrder = parse_body(&body)?;
     non_empty("reason", &req.reason)?;
     check_not_terminal(&state, &order_id, "cancel").await?;
-    let event = OrderCancelled { order_id: order_id.clone(), reason: req.reason };
+    let event = OrderCancelled {
+        order_id: order_id.clone(),
+        reason: req.reason,
+    };
     let envelope = publish(&state, &headers, event).await?;
     Ok(accepted(json!({ "order_id": order_id }), &envelope))
 }
 
-async fn upload_image(State(state): State<ApiState>, Path(order_id): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+async fn upload_image(
+    State(state): State<ApiState>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     check_id("order_id", &order_id)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .filter(|ct| ct.starts_with("image/"))
-        .ok_or_else(|| ApiError::bad_request("Content-Type", "send the raw image with an image/* content type"))?
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "Content-Type",
+                "send the raw image with an image/* content type",
+            )
+        })?
         .to_owned();
     if body.is_empty() {
         return Err(ApiError::bad_request("body", "the image is empty"));
@@ -281,25 +375,47 @@ async fn upload_image(State(state): State<ApiState>, Path(order_id): Path<String
         .put(&key, body, &content_type)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let event = ImageUploaded { image_id: image_id.clone(), order_id: order_id.clone(), key: key.to_string(), content_type, size_bytes: size };
+    let event = ImageUploaded {
+        image_id: image_id.clone(),
+        order_id: order_id.clone(),
+        key: key.to_string(),
+        content_type,
+        size_bytes: size,
+    };
     let envelope = publish(&state, &headers, event).await?;
-    Ok(accepted(json!({ "order_id": order_id, "image_id": image_id, "key": key.to_string() }), &envelope))
+    Ok(accepted(
+        json!({ "order_id": order_id, "image_id": image_id, "key": key.to_string() }),
+        &envelope,
+    ))
 }
 
-async fn read_order(State(state): State<ApiState>, Path(order_id): Path<String>) -> ApiResult<Json<Value>> {
+async fn read_order(
+    State(state): State<ApiState>,
+    Path(order_id): Path<String>,
+) -> ApiResult<Json<Value>> {
     check_id("order_id", &order_id)?;
-    let unavailable = |e: switchyard_shared::ports::TableError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-    let items = state.table.query(&order_key(&order_id).pk, None).await.map_err(unavailable)?;
+    let unavailable = |e: switchyard_shared::ports::TableError| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    };
+    let items = state
+        .table
+        .query(&order_key(&order_id).pk, None)
+        .await
+        .map_err(unavailable)?;
     let mut order = None;
     let mut images = Vec::new();
     for item in &items {
         match item_type(item) {
             Some(Order::TYPE) => order = Some(Order::from_item(item).map_err(unavailable)?),
-            Some(ImageRecord::TYPE) => images.push(ImageRecord::from_item(item).map_err(unavailable)?),
+            Some(ImageRecord::TYPE) => {
+                images.push(ImageRecord::from_item(item).map_err(unavailable)?)
+            }
             _ => {}
         }
     }
-    let order = order.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no order {order_id} (yet)")))?;
+    let order = order.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("no order {order_id} (yet)"))
+    })?;
     let images: Vec<Value> = images
         .into_iter()
         .map(|img| {
@@ -322,7 +438,13 @@ async fn read_blob(State(state): State<ApiState>, Path(key): Path<String>) -> Ap
     let key = BlobKey::new(key).map_err(|e| ApiError::bad_request("key", e.to_string()))?;
     match state.blobs.get(&key).await {
         Ok(blob) => Ok(([(header::CONTENT_TYPE, blob.content_type)], blob.bytes).into_response()),
-        Err(BlobError::NotFound(k)) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no blob at {k}"))),
-        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(BlobError::NotFound(k)) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no blob at {k}"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+        )),
     }
 }

@@ -26,7 +26,9 @@ pub struct BusMatcher<T> {
 }
 
 impl<T: Clone> BusMatcher<T> {
-    pub fn compile<'a>(rules: impl IntoIterator<Item = (T, &'a Value)>) -> Result<Self, PatternError> {
+    pub fn compile<'a>(
+        rules: impl IntoIterator<Item = (T, &'a Value)>,
+    ) -> Result<Self, PatternError> {
         let rules = rules
             .into_iter()
             .map(|(id, p)| Ok((id, as_object(p, "$")?.clone())))
@@ -36,7 +38,9 @@ impl<T: Clone> BusMatcher<T> {
 
     /// The ids of the rules that the event (an envelope's JSON text) matches.
     pub fn matches(&self, event_json: &str) -> Vec<T> {
-        let Ok(event) = serde_json::from_str::<Value>(event_json) else { return Vec::new() };
+        let Ok(event) = serde_json::from_str::<Value>(event_json) else {
+            return Vec::new();
+        };
         self.rules
             .iter()
             .filter(|(_, p)| object_matches(p, &event))
@@ -70,8 +74,12 @@ impl<T: Clone> TopicMatcher<T> {
                 .map(|(k, a)| {
                     let v = match a {
                         SnsAttribute::String(s) => Value::String(s.clone()),
-                        SnsAttribute::Number(n) => n.parse::<f64>().map(Value::from).unwrap_or(Value::Null),
-                        SnsAttribute::StringArray(v) => v.iter().cloned().map(Value::String).collect(),
+                        SnsAttribute::Number(n) => {
+                            n.parse::<f64>().map(Value::from).unwrap_or(Value::Null)
+                        }
+                        SnsAttribute::StringArray(v) => {
+                            v.iter().cloned().map(Value::String).collect()
+                        }
                     };
                     (k.clone(), v)
                 })
@@ -90,7 +98,10 @@ impl<T: Clone> TopicMatcher<T> {
 }
 
 fn as_object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, PatternError> {
-    v.as_object().ok_or_else(|| PatternError { path: path.to_owned(), message: "must be a JSON object".into() })
+    v.as_object().ok_or_else(|| PatternError {
+        path: path.to_owned(),
+        message: "must be a JSON object".into(),
+    })
 }
 
 fn object_matches(pattern: &Map<String, Value>, event: &Value) -> bool {
@@ -113,7 +124,7 @@ fn leaf_matches(alt: &Value, value: Option<&Value>) -> bool {
     match alt {
         Value::Object(op) => {
             if let Some(exists) = op.get("exists").and_then(Value::as_bool) {
-                return exists == !values.is_empty();
+                return exists != values.is_empty();
             }
             values.iter().any(|v| operator_matches(op, v))
         }
@@ -140,13 +151,15 @@ fn operator_matches(op: &Map<String, Value>, v: &Value) -> bool {
     }
     if let Some(Value::Array(ranges)) = op.get("numeric") {
         let Some(x) = v.as_f64() else { return false };
-        return ranges.chunks(2).all(|pair| match (pair[0].as_str(), pair.get(1).and_then(Value::as_f64)) {
-            (Some("<"), Some(n)) => x < n,
-            (Some("<="), Some(n)) => x <= n,
-            (Some(">"), Some(n)) => x > n,
-            (Some(">="), Some(n)) => x >= n,
-            (Some("="), Some(n)) => x == n,
-            _ => false,
+        return ranges.chunks(2).all(|pair| {
+            match (pair[0].as_str(), pair.get(1).and_then(Value::as_f64)) {
+                (Some("<"), Some(n)) => x < n,
+                (Some("<="), Some(n)) => x <= n,
+                (Some(">"), Some(n)) => x > n,
+                (Some(">="), Some(n)) => x >= n,
+                (Some("="), Some(n)) => x == n,
+                _ => false,
+            }
         });
     }
     false
@@ -162,8 +175,14 @@ mod tests {
         let p1 = json!({"detail-type": ["OrderPlaced"]});
         let p2 = json!({"detail": {"total_cents": [{"numeric": [">", 100]}]}});
         let m = BusMatcher::compile([(1, &p1), (2, &p2)]).unwrap();
-        assert_eq!(m.matches(r#"{"detail-type":"OrderPlaced","detail":{"total_cents":5}}"#), vec![1]);
-        assert_eq!(m.matches(r#"{"detail-type":"OrderPaid","detail":{"total_cents":500}}"#), vec![2]);
+        assert_eq!(
+            m.matches(r#"{"detail-type":"OrderPlaced","detail":{"total_cents":5}}"#),
+            vec![1]
+        );
+        assert_eq!(
+            m.matches(r#"{"detail-type":"OrderPaid","detail":{"total_cents":500}}"#),
+            vec![2]
+        );
     }
 
     #[test]
@@ -171,9 +190,15 @@ mod tests {
         let p = json!({"event_type": ["ImageUploaded"]});
         let m = TopicMatcher::compile([("img", &p, FilterPolicyScope::MessageAttributes)]).unwrap();
         let mut attrs = BTreeMap::new();
-        attrs.insert("event_type".to_owned(), SnsAttribute::String("ImageUploaded".into()));
+        attrs.insert(
+            "event_type".to_owned(),
+            SnsAttribute::String("ImageUploaded".into()),
+        );
         assert_eq!(m.matches(&attrs, "{}"), vec!["img"]);
-        attrs.insert("event_type".to_owned(), SnsAttribute::String("Other".into()));
+        attrs.insert(
+            "event_type".to_owned(),
+            SnsAttribute::String("Other".into()),
+        );
         assert!(m.matches(&attrs, "{}").is_empty());
     }
 }

@@ -82,10 +82,18 @@ pub struct ConsumerSpec {
 
 impl ConsumerSpec {
     pub fn queue_name(&self) -> String {
-        format!("{}{}", self.name, if self.queue.fifo { ".fifo" } else { "" })
+        format!(
+            "{}{}",
+            self.name,
+            if self.queue.fifo { ".fifo" } else { "" }
+        )
     }
     pub fn dlq_name(&self) -> String {
-        format!("{}-dlq{}", self.name, if self.queue.fifo { ".fifo" } else { "" })
+        format!(
+            "{}-dlq{}",
+            self.name,
+            if self.queue.fifo { ".fifo" } else { "" }
+        )
     }
 }
 
@@ -209,7 +217,10 @@ pub struct ApiSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     #[error("cannot read topology {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid topology YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
     #[error("topology: {0}")]
@@ -275,16 +286,24 @@ impl Topology {
                 return invalid(format!("consumer {name:?} is declared twice"));
             }
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return invalid(format!("consumer name {name:?}: use letters, digits and `-`"));
+                return invalid(format!(
+                    "consumer name {name:?}: use letters, digits and `-`"
+                ));
             }
         }
         for c in &self.consumers {
             let q = &c.queue;
             if q.max_receive_count == 0 || q.batch_size == 0 || q.batch_size > 10_000 {
-                return invalid(format!("consumer {}: max_receive_count and batch_size (1..=10000) must be set", c.name));
+                return invalid(format!(
+                    "consumer {}: max_receive_count and batch_size (1..=10000) must be set",
+                    c.name
+                ));
             }
             if q.fifo && q.batch_size > 10 {
-                return invalid(format!("consumer {}: FIFO queues take batches of at most 10", c.name));
+                return invalid(format!(
+                    "consumer {}: FIFO queues take batches of at most 10",
+                    c.name
+                ));
             }
             if c.subscriptions.is_empty() {
                 return invalid(format!("consumer {} has no subscription", c.name));
@@ -293,14 +312,23 @@ impl Topology {
                 match s {
                     Subscription::Bus(b) => {
                         if !buses.contains(b.bus.as_str()) {
-                            return invalid(format!("consumer {}: no bus named {:?}", c.name, b.bus));
+                            return invalid(format!(
+                                "consumer {}: no bus named {:?}",
+                                c.name, b.bus
+                            ));
                         }
                         if !rules.insert((b.bus.clone(), b.rule.clone())) {
-                            return invalid(format!("rule {:?} is declared twice on bus {:?}", b.rule, b.bus));
+                            return invalid(format!(
+                                "rule {:?} is declared twice on bus {:?}",
+                                b.rule, b.bus
+                            ));
                         }
                     }
                     Subscription::Topic(t) if !topics.contains(t.topic.as_str()) => {
-                        return invalid(format!("consumer {}: no topic named {:?}", c.name, t.topic));
+                        return invalid(format!(
+                            "consumer {}: no topic named {:?}",
+                            c.name, t.topic
+                        ));
                     }
                     Subscription::Topic(_) => {}
                 }
@@ -318,7 +346,9 @@ impl Topology {
 
     /// Where events of this detail-type are published.
     pub fn destination_of(&self, detail_type: &str) -> Option<Destination> {
-        self.routes.get(detail_type).and_then(RouteSpec::destination)
+        self.routes
+            .get(detail_type)
+            .and_then(RouteSpec::destination)
     }
 
     /// Every subscription on a destination, with its consumer.
@@ -346,10 +376,19 @@ mod tests {
     #[test]
     fn builtin_topology_loads_and_routes_every_type() {
         let t = Topology::builtin();
-        assert_eq!(t.destination_of("OrderPlaced"), Some(Destination::Bus("orders".into())));
-        assert_eq!(t.destination_of("ImageUploaded"), Some(Destination::Topic("images".into())));
+        assert_eq!(
+            t.destination_of("OrderPlaced"),
+            Some(Destination::Bus("orders".into()))
+        );
+        assert_eq!(
+            t.destination_of("ImageUploaded"),
+            Some(Destination::Topic("images".into()))
+        );
         let orders = Destination::Bus("orders".into());
-        let on_bus: Vec<_> = t.subscriptions_on(&orders).map(|(c, _)| c.name.as_str()).collect();
+        let on_bus: Vec<_> = t
+            .subscriptions_on(&orders)
+            .map(|(c, _)| c.name.as_str())
+            .collect();
         assert!(on_bus.contains(&"order-processor"));
     }
 

@@ -90,12 +90,26 @@ mod tests {
     fn accepts_ordinary_keys() {
         assert!(BlobKey::new("uploads/o-1/i-1.jpg").is_ok());
         assert!(BlobKey::new("thumbnails/i-1/512.webp").is_ok());
-        assert!(BlobKey::new("a..b/c").is_ok(), "`..` inside a name is not traversal");
+        assert!(
+            BlobKey::new("a..b/c").is_ok(),
+            "`..` inside a name is not traversal"
+        );
     }
 
     #[test]
     fn rejects_escapes() {
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a\0b", "C:/x", "a\\b", "a/"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "a//b",
+            "a\0b",
+            "C:/x",
+            "a\\b",
+            "a/",
+        ] {
             assert!(BlobKey::new(bad).is_err(), "{bad:?} accepted");
         }
         assert!(BlobKey::new("k".repeat(1025)).is_err());

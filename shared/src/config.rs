@@ -21,7 +21,9 @@ impl std::str::FromStr for BackendKind {
         match s {
             "embedded" => Ok(BackendKind::Embedded),
             "aws" => Ok(BackendKind::Aws),
-            other => Err(format!("unknown backend {other:?} (expected `embedded` or `aws`)")),
+            other => Err(format!(
+                "unknown backend {other:?} (expected `embedded` or `aws`)"
+            )),
         }
     }
 }

@@ -41,7 +41,11 @@ pub struct Envelope {
     pub schema_version: u32,
     #[serde(rename = "correlation-id")]
     pub correlation_id: Uuid,
-    #[serde(rename = "causation-id", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "causation-id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub causation_id: Option<Uuid>,
 }
 
@@ -73,7 +77,9 @@ mod rfc3339 {
 }
 
 fn fnv1a(data: &[u8], basis: u64) -> u64 {
-    data.iter().fold(basis, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    data.iter().fold(basis, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +90,9 @@ pub enum EnvelopeError {
     Malformed(String),
     #[error("unknown detail-type {0:?}")]
     UnknownType(String),
-    #[error("{detail_type} schema-version {version} is newer than this build understands (max {max})")]
+    #[error(
+        "{detail_type} schema-version {version} is newer than this build understands (max {max})"
+    )]
     FutureVersion {
         detail_type: String,
         version: u32,
@@ -99,7 +107,12 @@ pub enum EnvelopeError {
 
 impl Envelope {
     /// A new event with a fresh UUID v7 id that starts its own correlation.
-    pub fn new(source: &str, detail_type: &str, schema_version: u32, detail: serde_json::Value) -> Self {
+    pub fn new(
+        source: &str,
+        detail_type: &str,
+        schema_version: u32,
+        detail: serde_json::Value,
+    ) -> Self {
         let id = Uuid::now_v7();
         Envelope {
             version: default_version(),
@@ -130,7 +143,10 @@ impl Envelope {
     /// It is still a well-formed UUID v7 (time-ordered by `at`).
     pub fn derived_id(at: DateTime<Utc>, seed: &str) -> Uuid {
         let mut bytes = [0u8; 10];
-        let (a, b) = (fnv1a(seed.as_bytes(), 0xcbf2_9ce4_8422_2325), fnv1a(seed.as_bytes(), 0x8422_2325_cbf2_9ce4));
+        let (a, b) = (
+            fnv1a(seed.as_bytes(), 0xcbf2_9ce4_8422_2325),
+            fnv1a(seed.as_bytes(), 0x8422_2325_cbf2_9ce4),
+        );
         bytes[..8].copy_from_slice(&a.to_le_bytes());
         bytes[8..].copy_from_slice(&b.to_le_bytes()[..2]);
         let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
@@ -166,9 +182,19 @@ mod tests {
 
     #[test]
     fn round_trips_with_eventbridge_field_names() {
-        let e = Envelope::new("switchyard.orders", "OrderPaid", 1, serde_json::json!({"order_id": "o-1"}));
+        let e = Envelope::new(
+            "switchyard.orders",
+            "OrderPaid",
+            1,
+            serde_json::json!({"order_id": "o-1"}),
+        );
         let text = e.to_json();
-        for field in ["\"detail-type\"", "\"schema-version\"", "\"correlation-id\"", "\"version\":\"0\""] {
+        for field in [
+            "\"detail-type\"",
+            "\"schema-version\"",
+            "\"correlation-id\"",
+            "\"version\":\"0\"",
+        ] {
             assert!(text.contains(field), "{field} missing from {text}");
         }
         assert_eq!(Envelope::from_json(&text).unwrap(), e);
@@ -188,6 +214,9 @@ mod tests {
     fn rejects_oversized_events() {
         let big = "x".repeat(MAX_EVENT_BYTES);
         let e = Envelope::new("s", "OrderPaid", 1, serde_json::json!({ "pad": big }));
-        assert!(matches!(e.check_size(), Err(EnvelopeError::TooLarge { .. })));
+        assert!(matches!(
+            e.check_size(),
+            Err(EnvelopeError::TooLarge { .. })
+        ));
     }
 }

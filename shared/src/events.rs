@@ -17,7 +17,9 @@ pub const ORDERS_SOURCE: &str = "switchyard.orders";
 pub const IMAGES_SOURCE: &str = "switchyard.images";
 pub const REACTOR_SOURCE: &str = "switchyard.stream-reactor";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     Placed,
@@ -147,7 +149,12 @@ pub trait EventType: Serialize + DeserializeOwned + JsonSchema + Sized {
     /// Wraps this detail in a fresh envelope.
     fn into_envelope(self) -> Envelope {
         let detail = serde_json::to_value(&self).expect("event details always serialise");
-        Envelope::new(Self::SOURCE, Self::DETAIL_TYPE, Self::SCHEMA_VERSION, detail)
+        Envelope::new(
+            Self::SOURCE,
+            Self::DETAIL_TYPE,
+            Self::SCHEMA_VERSION,
+            detail,
+        )
     }
 }
 
@@ -209,7 +216,10 @@ event_types! {
 
 /// Current schema version of a detail-type, if known.
 pub fn schema_version_of(detail_type: &str) -> Option<u32> {
-    EVENT_TYPES.iter().find(|(t, _, _)| *t == detail_type).map(|(_, _, v)| *v)
+    EVENT_TYPES
+        .iter()
+        .find(|(t, _, _)| *t == detail_type)
+        .map(|(_, _, v)| *v)
 }
 
 /// Rewrites an older `detail` into the current shape of its type.
@@ -237,7 +247,11 @@ impl DomainEvent {
                 max: current,
             });
         }
-        let detail = upcast(&envelope.detail_type, envelope.schema_version, envelope.detail.clone());
+        let detail = upcast(
+            &envelope.detail_type,
+            envelope.schema_version,
+            envelope.detail.clone(),
+        );
         Self::decode(&envelope.detail_type, detail)
     }
 
@@ -295,17 +309,32 @@ impl SnsAttribute {
 /// fields that filter policies use. SNS allows at most 10.
 pub fn sns_attributes(envelope: &Envelope) -> BTreeMap<String, SnsAttribute> {
     let mut attrs = BTreeMap::new();
-    attrs.insert("event_type".to_owned(), SnsAttribute::String(envelope.detail_type.clone()));
-    attrs.insert("source".to_owned(), SnsAttribute::String(envelope.source.clone()));
+    attrs.insert(
+        "event_type".to_owned(),
+        SnsAttribute::String(envelope.detail_type.clone()),
+    );
+    attrs.insert(
+        "source".to_owned(),
+        SnsAttribute::String(envelope.source.clone()),
+    );
     let d = &envelope.detail;
     if let Some(order_id) = d.get("order_id").and_then(Value::as_str) {
-        attrs.insert("order_id".to_owned(), SnsAttribute::String(order_id.to_owned()));
+        attrs.insert(
+            "order_id".to_owned(),
+            SnsAttribute::String(order_id.to_owned()),
+        );
     }
     if let Some(ct) = d.get("content_type").and_then(Value::as_str) {
-        attrs.insert("content_type".to_owned(), SnsAttribute::String(ct.to_owned()));
+        attrs.insert(
+            "content_type".to_owned(),
+            SnsAttribute::String(ct.to_owned()),
+        );
     }
     if let Some(size) = d.get("size_bytes").and_then(Value::as_u64) {
-        attrs.insert("size_bytes".to_owned(), SnsAttribute::Number(size.to_string()));
+        attrs.insert(
+            "size_bytes".to_owned(),
+            SnsAttribute::Number(size.to_string()),
+        );
     }
     attrs
 }
@@ -323,18 +352,36 @@ mod tests {
 
     #[test]
     fn v1_order_placed_upcasts() {
-        let mut env = Envelope::new(ORDERS_SOURCE, "OrderPlaced", 1, json!({
-            "order_id": "o-1", "customer": "c-9", "items": [], "total_cents": 0
-        }));
-        let DomainEvent::OrderPlaced(e) = DomainEvent::from_envelope(&env).unwrap() else { panic!() };
-        assert_eq!((e.customer_id.as_str(), e.currency.as_str()), ("c-9", "EUR"));
+        let mut env = Envelope::new(
+            ORDERS_SOURCE,
+            "OrderPlaced",
+            1,
+            json!({
+                "order_id": "o-1", "customer": "c-9", "items": [], "total_cents": 0
+            }),
+        );
+        let DomainEvent::OrderPlaced(e) = DomainEvent::from_envelope(&env).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (e.customer_id.as_str(), e.currency.as_str()),
+            ("c-9", "EUR")
+        );
         env.schema_version = 3;
-        assert!(matches!(DomainEvent::from_envelope(&env), Err(EnvelopeError::FutureVersion { .. })));
+        assert!(matches!(
+            DomainEvent::from_envelope(&env),
+            Err(EnvelopeError::FutureVersion { .. })
+        ));
     }
 
     #[test]
     fn bad_detail_names_the_field() {
-        let env = Envelope::new(ORDERS_SOURCE, "OrderPaid", 1, json!({"order_id": "o-1", "amount_cents": 5}));
+        let env = Envelope::new(
+            ORDERS_SOURCE,
+            "OrderPaid",
+            1,
+            json!({"order_id": "o-1", "amount_cents": 5}),
+        );
         let err = DomainEvent::from_envelope(&env).unwrap_err().to_string();
         assert!(err.contains("payment_id"), "{err}");
     }
@@ -350,7 +397,13 @@ mod tests {
         }
         .into_envelope();
         let attrs = sns_attributes(&env);
-        assert_eq!(attrs["event_type"], SnsAttribute::String("ImageUploaded".into()));
-        assert_eq!(attrs["size_bytes"].to_json(), json!({"Type": "Number", "Value": "42"}));
+        assert_eq!(
+            attrs["event_type"],
+            SnsAttribute::String("ImageUploaded".into())
+        );
+        assert_eq!(
+            attrs["size_bytes"].to_json(),
+            json!({"Type": "Number", "Value": "42"})
+        );
     }
 }

@@ -6,6 +6,8 @@
 
 pub mod blob_key;
 pub mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod embedded;
 pub mod envelope;
 pub mod events;

@@ -33,28 +33,55 @@ pub enum ImagesCommand {
 pub struct BenchImagesArgs {}
 
 pub async fn run(_global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
-    let ImagesCommand::Thumbnail { inputs, out, variants } = args.command;
-    let variants = if variants.is_empty() { VariantSpec::defaults() } else { variants };
+    let ImagesCommand::Thumbnail {
+        inputs,
+        out,
+        variants,
+    } = args.command;
+    let variants = if variants.is_empty() {
+        VariantSpec::defaults()
+    } else {
+        variants
+    };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut failed = false;
     for input in &inputs {
         let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-        let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+        let stem = input
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("image");
         match switchyard_imaging::process(&bytes, &variants, &Limits::default()) {
             Ok(outputs) => {
                 for o in outputs {
                     let path = out.join(format!("{stem}-{}.{}", o.name, o.format.extension()));
-                    std::fs::write(&path, &o.bytes).with_context(|| format!("writing {}", path.display()))?;
-                    println!("{} {} {}x{} {} bytes", input.display(), path.display(), o.width, o.height, o.bytes.len());
+                    std::fs::write(&path, &o.bytes)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!(
+                        "{} {} {}x{} {} bytes",
+                        input.display(),
+                        path.display(),
+                        o.width,
+                        o.height,
+                        o.bytes.len()
+                    );
                 }
             }
             Err(rejection) => {
                 failed = true;
-                println!("{} rejected {}: {rejection}", input.display(), rejection.code());
+                println!(
+                    "{} rejected {}: {rejection}",
+                    input.display(),
+                    rejection.code()
+                );
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub async fn bench(_global: &GlobalArgs, _args: BenchImagesArgs) -> anyhow::Result<ExitCode> {

@@ -6,14 +6,23 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod bench;
+mod demo;
+mod dlq;
 mod images;
 mod provision;
+mod publish;
 mod rules;
 mod schema;
+mod state;
 mod topology;
+mod up;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about = "Event-driven orders and images, on AWS or on one laptop")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Event-driven orders and images, on AWS or on one laptop"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -39,6 +48,16 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the system: consumers plus the HTTP API on 127.0.0.1.
+    Up(up::UpArgs),
+    /// Run the whole flow on a fresh data dir and print a summary.
+    Demo(demo::DemoArgs),
+    /// Publish events from JSON (a file or stdin).
+    Publish(publish::PublishArgs),
+    /// Inspect and redrive dead-letter queues.
+    Dlq(dlq::DlqArgs),
+    /// The table as canonical JSON.
+    State(state::StateArgs),
     /// Match events against EventBridge patterns and SNS filter policies.
     Rules(rules::RulesArgs),
     /// Make thumbnails from local files with the image processor's code path.
@@ -56,7 +75,9 @@ pub enum Command {
 pub fn init_logging(global: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match global.log_format {
         LogFormat::Json => builder.json().with_current_span(true).init(),
         LogFormat::Text => builder.init(),
@@ -73,6 +94,11 @@ pub fn load_topology(global: &GlobalArgs) -> anyhow::Result<router_rules::Topolo
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Up(args) => up::run(&cli.global, args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Publish(args) => publish::run(&cli.global, args).await,
+        Command::Dlq(args) => dlq::run(&cli.global, args).await,
+        Command::State(args) => state::run(&cli.global, args).await,
         Command::Rules(args) => rules::run(&cli.global, args).await,
         Command::Images(args) => images::run(&cli.global, args).await,
         Command::Bench(args) => bench::run(&cli.global, args).await,

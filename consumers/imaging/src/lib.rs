@@ -67,12 +67,16 @@ impl FromStr for VariantSpec {
         let usage = || format!("variant {s:?}: expected NAME=WxH:cover|contain:jpeg|webp:QUALITY");
         let (name, rest) = s.split_once('=').ok_or_else(usage)?;
         let parts: Vec<&str> = rest.split(':').collect();
-        let [size, fit, format, quality] = parts[..] else { return Err(usage()) };
+        let [size, fit, format, quality] = parts[..] else {
+            return Err(usage());
+        };
         let (w, h) = size.split_once('x').ok_or_else(usage)?;
         let width: u32 = w.parse().map_err(|_| usage())?;
         let height: u32 = h.parse().map_err(|_| usage())?;
         if name.is_empty() || width == 0 || height == 0 || width > 8192 || height > 8192 {
-            return Err(format!("variant {s:?}: name must be non-empty and sizes within 1..=8192"));
+            return Err(format!(
+                "variant {s:?}: name must be non-empty and sizes within 1..=8192"
+            ));
         }
         let fit = match fit {
             "cover" => Fit::Cover,
@@ -84,8 +88,19 @@ impl FromStr for VariantSpec {
             "webp" => OutputFormat::Webp,
             _ => return Err(usage()),
         };
-        let quality: u8 = quality.parse().ok().filter(|q| (1..=100).contains(q)).ok_or_else(usage)?;
-        Ok(VariantSpec { name: name.to_owned(), width, height, fit, format, quality })
+        let quality: u8 = quality
+            .parse()
+            .ok()
+            .filter(|q| (1..=100).contains(q))
+            .ok_or_else(usage)?;
+        Ok(VariantSpec {
+            name: name.to_owned(),
+            width,
+            height,
+            fit,
+            format,
+            quality,
+        })
     }
 }
 
@@ -99,7 +114,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bytes: 25 * 1024 * 1024, max_pixels: 50_000_000, max_decode_time: Duration::from_secs(10) }
+        Limits {
+            max_bytes: 25 * 1024 * 1024,
+            max_pixels: 50_000_000,
+            max_decode_time: Duration::from_secs(10),
+        }
     }
 }
 
@@ -165,12 +184,19 @@ pub struct Output {
 }
 
 /// Makes every variant from one decode of `input`.
-pub fn process(input: &[u8], variants: &[VariantSpec], limits: &Limits) -> Result<Vec<Output>, Rejection> {
+pub fn process(
+    input: &[u8],
+    variants: &[VariantSpec],
+    limits: &Limits,
+) -> Result<Vec<Output>, Rejection> {
     if input.is_empty() {
         return Err(Rejection::Empty);
     }
     if input.len() as u64 > limits.max_bytes {
-        return Err(Rejection::TooLarge { size: input.len() as u64, limit: limits.max_bytes });
+        return Err(Rejection::TooLarge {
+            size: input.len() as u64,
+            limit: limits.max_bytes,
+        });
     }
     let format = match sniff(input).ok_or(Rejection::UnsupportedType)? {
         InputFormat::Jpeg => ImageFormat::Jpeg,
@@ -179,13 +205,21 @@ pub fn process(input: &[u8], variants: &[VariantSpec], limits: &Limits) -> Resul
         InputFormat::Gif => ImageFormat::Gif,
     };
     let reader = ImageReader::with_format(Cursor::new(input), format);
-    let (width, height) = reader.into_dimensions().map_err(|e| Rejection::Corrupt(e.to_string()))?;
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| Rejection::Corrupt(e.to_string()))?;
     if width as u64 * height as u64 > limits.max_pixels {
-        return Err(Rejection::TooManyPixels { width, height, limit: limits.max_pixels });
+        return Err(Rejection::TooManyPixels {
+            width,
+            height,
+            limit: limits.max_pixels,
+        });
     }
     let mut reader = ImageReader::with_format(Cursor::new(input), format);
     reader.no_limits();
-    let decoded = reader.decode().map_err(|e| Rejection::Corrupt(e.to_string()))?;
+    let decoded = reader
+        .decode()
+        .map_err(|e| Rejection::Corrupt(e.to_string()))?;
     variants.iter().map(|v| make_variant(&decoded, v)).collect()
 }
 
@@ -198,7 +232,8 @@ fn make_variant(source: &DynamicImage, spec: &VariantSpec) -> Result<Output, Rej
     let mut bytes = Vec::new();
     match spec.format {
         OutputFormat::Jpeg => {
-            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, spec.quality);
+            let encoder =
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, spec.quality);
             rgb.write_with_encoder(encoder)
         }
         OutputFormat::Webp => {
@@ -207,7 +242,13 @@ fn make_variant(source: &DynamicImage, spec: &VariantSpec) -> Result<Output, Rej
         }
     }
     .map_err(|e| Rejection::Corrupt(format!("encoding {}: {e}", spec.name)))?;
-    Ok(Output { name: spec.name.clone(), width: rgb.width(), height: rgb.height(), format: spec.format, bytes })
+    Ok(Output {
+        name: spec.name.clone(),
+        width: rgb.width(),
+        height: rgb.height(),
+        format: spec.format,
+        bytes,
+    })
 }
 
 #[cfg(test)]
@@ -215,34 +256,59 @@ mod tests {
     use super::*;
 
     fn png(width: u32, height: u32) -> Vec<u8> {
-        let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        let img = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        });
         let mut out = Vec::new();
-        DynamicImage::ImageRgb8(img).write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
         out
     }
 
     #[test]
     fn makes_default_variants_at_exact_sizes() {
-        let outputs = process(&png(800, 600), &VariantSpec::defaults(), &Limits::default()).unwrap();
-        let sizes: Vec<_> = outputs.iter().map(|o| (o.name.as_str(), o.width, o.height)).collect();
+        let outputs =
+            process(&png(800, 600), &VariantSpec::defaults(), &Limits::default()).unwrap();
+        let sizes: Vec<_> = outputs
+            .iter()
+            .map(|o| (o.name.as_str(), o.width, o.height))
+            .collect();
         assert_eq!(sizes, vec![("512", 512, 512), ("128", 128, 128)]);
         assert_eq!(sniff(&outputs[0].bytes), Some(InputFormat::Jpeg));
     }
 
     #[test]
     fn refuses_hostile_inputs_with_codes() {
-        let limits = Limits { max_pixels: 10_000, ..Limits::default() };
+        let limits = Limits {
+            max_pixels: 10_000,
+            ..Limits::default()
+        };
         assert_eq!(process(&[], &[], &limits).unwrap_err().code(), "empty");
-        assert_eq!(process(b"hello", &[], &limits).unwrap_err().code(), "unsupported_type");
-        assert_eq!(process(&png(200, 200), &[], &limits).unwrap_err().code(), "too_many_pixels");
+        assert_eq!(
+            process(b"hello", &[], &limits).unwrap_err().code(),
+            "unsupported_type"
+        );
+        assert_eq!(
+            process(&png(200, 200), &[], &limits).unwrap_err().code(),
+            "too_many_pixels"
+        );
         let truncated = &png(50, 50)[..60];
-        assert_eq!(process(truncated, &VariantSpec::defaults(), &limits).unwrap_err().code(), "corrupt");
+        assert_eq!(
+            process(truncated, &VariantSpec::defaults(), &limits)
+                .unwrap_err()
+                .code(),
+            "corrupt"
+        );
     }
 
     #[test]
     fn parses_variant_specs() {
         let v: VariantSpec = "thumb=64x32:contain:webp:90".parse().unwrap();
-        assert_eq!((v.width, v.height, v.fit, v.format, v.quality), (64, 32, Fit::Contain, OutputFormat::Webp, 90));
+        assert_eq!(
+            (v.width, v.height, v.fit, v.format, v.quality),
+            (64, 32, Fit::Contain, OutputFormat::Webp, 90)
+        );
         assert!("x=0x5:cover:jpeg:80".parse::<VariantSpec>().is_err());
     }
 }

@@ -34,16 +34,27 @@ impl OrderProcessor {
 #[async_trait]
 impl MessageHandler for OrderProcessor {
     async fn handle(&self, d: Delivery) -> Result<(), HandlerError> {
-        let event = DomainEvent::from_envelope(&d.envelope).map_err(|e| HandlerError::permanent(e.to_string()))?;
+        let event = DomainEvent::from_envelope(&d.envelope)
+            .map_err(|e| HandlerError::permanent(e.to_string()))?;
         let marker_key = applied_event_key(d.envelope.id, NAME);
         if self.table.get(&marker_key).await?.is_some() {
             tracing::debug!("event already applied");
             return Ok(());
         }
         let key = order_key(event.order_id());
-        let mut current = self.table.get(&key).await?.map(|item| Order::from_item(&item)).transpose()?;
+        let mut current = self
+            .table
+            .get(&key)
+            .await?
+            .map(|item| Order::from_item(&item))
+            .transpose()?;
         for _ in 0..MAX_CONFLICTS {
-            let order = match state::decide(current.as_ref(), &event, d.envelope.id, d.envelope.correlation_id) {
+            let order = match state::decide(
+                current.as_ref(),
+                &event,
+                d.envelope.id,
+                d.envelope.correlation_id,
+            ) {
                 Decision::Write(order) => order,
                 Decision::NotYet(reason) => return Err(HandlerError::retry(reason)),
                 Decision::Reject(reason) => return Err(HandlerError::permanent(reason)),
@@ -53,8 +64,14 @@ impl MessageHandler for OrderProcessor {
                 Some(o) => Condition::VersionIs(o.version),
             };
             let ops = vec![
-                TxOp::Put { item: applied_event_marker(&marker_key), condition: Condition::Absent },
-                TxOp::Put { item: order.to_item(), condition: guard },
+                TxOp::Put {
+                    item: applied_event_marker(&marker_key),
+                    condition: Condition::Absent,
+                },
+                TxOp::Put {
+                    item: order.to_item(),
+                    condition: guard,
+                },
             ];
             match self.table.transact(ops).await {
                 Ok(()) => return Ok(()),
@@ -65,12 +82,20 @@ impl MessageHandler for OrderProcessor {
                     // Lost the version race: decide again on the order as it is now.
                     current = match failures.get(1).cloned().flatten() {
                         Some(Some(item)) => Some(Order::from_item(&item)?),
-                        Some(None) | None => self.table.get(&key).await?.map(|i| Order::from_item(&i)).transpose()?,
+                        Some(None) | None => self
+                            .table
+                            .get(&key)
+                            .await?
+                            .map(|i| Order::from_item(&i))
+                            .transpose()?,
                     };
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(HandlerError::retry(format!("order {} kept changing under us", event.order_id())))
+        Err(HandlerError::retry(format!(
+            "order {} kept changing under us",
+            event.order_id()
+        )))
     }
 }

@@ -29,7 +29,12 @@ pub enum Decision {
 
 /// Decides the effect of `event` on `current`. `event_id` and `correlation_id`
 /// are recorded on the written order.
-pub fn decide(current: Option<&Order>, event: &DomainEvent, event_id: Uuid, correlation_id: Uuid) -> Decision {
+pub fn decide(
+    current: Option<&Order>,
+    event: &DomainEvent,
+    event_id: Uuid,
+    correlation_id: Uuid,
+) -> Decision {
     use OrderStatus::*;
     let next = |mut order: Order| {
         order.version += 1;
@@ -54,7 +59,9 @@ pub fn decide(current: Option<&Order>, event: &DomainEvent, event_id: Uuid, corr
             correlation_id,
             last_event_id: event_id,
         })),
-        (DomainEvent::OrderPlaced(e), Some(_)) => Decision::Reject(format!("order {} already exists", e.order_id)),
+        (DomainEvent::OrderPlaced(e), Some(_)) => {
+            Decision::Reject(format!("order {} already exists", e.order_id))
+        }
         (_, None) => Decision::NotYet(format!("order {} is not placed yet", event.order_id())),
 
         (DomainEvent::OrderPaid(e), Some(o)) => {
@@ -87,7 +94,9 @@ pub fn decide(current: Option<&Order>, event: &DomainEvent, event_id: Uuid, corr
                 next(shipped)
             }
             Shipped => Decision::Reject(format!("order {} is already shipped", o.order_id)),
-            Cancelled => Decision::Reject(format!("order {} is cancelled and cannot ship", o.order_id)),
+            Cancelled => {
+                Decision::Reject(format!("order {} is cancelled and cannot ship", o.order_id))
+            }
         },
 
         (DomainEvent::OrderCancelled(e), Some(o)) => match o.status {
@@ -97,11 +106,17 @@ pub fn decide(current: Option<&Order>, event: &DomainEvent, event_id: Uuid, corr
                 cancelled.cancel_reason = Some(e.reason.clone());
                 next(cancelled)
             }
-            Shipped => Decision::Reject(format!("order {} is already shipped and cannot be cancelled", o.order_id)),
+            Shipped => Decision::Reject(format!(
+                "order {} is already shipped and cannot be cancelled",
+                o.order_id
+            )),
             Cancelled => Decision::Reject(format!("order {} is already cancelled", o.order_id)),
         },
 
-        (other, Some(_)) => Decision::Reject(format!("the order processor does not handle {}", other.detail_type())),
+        (other, Some(_)) => Decision::Reject(format!(
+            "the order processor does not handle {}",
+            other.detail_type()
+        )),
     }
 }
 
@@ -120,13 +135,24 @@ mod tests {
         })
     }
     fn paid() -> DomainEvent {
-        DomainEvent::OrderPaid(OrderPaid { order_id: "o".into(), payment_id: "p".into(), amount_cents: 500 })
+        DomainEvent::OrderPaid(OrderPaid {
+            order_id: "o".into(),
+            payment_id: "p".into(),
+            amount_cents: 500,
+        })
     }
     fn shipped() -> DomainEvent {
-        DomainEvent::OrderShipped(OrderShipped { order_id: "o".into(), carrier: "dhl".into(), tracking_number: "t".into() })
+        DomainEvent::OrderShipped(OrderShipped {
+            order_id: "o".into(),
+            carrier: "dhl".into(),
+            tracking_number: "t".into(),
+        })
     }
     fn cancelled() -> DomainEvent {
-        DomainEvent::OrderCancelled(OrderCancelled { order_id: "o".into(), reason: "r".into() })
+        DomainEvent::OrderCancelled(OrderCancelled {
+            order_id: "o".into(),
+            reason: "r".into(),
+        })
     }
 
     /// Applies events as the processor would: retrying "not yet" ones after
@@ -175,9 +201,24 @@ mod tests {
     #[test]
     fn every_arrival_order_of_a_valid_history_converges() {
         let histories = [
-            (vec![placed(), paid(), shipped()], OrderStatus::Shipped, 3, true),
-            (vec![placed(), paid(), cancelled()], OrderStatus::Cancelled, 3, true),
-            (vec![placed(), cancelled()], OrderStatus::Cancelled, 2, false),
+            (
+                vec![placed(), paid(), shipped()],
+                OrderStatus::Shipped,
+                3,
+                true,
+            ),
+            (
+                vec![placed(), paid(), cancelled()],
+                OrderStatus::Cancelled,
+                3,
+                true,
+            ),
+            (
+                vec![placed(), cancelled()],
+                OrderStatus::Cancelled,
+                2,
+                false,
+            ),
             (vec![placed(), paid()], OrderStatus::Paid, 2, true),
         ];
         for (history, status, version, was_paid) in histories {
@@ -186,7 +227,11 @@ mod tests {
                 let (order, rejected) = run(&arrival);
                 let order = order.expect("placed");
                 assert!(rejected.is_empty(), "{arrival:?}: rejected {rejected:?}");
-                assert_eq!((order.status, order.version, order.paid), (status, version, was_paid), "{arrival:?}");
+                assert_eq!(
+                    (order.status, order.version, order.paid),
+                    (status, version, was_paid),
+                    "{arrival:?}"
+                );
                 assert_eq!(order, in_order, "{arrival:?} diverged from in-order");
             }
         }
@@ -198,17 +243,35 @@ mod tests {
         assert_eq!(order.unwrap().status, OrderStatus::Shipped);
         assert!(rejected[0].contains("already shipped"), "{rejected:?}");
         let (_, rejected) = run(&[placed(), cancelled(), shipped()]);
-        assert!(rejected[0].contains("cancelled and cannot ship"), "{rejected:?}");
+        assert!(
+            rejected[0].contains("cancelled and cannot ship"),
+            "{rejected:?}"
+        );
         let (_, rejected) = run(&[placed(), placed()]);
         assert!(rejected[0].contains("already exists"));
     }
 
     #[test]
     fn early_events_wait_and_wrong_amounts_are_rejected() {
-        assert!(matches!(decide(None, &paid(), Uuid::nil(), Uuid::nil()), Decision::NotYet(_)));
-        let Decision::Write(order) = decide(None, &placed(), Uuid::nil(), Uuid::nil()) else { panic!() };
-        assert!(matches!(decide(Some(&order), &shipped(), Uuid::nil(), Uuid::nil()), Decision::NotYet(_)));
-        let short = DomainEvent::OrderPaid(OrderPaid { order_id: "o".into(), payment_id: "p".into(), amount_cents: 1 });
-        assert!(matches!(decide(Some(&order), &short, Uuid::nil(), Uuid::nil()), Decision::Reject(_)));
+        assert!(matches!(
+            decide(None, &paid(), Uuid::nil(), Uuid::nil()),
+            Decision::NotYet(_)
+        ));
+        let Decision::Write(order) = decide(None, &placed(), Uuid::nil(), Uuid::nil()) else {
+            panic!()
+        };
+        assert!(matches!(
+            decide(Some(&order), &shipped(), Uuid::nil(), Uuid::nil()),
+            Decision::NotYet(_)
+        ));
+        let short = DomainEvent::OrderPaid(OrderPaid {
+            order_id: "o".into(),
+            payment_id: "p".into(),
+            amount_cents: 1,
+        });
+        assert!(matches!(
+            decide(Some(&order), &short, Uuid::nil(), Uuid::nil()),
+            Decision::Reject(_)
+        ));
     }
 }

@@ -1,2 +1,50 @@
 //! Embedded adapters: one SQLite database for the table, its change stream
 //! and the queues; a folder for blobs.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use switchyard_shared::embedded::{EmbeddedStore, FolderBlobStore, QueueConfig};
+//! use switchyard_shared::ports::{Condition, OutgoingMessage, Queue, Table};
+//! use std::time::Duration;
+//!
+//! let store = EmbeddedStore::open(".switchyard/switchyard.db")?; // or EmbeddedStore::in_memory()
+//! store.create_queue(QueueConfig::new("order-processor-dlq"))?; // DLQs first
+//! store.create_queue(QueueConfig::new("order-processor").with_dlq("order-processor-dlq", 5))?;
+//! let queue = store.queue("order-processor")?;
+//! queue.send_batch(vec![OutgoingMessage::new("{}")]).await?;
+//! let batch = queue.receive(10, Duration::from_secs(30), Duration::from_secs(20)).await?;
+//!
+//! let table = store.table(); // every write also appends a stream record
+//! let stream = store.stream(); // shards(), read(), checkpoints, latest_sequence(), wait_for_records()
+//! let blobs = FolderBlobStore::new(".switchyard/blobs")?.with_faults(store.faults().clone());
+//! # let _ = (batch, table, stream, blobs, Condition::Always); Ok(()) }
+//! ```
+//!
+//! Table writes are group-committed: writes that are in flight together
+//! (handlers of one batch run concurrently, several consumers) share one
+//! SQLite transaction, and each is acknowledged only once that committed.
+
+pub mod blobs;
+pub mod faults;
+pub mod queue;
+pub mod store;
+pub mod stream;
+pub mod table;
+
+pub use blobs::FolderBlobStore;
+pub use faults::{FaultPlan, FaultTarget, Faults, InvalidFaultPlan};
+pub use queue::{EmbeddedQueue, PeekedMessage, QueueConfig, QueueStats};
+pub use store::{EmbeddedStore, StoreError, StoreOptions};
+pub use stream::{format_sequence, EmbeddedStream};
+pub use table::EmbeddedTable;
+
+use crate::ports::Capabilities;
+
+/// The embedded backend has every capability the conformance suites test.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    fifo_queues: true,
+    dlq_redrive: true,
+    dlq_reasons: true,
+    transactions: true,
+    old_item_on_condition_failure: true,
+};

@@ -21,7 +21,10 @@ pub struct OutgoingMessage {
 
 impl OutgoingMessage {
     pub fn new(body: impl Into<String>) -> Self {
-        OutgoingMessage { body: body.into(), ..Default::default() }
+        OutgoingMessage {
+            body: body.into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -79,5 +82,9 @@ pub trait Queue: Send + Sync {
     ) -> Result<(), QueueError>;
 
     /// Extends (or shortens) a received message's visibility.
-    async fn change_visibility(&self, receipt_handle: &str, visibility: Duration) -> Result<(), QueueError>;
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError>;
 }

@@ -20,10 +20,20 @@ pub trait ChangeStream: Send + Sync {
     async fn shards(&self) -> Result<Vec<String>, StreamError>;
 
     /// Up to `limit` records of a shard, in order, after the given sequence number.
-    async fn read(&self, shard: &str, after: Option<&str>, limit: usize) -> Result<Vec<StreamRecord>, StreamError>;
+    async fn read(
+        &self,
+        shard: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, StreamError>;
 
     /// The consumer's last processed sequence number in the shard.
     async fn checkpoint(&self, consumer: &str, shard: &str) -> Result<Option<String>, StreamError>;
 
-    async fn save_checkpoint(&self, consumer: &str, shard: &str, sequence: &str) -> Result<(), StreamError>;
+    async fn save_checkpoint(
+        &self,
+        consumer: &str,
+        shard: &str,
+        sequence: &str,
+    ) -> Result<(), StreamError>;
 }

@@ -15,11 +15,17 @@ pub struct Key {
 
 impl Key {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        Key { pk: pk.into(), sk: sk.into() }
+        Key {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
     }
     /// Reads the key of an item; `None` if `pk` or `sk` is missing or not a string.
     pub fn of(item: &Item) -> Option<Key> {
-        Some(Key::new(item.get("pk")?.as_str()?, item.get("sk")?.as_str()?))
+        Some(Key::new(
+            item.get("pk")?.as_str()?,
+            item.get("sk")?.as_str()?,
+        ))
     }
 }
 
@@ -47,10 +53,15 @@ pub enum TableError {
     /// The condition did not hold; `current` is the item as it is (DynamoDB's
     /// `ReturnValuesOnConditionCheckFailure`), so no second read is needed.
     #[error("condition failed on {key:?}")]
-    ConditionFailed { key: Key, current: Option<Box<Item>> },
+    ConditionFailed {
+        key: Key,
+        current: Option<Box<Item>>,
+    },
     /// A transaction was cancelled; one entry per op, `Some` where its condition failed.
     #[error("transaction cancelled")]
-    TransactionCancelled { failures: Vec<Option<Option<Box<Item>>>> },
+    TransactionCancelled {
+        failures: Vec<Option<Option<Box<Item>>>>,
+    },
     #[error("invalid item: {0}")]
     InvalidItem(String),
     #[error("transient table error (retry): {0}")]

@@ -1,0 +1,514 @@
+//! Embedded queue behaviour beyond the shared suite: strict receipts, the
+//! dedup window, FIFO corner cases, admin operations, validation, concurrency
+//! and a second process on the same file.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_shared::conformance::eventually;
+use switchyard_shared::embedded::{EmbeddedQueue, EmbeddedStore, QueueConfig, StoreOptions};
+use switchyard_shared::events::SnsAttribute;
+use switchyard_shared::ports::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+
+const LONG: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(10);
+
+fn fifo_msg(body: &str, group: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        group_id: Some(group.to_owned()),
+        ..OutgoingMessage::new(body)
+    }
+}
+
+fn bodies(m: &[ReceivedMessage]) -> Vec<&str> {
+    m.iter().map(|m| m.body.as_str()).collect()
+}
+
+fn queue(store: &Arc<EmbeddedStore>, cfg: QueueConfig) -> EmbeddedQueue {
+    let name = cfg.name.clone();
+    store.create_queue(cfg).unwrap();
+    store.queue(&name).unwrap()
+}
+
+/// Receives until `n` messages came or the deadline passed.
+async fn receive_n(q: &EmbeddedQueue, n: usize, visibility: Duration) -> Vec<ReceivedMessage> {
+    let until = tokio::time::Instant::now() + WAIT;
+    let mut got = Vec::new();
+    while got.len() < n && tokio::time::Instant::now() < until {
+        got.extend(
+            q.receive(n - got.len(), visibility, Duration::from_secs(1))
+                .await
+                .unwrap(),
+        );
+    }
+    got
+}
+
+#[tokio::test]
+async fn stale_receipts_are_refused_but_valid_ones_in_the_batch_are_deleted() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let q = queue(&store, QueueConfig::new("q"));
+    q.send_batch(vec![OutgoingMessage::new("a"), OutgoingMessage::new("b")])
+        .await
+        .unwrap();
+    let first = receive_n(&q, 2, LONG).await;
+    let a = first.iter().find(|m| m.body == "a").unwrap();
+    let b = first.iter().find(|m| m.body == "b").unwrap();
+    // a is received again: its first receipt goes stale
+    q.release(&a.receipt_handle, Duration::ZERO, None)
+        .await
+        .unwrap();
+    let a2 = receive_n(&q, 1, LONG).await.remove(0);
+
+    let r = q
+        .delete_batch(&[
+            a.receipt_handle.clone(),
+            b.receipt_handle.clone(),
+            "garbage".to_owned(),
+        ])
+        .await;
+    match r {
+        Err(QueueError::StaleReceipt(h)) => {
+            assert!(
+                h.contains(&a.receipt_handle)
+                    && h.contains("garbage")
+                    && !h.contains(&b.receipt_handle),
+                "{h}"
+            )
+        }
+        other => panic!("expected StaleReceipt, got {other:?}"),
+    }
+    assert!(matches!(
+        q.release(&a.receipt_handle, Duration::ZERO, None).await,
+        Err(QueueError::StaleReceipt(_))
+    ));
+    let peek = store.list_messages("q", 10).unwrap();
+    assert_eq!(
+        peek.iter().map(|p| p.body.as_str()).collect::<Vec<_>>(),
+        ["a"],
+        "b was deleted despite the stale one"
+    );
+    // a receipt of another queue is unknown here
+    let other = queue(&store, QueueConfig::new("other"));
+    assert!(matches!(
+        other
+            .delete_batch(std::slice::from_ref(&a2.receipt_handle))
+            .await,
+        Err(QueueError::StaleReceipt(_))
+    ));
+    q.delete_batch(&[a2.receipt_handle]).await.unwrap();
+    assert!(store.list_messages("q", 10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn dedup_ids_expire_after_the_window() {
+    let opts = StoreOptions {
+        dedup_window: Duration::from_millis(200),
+        ..StoreOptions::default()
+    };
+    let store = EmbeddedStore::open_with(":memory:", opts).unwrap();
+    let q = queue(&store, QueueConfig::new("d.fifo"));
+    let m = || OutgoingMessage {
+        dedup_id: Some("same".to_owned()),
+        ..fifo_msg("x", "g")
+    };
+    let first = q.send_batch(vec![m(), m()]).await.unwrap();
+    assert_eq!(
+        first[0], first[1],
+        "a duplicate in the same batch is dropped too"
+    );
+    // Within the window a resend returns the first id; after it, a new message.
+    eventually(
+        "the dedup window ends",
+        WAIT,
+        Duration::from_millis(20),
+        || async {
+            let id = q.send_batch(vec![m()]).await.unwrap().remove(0);
+            (id != first[0]).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        store.list_messages("d.fifo", 10).unwrap().len(),
+        2,
+        "exactly one message per window"
+    );
+}
+
+#[tokio::test]
+async fn fifo_release_puts_the_rest_of_the_group_back_in_order() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let q = queue(&store, QueueConfig::new("f.fifo"));
+    q.send_batch(vec![
+        fifo_msg("a1", "A"),
+        fifo_msg("a2", "A"),
+        fifo_msg("a3", "A"),
+    ])
+    .await
+    .unwrap();
+    let batch = q.receive(10, LONG, WAIT).await.unwrap();
+    assert_eq!(
+        bodies(&batch),
+        ["a1", "a2", "a3"],
+        "one batch may carry a group in order"
+    );
+    // a1 failed: a2 and a3 must not be handled before it, so they come back too
+    q.release(&batch[0].receipt_handle, Duration::ZERO, Some("boom"))
+        .await
+        .unwrap();
+    let again = q.receive(10, LONG, WAIT).await.unwrap();
+    assert_eq!(bodies(&again), ["a1", "a2", "a3"]);
+    assert!(again.iter().all(|m| m.receive_count == 2));
+    // deleting the head alone does not release the in-flight rest
+    q.delete_batch(std::slice::from_ref(&again[0].receipt_handle))
+        .await
+        .unwrap();
+    assert!(q
+        .receive(10, LONG, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_fifo_head_moved_to_the_dlq_lets_its_group_continue() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let dlq = queue(&store, QueueConfig::new("f-dlq.fifo"));
+    let q = queue(&store, QueueConfig::new("f.fifo").with_dlq("f-dlq.fifo", 1));
+    q.send_batch(vec![fifo_msg("bad", "A"), fifo_msg("next", "A")])
+        .await
+        .unwrap();
+    let first = q.receive(1, LONG, WAIT).await.unwrap();
+    assert_eq!(bodies(&first), ["bad"]);
+    q.release(&first[0].receipt_handle, Duration::ZERO, Some("poison"))
+        .await
+        .unwrap();
+    let second = q.receive(10, LONG, WAIT).await.unwrap();
+    assert_eq!(
+        bodies(&second),
+        ["next"],
+        "bad went to the DLQ; the group goes on"
+    );
+    let dead = dlq.receive(10, LONG, WAIT).await.unwrap();
+    assert_eq!(bodies(&dead), ["bad"]);
+    assert_eq!(dead[0].group_id.as_deref(), Some("A"), "keeps its group");
+}
+
+#[tokio::test]
+async fn admin_stats_list_redrive_and_purge() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let dlq = queue(&store, QueueConfig::new("orders-dlq"));
+    let q = queue(&store, QueueConfig::new("orders").with_dlq("orders-dlq", 1));
+    let mut attrs = std::collections::BTreeMap::new();
+    attrs.insert(
+        "event_type".to_owned(),
+        SnsAttribute::String("OrderPlaced".to_owned()),
+    );
+    q.send_batch(vec![
+        OutgoingMessage {
+            attributes: attrs.clone(),
+            ..OutgoingMessage::new("poison")
+        },
+        OutgoingMessage::new("fine"),
+        OutgoingMessage {
+            delay: Duration::from_secs(600),
+            ..OutgoingMessage::new("later")
+        },
+    ])
+    .await
+    .unwrap();
+    let stats = store.queue_stats().unwrap();
+    let s = stats.iter().find(|s| s.name == "orders").unwrap();
+    assert_eq!(
+        (s.visible, s.in_flight, s.delayed, s.is_dlq),
+        (2, 0, 1, false)
+    );
+    assert!(
+        stats
+            .iter()
+            .find(|s| s.name == "orders-dlq")
+            .unwrap()
+            .is_dlq
+    );
+
+    let got = receive_n(&q, 2, LONG).await;
+    let poison = got.iter().find(|m| m.body == "poison").unwrap();
+    q.release(
+        &poison.receipt_handle,
+        Duration::ZERO,
+        Some("order id is not a UUID"),
+    )
+    .await
+    .unwrap();
+    let s = store
+        .queue_stats()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "orders")
+        .unwrap();
+    assert_eq!(
+        (s.visible, s.in_flight, s.delayed),
+        (1, 1, 1),
+        "fine is in flight, poison visible again"
+    );
+    // the next receive moves poison to the DLQ
+    assert!(q
+        .receive(10, LONG, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+    let listed = store.list_messages("orders-dlq", 10).unwrap();
+    assert_eq!(listed.len(), 1);
+    let p = &listed[0];
+    assert_eq!(
+        (
+            p.body.as_str(),
+            p.receive_count,
+            p.last_failure.as_deref(),
+            p.source_queue.as_deref(),
+            p.in_flight
+        ),
+        (
+            "poison",
+            1,
+            Some("order id is not a UUID"),
+            Some("orders"),
+            false
+        )
+    );
+    assert_eq!(p.attributes, attrs);
+
+    assert!(
+        matches!(store.redrive("orders", 10), Err(QueueError::Invalid(_))),
+        "orders is not a DLQ"
+    );
+    assert!(matches!(
+        store.redrive("nope", 10),
+        Err(QueueError::NoSuchQueue(_))
+    ));
+    // a message sent straight to the DLQ has no source and stays
+    dlq.send_batch(vec![OutgoingMessage::new("direct")])
+        .await
+        .unwrap();
+    assert_eq!(store.redrive("orders-dlq", 100).unwrap(), 1);
+    assert_eq!(
+        store
+            .list_messages("orders-dlq", 10)
+            .unwrap()
+            .iter()
+            .map(|p| p.body.as_str())
+            .collect::<Vec<_>>(),
+        ["direct"]
+    );
+    let back = store.list_messages("orders", 10).unwrap();
+    let p = back.iter().find(|p| p.body == "poison").unwrap();
+    assert_eq!(
+        (
+            p.receive_count,
+            p.last_failure.as_deref(),
+            p.source_queue.as_deref()
+        ),
+        (0, None, None),
+        "a fresh start"
+    );
+
+    assert_eq!(store.purge("orders").unwrap(), 3);
+    let s = store
+        .queue_stats()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "orders")
+        .unwrap();
+    assert_eq!((s.visible, s.in_flight, s.delayed), (0, 0, 0));
+    assert!(matches!(
+        store.purge("nope"),
+        Err(QueueError::NoSuchQueue(_))
+    ));
+    assert!(matches!(
+        store.list_messages("nope", 1),
+        Err(QueueError::NoSuchQueue(_))
+    ));
+}
+
+#[tokio::test]
+async fn configs_and_messages_are_validated() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let bad_configs = [
+        QueueConfig::new(""),
+        QueueConfig::new("has space"),
+        QueueConfig::new("x".repeat(81)),
+        QueueConfig::new(".fifo"),
+        QueueConfig {
+            fifo: true,
+            ..QueueConfig::new("plain")
+        },
+        QueueConfig {
+            fifo: false,
+            ..QueueConfig::new("q.fifo")
+        },
+        QueueConfig::new("q").with_dlq("missing-dlq", 3),
+        QueueConfig::new("q").with_dlq("q", 3),
+        QueueConfig::new("q").with_dlq("d.fifo", 3),
+    ];
+    store.create_queue(QueueConfig::new("d.fifo")).unwrap();
+    store.create_queue(QueueConfig::new("dlq")).unwrap();
+    for cfg in bad_configs
+        .into_iter()
+        .chain([QueueConfig::new("q").with_dlq("dlq", 0)])
+    {
+        match store.create_queue(cfg.clone()) {
+            Err(QueueError::Invalid(msg)) => assert!(!msg.is_empty()),
+            other => panic!("{cfg:?} accepted: {other:?}"),
+        }
+    }
+    assert!(matches!(store.queue("q"), Err(QueueError::NoSuchQueue(_))));
+    // idempotent create; a second create updates the redrive policy
+    store.create_queue(QueueConfig::new("q")).unwrap();
+    store
+        .create_queue(QueueConfig::new("q").with_dlq("dlq", 4))
+        .unwrap();
+    let q = store.queue("q").unwrap();
+    assert_eq!(q.config().max_receive_count, 4);
+    let f = queue(&store, QueueConfig::new("f.fifo"));
+
+    let too_many: std::collections::BTreeMap<_, _> = (0..11)
+        .map(|i| (format!("a{i}"), SnsAttribute::String("v".to_owned())))
+        .collect();
+    let cases: Vec<(&EmbeddedQueue, OutgoingMessage, &str)> = vec![
+        (
+            &q,
+            OutgoingMessage::new("x".repeat(256 * 1024 + 1)),
+            "byte limit",
+        ),
+        (&q, OutgoingMessage::new("bell \u{7}"), "character"),
+        (
+            &q,
+            OutgoingMessage {
+                attributes: too_many,
+                ..OutgoingMessage::new("x")
+            },
+            "attributes",
+        ),
+        (
+            &q,
+            OutgoingMessage {
+                delay: Duration::from_secs(901),
+                ..OutgoingMessage::new("x")
+            },
+            "15-minute",
+        ),
+        (
+            &q,
+            OutgoingMessage {
+                dedup_id: Some("d".to_owned()),
+                ..OutgoingMessage::new("x")
+            },
+            "only valid on FIFO",
+        ),
+        (&f, OutgoingMessage::new("x"), "group_id"),
+        (
+            &f,
+            OutgoingMessage {
+                delay: Duration::from_secs(1),
+                ..fifo_msg("x", "g")
+            },
+            "delay",
+        ),
+    ];
+    for (queue, msg, needle) in cases {
+        // a bad message anywhere in the batch sends nothing
+        match queue.send_batch(vec![fifo_msg("ok", "g"), msg]).await {
+            Err(QueueError::Invalid(m)) => {
+                assert!(m.contains(needle), "{m:?} should mention {needle:?}")
+            }
+            other => panic!("expected Invalid mentioning {needle:?}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        store
+            .queue_stats()
+            .unwrap()
+            .iter()
+            .map(|s| s.visible)
+            .sum::<u64>(),
+        0,
+        "nothing was sent"
+    );
+    assert!(matches!(
+        q.receive(1, Duration::from_secs(43_201), Duration::ZERO)
+            .await,
+        Err(QueueError::Invalid(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_receivers_never_share_a_message() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let q = queue(&store, QueueConfig::new("busy"));
+    let sent: Vec<OutgoingMessage> = (0..600)
+        .map(|i| OutgoingMessage::new(i.to_string()))
+        .collect();
+    q.send_batch(sent).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = q
+                    .receive(7, LONG, Duration::from_millis(200))
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|m| m.body));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let distinct: HashSet<&String> = all.iter().collect();
+    assert_eq!(
+        (all.len(), distinct.len()),
+        (600, 600),
+        "each message exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_long_poll_wakes_when_a_hidden_message_becomes_visible() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let q = queue(&store, QueueConfig::new("q"));
+    q.send_batch(vec![OutgoingMessage::new("m")]).await.unwrap();
+    let first = q.receive(1, Duration::from_millis(50), WAIT).await.unwrap();
+    assert_eq!(first.len(), 1);
+    // nothing sends or releases: only the visibility expiry can end this wait early
+    let again = q.receive(1, LONG, WAIT).await.unwrap();
+    assert_eq!(bodies(&again), ["m"]);
+    assert_eq!(again[0].receive_count, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_file_sees_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    // Two stores on one file stand in for `switchyard up` and `switchyard publish`.
+    let runtime = EmbeddedStore::open(&path).unwrap();
+    runtime.create_queue(QueueConfig::new("q")).unwrap();
+    let publisher = EmbeddedStore::open(&path).unwrap();
+    let rq = runtime.queue("q").unwrap();
+    let pq = publisher.queue("q").unwrap();
+    let (got, sent) = tokio::join!(
+        rq.receive(1, LONG, WAIT),
+        pq.send_batch(vec![OutgoingMessage::new("from cli")])
+    );
+    sent.unwrap();
+    assert_eq!(bodies(&got.unwrap()), ["from cli"]);
+    // a queue created by the other process is found too
+    publisher.create_queue(QueueConfig::new("late")).unwrap();
+    assert!(runtime.queue("late").is_ok());
+}

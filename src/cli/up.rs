@@ -1,0 +1,60 @@
+//! `switchyard up`: the embedded runtime plus the HTTP API on 127.0.0.1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use switchyard::{EmbeddedSystem, RuntimeOptions};
+
+use super::GlobalArgs;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where state lives (created if missing).
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Port of the HTTP API on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+}
+
+pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> {
+    let topology = Arc::new(super::load_topology(global)?);
+    let data_dir = EmbeddedSystem::data_dir(args.data_dir);
+    let mut system = EmbeddedSystem::open(&data_dir, topology)?;
+    system.start(&RuntimeOptions::default()).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+    let addr = listener.local_addr()?;
+    // One line on stdout, flushed, so scripts and tests can find the port.
+    let line = format!(
+        "switchyard up: API on http://{addr} (data dir {})\n",
+        data_dir.root.display()
+    );
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(line.as_bytes())?;
+        stdout.flush()?;
+    }
+    let app = switchyard_producer::api::router(system.api_state());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    eprintln!("switchyard up: stopping consumers after their current batch");
+    system.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

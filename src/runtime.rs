@@ -1,0 +1,266 @@
+//! The pollers that play Lambda's event source mappings, for any backend:
+//! a queue worker per consumer (SQS → handler → delete the successes,
+//! release the failures) and a stream worker per shard (stream → handler →
+//! checkpoint; retry from the first failed record; after the retry limit,
+//! the record goes to the on-failure queue).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use switchyard_consumers::stream_reactor::StreamReactor;
+use switchyard_consumers::SqsBatchHandler;
+use switchyard_shared::envelope::LOCAL_REGION;
+use switchyard_shared::ports::{
+    ChangeStream, OutgoingMessage, Queue, ReceivedMessage, StreamRecord,
+};
+use tokio::sync::watch;
+
+/// How a queue worker polls and retries.
+#[derive(Debug, Clone)]
+pub struct QueueWorkerConfig {
+    pub consumer: String,
+    pub batch_size: usize,
+    pub visibility_timeout: Duration,
+    /// Long-poll wait per receive.
+    pub wait: Duration,
+    /// First retry delay of a failed message; doubles per receive, capped at the visibility timeout.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+}
+
+impl QueueWorkerConfig {
+    /// The delay before a failed message is offered again.
+    pub fn retry_delay(&self, receive_count: u32, permanent: bool) -> Duration {
+        if permanent {
+            // Waiting will not help; let it run out its receives and reach the DLQ.
+            return Duration::ZERO;
+        }
+        let factor = 1u32 << receive_count.saturating_sub(1).min(16);
+        (self.retry_base * factor)
+            .min(self.retry_cap)
+            .min(self.visibility_timeout)
+    }
+}
+
+/// The `SqsEvent` Lambda would build from these messages.
+pub fn sqs_event(queue_name: &str, messages: &[ReceivedMessage]) -> SqsEvent {
+    let arn = format!("arn:aws:sqs:{LOCAL_REGION}:000000000000:{queue_name}");
+    let mut event = SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(|m| {
+            let mut msg = SqsMessage::default();
+            msg.message_id = Some(m.message_id.clone());
+            msg.receipt_handle = Some(m.receipt_handle.clone());
+            msg.body = Some(m.body.clone());
+            msg.attributes.insert(
+                "ApproximateReceiveCount".into(),
+                m.receive_count.to_string(),
+            );
+            msg.attributes
+                .insert("SentTimestamp".into(), m.sent_at_ms.to_string());
+            if let Some(group) = &m.group_id {
+                msg.attributes
+                    .insert("MessageGroupId".into(), group.clone());
+            }
+            for (name, attr) in &m.attributes {
+                let mut a = SqsMessageAttribute::default();
+                a.data_type = Some(attr.data_type().to_owned());
+                a.string_value = Some(attr.string_value());
+                msg.message_attributes.insert(name.clone(), a);
+            }
+            msg.event_source = Some("aws:sqs".into());
+            msg.event_source_arn = Some(arn.clone());
+            msg.aws_region = Some(LOCAL_REGION.into());
+            msg
+        })
+        .collect();
+    event
+}
+
+/// Polls `queue` and runs each batch through `handler` until `shutdown` turns true.
+pub async fn run_queue_worker(
+    queue: Arc<dyn Queue>,
+    handler: SqsBatchHandler,
+    config: QueueWorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        let received = tokio::select! {
+            r = queue.receive(config.batch_size, config.visibility_timeout, config.wait) => r,
+            _ = shutdown.changed() => break,
+        };
+        let messages = match received {
+            Ok(m) if m.is_empty() => continue,
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(consumer = %config.consumer, error = %e, "receive failed");
+                tokio::time::sleep(config.retry_base).await;
+                continue;
+            }
+        };
+        let outcome = handler
+            .handle_batch(sqs_event(queue.name(), &messages))
+            .await;
+        let mut done = Vec::with_capacity(messages.len());
+        for m in &messages {
+            match outcome.failures.get(&m.message_id) {
+                None => done.push(m.receipt_handle.clone()),
+                Some((reason, permanent)) => {
+                    let delay = config.retry_delay(m.receive_count, *permanent);
+                    if let Err(e) = queue.release(&m.receipt_handle, delay, Some(reason)).await {
+                        tracing::warn!(consumer = %config.consumer, error = %e, "release failed; the visibility timeout will return it");
+                    }
+                }
+            }
+        }
+        if !done.is_empty() {
+            if let Err(e) = queue.delete_batch(&done).await {
+                // The messages come back after their visibility timeout; handlers are idempotent.
+                tracing::warn!(consumer = %config.consumer, error = %e, "delete failed");
+            }
+        }
+    }
+}
+
+/// How a stream worker reads and retries.
+#[derive(Debug, Clone)]
+pub struct StreamWorkerConfig {
+    pub consumer: String,
+    pub batch_size: usize,
+    /// Retries of a failing record before it goes to the on-failure queue.
+    pub retry_attempts: u32,
+    pub retry_delay: Duration,
+    /// How long to wait for new records before reading again.
+    pub idle_wait: Duration,
+}
+
+/// Something that can wait for new records of a shard (the embedded stream
+/// can; pollers of remote streams just wait `idle_wait`).
+#[async_trait::async_trait]
+pub trait RecordWaiter: Send + Sync {
+    async fn wait_for_records(&self, shard: &str, after: Option<&str>, timeout: Duration);
+}
+
+/// Reads one shard in order, hands batches to the reactor and checkpoints.
+pub async fn run_stream_worker(
+    stream: Arc<dyn ChangeStream>,
+    waiter: Arc<dyn RecordWaiter>,
+    shard: String,
+    reactor: Arc<StreamReactor>,
+    on_failure: Arc<dyn Queue>,
+    config: StreamWorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut attempts: HashMap<String, u32> = HashMap::new();
+    while !*shutdown.borrow() {
+        let after = match stream.checkpoint(&config.consumer, &shard).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(shard = %shard, error = %e, "reading checkpoint failed");
+                tokio::time::sleep(config.retry_delay).await;
+                continue;
+            }
+        };
+        let records = match stream
+            .read(&shard, after.as_deref(), config.batch_size)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(shard = %shard, error = %e, "reading stream failed");
+                tokio::time::sleep(config.retry_delay).await;
+                continue;
+            }
+        };
+        if records.is_empty() {
+            tokio::select! {
+                _ = waiter.wait_for_records(&shard, after.as_deref(), config.idle_wait) => {}
+                _ = shutdown.changed() => break,
+            }
+            continue;
+        }
+        let sequences: Vec<String> = records.iter().map(sequence_of).collect();
+        let mut event = StreamEvent::default();
+        event.records = records.clone();
+        let response = reactor.handle(event).await;
+        let failed_at = response
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.as_deref())
+            .filter_map(|id| sequences.iter().position(|s| s == id))
+            .min();
+        let checkpoint = match failed_at {
+            None => sequences.last().cloned(),
+            Some(index) => {
+                let failed_seq = &sequences[index];
+                let tries = attempts.entry(failed_seq.clone()).or_insert(0);
+                *tries += 1;
+                if *tries > config.retry_attempts {
+                    let reason = format!("{} failed {} times", config.consumer, tries);
+                    if let Err(e) = send_to_on_failure(&*on_failure, &records[index], &reason).await
+                    {
+                        tracing::error!(error = %e, "on-failure destination unavailable; retrying the record");
+                        sequences.get(index.wrapping_sub(1)).cloned()
+                    } else {
+                        tracing::error!(sequence = %failed_seq, %reason, "record sent to the on-failure destination");
+                        attempts.remove(failed_seq);
+                        Some(failed_seq.clone())
+                    }
+                } else {
+                    // Everything before the failed record is done; retry from it.
+                    let before = index.checked_sub(1).map(|i| sequences[i].clone());
+                    tokio::time::sleep(config.retry_delay).await;
+                    before
+                }
+            }
+        };
+        if let Some(seq) = checkpoint {
+            if let Err(e) = stream.save_checkpoint(&config.consumer, &shard, &seq).await {
+                tracing::error!(shard = %shard, error = %e, "saving checkpoint failed; records will be redelivered");
+            }
+        }
+    }
+}
+
+fn sequence_of(record: &StreamRecord) -> String {
+    record.change.sequence_number.clone().unwrap_or_default()
+}
+
+async fn send_to_on_failure(
+    queue: &dyn Queue,
+    record: &StreamRecord,
+    reason: &str,
+) -> Result<(), String> {
+    let body = serde_json::json!({ "reason": reason, "record": record }).to_string();
+    queue
+        .send_batch(vec![OutgoingMessage::new(body)])
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_and_cap() {
+        let c = QueueWorkerConfig {
+            consumer: "c".into(),
+            batch_size: 10,
+            visibility_timeout: Duration::from_secs(30),
+            wait: Duration::from_millis(100),
+            retry_base: Duration::from_millis(10),
+            retry_cap: Duration::from_millis(50),
+        };
+        let delays: Vec<_> = (1..=5)
+            .map(|n| c.retry_delay(n, false).as_millis())
+            .collect();
+        assert_eq!(delays, vec![10, 20, 40, 50, 50]);
+        assert_eq!(c.retry_delay(3, true), Duration::ZERO);
+    }
+}

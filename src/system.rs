@@ -1,0 +1,321 @@
+//! The embedded system: one SQLite store, a blob folder, the local fan-out
+//! and, when started, one queue worker per consumer and one stream worker
+//! per shard, all in this process.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use router_rules::Topology;
+use switchyard_consumers::registry::{self, Deps};
+use switchyard_imaging::{Limits, VariantSpec};
+use switchyard_producer::api::ApiState;
+use switchyard_producer::LocalFanout;
+use switchyard_shared::config::DataDir;
+use switchyard_shared::embedded::{
+    EmbeddedStore, EmbeddedStream, FolderBlobStore, QueueConfig, QueueStats,
+};
+use switchyard_shared::ports::{BlobStore, ChangeStream, EventPublisher, Queue, Table};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::runtime::{self, QueueWorkerConfig, RecordWaiter, StreamWorkerConfig};
+
+/// How the consumers run.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub variants: Vec<VariantSpec>,
+    pub limits: Limits,
+    /// First retry delay of a failed message (doubles per receive).
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// Long-poll wait; also how soon messages sent by another process are seen.
+    pub poll_wait: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            variants: VariantSpec::defaults(),
+            limits: Limits::default(),
+            retry_base: Duration::from_millis(20),
+            retry_cap: Duration::from_secs(2),
+            poll_wait: Duration::from_millis(200),
+        }
+    }
+}
+
+pub struct EmbeddedSystem {
+    pub store: Arc<EmbeddedStore>,
+    pub table: Arc<dyn Table>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub publisher: Arc<dyn EventPublisher>,
+    pub topology: Arc<Topology>,
+    /// Where blob keys live on disk.
+    pub blob_root: PathBuf,
+    stream: EmbeddedStream,
+    /// The data dir, for file-backed stores (`None` in memory).
+    data_dir: Option<DataDir>,
+    /// Held while consumers run: one runtime per data dir.
+    runtime_lock: Option<std::fs::File>,
+    shutdown: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl EmbeddedSystem {
+    /// Opens (creating if needed) the store in `data_dir` and every queue the
+    /// topology declares. Nothing consumes until [`EmbeddedSystem::start`].
+    pub fn open(data_dir: &DataDir, topology: Arc<Topology>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&data_dir.root)
+            .with_context(|| format!("creating {}", data_dir.root.display()))?;
+        let store = EmbeddedStore::open(data_dir.database())
+            .with_context(|| format!("opening {}", data_dir.database().display()))?;
+        let mut system = Self::with_store(store, &data_dir.blobs(), topology)?;
+        system.data_dir = Some(data_dir.clone());
+        Ok(system)
+    }
+
+    /// An in-memory store (for tests), with blobs in `blob_dir`.
+    pub fn in_memory(blob_dir: &Path, topology: Arc<Topology>) -> anyhow::Result<Self> {
+        Self::with_store(EmbeddedStore::in_memory()?, blob_dir, topology)
+    }
+
+    fn with_store(
+        store: Arc<EmbeddedStore>,
+        blob_dir: &Path,
+        topology: Arc<Topology>,
+    ) -> anyhow::Result<Self> {
+        let mut queues: BTreeMap<String, Arc<dyn Queue>> = BTreeMap::new();
+        for c in &topology.consumers {
+            store.create_queue(QueueConfig::new(c.dlq_name()))?;
+            store.create_queue(
+                QueueConfig::new(c.queue_name()).with_dlq(c.dlq_name(), c.queue.max_receive_count),
+            )?;
+            queues.insert(c.queue_name(), Arc::new(store.queue(&c.queue_name())?));
+        }
+        for s in &topology.stream_consumers {
+            store.create_queue(QueueConfig::new(s.on_failure_queue()))?;
+        }
+        let publisher = Arc::new(LocalFanout::new(topology.clone(), queues)?);
+        let blobs = FolderBlobStore::new(blob_dir)
+            .with_context(|| format!("opening blob folder {}", blob_dir.display()))?;
+        let (shutdown, _) = watch::channel(false);
+        Ok(EmbeddedSystem {
+            table: Arc::new(store.table()),
+            stream: store.stream(),
+            blobs: Arc::new(blobs),
+            publisher,
+            topology,
+            blob_root: blob_dir.to_path_buf(),
+            data_dir: None,
+            runtime_lock: None,
+            store,
+            shutdown,
+            workers: Vec::new(),
+        })
+    }
+
+    pub fn api_state(&self) -> ApiState {
+        ApiState {
+            table: self.table.clone(),
+            blobs: self.blobs.clone(),
+            publisher: self.publisher.clone(),
+        }
+    }
+
+    fn deps(&self, options: &RuntimeOptions) -> Deps {
+        Deps {
+            table: self.table.clone(),
+            blobs: self.blobs.clone(),
+            publisher: self.publisher.clone(),
+            variants: options.variants.clone(),
+            limits: options.limits.clone(),
+        }
+    }
+
+    /// Starts one worker per consumer and one per stream shard.
+    pub async fn start(&mut self, options: &RuntimeOptions) -> anyhow::Result<()> {
+        if let Some(dir) = &self.data_dir {
+            let path = dir.root.join("runtime.lock");
+            let lock = std::fs::File::create(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            if lock.try_lock().is_err() {
+                bail!(
+                    "another switchyard runtime is using {}; stop it first",
+                    dir.root.display()
+                );
+            }
+            self.runtime_lock = Some(lock);
+            // We own the store now: whatever was in flight belonged to a process that died.
+            let reclaimed = self.store.reclaim_in_flight()?;
+            if reclaimed > 0 {
+                tracing::warn!(
+                    reclaimed,
+                    "made messages left in flight by a previous run visible again"
+                );
+            }
+        }
+        let deps = self.deps(options);
+        for c in &self.topology.consumers {
+            let handler = registry::sqs_handler(&c.handler, &c.name, &deps).with_context(|| {
+                format!(
+                    "consumer {}: no handler named {:?} in this build",
+                    c.name, c.handler
+                )
+            })?;
+            let config = QueueWorkerConfig {
+                consumer: c.name.clone(),
+                batch_size: c.queue.batch_size as usize,
+                visibility_timeout: Duration::from_secs(u64::from(c.queue.visibility_timeout_s)),
+                wait: options.poll_wait,
+                retry_base: options.retry_base,
+                retry_cap: options.retry_cap,
+            };
+            let queue: Arc<dyn Queue> = Arc::new(self.store.queue(&c.queue_name())?);
+            self.workers.push(tokio::spawn(runtime::run_queue_worker(
+                queue,
+                handler,
+                config,
+                self.shutdown.subscribe(),
+            )));
+        }
+        let shards = self.stream.shards().await?;
+        for s in &self.topology.stream_consumers {
+            let reactor = Arc::new(registry::stream_handler(&s.handler, &deps).with_context(
+                || {
+                    format!(
+                        "stream consumer {}: no handler named {:?}",
+                        s.name, s.handler
+                    )
+                },
+            )?);
+            let on_failure: Arc<dyn Queue> = Arc::new(self.store.queue(&s.on_failure_queue())?);
+            for shard in &shards {
+                let config = StreamWorkerConfig {
+                    consumer: s.name.clone(),
+                    batch_size: s.batch_size as usize,
+                    retry_attempts: s.retry_attempts,
+                    retry_delay: options.retry_base,
+                    idle_wait: options.poll_wait,
+                };
+                self.workers.push(tokio::spawn(runtime::run_stream_worker(
+                    Arc::new(self.stream.clone()),
+                    Arc::new(StreamWaiter(self.stream.clone())),
+                    shard.clone(),
+                    reactor.clone(),
+                    on_failure.clone(),
+                    config,
+                    self.shutdown.subscribe(),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue counts, for `dlq list`, `up`'s health and the demo.
+    pub fn queue_stats(&self) -> anyhow::Result<Vec<QueueStats>> {
+        Ok(self.store.queue_stats()?)
+    }
+
+    /// Names of the queues that hold given-up work: DLQs and on-failure queues.
+    pub fn dead_letter_queues(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .topology
+            .consumers
+            .iter()
+            .map(|c| c.dlq_name())
+            .collect();
+        names.extend(
+            self.topology
+                .stream_consumers
+                .iter()
+                .map(|s| s.on_failure_queue()),
+        );
+        names
+    }
+
+    /// True when no message waits or is in flight on any consumer queue and
+    /// every stream consumer has caught up with every shard.
+    pub async fn is_quiet(&self) -> anyhow::Result<bool> {
+        let sinks = self.dead_letter_queues();
+        let busy = self
+            .queue_stats()?
+            .iter()
+            .any(|q| !sinks.contains(&q.name) && q.visible + q.in_flight + q.delayed > 0);
+        if busy {
+            return Ok(false);
+        }
+        for shard in self.stream.shards().await? {
+            let Some(latest) = self.stream.latest_sequence(&shard)? else {
+                continue;
+            };
+            for s in &self.topology.stream_consumers {
+                let done = self.stream.checkpoint(&s.name, &shard).await?;
+                if done.as_deref() < Some(latest.as_str()) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Waits until the system is quiet (twice in a row, so that work handed
+    /// from one stage to the next between two looks is not missed), or fails
+    /// at the deadline.
+    pub async fn wait_quiet(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut quiet_looks = 0;
+        while Instant::now() < deadline {
+            if self.is_quiet().await? {
+                quiet_looks += 1;
+                if quiet_looks == 2 {
+                    return Ok(());
+                }
+            } else {
+                quiet_looks = 0;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stats: Vec<String> = self
+            .queue_stats()?
+            .iter()
+            .filter(|q| q.visible + q.in_flight + q.delayed > 0)
+            .map(|q| {
+                format!(
+                    "{}: {} visible, {} in flight, {} delayed",
+                    q.name, q.visible, q.in_flight, q.delayed
+                )
+            })
+            .collect();
+        bail!(
+            "the system did not become quiet within {timeout:?} ({})",
+            stats.join("; ")
+        )
+    }
+
+    /// Stops every worker after its current batch.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for w in self.workers.drain(..) {
+            let _ = w.await;
+        }
+    }
+
+    /// The data dir a command should use: `--data-dir`, or `.switchyard/`.
+    pub fn data_dir(arg: Option<PathBuf>) -> DataDir {
+        DataDir::new(
+            arg.unwrap_or_else(|| PathBuf::from(switchyard_shared::config::DEFAULT_DATA_DIR)),
+        )
+    }
+}
+
+struct StreamWaiter(EmbeddedStream);
+
+#[async_trait::async_trait]
+impl RecordWaiter for StreamWaiter {
+    async fn wait_for_records(&self, shard: &str, after: Option<&str>, timeout: Duration) {
+        let _ = self.0.wait_for_records(shard, after, timeout).await;
+    }
+}

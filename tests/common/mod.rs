@@ -1,0 +1,100 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use router_rules::Topology;
+use switchyard::{EmbeddedSystem, RuntimeOptions};
+use switchyard_shared::events::{
+    EventType, LineItem, OrderCancelled, OrderPaid, OrderPlaced, OrderShipped,
+};
+use switchyard_shared::Envelope;
+
+pub const QUIET: Duration = Duration::from_secs(30);
+
+/// A running in-memory system and the folder its blobs live in.
+pub struct TestSystem {
+    pub system: EmbeddedSystem,
+    pub _blobs: tempfile::TempDir,
+}
+
+pub fn fast_options() -> RuntimeOptions {
+    RuntimeOptions {
+        retry_base: Duration::from_millis(2),
+        retry_cap: Duration::from_millis(20),
+        poll_wait: Duration::from_millis(50),
+        ..RuntimeOptions::default()
+    }
+}
+
+pub async fn start() -> TestSystem {
+    start_with(Topology::builtin()).await
+}
+
+pub async fn start_with(topology: Topology) -> TestSystem {
+    let blobs = tempfile::tempdir().unwrap();
+    let mut system = EmbeddedSystem::in_memory(blobs.path(), Arc::new(topology)).unwrap();
+    system.start(&fast_options()).await.unwrap();
+    TestSystem {
+        system,
+        _blobs: blobs,
+    }
+}
+
+pub fn placed(order_id: &str, total: u64) -> Envelope {
+    OrderPlaced {
+        order_id: order_id.into(),
+        customer_id: "c-1".into(),
+        items: vec![LineItem {
+            sku: "S".into(),
+            quantity: 1,
+            unit_price_cents: total,
+        }],
+        total_cents: total,
+        currency: "EUR".into(),
+    }
+    .into_envelope()
+}
+
+pub fn paid(order_id: &str, total: u64) -> Envelope {
+    OrderPaid {
+        order_id: order_id.into(),
+        payment_id: format!("p-{order_id}"),
+        amount_cents: total,
+    }
+    .into_envelope()
+}
+
+pub fn shipped(order_id: &str) -> Envelope {
+    OrderShipped {
+        order_id: order_id.into(),
+        carrier: "DHL".into(),
+        tracking_number: "T1".into(),
+    }
+    .into_envelope()
+}
+
+pub fn cancelled(order_id: &str) -> Envelope {
+    OrderCancelled {
+        order_id: order_id.into(),
+        reason: "changed mind".into(),
+    }
+    .into_envelope()
+}
+
+pub fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut out = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let head = rest.remove(i);
+        for mut p in permutations(&rest) {
+            p.insert(0, head.clone());
+            out.push(p);
+        }
+    }
+    out
+}
