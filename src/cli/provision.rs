@@ -2,10 +2,13 @@
 //! topology's resources, idempotently (see `switchyard::provision`).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use switchyard::provision::{provision, Change};
+use router_rules::Topology;
+use switchyard::provision::{provision, AwsSystem, Change};
+use switchyard::RuntimeOptions;
 use switchyard_shared::aws::AwsClients;
 use switchyard_shared::config::BackendKind;
 
@@ -39,5 +42,29 @@ pub async fn run(global: &GlobalArgs, args: ProvisionArgs) -> anyhow::Result<Exi
         report.count(Change::Updated),
         report.count(Change::Unchanged)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `switchyard up --backend aws`: the pollers and the HTTP API on the
+/// provisioned resources, until Ctrl-C or SIGTERM.
+pub async fn up(topology: Arc<Topology>, endpoint: Option<&str>, port: u16) -> anyhow::Result<ExitCode> {
+    let clients = AwsClients::connect(endpoint).await;
+    let mut system = AwsSystem::connect(topology, &clients).await?;
+    system.start(&RuntimeOptions::default()).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    let addr = listener.local_addr()?;
+    {
+        // One flushed line on stdout, so scripts and tests can find the port.
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "switchyard up: API on http://{addr} (backend aws, {})", endpoint.unwrap_or("AWS"))?;
+        stdout.flush()?;
+    }
+    let app = switchyard_producer::api::router(system.api_state());
+    axum::serve(listener, app).with_graceful_shutdown(super::up::shutdown_signal()).await?;
+    eprintln!("switchyard up: stopping pollers after their current batch");
+    system.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -18,10 +18,19 @@ pub struct UpArgs {
     /// Port of the HTTP API on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// `embedded` (this machine) or `aws` (provisioned resources; see `switchyard provision`).
+    #[arg(long, default_value = "embedded")]
+    pub backend: switchyard_shared::config::BackendKind,
+    /// With `--backend aws`: an AWS-compatible endpoint (a moto server) instead of AWS.
+    #[arg(long, env = "SWITCHYARD_AWS_ENDPOINT")]
+    pub endpoint: Option<String>,
 }
 
 pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> {
     let topology = Arc::new(super::load_topology(global)?);
+    if args.backend == switchyard_shared::config::BackendKind::Aws {
+        return super::provision::up(topology, args.endpoint.as_deref(), args.port).await;
+    }
     let data_dir = EmbeddedSystem::data_dir(args.data_dir);
     let mut system = EmbeddedSystem::open(&data_dir, topology)?;
     system.start(&RuntimeOptions::default()).await?;
@@ -49,7 +58,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");

@@ -27,8 +27,10 @@ use switchyard_shared::aws::sdk::{dynamodb, eventbridge, s3, sns, sqs};
 use switchyard_shared::aws::stream::checkpoint_table_name;
 use switchyard_shared::aws::AwsClients;
 
+pub mod backend;
 pub mod resources;
 
+pub use backend::AwsSystem;
 pub use resources::AwsResources;
 
 /// How long to wait for a new table to become ACTIVE.

@@ -43,7 +43,9 @@ impl AwsResources {
         let mut queues = BTreeMap::new();
         let mut dlqs = BTreeMap::new();
         for c in &topology.consumers {
-            queues.insert(c.name.clone(), queue(c.queue_name()).await?);
+            // Pollers keep long jobs invisible with a heartbeat, as Lambda's event source mapping does.
+            let polled = Arc::new(Arc::unwrap_or_clone(queue(c.queue_name()).await?).with_heartbeat());
+            queues.insert(c.name.clone(), polled);
             dlqs.insert(c.name.clone(), queue(c.dlq_name()).await?);
         }
         let mut stream_failures = BTreeMap::new();

@@ -57,6 +57,17 @@ pub mod sdk {
     pub use aws_sdk_sqs as sqs;
 }
 
+/// What the AWS adapters can do, for the conformance suites. SQS keeps no
+/// failure reason beside a message, and redriving a DLQ (SQS
+/// `StartMessageMoveTask`, which moto lacks) is not offered through the port.
+pub const CAPABILITIES: crate::ports::Capabilities = crate::ports::Capabilities {
+    fifo_queues: true,
+    dlq_redrive: false,
+    dlq_reasons: false,
+    transactions: true,
+    old_item_on_condition_failure: true,
+};
+
 /// The region used when neither the environment nor a profile names one.
 pub const FALLBACK_REGION: &str = "us-east-1";
 

@@ -6,11 +6,18 @@
 //! EventBridge are turned back into Switchyard envelopes on receipt (see
 //! [`super::transport::restore_body`]).
 //!
+//! With [`SqsQueue::with_heartbeat`], a received message's visibility is
+//! extended every half visibility timeout until it is deleted or released,
+//! so a long job (a big image) is not handed to a second worker meanwhile.
+//! If the process dies, the heartbeats die with it and SQS returns the
+//! message after its timeout, as it should.
+//!
 //! What SQS cannot do: keep a failure reason beside a message. The reason
 //! given to [`Queue::release`] is logged with the message id instead, so
-//! [`SqsQueue::CAPABILITIES`] says `dlq_reasons: false`.
+//! [`super::CAPABILITIES`] says `dlq_reasons: false`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,31 +27,24 @@ use aws_sdk_sqs::types::{
 };
 
 use super::{describe, transport, MAX_LONG_POLL};
-use crate::ports::{Capabilities, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::ports::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 
 /// SQS's limits per batch call.
 const MAX_BATCH: usize = 10;
 const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Heartbeat tasks by receipt handle.
+type Heartbeats = Arc<Mutex<HashMap<String, tokio::task::AbortHandle>>>;
 
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     name: String,
     url: String,
+    heartbeats: Option<Heartbeats>,
 }
 
 impl SqsQueue {
-    /// What this adapter can do; see the module docs for what it cannot.
-    pub const CAPABILITIES: Capabilities = Capabilities {
-        fifo_queues: true,
-        // StartMessageMoveTask exists on AWS; moto lacks it, and this adapter
-        // does not offer redrive through the port.
-        dlq_redrive: false,
-        dlq_reasons: false,
-        transactions: false,
-        old_item_on_condition_failure: false,
-    };
-
     /// Looks the queue up by name.
     pub async fn connect(client: &aws_sdk_sqs::Client, name: &str) -> Result<Self, QueueError> {
         let out = client.get_queue_url().queue_name(name).send().await.map_err(|e| {
@@ -55,7 +55,50 @@ impl SqsQueue {
             }
         })?;
         let url = out.queue_url().ok_or_else(|| QueueError::NoSuchQueue(name.to_owned()))?.to_owned();
-        Ok(SqsQueue { client: client.clone(), name: name.to_owned(), url })
+        Ok(SqsQueue { client: client.clone(), name: name.to_owned(), url, heartbeats: None })
+    }
+
+    /// Keeps received messages invisible while they are being handled (see the module docs).
+    pub fn with_heartbeat(mut self) -> Self {
+        self.heartbeats = Some(Arc::default());
+        self
+    }
+
+    /// Messages whose visibility a heartbeat is extending now.
+    pub fn heartbeats(&self) -> usize {
+        self.heartbeats.as_ref().map_or(0, |h| h.lock().expect("heartbeat map").len())
+    }
+
+    fn start_heartbeat(&self, handle: &str, visibility: Duration) {
+        let Some(beats) = &self.heartbeats else { return };
+        if visibility < Duration::from_secs(2) {
+            return;
+        }
+        let (client, url, handle_owned) = (self.client.clone(), self.url.clone(), handle.to_owned());
+        let task = tokio::spawn(async move {
+            loop {
+                // Renew at half-time: one lost call still leaves the other half.
+                tokio::time::sleep(visibility / 2).await;
+                let renewed = client
+                    .change_message_visibility()
+                    .queue_url(&url)
+                    .receipt_handle(&handle_owned)
+                    .visibility_timeout(secs(visibility))
+                    .send()
+                    .await;
+                if let Err(e) = renewed {
+                    tracing::warn!(error = %describe(&e), "visibility heartbeat stopped");
+                    break;
+                }
+            }
+        });
+        beats.lock().expect("heartbeat map").insert(handle.to_owned(), task.abort_handle());
+    }
+
+    fn stop_heartbeat(&self, handle: &str) {
+        if let Some(task) = self.heartbeats.as_ref().and_then(|b| b.lock().expect("heartbeat map").remove(handle)) {
+            task.abort();
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -200,7 +243,9 @@ impl Queue for SqsQueue {
                 .map_err(|e| self.error(e))?;
             let got = resp.messages();
             for m in got {
-                out.push(self.to_received(m)?);
+                let received = self.to_received(m)?;
+                self.start_heartbeat(&received.receipt_handle, visibility);
+                out.push(received);
             }
             // SQS returns at most 10 per call: keep going without waiting while it has more.
             if got.len() < want {
@@ -212,6 +257,9 @@ impl Queue for SqsQueue {
     }
 
     async fn delete_batch(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
+        for h in receipt_handles {
+            self.stop_heartbeat(h);
+        }
         for chunk in receipt_handles.chunks(MAX_BATCH) {
             let entries = chunk
                 .iter()
@@ -248,6 +296,8 @@ impl Queue for SqsQueue {
     }
 
     async fn change_visibility(&self, receipt_handle: &str, visibility: Duration) -> Result<(), QueueError> {
+        // An explicit visibility replaces the heartbeat's.
+        self.stop_heartbeat(receipt_handle);
         self.client
             .change_message_visibility()
             .queue_url(&self.url)

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{
 use futures::TryStreamExt;
 
 use super::{describe, is_transient};
-use crate::ports::{Capabilities, Condition, Item, Key, Table, TableError, TxOp};
+use crate::ports::{Condition, Item, Key, Table, TableError, TxOp};
 
 /// DynamoDB's limit on actions per `TransactWriteItems`.
 const MAX_TRANSACTION_OPS: usize = 100;
@@ -66,14 +66,6 @@ fn boxed(attrs: Option<&AttrMap>) -> Result<Option<Box<Item>>, TableError> {
 }
 
 impl DynamoTable {
-    pub const CAPABILITIES: Capabilities = Capabilities {
-        fifo_queues: false,
-        dlq_redrive: false,
-        dlq_reasons: false,
-        transactions: true,
-        old_item_on_condition_failure: true,
-    };
-
     /// The table named `name` (not checked until first use).
     pub fn new(client: &aws_sdk_dynamodb::Client, name: &str) -> Self {
         DynamoTable { client: client.clone(), name: name.to_owned() }
