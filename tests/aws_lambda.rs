@@ -117,12 +117,11 @@ async fn order_processor_binary_answers_a_real_sqs_event() {
     let dir = tempfile::tempdir().unwrap();
     let payload = dir.path().join("sqs-event.json");
     std::fs::write(&payload, event.to_string()).unwrap();
-    let out = tokio::process::Command::new("cargo")
+    let out = Command::new("cargo")
         .args(["lambda", "invoke", "-A", "127.0.0.1", "-P", &port.to_string(), "--output-format", "json", "--data-file"])
         .arg(&payload)
         .arg("_")
         .output()
-        .await
         .unwrap();
     assert!(out.status.success(), "invoke failed: {}", String::from_utf8_lossy(&out.stderr));
     let response: SqsBatchResponse = serde_json::from_slice(&out.stdout)

@@ -151,13 +151,16 @@ impl Provisioner<'_> {
 
     /// Creates the queue or converges its attributes; returns its ARN.
     async fn queue(&mut self, name: &str, fifo: bool, mut attrs: HashMap<sqs::types::QueueAttributeName, String>) -> Result<String, ProvisionError> {
-        let (clients, topology) = (self.clients, self.topology);
+        let clients = self.clients;
         use sqs::types::QueueAttributeName as A;
         let sqs = &clients.sqs;
         let existing = sqs.get_queue_url().queue_name(name).send().await;
         let url = match existing {
             Ok(out) => out.queue_url.unwrap_or_default(),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) => {
+            Err(e)
+                if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist())
+                    || sqs::error::ProvideErrorMetadata::code(&e).is_some_and(|c| c.contains("NonExistentQueue")) =>
+            {
                 if fifo {
                     attrs.insert(A::FifoQueue, "true".into());
                 }
@@ -209,7 +212,6 @@ impl Provisioner<'_> {
     }
 
     async fn queue_arn(&self, url: &str) -> Result<String, ProvisionError> {
-        let (clients, topology) = (self.clients, self.topology);
         use sqs::types::QueueAttributeName as A;
         let out = self
             .clients
@@ -249,7 +251,7 @@ impl Provisioner<'_> {
     }
 
     async fn queues(&mut self) -> Result<(), ProvisionError> {
-        let (clients, topology) = (self.clients, self.topology);
+        let topology = self.topology;
         use sqs::types::QueueAttributeName as A;
         let fourteen_days = (14 * 24 * 3600).to_string();
         for c in &topology.consumers {
@@ -331,7 +333,7 @@ impl Provisioner<'_> {
     }
 
     async fn rule_target(&mut self, c: &ConsumerSpec, bus: &str, rule: &str) -> Result<(), ProvisionError> {
-        let (clients, topology) = (self.clients, self.topology);
+        let clients = self.clients;
         let eb = &clients.eventbridge;
         let queue_arn = &self.queue_arns[&c.name];
         let what = format!("target {bus}/{rule} -> {}", c.queue_name());
@@ -427,7 +429,7 @@ impl Provisioner<'_> {
         queue: &str,
         wanted: BTreeMap<&str, String>,
     ) -> Result<(), ProvisionError> {
-        let (clients, topology) = (self.clients, self.topology);
+        let clients = self.clients;
         let sns = &clients.sns;
         let what = format!("subscription {topic} -> {queue}");
         let mut token = None;
@@ -494,14 +496,13 @@ impl Provisioner<'_> {
     }
 
     async fn tables(&mut self) -> Result<(), ProvisionError> {
-        let (clients, topology) = (self.clients, self.topology);
         let name = self.topology.table.name.clone();
         self.table(&name, true).await?;
         self.table(&checkpoint_table_name(&name), false).await
     }
 
     async fn table(&mut self, name: &str, stream: bool) -> Result<(), ProvisionError> {
-        let (clients, topology) = (self.clients, self.topology);
+        let clients = self.clients;
         use dynamodb::types::{
             AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
             StreamViewType, TableStatus,
@@ -574,7 +575,7 @@ impl Provisioner<'_> {
     }
 
     async fn bucket(&mut self) -> Result<(), ProvisionError> {
-        let (clients, topology) = (self.clients, self.topology);
+        let clients = self.clients;
         let name = self.topology.bucket.name.clone();
         let s3c = &clients.s3;
         match s3c.head_bucket().bucket(&name).send().await {

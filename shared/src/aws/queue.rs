@@ -48,7 +48,10 @@ impl SqsQueue {
     /// Looks the queue up by name.
     pub async fn connect(client: &aws_sdk_sqs::Client, name: &str) -> Result<Self, QueueError> {
         let out = client.get_queue_url().queue_name(name).send().await.map_err(|e| {
-            if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) {
+            // Older servers answer with the query protocol's code for the same error.
+            let missing = e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist())
+                || e.code().is_some_and(|c| c.contains("NonExistentQueue"));
+            if missing {
                 QueueError::NoSuchQueue(name.to_owned())
             } else {
                 QueueError::Backend(describe(&e))
