@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use router_rules::topology::Subscription;
+use router_rules::topology::{RouteSpec, Subscription};
 use router_rules::Topology;
 use switchyard_shared::aws::AwsClients;
 
@@ -61,11 +61,17 @@ pub fn unique_topology(suffix: &str) -> Topology {
     for topic in &mut t.topics {
         topic.name = s(&topic.name);
     }
-    for route in t.routes.values_mut() {
+    let rename = |route: &mut RouteSpec| {
         route.bus = route.bus.as_deref().map(s);
         route.topic = route.topic.as_deref().map(s);
+    };
+    t.routes.values_mut().for_each(rename);
+    t.api.permissions.publish.iter_mut().for_each(rename);
+    for sc in &mut t.stream_consumers {
+        sc.permissions.publish.iter_mut().for_each(rename);
     }
     for c in &mut t.consumers {
+        c.permissions.publish.iter_mut().for_each(rename);
         c.name = s(&c.name);
         for sub in &mut c.subscriptions {
             match sub {

@@ -79,8 +79,7 @@ pub async fn load_sdk_config(endpoint: Option<&str>) -> SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
         .build_https();
-    let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else(Region::new(FALLBACK_REGION));
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http).region(region);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() && std::env::var_os("AWS_PROFILE").is_none() {
@@ -89,7 +88,13 @@ pub async fn load_sdk_config(endpoint: Option<&str>) -> SdkConfig {
             ));
         }
     }
-    loader.load().await
+    // The loader's own region chain (env, profile, IMDS) uses the HTTP client above;
+    // only when it finds nothing does the fallback apply.
+    let config = loader.load().await;
+    if config.region().is_some() {
+        return config;
+    }
+    config.into_builder().region(Region::new(FALLBACK_REGION)).build()
 }
 
 /// One client per service, built from one [`SdkConfig`].
