@@ -33,8 +33,26 @@ use crate::ports::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 const MAX_BATCH: usize = 10;
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
+/// Error codes that mean the request itself was wrong (a retry cannot help).
+const INVALID_REQUEST_CODES: &[&str] = &[
+    "InvalidParameterValue",
+    "InvalidMessageContents",
+    "MissingParameter",
+    "InvalidAttributeValue",
+    "InvalidAttributeName",
+    "BatchRequestTooLong",
+    "TooManyEntriesInBatchRequest",
+    "InvalidBatchEntryId",
+];
+
 /// Heartbeat tasks by receipt handle.
 type Heartbeats = Arc<Mutex<HashMap<String, tokio::task::AbortHandle>>>;
+
+/// SQS's FIFO deduplication window.
+const DEDUP_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// Message ids of this process's recent FIFO sends, by deduplication id.
+type SentIds = Arc<Mutex<HashMap<String, (String, std::time::Instant)>>>;
 
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
@@ -42,6 +60,10 @@ pub struct SqsQueue {
     name: String,
     url: String,
     heartbeats: Option<Heartbeats>,
+    /// AWS answers a deduplicated send with the first message's id; moto
+    /// (5.x) mints a new one. Remembering the ids of our own sends keeps the
+    /// port's promise ("a FIFO duplicate returns the first id") on both.
+    sent: SentIds,
 }
 
 impl SqsQueue {
@@ -58,7 +80,7 @@ impl SqsQueue {
             }
         })?;
         let url = out.queue_url().ok_or_else(|| QueueError::NoSuchQueue(name.to_owned()))?.to_owned();
-        Ok(SqsQueue { client: client.clone(), name: name.to_owned(), url, heartbeats: None })
+        Ok(SqsQueue { client: client.clone(), name: name.to_owned(), url, heartbeats: None, sent: Arc::default() })
     }
 
     /// Keeps received messages invisible while they are being handled (see the module docs).
@@ -145,6 +167,18 @@ impl SqsQueue {
                 *slot = ok.message_id().to_owned();
             }
         }
+        let now = std::time::Instant::now();
+        let mut sent = self.sent.lock().expect("sent-id map");
+        sent.retain(|_, (_, at)| now.duration_since(*at) < DEDUP_WINDOW);
+        for (m, id) in chunk.iter().zip(ids.iter_mut()) {
+            let Some(dedup) = &m.dedup_id else { continue };
+            match sent.get(dedup) {
+                Some((first, _)) => id.clone_from(first),
+                None => {
+                    sent.insert(dedup.clone(), (id.clone(), now));
+                }
+            }
+        }
         Ok(ids)
     }
 
@@ -159,9 +193,7 @@ impl SqsQueue {
             Some(code) if code.contains("ReceiptHandleIsInvalid") || code.contains("MessageNotInflight") => {
                 QueueError::StaleReceipt(describe(&e))
             }
-            Some(code) if code.contains("InvalidParameterValue") || code.contains("InvalidMessageContents") => {
-                QueueError::Invalid(describe(&e))
-            }
+            Some(code) if INVALID_REQUEST_CODES.iter().any(|c| code.contains(c)) => QueueError::Invalid(describe(&e)),
             _ => QueueError::Backend(describe(&e)),
         }
     }
@@ -206,6 +238,15 @@ impl Queue for SqsQueue {
     }
 
     async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
+        // SQS's own rule, checked here too because emulators (moto) let it pass.
+        if let Some(i) = messages.iter().position(|m| m.body.is_empty()) {
+            return Err(QueueError::Invalid(format!("message {i} has an empty body; SQS needs at least 1 character")));
+        }
+        if self.name.ends_with(".fifo") {
+            if let Some(i) = messages.iter().position(|m| m.group_id.is_none()) {
+                return Err(QueueError::Invalid(format!("message {i} has no group id; a FIFO queue needs one")));
+            }
+        }
         let mut ids = Vec::with_capacity(messages.len());
         let mut start = 0;
         while start < messages.len() {
@@ -228,6 +269,9 @@ impl Queue for SqsQueue {
     }
 
     async fn receive(&self, max: usize, visibility: Duration, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+        if max == 0 {
+            return Err(QueueError::Invalid("receive at least 1 message (SQS takes 1 to 10 per call)".into()));
+        }
         let mut out = Vec::new();
         let mut wait = wait.min(MAX_LONG_POLL);
         while out.len() < max {
