@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use switchyard::provision::{provision, AwsResources};
 use switchyard_shared::aws::sdk::sqs::types::QueueAttributeName as A;
 use switchyard_shared::aws::{AwsClients, SqsQueue, CAPABILITIES};
-use switchyard_shared::conformance::{blob_suite, queue_suite, stream_suite, table_suite, QueueHarness};
+use switchyard_shared::conformance::{
+    blob_suite, queue_suite, stream_suite, table_suite, QueueHarness,
+};
 use switchyard_shared::embedded::QueueConfig;
 use switchyard_shared::ports::{Queue, QueueError};
 
@@ -18,7 +20,12 @@ use switchyard_shared::ports::{Queue, QueueError};
 struct SqsHarness(AwsClients);
 
 impl SqsHarness {
-    async fn create(&self, name: &str, fifo: bool, redrive: Option<String>) -> Result<String, QueueError> {
+    async fn create(
+        &self,
+        name: &str,
+        fifo: bool,
+        redrive: Option<String>,
+    ) -> Result<String, QueueError> {
         let mut req = self.0.sqs.create_queue().queue_name(name);
         if fifo {
             req = req.attributes(A::FifoQueue, "true");
@@ -26,8 +33,20 @@ impl SqsHarness {
         if let Some(policy) = redrive {
             req = req.attributes(A::RedrivePolicy, policy);
         }
-        let url = req.send().await.map_err(|e| QueueError::Backend(e.to_string()))?.queue_url.unwrap_or_default();
-        let attrs = self.0.sqs.get_queue_attributes().queue_url(&url).attribute_names(A::QueueArn).send().await;
+        let url = req
+            .send()
+            .await
+            .map_err(|e| QueueError::Backend(e.to_string()))?
+            .queue_url
+            .unwrap_or_default();
+        let attrs = self
+            .0
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(A::QueueArn)
+            .send()
+            .await;
         attrs
             .ok()
             .and_then(|a| a.attributes)
@@ -55,7 +74,9 @@ async fn resources(endpoint: &str) -> (AwsClients, AwsResources) {
     let clients = aws_common::clients(endpoint).await;
     let topology = aws_common::unique_topology(&aws_common::suffix());
     provision(&topology, &clients).await.expect("provision");
-    let r = AwsResources::connect(&topology, &clients).await.expect("connect");
+    let r = AwsResources::connect(&topology, &clients)
+        .await
+        .expect("connect");
     (clients, r)
 }
 

@@ -32,7 +32,11 @@ impl Drop for Reaped {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn sqs_record(message_id: &str, body: &str) -> Value {
@@ -62,7 +66,11 @@ async fn order_processor_binary_answers_a_real_sqs_event() {
         return;
     };
     let bootstrap = dir.join("order-processor").join("bootstrap");
-    assert!(bootstrap.is_file(), "{} is missing: run `cargo lambda build --release`", bootstrap.display());
+    assert!(
+        bootstrap.is_file(),
+        "{} is missing: run `cargo lambda build --release`",
+        bootstrap.display()
+    );
 
     let clients = aws_common::clients(&endpoint).await;
     let topology = aws_common::unique_topology(&aws_common::suffix());
@@ -73,15 +81,29 @@ async fn order_processor_binary_answers_a_real_sqs_event() {
     let port = free_port();
     let _watch = Reaped(
         Command::new("cargo")
-            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("cargo lambda on PATH"),
     );
-    aws_common::eventually("cargo lambda watch to listen", Duration::from_secs(60), || async {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(drop)
-    })
+    aws_common::eventually(
+        "cargo lambda watch to listen",
+        Duration::from_secs(60),
+        || async {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(drop)
+        },
+    )
     .await;
 
     let _function = Reaped(
@@ -118,17 +140,40 @@ async fn order_processor_binary_answers_a_real_sqs_event() {
     let payload = dir.path().join("sqs-event.json");
     std::fs::write(&payload, event.to_string()).unwrap();
     let out = Command::new("cargo")
-        .args(["lambda", "invoke", "-A", "127.0.0.1", "-P", &port.to_string(), "--output-format", "json", "--data-file"])
+        .args([
+            "lambda",
+            "invoke",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "--output-format",
+            "json",
+            "--data-file",
+        ])
         .arg(&payload)
         .arg("_")
         .output()
         .unwrap();
-    assert!(out.status.success(), "invoke failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "invoke failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let response: SqsBatchResponse = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
     assert_eq!(failed, ["m-bad"], "only the malformed message comes back");
 
-    let order = resources.table.get(&order_key("o-lambda")).await.unwrap().expect("the order item is in moto's DynamoDB");
+    let order = resources
+        .table
+        .get(&order_key("o-lambda"))
+        .await
+        .unwrap()
+        .expect("the order item is in moto's DynamoDB");
     assert_eq!(order["status"], "PLACED");
 }

@@ -30,9 +30,12 @@ pub async fn run(global: &GlobalArgs, args: ProvisionArgs) -> anyhow::Result<Exi
     }
     let topology = super::load_topology(global)?;
     let clients = AwsClients::connect(args.endpoint.as_deref()).await;
-    let report = provision(&topology, &clients)
-        .await
-        .with_context(|| format!("provisioning in {}", args.endpoint.as_deref().unwrap_or("AWS")))?;
+    let report = provision(&topology, &clients).await.with_context(|| {
+        format!(
+            "provisioning in {}",
+            args.endpoint.as_deref().unwrap_or("AWS")
+        )
+    })?;
     for step in &report.steps {
         println!("{:<9} {}", step.change, step.resource);
     }
@@ -47,7 +50,11 @@ pub async fn run(global: &GlobalArgs, args: ProvisionArgs) -> anyhow::Result<Exi
 
 /// `switchyard up --backend aws`: the pollers and the HTTP API on the
 /// provisioned resources, until Ctrl-C or SIGTERM.
-pub async fn up(topology: Arc<Topology>, endpoint: Option<&str>, port: u16) -> anyhow::Result<ExitCode> {
+pub async fn up(
+    topology: Arc<Topology>,
+    endpoint: Option<&str>,
+    port: u16,
+) -> anyhow::Result<ExitCode> {
     let clients = AwsClients::connect(endpoint).await;
     let mut system = AwsSystem::connect(topology, &clients).await?;
     system.start(&RuntimeOptions::default()).await?;
@@ -59,11 +66,17 @@ pub async fn up(topology: Arc<Topology>, endpoint: Option<&str>, port: u16) -> a
         // One flushed line on stdout, so scripts and tests can find the port.
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "switchyard up: API on http://{addr} (backend aws, {})", endpoint.unwrap_or("AWS"))?;
+        writeln!(
+            stdout,
+            "switchyard up: API on http://{addr} (backend aws, {})",
+            endpoint.unwrap_or("AWS")
+        )?;
         stdout.flush()?;
     }
     let app = switchyard_producer::api::router(system.api_state());
-    axum::serve(listener, app).with_graceful_shutdown(super::up::shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(super::up::shutdown_signal())
+        .await?;
     eprintln!("switchyard up: stopping pollers after their current batch");
     system.shutdown().await;
     Ok(ExitCode::SUCCESS)

@@ -49,7 +49,12 @@ impl AwsSystem {
     /// Connects to the provisioned resources (see [`AwsResources::connect`]).
     pub async fn connect(topology: Arc<Topology>, clients: &AwsClients) -> anyhow::Result<Self> {
         let resources = AwsResources::connect(&topology, clients).await?;
-        Ok(AwsSystem { resources, topology, workers: Vec::new(), shutdown: watch::channel(false).0 })
+        Ok(AwsSystem {
+            resources,
+            topology,
+            workers: Vec::new(),
+            shutdown: watch::channel(false).0,
+        })
     }
 
     pub fn api_state(&self) -> ApiState {
@@ -75,8 +80,12 @@ impl AwsSystem {
     pub async fn start(&mut self, options: &RuntimeOptions) -> anyhow::Result<()> {
         let deps = self.deps(options);
         for c in &self.topology.consumers {
-            let handler = registry::sqs_handler(&c.handler, &c.name, &deps)
-                .with_context(|| format!("consumer {}: no handler named {:?} in this build", c.name, c.handler))?;
+            let handler = registry::sqs_handler(&c.handler, &c.name, &deps).with_context(|| {
+                format!(
+                    "consumer {}: no handler named {:?} in this build",
+                    c.name, c.handler
+                )
+            })?;
             let config = QueueWorkerConfig {
                 consumer: c.name.clone(),
                 batch_size: c.queue.batch_size as usize,
@@ -86,13 +95,22 @@ impl AwsSystem {
                 retry_cap: options.retry_cap,
             };
             let queue: Arc<dyn Queue> = self.resources.queues[&c.name].clone();
-            self.workers.push(tokio::spawn(runtime::run_queue_worker(queue, handler, config, self.shutdown.subscribe())));
+            self.workers.push(tokio::spawn(runtime::run_queue_worker(
+                queue,
+                handler,
+                config,
+                self.shutdown.subscribe(),
+            )));
         }
         for s in &self.topology.stream_consumers {
-            let reactor = Arc::new(
-                registry::stream_handler(&s.handler, &deps)
-                    .with_context(|| format!("stream consumer {}: no handler named {:?}", s.name, s.handler))?,
-            );
+            let reactor = Arc::new(registry::stream_handler(&s.handler, &deps).with_context(
+                || {
+                    format!(
+                        "stream consumer {}: no handler named {:?}",
+                        s.name, s.handler
+                    )
+                },
+            )?);
             let on_failure: Arc<dyn Queue> = self.resources.stream_failures[&s.name].clone();
             let config = StreamWorkerConfig {
                 consumer: s.name.clone(),
@@ -103,8 +121,17 @@ impl AwsSystem {
             };
             let stream: Arc<dyn ChangeStream> = self.resources.stream.clone();
             // Fail now, not in the background, if the stream cannot be read at all.
-            stream.shards().await.context("listing the table stream's shards")?;
-            self.workers.push(tokio::spawn(watch_shards(stream, reactor, on_failure, config, self.shutdown.subscribe())));
+            stream
+                .shards()
+                .await
+                .context("listing the table stream's shards")?;
+            self.workers.push(tokio::spawn(watch_shards(
+                stream,
+                reactor,
+                on_failure,
+                config,
+                self.shutdown.subscribe(),
+            )));
         }
         Ok(())
     }
@@ -144,7 +171,9 @@ async fn watch_shards(
                     )));
                 }
             }
-            Err(e) => tracing::error!(consumer = %config.consumer, error = %e, "listing stream shards failed"),
+            Err(e) => {
+                tracing::error!(consumer = %config.consumer, error = %e, "listing stream shards failed")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(SHARD_SCAN) => {}

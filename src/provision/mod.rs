@@ -46,7 +46,10 @@ pub enum ProvisionError {
 
 fn aws_err<E: std::error::Error>(what: impl Into<String>) -> impl FnOnce(E) -> ProvisionError {
     let what = what.into();
-    move |e| ProvisionError::Aws { what, message: sqs::error::DisplayErrorContext(&e).to_string() }
+    move |e| ProvisionError::Aws {
+        what,
+        message: sqs::error::DisplayErrorContext(&e).to_string(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +125,10 @@ struct Provisioner<'a> {
 }
 
 /// Creates (or converges) every resource of the topology.
-pub async fn provision(topology: &Topology, clients: &AwsClients) -> Result<ProvisionReport, ProvisionError> {
+pub async fn provision(
+    topology: &Topology,
+    clients: &AwsClients,
+) -> Result<ProvisionReport, ProvisionError> {
     let mut p = Provisioner {
         clients,
         topology,
@@ -141,16 +147,33 @@ pub async fn provision(topology: &Topology, clients: &AwsClients) -> Result<Prov
 
 impl Provisioner<'_> {
     fn topic_arn(&self, name: &str) -> String {
-        let fifo = self.topology.topics.iter().any(|t| t.name == name && t.fifo);
-        format!("arn:aws:sns:{}:{}:{}", self.region, self.account, topic_resource_name(name, fifo))
+        let fifo = self
+            .topology
+            .topics
+            .iter()
+            .any(|t| t.name == name && t.fifo);
+        format!(
+            "arn:aws:sns:{}:{}:{}",
+            self.region,
+            self.account,
+            topic_resource_name(name, fifo)
+        )
     }
 
     fn rule_arn(&self, bus: &str, rule: &str) -> String {
-        format!("arn:aws:events:{}:{}:rule/{bus}/{rule}", self.region, self.account)
+        format!(
+            "arn:aws:events:{}:{}:rule/{bus}/{rule}",
+            self.region, self.account
+        )
     }
 
     /// Creates the queue or converges its attributes; returns its ARN.
-    async fn queue(&mut self, name: &str, fifo: bool, mut attrs: HashMap<sqs::types::QueueAttributeName, String>) -> Result<String, ProvisionError> {
+    async fn queue(
+        &mut self,
+        name: &str,
+        fifo: bool,
+        mut attrs: HashMap<sqs::types::QueueAttributeName, String>,
+    ) -> Result<String, ProvisionError> {
         let clients = self.clients;
         use sqs::types::QueueAttributeName as A;
         let sqs = &clients.sqs;
@@ -158,8 +181,10 @@ impl Provisioner<'_> {
         let url = match existing {
             Ok(out) => out.queue_url.unwrap_or_default(),
             Err(e)
-                if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist())
-                    || sqs::error::ProvideErrorMetadata::code(&e).is_some_and(|c| c.contains("NonExistentQueue")) =>
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_queue_does_not_exist())
+                    || sqs::error::ProvideErrorMetadata::code(&e)
+                        .is_some_and(|c| c.contains("NonExistentQueue")) =>
             {
                 if fifo {
                     attrs.insert(A::FifoQueue, "true".into());
@@ -195,7 +220,8 @@ impl Provisioner<'_> {
             })
             .collect();
         if differs.is_empty() {
-            self.report.record(format!("queue {name}"), Change::Unchanged);
+            self.report
+                .record(format!("queue {name}"), Change::Unchanged);
         } else {
             sqs.set_queue_attributes()
                 .queue_url(&url)
@@ -205,10 +231,9 @@ impl Provisioner<'_> {
                 .map_err(aws_err(format!("update queue {name}")))?;
             self.report.record(format!("queue {name}"), Change::Updated);
         }
-        current
-            .get(&A::QueueArn)
-            .cloned()
-            .ok_or_else(|| ProvisionError::Invalid(format!("queue {name} has no QueueArn attribute")))
+        current.get(&A::QueueArn).cloned().ok_or_else(|| {
+            ProvisionError::Invalid(format!("queue {name} has no QueueArn attribute"))
+        })
     }
 
     async fn queue_arn(&self, url: &str) -> Result<String, ProvisionError> {
@@ -224,7 +249,9 @@ impl Provisioner<'_> {
             .map_err(aws_err(format!("read queue {url}")))?;
         out.attributes
             .and_then(|mut a| a.remove(&A::QueueArn))
-            .ok_or_else(|| ProvisionError::Invalid(format!("queue {url} has no QueueArn attribute")))
+            .ok_or_else(|| {
+                ProvisionError::Invalid(format!("queue {url} has no QueueArn attribute"))
+            })
     }
 
     /// The queue policy letting each of the consumer's topics and rules send to it.
@@ -234,8 +261,16 @@ impl Provisioner<'_> {
             .iter()
             .map(|s| {
                 let (sid, service, source) = match s {
-                    Subscription::Topic(t) => (format!("topic-{}", t.topic), "sns.amazonaws.com", self.topic_arn(&t.topic)),
-                    Subscription::Bus(b) => (format!("rule-{}-{}", b.bus, b.rule), "events.amazonaws.com", self.rule_arn(&b.bus, &b.rule)),
+                    Subscription::Topic(t) => (
+                        format!("topic-{}", t.topic),
+                        "sns.amazonaws.com",
+                        self.topic_arn(&t.topic),
+                    ),
+                    Subscription::Bus(b) => (
+                        format!("rule-{}-{}", b.bus, b.rule),
+                        "events.amazonaws.com",
+                        self.rule_arn(&b.bus, &b.rule),
+                    ),
                 };
                 json!({
                     "Sid": sid,
@@ -256,10 +291,16 @@ impl Provisioner<'_> {
         let fourteen_days = (14 * 24 * 3600).to_string();
         for c in &topology.consumers {
             let dlq_arn = self
-                .queue(&c.dlq_name(), c.queue.fifo, HashMap::from([(A::MessageRetentionPeriod, fourteen_days.clone())]))
+                .queue(
+                    &c.dlq_name(),
+                    c.queue.fifo,
+                    HashMap::from([(A::MessageRetentionPeriod, fourteen_days.clone())]),
+                )
                 .await?;
             if self.account.is_empty() {
-                let (_, account) = arn_parts(&dlq_arn).ok_or_else(|| ProvisionError::Invalid(format!("unexpected queue ARN {dlq_arn}")))?;
+                let (_, account) = arn_parts(&dlq_arn).ok_or_else(|| {
+                    ProvisionError::Invalid(format!("unexpected queue ARN {dlq_arn}"))
+                })?;
                 self.account = account.to_owned();
             }
             let queue_name = c.queue_name();
@@ -281,7 +322,12 @@ impl Provisioner<'_> {
         }
         for s in &topology.stream_consumers {
             let name = s.on_failure_queue();
-            self.queue(&name, false, HashMap::from([(A::MessageRetentionPeriod, fourteen_days.clone())])).await?;
+            self.queue(
+                &name,
+                false,
+                HashMap::from([(A::MessageRetentionPeriod, fourteen_days.clone())]),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -293,8 +339,15 @@ impl Provisioner<'_> {
             let name = &bus.name;
             match eb.describe_event_bus().name(name).send().await {
                 Ok(_) => self.report.record(format!("bus {name}"), Change::Unchanged),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
-                    eb.create_event_bus().name(name).send().await.map_err(aws_err(format!("create bus {name}")))?;
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                {
+                    eb.create_event_bus()
+                        .name(name)
+                        .send()
+                        .await
+                        .map_err(aws_err(format!("create bus {name}")))?;
                     self.report.record(format!("bus {name}"), Change::Created);
                 }
                 Err(e) => return Err(aws_err(format!("look up bus {name}"))(e)),
@@ -305,13 +358,26 @@ impl Provisioner<'_> {
                 let Subscription::Bus(b) = s else { continue };
                 let pattern = b.pattern.to_string();
                 let what = format!("rule {}/{}", b.bus, b.rule);
-                let current = eb.describe_rule().name(&b.rule).event_bus_name(&b.bus).send().await;
+                let current = eb
+                    .describe_rule()
+                    .name(&b.rule)
+                    .event_bus_name(&b.bus)
+                    .send()
+                    .await;
                 let change = match current {
-                    Ok(r) if same_json(r.event_pattern(), &pattern) && r.state() == Some(&eventbridge::types::RuleState::Enabled) => {
+                    Ok(r)
+                        if same_json(r.event_pattern(), &pattern)
+                            && r.state() == Some(&eventbridge::types::RuleState::Enabled) =>
+                    {
                         Change::Unchanged
                     }
                     Ok(_) => Change::Updated,
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Change::Created,
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                    {
+                        Change::Created
+                    }
                     Err(e) => return Err(aws_err(format!("look up {what}"))(e)),
                 };
                 if change != Change::Unchanged {
@@ -332,7 +398,12 @@ impl Provisioner<'_> {
         Ok(())
     }
 
-    async fn rule_target(&mut self, c: &ConsumerSpec, bus: &str, rule: &str) -> Result<(), ProvisionError> {
+    async fn rule_target(
+        &mut self,
+        c: &ConsumerSpec,
+        bus: &str,
+        rule: &str,
+    ) -> Result<(), ProvisionError> {
         let clients = self.clients;
         let eb = &clients.eventbridge;
         let queue_arn = &self.queue_arns[&c.name];
@@ -351,10 +422,16 @@ impl Provisioner<'_> {
             None => Change::Created,
         };
         if change != Change::Unchanged {
-            let mut target = eventbridge::types::Target::builder().id(&c.name).arn(queue_arn);
+            let mut target = eventbridge::types::Target::builder()
+                .id(&c.name)
+                .arn(queue_arn);
             if c.queue.fifo {
                 // EventBridge needs a group id for FIFO targets; one group keeps the bus's order.
-                target = target.sqs_parameters(eventbridge::types::SqsParameters::builder().message_group_id(&c.name).build());
+                target = target.sqs_parameters(
+                    eventbridge::types::SqsParameters::builder()
+                        .message_group_id(&c.name)
+                        .build(),
+                );
             }
             let target = target.build().map_err(aws_err(format!("build {what}")))?;
             let out = eb
@@ -369,9 +446,18 @@ impl Provisioner<'_> {
                 let why: Vec<String> = out
                     .failed_entries()
                     .iter()
-                    .map(|f| format!("{}: {}", f.error_code().unwrap_or_default(), f.error_message().unwrap_or_default()))
+                    .map(|f| {
+                        format!(
+                            "{}: {}",
+                            f.error_code().unwrap_or_default(),
+                            f.error_message().unwrap_or_default()
+                        )
+                    })
                     .collect();
-                return Err(ProvisionError::Aws { what, message: why.join("; ") });
+                return Err(ProvisionError::Aws {
+                    what,
+                    message: why.join("; "),
+                });
             }
         }
         self.report.record(what, change);
@@ -386,7 +472,8 @@ impl Provisioner<'_> {
             let arn = self.topic_arn(&t.name);
             let resource = topic_resource_name(&t.name, t.fifo);
             if existing.contains(&arn) {
-                self.report.record(format!("topic {resource}"), Change::Unchanged);
+                self.report
+                    .record(format!("topic {resource}"), Change::Unchanged);
             } else {
                 let mut attrs = HashMap::new();
                 if t.fifo {
@@ -400,22 +487,32 @@ impl Provisioner<'_> {
                     .await
                     .map_err(aws_err(format!("create topic {resource}")))?;
                 if out.topic_arn() != Some(arn.as_str()) {
-                    return Err(ProvisionError::Invalid(format!("topic {resource} got ARN {:?}, expected {arn}", out.topic_arn())));
+                    return Err(ProvisionError::Invalid(format!(
+                        "topic {resource} got ARN {:?}, expected {arn}",
+                        out.topic_arn()
+                    )));
                 }
-                self.report.record(format!("topic {resource}"), Change::Created);
+                self.report
+                    .record(format!("topic {resource}"), Change::Created);
             }
         }
         for c in &topology.consumers {
             for s in &c.subscriptions {
-                let Subscription::Topic(sub) = s else { continue };
+                let Subscription::Topic(sub) = s else {
+                    continue;
+                };
                 let topic_arn = self.topic_arn(&sub.topic);
                 let queue_arn = self.queue_arns[&c.name].clone();
                 let wanted = BTreeMap::from([
                     ("RawMessageDelivery", "true".to_owned()),
                     ("FilterPolicy", sub.filter_policy.to_string()),
-                    ("FilterPolicyScope", sub.filter_policy_scope.as_str().to_owned()),
+                    (
+                        "FilterPolicyScope",
+                        sub.filter_policy_scope.as_str().to_owned(),
+                    ),
                 ]);
-                self.subscription(&topic_arn, &sub.topic, &queue_arn, &c.queue_name(), wanted).await?;
+                self.subscription(&topic_arn, &sub.topic, &queue_arn, &c.queue_name(), wanted)
+                    .await?;
             }
         }
         Ok(())
@@ -458,7 +555,9 @@ impl Provisioner<'_> {
                 .topic_arn(topic_arn)
                 .protocol("sqs")
                 .endpoint(queue_arn)
-                .set_attributes(Some(wanted.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+                .set_attributes(Some(
+                    wanted.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                ))
                 .return_subscription_arn(true)
                 .send()
                 .await
@@ -504,8 +603,8 @@ impl Provisioner<'_> {
     async fn table(&mut self, name: &str, stream: bool) -> Result<(), ProvisionError> {
         let clients = self.clients;
         use dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
-            StreamViewType, TableStatus,
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            StreamSpecification, StreamViewType, TableStatus,
         };
         let ddb = &clients.dynamodb;
         let what = format!("table {name}");
@@ -520,7 +619,8 @@ impl Provisioner<'_> {
             Ok(out) => {
                 let current = out.table().and_then(|t| t.stream_specification());
                 let has_stream = current.is_some_and(|s| {
-                    s.stream_enabled() && s.stream_view_type() == Some(&StreamViewType::NewAndOldImages)
+                    s.stream_enabled()
+                        && s.stream_view_type() == Some(&StreamViewType::NewAndOldImages)
                 });
                 if stream && !has_stream {
                     ddb.update_table()
@@ -534,7 +634,10 @@ impl Provisioner<'_> {
                     self.report.record(what, Change::Unchanged);
                 }
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
                 let attr = |n: &str| {
                     AttributeDefinition::builder()
                         .attribute_name(n)
@@ -543,7 +646,11 @@ impl Provisioner<'_> {
                         .map_err(aws_err("build attribute"))
                 };
                 let key = |n: &str, t: KeyType| {
-                    KeySchemaElement::builder().attribute_name(n).key_type(t).build().map_err(aws_err("build key"))
+                    KeySchemaElement::builder()
+                        .attribute_name(n)
+                        .key_type(t)
+                        .build()
+                        .map_err(aws_err("build key"))
                 };
                 ddb.create_table()
                     .table_name(name)
@@ -563,12 +670,19 @@ impl Provisioner<'_> {
         // Wait for ACTIVE (a condition with a deadline), polling DescribeTable.
         let deadline = tokio::time::Instant::now() + TABLE_READY_DEADLINE;
         loop {
-            let out = ddb.describe_table().table_name(name).send().await.map_err(aws_err(format!("look up {name}")))?;
+            let out = ddb
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .map_err(aws_err(format!("look up {name}")))?;
             if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ProvisionError::Invalid(format!("table {name} is not ACTIVE after {TABLE_READY_DEADLINE:?}")));
+                return Err(ProvisionError::Invalid(format!(
+                    "table {name} is not ACTIVE after {TABLE_READY_DEADLINE:?}"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -579,12 +693,16 @@ impl Provisioner<'_> {
         let name = self.topology.bucket.name.clone();
         let s3c = &clients.s3;
         match s3c.head_bucket().bucket(&name).send().await {
-            Ok(_) => self.report.record(format!("bucket {name}"), Change::Unchanged),
+            Ok(_) => self
+                .report
+                .record(format!("bucket {name}"), Change::Unchanged),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
                 // us-east-1 is the one region that takes no location constraint.
                 let config = (self.region != "us-east-1").then(|| {
                     s3::types::CreateBucketConfiguration::builder()
-                        .location_constraint(s3::types::BucketLocationConstraint::from(self.region.as_str()))
+                        .location_constraint(s3::types::BucketLocationConstraint::from(
+                            self.region.as_str(),
+                        ))
                         .build()
                 });
                 s3c.create_bucket()
@@ -593,7 +711,8 @@ impl Provisioner<'_> {
                     .send()
                     .await
                     .map_err(aws_err(format!("create bucket {name}")))?;
-                self.report.record(format!("bucket {name}"), Change::Created);
+                self.report
+                    .record(format!("bucket {name}"), Change::Created);
             }
             Err(e) => return Err(aws_err(format!("look up bucket {name}"))(e)),
         }
@@ -606,8 +725,17 @@ pub(crate) async fn list_topic_arns(sns: &sns::Client) -> Result<Vec<String>, Pr
     let mut arns = Vec::new();
     let mut token = None;
     loop {
-        let page = sns.list_topics().set_next_token(token).send().await.map_err(aws_err("list topics"))?;
-        arns.extend(page.topics().iter().filter_map(|t| t.topic_arn().map(str::to_owned)));
+        let page = sns
+            .list_topics()
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(aws_err("list topics"))?;
+        arns.extend(
+            page.topics()
+                .iter()
+                .filter_map(|t| t.topic_arn().map(str::to_owned)),
+        );
         token = page.next_token;
         if token.is_none() {
             return Ok(arns);
@@ -635,7 +763,10 @@ mod tests {
 
     #[test]
     fn arns_split_into_region_and_account() {
-        assert_eq!(arn_parts("arn:aws:sqs:eu-west-1:123456789012:q"), Some(("eu-west-1", "123456789012")));
+        assert_eq!(
+            arn_parts("arn:aws:sqs:eu-west-1:123456789012:q"),
+            Some(("eu-west-1", "123456789012"))
+        );
         assert_eq!(arn_parts("nope"), None);
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use router_rules::Topology;
 use switchyard_shared::aws::publish::TopicTarget;
-use switchyard_shared::aws::{AwsClients, AwsPublisher, DynamoStream, DynamoTable, PublishTargets, S3Blobs, SqsQueue};
+use switchyard_shared::aws::{
+    AwsClients, AwsPublisher, DynamoStream, DynamoTable, PublishTargets, S3Blobs, SqsQueue,
+};
 use switchyard_shared::ports::Destination;
 
 use super::{list_topic_arns, topic_resource_name, ProvisionError};
@@ -30,9 +32,14 @@ pub struct AwsResources {
 impl AwsResources {
     /// Looks every resource up; a missing one is an error that says to run
     /// `switchyard provision` first.
-    pub async fn connect(topology: &Topology, clients: &AwsClients) -> Result<Self, ProvisionError> {
-        let missing = |what: String| move |e: String| {
-            ProvisionError::Invalid(format!("{what} is not provisioned ({e}); run `switchyard provision --backend aws` first"))
+    pub async fn connect(
+        topology: &Topology,
+        clients: &AwsClients,
+    ) -> Result<Self, ProvisionError> {
+        let missing = |what: String| {
+            move |e: String| {
+                ProvisionError::Invalid(format!("{what} is not provisioned ({e}); run `switchyard provision --backend aws` first"))
+            }
         };
         let queue = |name: String| async move {
             SqsQueue::connect(&clients.sqs, &name)
@@ -44,7 +51,8 @@ impl AwsResources {
         let mut dlqs = BTreeMap::new();
         for c in &topology.consumers {
             // Pollers keep long jobs invisible with a heartbeat, as Lambda's event source mapping does.
-            let polled = Arc::new(Arc::unwrap_or_clone(queue(c.queue_name()).await?).with_heartbeat());
+            let polled =
+                Arc::new(Arc::unwrap_or_clone(queue(c.queue_name()).await?).with_heartbeat());
             queues.insert(c.name.clone(), polled);
             dlqs.insert(c.name.clone(), queue(c.dlq_name()).await?);
         }
@@ -61,7 +69,10 @@ impl AwsResources {
             table: Arc::new(DynamoTable::new(&clients.dynamodb, table_name)),
             stream: Arc::new(stream),
             blobs: Arc::new(S3Blobs::new(&clients.s3, &topology.bucket.name)),
-            publisher: Arc::new(AwsPublisher::new(clients, publish_targets(topology, clients).await?)),
+            publisher: Arc::new(AwsPublisher::new(
+                clients,
+                publish_targets(topology, clients).await?,
+            )),
             queues,
             dlqs,
             stream_failures,
@@ -70,10 +81,20 @@ impl AwsResources {
 }
 
 /// Routes from the topology, bus names as they are, topic ARNs looked up.
-pub async fn publish_targets(topology: &Topology, clients: &AwsClients) -> Result<PublishTargets, ProvisionError> {
-    let routes: BTreeMap<String, Destination> =
-        topology.routes.iter().filter_map(|(t, r)| Some((t.clone(), r.destination()?))).collect();
-    let buses = topology.buses.iter().map(|b| (b.name.clone(), b.name.clone())).collect();
+pub async fn publish_targets(
+    topology: &Topology,
+    clients: &AwsClients,
+) -> Result<PublishTargets, ProvisionError> {
+    let routes: BTreeMap<String, Destination> = topology
+        .routes
+        .iter()
+        .filter_map(|(t, r)| Some((t.clone(), r.destination()?)))
+        .collect();
+    let buses = topology
+        .buses
+        .iter()
+        .map(|b| (b.name.clone(), b.name.clone()))
+        .collect();
     let arns = list_topic_arns(&clients.sns).await?;
     let mut topics = BTreeMap::new();
     for t in &topology.topics {
@@ -84,7 +105,17 @@ pub async fn publish_targets(topology: &Topology, clients: &AwsClients) -> Resul
             .ok_or_else(|| {
                 ProvisionError::Invalid(format!("topic {resource} is not provisioned; run `switchyard provision --backend aws` first"))
             })?;
-        topics.insert(t.name.clone(), TopicTarget { arn: arn.clone(), fifo: t.fifo });
+        topics.insert(
+            t.name.clone(),
+            TopicTarget {
+                arn: arn.clone(),
+                fifo: t.fifo,
+            },
+        );
     }
-    Ok(PublishTargets { routes, buses, topics })
+    Ok(PublishTargets {
+        routes,
+        buses,
+        topics,
+    })
 }

@@ -22,7 +22,9 @@ pub fn endpoint() -> Option<String> {
     match std::env::var(ENDPOINT_VAR) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!("skipped: {ENDPOINT_VAR} is not set; run scripts/test-aws to test against moto");
+            eprintln!(
+                "skipped: {ENDPOINT_VAR} is not set; run scripts/test-aws to test against moto"
+            );
             None
         }
     }
@@ -98,7 +100,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < until, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -15,10 +15,17 @@ async fn main() -> Result<(), Error> {
         Some(path) => Topology::load(path.as_ref())?,
         None => Topology::builtin(),
     };
-    let routes: BTreeMap<_, _> =
-        topology.routes.iter().filter_map(|(t, r)| Some((t.clone(), r.destination()?))).collect();
+    let routes: BTreeMap<_, _> = topology
+        .routes
+        .iter()
+        .filter_map(|(t, r)| Some((t.clone(), r.destination()?)))
+        .collect();
     let adapters = LambdaAdapters::from_env(routes, true).await?;
-    let app = router(ApiState { table: adapters.table, blobs: adapters.blobs, publisher: adapters.publisher });
+    let app = router(ApiState {
+        table: adapters.table,
+        blobs: adapters.blobs,
+        publisher: adapters.publisher,
+    });
     tracing::info!("ready");
     lambda_http::run(app).await
 }

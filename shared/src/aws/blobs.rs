@@ -44,14 +44,23 @@ enum Source<'a> {
 
 impl S3Blobs {
     pub fn new(client: &aws_sdk_s3::Client, bucket: &str) -> Self {
-        S3Blobs { client: client.clone(), bucket: bucket.to_owned(), part_size: MULTIPART_THRESHOLD }
+        S3Blobs {
+            client: client.clone(),
+            bucket: bucket.to_owned(),
+            part_size: MULTIPART_THRESHOLD,
+        }
     }
 
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
 
-    fn error<E, R>(&self, what: &str, key: &BlobKey, e: aws_sdk_s3::error::SdkError<E, R>) -> BlobError
+    fn error<E, R>(
+        &self,
+        what: &str,
+        key: &BlobKey,
+        e: aws_sdk_s3::error::SdkError<E, R>,
+    ) -> BlobError
     where
         E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
@@ -66,7 +75,12 @@ impl S3Blobs {
 
     /// Uploads a file, streaming it from disk: in one request if small,
     /// otherwise as a multipart upload of [`MULTIPART_THRESHOLD`]-sized parts.
-    pub async fn put_file(&self, key: &BlobKey, path: &Path, content_type: &str) -> Result<(), BlobError> {
+    pub async fn put_file(
+        &self,
+        key: &BlobKey,
+        path: &Path,
+        content_type: &str,
+    ) -> Result<(), BlobError> {
         let len = tokio::fs::metadata(path)
             .await
             .map_err(|e| BlobError::Backend(format!("read {}: {e}", path.display())))?
@@ -77,10 +91,16 @@ impl S3Blobs {
                 .map_err(|e| BlobError::Backend(format!("read {}: {e}", path.display())))?;
             return self.put_object(key, body, content_type).await;
         }
-        self.multipart(key, Source::File(path), len, content_type).await
+        self.multipart(key, Source::File(path), len, content_type)
+            .await
     }
 
-    async fn put_object(&self, key: &BlobKey, body: ByteStream, content_type: &str) -> Result<(), BlobError> {
+    async fn put_object(
+        &self,
+        key: &BlobKey,
+        body: ByteStream,
+        content_type: &str,
+    ) -> Result<(), BlobError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -93,7 +113,13 @@ impl S3Blobs {
         Ok(())
     }
 
-    async fn multipart(&self, key: &BlobKey, source: Source<'_>, len: u64, content_type: &str) -> Result<(), BlobError> {
+    async fn multipart(
+        &self,
+        key: &BlobKey,
+        source: Source<'_>,
+        len: u64,
+        content_type: &str,
+    ) -> Result<(), BlobError> {
         let upload = self
             .client
             .create_multipart_upload()
@@ -105,15 +131,23 @@ impl S3Blobs {
             .map_err(|e| self.error("start upload of", key, e))?;
         let upload_id = upload
             .upload_id()
-            .ok_or_else(|| BlobError::Backend("S3 started a multipart upload without an id".into()))?
+            .ok_or_else(|| {
+                BlobError::Backend("S3 started a multipart upload without an id".into())
+            })?
             .to_owned();
         let result = self.upload_parts(key, &source, len, &upload_id).await;
         let parts = match result {
             Ok(parts) => parts,
             Err(e) => {
                 // Abort so S3 does not keep (and bill) the parts already sent.
-                if let Err(abort) =
-                    self.client.abort_multipart_upload().bucket(&self.bucket).key(key.as_str()).upload_id(&upload_id).send().await
+                if let Err(abort) = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key.as_str())
+                    .upload_id(&upload_id)
+                    .send()
+                    .await
                 {
                     tracing::warn!(%key, error = %describe(&abort), "could not abort multipart upload");
                 }
@@ -125,21 +159,33 @@ impl S3Blobs {
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(&upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| self.error("complete upload of", key, e))?;
         Ok(())
     }
 
-    async fn upload_parts(&self, key: &BlobKey, source: &Source<'_>, len: u64, upload_id: &str) -> Result<Vec<CompletedPart>, BlobError> {
+    async fn upload_parts(
+        &self,
+        key: &BlobKey,
+        source: &Source<'_>,
+        len: u64,
+        upload_id: &str,
+    ) -> Result<Vec<CompletedPart>, BlobError> {
         let mut parts = Vec::new();
         let mut offset = 0u64;
         let mut number = 1;
         while offset < len {
             let size = self.part_size.min(len - offset);
             let body = match source {
-                Source::Memory(bytes) => ByteStream::from(bytes.slice(offset as usize..(offset + size) as usize)),
+                Source::Memory(bytes) => {
+                    ByteStream::from(bytes.slice(offset as usize..(offset + size) as usize))
+                }
                 Source::File(path) => ByteStream::read_from()
                     .path(path)
                     .offset(offset)
@@ -159,7 +205,12 @@ impl S3Blobs {
                 .send()
                 .await
                 .map_err(|e| self.error("upload part of", key, e))?;
-            parts.push(CompletedPart::builder().set_e_tag(out.e_tag).part_number(number).build());
+            parts.push(
+                CompletedPart::builder()
+                    .set_e_tag(out.e_tag)
+                    .part_number(number)
+                    .build(),
+            );
             offset += size;
             number += 1;
         }
@@ -172,31 +223,56 @@ impl BlobStore for S3Blobs {
     async fn put(&self, key: &BlobKey, bytes: Bytes, content_type: &str) -> Result<(), BlobError> {
         let len = bytes.len() as u64;
         if len > self.part_size {
-            return self.multipart(key, Source::Memory(&bytes), len, content_type).await;
+            return self
+                .multipart(key, Source::Memory(&bytes), len, content_type)
+                .await;
         }
-        self.put_object(key, ByteStream::from(bytes), content_type).await
+        self.put_object(key, ByteStream::from(bytes), content_type)
+            .await
     }
 
     async fn get(&self, key: &BlobKey) -> Result<Blob, BlobError> {
-        let out = self.client.get_object().bucket(&self.bucket).key(key.as_str()).send().await.map_err(|e| {
-            if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                BlobError::NotFound(key.clone())
-            } else {
-                self.error("get", key, e)
-            }
-        })?;
-        let content_type = out.content_type().unwrap_or("application/octet-stream").to_owned();
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    BlobError::NotFound(key.clone())
+                } else {
+                    self.error("get", key, e)
+                }
+            })?;
+        let content_type = out
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .to_owned();
         let bytes = out
             .body
             .collect()
             .await
-            .map_err(|e| BlobError::Transient(format!("read body of s3://{}/{key}: {e}", self.bucket)))?
+            .map_err(|e| {
+                BlobError::Transient(format!("read body of s3://{}/{key}: {e}", self.bucket))
+            })?
             .into_bytes();
-        Ok(Blob { bytes, content_type })
+        Ok(Blob {
+            bytes,
+            content_type,
+        })
     }
 
     async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
-        match self.client.head_object().bucket(&self.bucket).key(key.as_str()).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.content_length().map(|l| l.max(0) as u64)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(self.error("head", key, e)),
@@ -204,16 +280,32 @@ impl BlobStore for S3Blobs {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<BlobKey>, BlobError> {
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
         let mut objects = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| BlobError::Backend(format!("list s3://{}/{prefix}: {}", self.bucket, describe(&e))))?;
+            let page = page.map_err(|e| {
+                BlobError::Backend(format!(
+                    "list s3://{}/{prefix}: {}",
+                    self.bucket,
+                    describe(&e)
+                ))
+            })?;
             objects.extend(page.contents.unwrap_or_default());
         }
         let mut keys = objects
             .iter()
             .filter_map(|o| o.key())
-            .map(|k| BlobKey::new(k).map_err(|e| BlobError::Backend(format!("bucket holds an invalid key {k:?}: {e}"))))
+            .map(|k| {
+                BlobKey::new(k).map_err(|e| {
+                    BlobError::Backend(format!("bucket holds an invalid key {k:?}: {e}"))
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         keys.sort();
         Ok(keys)
@@ -226,9 +318,26 @@ mod tests {
 
     #[test]
     fn notification_keys_are_url_decoded() {
-        assert_eq!(key_from_notification("uploads/o-1/my+photo%281%29.jpg").unwrap().as_str(), "uploads/o-1/my photo(1).jpg");
-        assert_eq!(key_from_notification("uploads/%C3%A9t%C3%A9.png").unwrap().as_str(), "uploads/été.png");
-        assert_eq!(key_from_notification("a%2Bb").unwrap().as_str(), "a+b", "an encoded plus stays a plus");
-        assert!(key_from_notification("uploads/%2E%2E/x").is_err(), "decoding happens before validation");
+        assert_eq!(
+            key_from_notification("uploads/o-1/my+photo%281%29.jpg")
+                .unwrap()
+                .as_str(),
+            "uploads/o-1/my photo(1).jpg"
+        );
+        assert_eq!(
+            key_from_notification("uploads/%C3%A9t%C3%A9.png")
+                .unwrap()
+                .as_str(),
+            "uploads/été.png"
+        );
+        assert_eq!(
+            key_from_notification("a%2Bb").unwrap().as_str(),
+            "a+b",
+            "an encoded plus stays a plus"
+        );
+        assert!(
+            key_from_notification("uploads/%2E%2E/x").is_err(),
+            "decoding happens before validation"
+        );
     }
 }

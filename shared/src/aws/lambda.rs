@@ -19,7 +19,10 @@ pub struct MissingEnv {
 
 /// A required environment variable, or an error that names it.
 pub fn required_env(name: &'static str, purpose: &'static str) -> Result<String, MissingEnv> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(MissingEnv { name, purpose })
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(MissingEnv { name, purpose })
 }
 
 /// One JSON object per log line (CloudWatch parses them), filtered by
@@ -64,7 +67,10 @@ impl LambdaAdapters {
     ) -> Result<Self, MissingEnv> {
         let table = required_env("SWITCHYARD_TABLE", "the DynamoDB table this function uses")?;
         let bucket = if needs_bucket {
-            required_env("SWITCHYARD_BUCKET", "the S3 bucket this function reads and writes")?
+            required_env(
+                "SWITCHYARD_BUCKET",
+                "the S3 bucket this function reads and writes",
+            )?
         } else {
             std::env::var("SWITCHYARD_BUCKET").unwrap_or_default()
         };
@@ -72,7 +78,10 @@ impl LambdaAdapters {
         Ok(LambdaAdapters {
             table: std::sync::Arc::new(super::DynamoTable::new(&clients.dynamodb, &table)),
             blobs: std::sync::Arc::new(super::S3Blobs::new(&clients.s3, &bucket)),
-            publisher: std::sync::Arc::new(super::AwsPublisher::new(&clients, super::PublishTargets::from_env(routes))),
+            publisher: std::sync::Arc::new(super::AwsPublisher::new(
+                &clients,
+                super::PublishTargets::from_env(routes),
+            )),
         })
     }
 }

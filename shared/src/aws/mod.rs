@@ -77,14 +77,22 @@ pub const FALLBACK_REGION: &str = "us-east-1";
 pub async fn load_sdk_config(endpoint: Option<&str>) -> SdkConfig {
     // rustls on ring keeps the build free of aws-lc's C toolchain.
     let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
         .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() && std::env::var_os("AWS_PROFILE").is_none() {
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+            && std::env::var_os("AWS_PROFILE").is_none()
+        {
             loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "switchyard-emulator",
+                "testing",
+                "testing",
+                None,
+                None,
+                "switchyard-emulator",
             ));
         }
     }
@@ -94,7 +102,10 @@ pub async fn load_sdk_config(endpoint: Option<&str>) -> SdkConfig {
     if config.region().is_some() {
         return config;
     }
-    config.into_builder().region(Region::new(FALLBACK_REGION)).build()
+    config
+        .into_builder()
+        .region(Region::new(FALLBACK_REGION))
+        .build()
 }
 
 /// One client per service, built from one [`SdkConfig`].
@@ -113,7 +124,9 @@ impl AwsClients {
     pub fn new(config: &SdkConfig) -> Self {
         // An emulator on 127.0.0.1 has no per-bucket host names: use path-style URLs there.
         let path_style = config.endpoint_url().is_some();
-        let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build();
+        let s3 = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .build();
         AwsClients {
             config: config.clone(),
             sqs: aws_sdk_sqs::Client::new(config),
@@ -132,7 +145,10 @@ impl AwsClients {
 
     /// The configured region.
     pub fn region(&self) -> &str {
-        self.config.region().map(Region::as_ref).unwrap_or(FALLBACK_REGION)
+        self.config
+            .region()
+            .map(Region::as_ref)
+            .unwrap_or(FALLBACK_REGION)
     }
 }
 
@@ -149,7 +165,9 @@ where
 {
     use aws_sdk_sqs::error::SdkError;
     match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
         SdkError::ServiceError(e) => {
             let code = e.err().code().unwrap_or_default();
             code.contains("Throttl")

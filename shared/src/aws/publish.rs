@@ -58,7 +58,10 @@ impl PublishTargets {
     /// publishes needs none; publishing to a destination whose variable is
     /// unset fails with an error naming the variable.
     pub fn from_env(routes: BTreeMap<String, Destination>) -> Self {
-        let mut targets = PublishTargets { routes, ..Default::default() };
+        let mut targets = PublishTargets {
+            routes,
+            ..Default::default()
+        };
         for destination in targets.routes.values() {
             match destination {
                 Destination::Bus(name) => {
@@ -69,7 +72,9 @@ impl PublishTargets {
                 Destination::Topic(name) => {
                     if let Ok(arn) = std::env::var(env_name("SWITCHYARD_TOPIC_", name)) {
                         let fifo = arn.ends_with(".fifo");
-                        targets.topics.insert(name.clone(), TopicTarget { arn, fifo });
+                        targets
+                            .topics
+                            .insert(name.clone(), TopicTarget { arn, fifo });
                     }
                 }
             }
@@ -82,7 +87,13 @@ impl PublishTargets {
 pub fn env_name(prefix: &str, name: &str) -> String {
     let suffix: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{prefix}{suffix}")
 }
@@ -110,7 +121,11 @@ impl AwsPublisher {
         &self.targets
     }
 
-    async fn put_events(&self, bus: &str, events: Vec<&Envelope>) -> Result<PublishReport, PublishError> {
+    async fn put_events(
+        &self,
+        bus: &str,
+        events: Vec<&Envelope>,
+    ) -> Result<PublishReport, PublishError> {
         let mut entries = Vec::with_capacity(events.len());
         for e in events {
             let detail = transport::eventbridge_detail(e)?;
@@ -128,47 +143,65 @@ impl AwsPublisher {
                 .time(aws_smithy_types_time(e))
                 .set_resources(Some(e.resources.clone()))
                 .build();
-            entries.push(Entry { event_id: e.id, size, payload: entry });
+            entries.push(Entry {
+                event_id: e.id,
+                size,
+                payload: entry,
+            });
         }
         let client = &self.eventbridge;
-        Ok(deliver(entries, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, self.policy, |batch| async move {
-            let n = batch.len();
-            let out = client
-                .put_events()
-                .set_entries(Some(batch))
-                .send()
-                .await
-                .map_err(|e| (describe(&e), is_transient(&e)))?;
-            if out.failed_entry_count() == 0 {
-                return Ok(vec![Outcome::Sent; n]);
-            }
-            // Result entries are positional: the i-th answers the i-th request entry.
-            Ok(out
-                .entries()
-                .iter()
-                .map(|r| match r.error_code() {
-                    None => Outcome::Sent,
-                    Some(code) => {
-                        let reason = format!("{code}: {}", r.error_message().unwrap_or_default());
-                        if PERMANENT_EVENTBRIDGE_CODES.contains(&code) {
-                            Outcome::Fatal(reason)
-                        } else {
-                            Outcome::Retry(reason)
+        Ok(deliver(
+            entries,
+            MAX_BATCH_ENTRIES,
+            MAX_BATCH_BYTES,
+            self.policy,
+            |batch| async move {
+                let n = batch.len();
+                let out = client
+                    .put_events()
+                    .set_entries(Some(batch))
+                    .send()
+                    .await
+                    .map_err(|e| (describe(&e), is_transient(&e)))?;
+                if out.failed_entry_count() == 0 {
+                    return Ok(vec![Outcome::Sent; n]);
+                }
+                // Result entries are positional: the i-th answers the i-th request entry.
+                Ok(out
+                    .entries()
+                    .iter()
+                    .map(|r| match r.error_code() {
+                        None => Outcome::Sent,
+                        Some(code) => {
+                            let reason =
+                                format!("{code}: {}", r.error_message().unwrap_or_default());
+                            if PERMANENT_EVENTBRIDGE_CODES.contains(&code) {
+                                Outcome::Fatal(reason)
+                            } else {
+                                Outcome::Retry(reason)
+                            }
                         }
-                    }
-                })
-                .collect())
-        })
+                    })
+                    .collect())
+            },
+        )
         .await)
     }
 
-    async fn publish_sns(&self, topic: &TopicTarget, events: Vec<&Envelope>) -> Result<PublishReport, PublishError> {
+    async fn publish_sns(
+        &self,
+        topic: &TopicTarget,
+        events: Vec<&Envelope>,
+    ) -> Result<PublishReport, PublishError> {
         let mut entries = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
             let body = e.to_json();
             let attrs = sns_attributes(e);
             let size = body.len()
-                + attrs.iter().map(|(k, v)| k.len() + v.data_type().len() + v.string_value().len()).sum::<usize>();
+                + attrs
+                    .iter()
+                    .map(|(k, v)| k.len() + v.data_type().len() + v.string_value().len())
+                    .sum::<usize>();
             let attributes: HashMap<String, MessageAttributeValue> = attrs
                 .iter()
                 .map(|(name, a)| {
@@ -190,7 +223,11 @@ impl AwsPublisher {
                 .set_message_deduplication_id(dedup)
                 .build()
                 .map_err(|err| PublishError::Backend(err.to_string()))?;
-            entries.push(Entry { event_id: e.id, size, payload: entry });
+            entries.push(Entry {
+                event_id: e.id,
+                size,
+                payload: entry,
+            });
         }
         let client = &self.sns;
         let arn = topic.arn.as_str();
@@ -207,7 +244,9 @@ impl AwsPublisher {
                         .message(e.message())
                         .set_message_attributes(e.message_attributes().cloned())
                         .set_message_group_id(e.message_group_id().map(str::to_owned))
-                        .set_message_deduplication_id(e.message_deduplication_id().map(str::to_owned))
+                        .set_message_deduplication_id(
+                            e.message_deduplication_id().map(str::to_owned),
+                        )
                         .send()
                         .await
                         .map(|_| vec![Outcome::Sent])
@@ -216,32 +255,39 @@ impl AwsPublisher {
             })
             .await);
         }
-        Ok(deliver(entries, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, self.policy, |batch| async move {
-            let ids: Vec<String> = batch.iter().map(|b| b.id().to_owned()).collect();
-            let out = client
-                .publish_batch()
-                .topic_arn(arn)
-                .set_publish_batch_request_entries(Some(batch))
-                .send()
-                .await
-                .map_err(|e| (describe(&e), is_transient(&e)))?;
-            let failed: HashMap<&str, _> = out.failed().iter().map(|f| (f.id(), f)).collect();
-            Ok(ids
-                .iter()
-                .map(|id| match failed.get(id.as_str()) {
-                    None => Outcome::Sent,
-                    Some(f) => {
-                        let reason = format!("{}: {}", f.code(), f.message().unwrap_or_default());
-                        // SNS marks the caller's own mistakes as sender faults: no retry fixes them.
-                        if f.sender_fault() {
-                            Outcome::Fatal(reason)
-                        } else {
-                            Outcome::Retry(reason)
+        Ok(deliver(
+            entries,
+            MAX_BATCH_ENTRIES,
+            MAX_BATCH_BYTES,
+            self.policy,
+            |batch| async move {
+                let ids: Vec<String> = batch.iter().map(|b| b.id().to_owned()).collect();
+                let out = client
+                    .publish_batch()
+                    .topic_arn(arn)
+                    .set_publish_batch_request_entries(Some(batch))
+                    .send()
+                    .await
+                    .map_err(|e| (describe(&e), is_transient(&e)))?;
+                let failed: HashMap<&str, _> = out.failed().iter().map(|f| (f.id(), f)).collect();
+                Ok(ids
+                    .iter()
+                    .map(|id| match failed.get(id.as_str()) {
+                        None => Outcome::Sent,
+                        Some(f) => {
+                            let reason =
+                                format!("{}: {}", f.code(), f.message().unwrap_or_default());
+                            // SNS marks the caller's own mistakes as sender faults: no retry fixes them.
+                            if f.sender_fault() {
+                                Outcome::Fatal(reason)
+                            } else {
+                                Outcome::Retry(reason)
+                            }
                         }
-                    }
-                })
-                .collect())
-        })
+                    })
+                    .collect())
+            },
+        )
         .await)
     }
 }
@@ -279,11 +325,15 @@ impl EventPublisher for AwsPublisher {
             match destination {
                 Destination::Bus(name) if !self.targets.buses.contains_key(name) => {
                     let var = env_name("SWITCHYARD_BUS_", name);
-                    return Err(PublishError::Backend(format!("bus {name:?} has no address configured (set {var})")));
+                    return Err(PublishError::Backend(format!(
+                        "bus {name:?} has no address configured (set {var})"
+                    )));
                 }
                 Destination::Topic(name) if !self.targets.topics.contains_key(name) => {
                     let var = env_name("SWITCHYARD_TOPIC_", name);
-                    return Err(PublishError::Backend(format!("topic {name:?} has no ARN configured (set {var})")));
+                    return Err(PublishError::Backend(format!(
+                        "topic {name:?} has no ARN configured (set {var})"
+                    )));
                 }
                 Destination::Bus(_) => transport::eventbridge_detail(e).map(drop)?,
                 Destination::Topic(_) => {}
@@ -294,7 +344,9 @@ impl EventPublisher for AwsPublisher {
         for (destination, batch) in by_destination {
             let part = match destination {
                 Destination::Bus(name) => self.put_events(&self.targets.buses[name], batch).await?,
-                Destination::Topic(name) => self.publish_sns(&self.targets.topics[name], batch).await?,
+                Destination::Topic(name) => {
+                    self.publish_sns(&self.targets.topics[name], batch).await?
+                }
             };
             report.published.extend(part.published);
             report.failed.extend(part.failed);
@@ -312,15 +364,36 @@ mod tests {
 
     #[test]
     fn env_names_are_upper_snake() {
-        assert_eq!(env_name("SWITCHYARD_TOPIC_", "images.fifo"), "SWITCHYARD_TOPIC_IMAGES_FIFO");
-        assert_eq!(env_name("SWITCHYARD_BUS_", "orders-v2"), "SWITCHYARD_BUS_ORDERS_V2");
+        assert_eq!(
+            env_name("SWITCHYARD_TOPIC_", "images.fifo"),
+            "SWITCHYARD_TOPIC_IMAGES_FIFO"
+        );
+        assert_eq!(
+            env_name("SWITCHYARD_BUS_", "orders-v2"),
+            "SWITCHYARD_BUS_ORDERS_V2"
+        );
     }
 
     #[test]
     fn fifo_ids_use_order_and_event_id() {
         let e = Envelope::new("s", "OrderPaid", 1, serde_json::json!({"order_id": "o-7"}));
-        let fifo = TopicTarget { arn: "arn:aws:sns:us-east-1:1:t.fifo".into(), fifo: true };
-        assert_eq!(fifo_ids(&fifo, &e), (Some("o-7".into()), Some(e.id.to_string())));
-        assert_eq!(fifo_ids(&TopicTarget { fifo: false, ..fifo }, &e), (None, None));
+        let fifo = TopicTarget {
+            arn: "arn:aws:sns:us-east-1:1:t.fifo".into(),
+            fifo: true,
+        };
+        assert_eq!(
+            fifo_ids(&fifo, &e),
+            (Some("o-7".into()), Some(e.id.to_string()))
+        );
+        assert_eq!(
+            fifo_ids(
+                &TopicTarget {
+                    fifo: false,
+                    ..fifo
+                },
+                &e
+            ),
+            (None, None)
+        );
     }
 }

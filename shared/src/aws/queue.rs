@@ -23,7 +23,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
+    SendMessageBatchRequestEntry,
 };
 
 use super::{describe, transport, MAX_LONG_POLL};
@@ -69,18 +70,34 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// Looks the queue up by name.
     pub async fn connect(client: &aws_sdk_sqs::Client, name: &str) -> Result<Self, QueueError> {
-        let out = client.get_queue_url().queue_name(name).send().await.map_err(|e| {
-            // Older servers answer with the query protocol's code for the same error.
-            let missing = e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist())
-                || e.code().is_some_and(|c| c.contains("NonExistentQueue"));
-            if missing {
-                QueueError::NoSuchQueue(name.to_owned())
-            } else {
-                QueueError::Backend(describe(&e))
-            }
-        })?;
-        let url = out.queue_url().ok_or_else(|| QueueError::NoSuchQueue(name.to_owned()))?.to_owned();
-        Ok(SqsQueue { client: client.clone(), name: name.to_owned(), url, heartbeats: None, sent: Arc::default() })
+        let out = client
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|e| {
+                // Older servers answer with the query protocol's code for the same error.
+                let missing = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_queue_does_not_exist())
+                    || e.code().is_some_and(|c| c.contains("NonExistentQueue"));
+                if missing {
+                    QueueError::NoSuchQueue(name.to_owned())
+                } else {
+                    QueueError::Backend(describe(&e))
+                }
+            })?;
+        let url = out
+            .queue_url()
+            .ok_or_else(|| QueueError::NoSuchQueue(name.to_owned()))?
+            .to_owned();
+        Ok(SqsQueue {
+            client: client.clone(),
+            name: name.to_owned(),
+            url,
+            heartbeats: None,
+            sent: Arc::default(),
+        })
     }
 
     /// Keeps received messages invisible while they are being handled (see the module docs).
@@ -91,15 +108,20 @@ impl SqsQueue {
 
     /// Messages whose visibility a heartbeat is extending now.
     pub fn heartbeats(&self) -> usize {
-        self.heartbeats.as_ref().map_or(0, |h| h.lock().expect("heartbeat map").len())
+        self.heartbeats
+            .as_ref()
+            .map_or(0, |h| h.lock().expect("heartbeat map").len())
     }
 
     fn start_heartbeat(&self, handle: &str, visibility: Duration) {
-        let Some(beats) = &self.heartbeats else { return };
+        let Some(beats) = &self.heartbeats else {
+            return;
+        };
         if visibility < Duration::from_secs(2) {
             return;
         }
-        let (client, url, handle_owned) = (self.client.clone(), self.url.clone(), handle.to_owned());
+        let (client, url, handle_owned) =
+            (self.client.clone(), self.url.clone(), handle.to_owned());
         let task = tokio::spawn(async move {
             loop {
                 // Renew at half-time: one lost call still leaves the other half.
@@ -117,11 +139,18 @@ impl SqsQueue {
                 }
             }
         });
-        beats.lock().expect("heartbeat map").insert(handle.to_owned(), task.abort_handle());
+        beats
+            .lock()
+            .expect("heartbeat map")
+            .insert(handle.to_owned(), task.abort_handle());
     }
 
     fn stop_heartbeat(&self, handle: &str) {
-        if let Some(task) = self.heartbeats.as_ref().and_then(|b| b.lock().expect("heartbeat map").remove(handle)) {
+        if let Some(task) = self
+            .heartbeats
+            .as_ref()
+            .and_then(|b| b.lock().expect("heartbeat map").remove(handle))
+        {
             task.abort();
         }
     }
@@ -136,7 +165,9 @@ impl SqsQueue {
             let entry = SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message_body(&m.body)
-                .set_message_attributes(Some(transport::attributes_to_sqs(&m.attributes).map_err(QueueError::Invalid)?))
+                .set_message_attributes(Some(
+                    transport::attributes_to_sqs(&m.attributes).map_err(QueueError::Invalid)?,
+                ))
                 .set_message_group_id(m.group_id.clone())
                 .set_message_deduplication_id(m.dedup_id.clone())
                 .set_delay_seconds((!m.delay.is_zero()).then(|| secs(m.delay)))
@@ -156,10 +187,21 @@ impl SqsQueue {
             let detail = out
                 .failed()
                 .iter()
-                .map(|f| format!("entry {}: {} {}", f.id(), f.code(), f.message().unwrap_or_default()))
+                .map(|f| {
+                    format!(
+                        "entry {}: {} {}",
+                        f.id(),
+                        f.code(),
+                        f.message().unwrap_or_default()
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
-            return Err(if f.sender_fault() { QueueError::Invalid(detail) } else { QueueError::Backend(detail) });
+            return Err(if f.sender_fault() {
+                QueueError::Invalid(detail)
+            } else {
+                QueueError::Backend(detail)
+            });
         }
         let mut ids = vec![String::new(); chunk.len()];
         for ok in out.successful() {
@@ -187,32 +229,48 @@ impl SqsQueue {
         e: aws_sdk_sqs::error::SdkError<E, R>,
     ) -> QueueError {
         match e.code() {
-            Some(code) if code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist") => {
+            Some(code)
+                if code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist") =>
+            {
                 QueueError::NoSuchQueue(self.name.clone())
             }
-            Some(code) if code.contains("ReceiptHandleIsInvalid") || code.contains("MessageNotInflight") => {
+            Some(code)
+                if code.contains("ReceiptHandleIsInvalid")
+                    || code.contains("MessageNotInflight") =>
+            {
                 QueueError::StaleReceipt(describe(&e))
             }
-            Some(code) if INVALID_REQUEST_CODES.iter().any(|c| code.contains(c)) => QueueError::Invalid(describe(&e)),
+            Some(code) if INVALID_REQUEST_CODES.iter().any(|c| code.contains(c)) => {
+                QueueError::Invalid(describe(&e))
+            }
             _ => QueueError::Backend(describe(&e)),
         }
     }
 
     fn to_received(&self, m: &Message) -> Result<ReceivedMessage, QueueError> {
         let system = m.attributes();
-        let sys = |name: MessageSystemAttributeName| system.and_then(|a| a.get(&name)).map(String::as_str);
+        let sys = |name: MessageSystemAttributeName| {
+            system.and_then(|a| a.get(&name)).map(String::as_str)
+        };
         let body = m.body().unwrap_or_default();
         let attributes: BTreeMap<_, _> = m
             .message_attributes()
             .into_iter()
             .flatten()
-            .filter_map(|(k, v)| Some((k.clone(), transport::attribute_from_sqs(v.data_type(), v.string_value())?)))
+            .filter_map(|(k, v)| {
+                Some((
+                    k.clone(),
+                    transport::attribute_from_sqs(v.data_type(), v.string_value())?,
+                ))
+            })
             .collect();
         Ok(ReceivedMessage {
             message_id: m.message_id().unwrap_or_default().to_owned(),
             receipt_handle: m
                 .receipt_handle()
-                .ok_or_else(|| QueueError::Backend("SQS returned a message without a receipt handle".into()))?
+                .ok_or_else(|| {
+                    QueueError::Backend("SQS returned a message without a receipt handle".into())
+                })?
                 .to_owned(),
             body: transport::restore_body(body).unwrap_or_else(|| body.to_owned()),
             attributes,
@@ -220,7 +278,9 @@ impl SqsQueue {
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1),
             group_id: sys(MessageSystemAttributeName::MessageGroupId).map(str::to_owned),
-            sent_at_ms: sys(MessageSystemAttributeName::SentTimestamp).and_then(|t| t.parse().ok()).unwrap_or(0),
+            sent_at_ms: sys(MessageSystemAttributeName::SentTimestamp)
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0),
         })
     }
 }
@@ -240,11 +300,15 @@ impl Queue for SqsQueue {
     async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
         // SQS's own rule, checked here too because emulators (moto) let it pass.
         if let Some(i) = messages.iter().position(|m| m.body.is_empty()) {
-            return Err(QueueError::Invalid(format!("message {i} has an empty body; SQS needs at least 1 character")));
+            return Err(QueueError::Invalid(format!(
+                "message {i} has an empty body; SQS needs at least 1 character"
+            )));
         }
         if self.name.ends_with(".fifo") {
             if let Some(i) = messages.iter().position(|m| m.group_id.is_none()) {
-                return Err(QueueError::Invalid(format!("message {i} has no group id; a FIFO queue needs one")));
+                return Err(QueueError::Invalid(format!(
+                    "message {i} has no group id; a FIFO queue needs one"
+                )));
             }
         }
         let mut ids = Vec::with_capacity(messages.len());
@@ -255,7 +319,11 @@ impl Queue for SqsQueue {
             let mut bytes = 0;
             while end < messages.len() && end - start < MAX_BATCH {
                 let size = messages[end].body.len()
-                    + messages[end].attributes.iter().map(|(k, v)| k.len() + v.string_value().len()).sum::<usize>();
+                    + messages[end]
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| k.len() + v.string_value().len())
+                        .sum::<usize>();
                 if end > start && bytes + size > MAX_BATCH_BYTES {
                     break;
                 }
@@ -268,9 +336,16 @@ impl Queue for SqsQueue {
         Ok(ids)
     }
 
-    async fn receive(&self, max: usize, visibility: Duration, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         if max == 0 {
-            return Err(QueueError::Invalid("receive at least 1 message (SQS takes 1 to 10 per call)".into()));
+            return Err(QueueError::Invalid(
+                "receive at least 1 message (SQS takes 1 to 10 per call)".into(),
+            ));
         }
         let mut out = Vec::new();
         let mut wait = wait.min(MAX_LONG_POLL);
@@ -311,7 +386,12 @@ impl Queue for SqsQueue {
             let entries = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, h)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(h).build())
+                .map(|(i, h)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(h)
+                        .build()
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| QueueError::Invalid(e.to_string()))?;
             let out = self
@@ -334,7 +414,12 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
-    async fn release(&self, receipt_handle: &str, visibility: Duration, reason: Option<&str>) -> Result<(), QueueError> {
+    async fn release(
+        &self,
+        receipt_handle: &str,
+        visibility: Duration,
+        reason: Option<&str>,
+    ) -> Result<(), QueueError> {
         if let Some(reason) = reason {
             // SQS has nowhere to keep it: the log is the record.
             tracing::warn!(queue = %self.name, %reason, "message released for retry");
@@ -342,7 +427,11 @@ impl Queue for SqsQueue {
         self.change_visibility(receipt_handle, visibility).await
     }
 
-    async fn change_visibility(&self, receipt_handle: &str, visibility: Duration) -> Result<(), QueueError> {
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
         // An explicit visibility replaces the heartbeat's.
         self.stop_heartbeat(receipt_handle);
         self.client

@@ -39,21 +39,32 @@ pub(crate) struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { attempts: 5, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(2) }
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+        }
     }
 }
 
 impl RetryPolicy {
     /// Full jitter: uniform in `[0, min(max, base * 2^attempt)]`.
     fn delay(&self, attempt: u32) -> Duration {
-        let cap = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+        let cap = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_delay);
         cap.mul_f64(fastrand::f64())
     }
 }
 
 /// Splits entries into requests of at most `max_entries` and `max_bytes`.
 /// An entry over `max_bytes` on its own is returned in the second list.
-pub(crate) fn chunk<T>(entries: Vec<Entry<T>>, max_entries: usize, max_bytes: usize) -> (Vec<Vec<Entry<T>>>, Vec<Entry<T>>) {
+pub(crate) fn chunk<T>(
+    entries: Vec<Entry<T>>,
+    max_entries: usize,
+    max_bytes: usize,
+) -> (Vec<Vec<Entry<T>>>, Vec<Entry<T>>) {
     let mut chunks: Vec<Vec<Entry<T>>> = Vec::new();
     let mut oversized = Vec::new();
     let mut bytes = 0;
@@ -99,7 +110,10 @@ where
         for e in oversized {
             report.failed.push(PublishFailure {
                 event_id: e.event_id,
-                reason: format!("entry is {} bytes, over the {max_bytes}-byte request limit", e.size),
+                reason: format!(
+                    "entry is {} bytes, over the {max_bytes}-byte request limit",
+                    e.size
+                ),
             });
         }
         let last_try = attempt + 1 >= policy.attempts;
@@ -112,9 +126,9 @@ where
             };
             let mut outcomes = outcomes.into_iter();
             for entry in chunk {
-                let outcome = outcomes
-                    .next()
-                    .unwrap_or_else(|| Outcome::Fatal("the service returned no result for this entry".into()));
+                let outcome = outcomes.next().unwrap_or_else(|| {
+                    Outcome::Fatal("the service returned no result for this entry".into())
+                });
                 match outcome {
                     Outcome::Sent => report.published.push(entry.event_id),
                     Outcome::Retry(reason) if last_try => report.failed.push(PublishFailure {
@@ -125,7 +139,10 @@ where
                         tracing::debug!(event_id = %entry.event_id, %reason, attempt, "retrying entry");
                         retry.push(entry);
                     }
-                    Outcome::Fatal(reason) => report.failed.push(PublishFailure { event_id: entry.event_id, reason }),
+                    Outcome::Fatal(reason) => report.failed.push(PublishFailure {
+                        event_id: entry.event_id,
+                        reason,
+                    }),
                 }
             }
         }
@@ -144,11 +161,23 @@ mod tests {
     use super::*;
 
     fn entries(sizes: &[usize]) -> Vec<Entry<usize>> {
-        sizes.iter().enumerate().map(|(i, &size)| Entry { event_id: Uuid::now_v7(), size, payload: i }).collect()
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| Entry {
+                event_id: Uuid::now_v7(),
+                size,
+                payload: i,
+            })
+            .collect()
     }
 
     fn fast() -> RetryPolicy {
-        RetryPolicy { attempts: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) }
+        RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        }
     }
 
     #[test]
@@ -157,7 +186,13 @@ mod tests {
         assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
         assert!(over.is_empty());
         let (chunks, over) = chunk(entries(&[60, 50, 30, 101, 100]), 10, 100);
-        assert_eq!(chunks.iter().map(|c| c.iter().map(|e| e.size).collect::<Vec<_>>()).collect::<Vec<_>>(), [vec![60], vec![50, 30], vec![100]]);
+        assert_eq!(
+            chunks
+                .iter()
+                .map(|c| c.iter().map(|e| e.size).collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            [vec![60], vec![50, 30], vec![100]]
+        );
         assert_eq!(over.len(), 1);
     }
 
@@ -171,12 +206,21 @@ mod tests {
             calls.push(batch.clone());
             let out = batch
                 .iter()
-                .map(|p| if first && (*p == 3 || *p == 11) { Outcome::Retry("ThrottlingException".into()) } else { Outcome::Sent })
+                .map(|p| {
+                    if first && (*p == 3 || *p == 11) {
+                        Outcome::Retry("ThrottlingException".into())
+                    } else {
+                        Outcome::Sent
+                    }
+                })
                 .collect();
             async move { Ok(out) }
         })
         .await;
-        assert_eq!(calls, vec![(0..10).collect::<Vec<_>>(), vec![10, 11], vec![3, 11]]);
+        assert_eq!(
+            calls,
+            vec![(0..10).collect::<Vec<_>>(), vec![10, 11], vec![3, 11]]
+        );
         assert!(report.failed.is_empty(), "{report:?}");
         assert_eq!(report.published.len(), 12);
     }
@@ -201,7 +245,11 @@ mod tests {
         .await;
         assert_eq!(tries, 3, "the retryable entry is tried `attempts` times");
         assert_eq!(report.published, vec![ids[0]]);
-        let failed: Vec<(Uuid, &str)> = report.failed.iter().map(|f| (f.event_id, f.reason.as_str())).collect();
+        let failed: Vec<(Uuid, &str)> = report
+            .failed
+            .iter()
+            .map(|f| (f.event_id, f.reason.as_str()))
+            .collect();
         assert_eq!(failed[0], (ids[2], "MalformedDetail"));
         assert_eq!(failed[1].0, ids[1]);
         assert!(failed[1].1.contains("gave up after 3 attempts"));
@@ -209,7 +257,10 @@ mod tests {
 
     #[tokio::test]
     async fn whole_request_errors_fail_every_entry_of_it() {
-        let report = deliver(entries(&[1, 1]), 10, 1000, fast(), |_b: Vec<usize>| async { Err(("AccessDenied".to_string(), false)) }).await;
+        let report = deliver(entries(&[1, 1]), 10, 1000, fast(), |_b: Vec<usize>| async {
+            Err(("AccessDenied".to_string(), false))
+        })
+        .await;
         assert_eq!(report.failed.len(), 2);
         assert!(report.published.is_empty());
     }

@@ -50,7 +50,9 @@ impl DynamoStream {
             .table_name(table)
             .send()
             .await
-            .map_err(|e| StreamError::Backend(format!("describe table {table}: {}", describe(&e))))?;
+            .map_err(|e| {
+                StreamError::Backend(format!("describe table {table}: {}", describe(&e)))
+            })?;
         let stream_arn = out
             .table()
             .and_then(|t| t.latest_stream_arn())
@@ -80,7 +82,9 @@ impl DynamoStream {
                 .send()
                 .await
                 .map_err(|e| StreamError::Backend(describe(&e)))?;
-            let Some(desc) = out.stream_description else { break };
+            let Some(desc) = out.stream_description else {
+                break;
+            };
             shards.extend(desc.shards.unwrap_or_default());
             match desc.last_evaluated_shard_id {
                 Some(id) => start = Some(id),
@@ -92,9 +96,9 @@ impl DynamoStream {
 
     fn convert(&self, r: &Record) -> StreamRecord {
         let change = r.dynamodb();
-        let image = |m: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
-            m.cloned().map(serde_dynamo::Item::from).unwrap_or_default()
-        };
+        let image = |m: Option<
+            &HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>,
+        >| { m.cloned().map(serde_dynamo::Item::from).unwrap_or_default() };
         let mut c = Change::default();
         c.approximate_creation_date_time = change
             .and_then(|c| c.approximate_creation_date_time())
@@ -106,18 +110,24 @@ impl DynamoStream {
         c.old_image = image(change.and_then(|c| c.old_image()));
         c.sequence_number = change.and_then(|c| c.sequence_number()).map(str::to_owned);
         c.size_bytes = change.and_then(|c| c.size_bytes()).unwrap_or_default();
-        c.stream_view_type = change.and_then(|c| c.stream_view_type()).and_then(|v| match v.as_str() {
-            "NEW_IMAGE" => Some(StreamViewType::NewImage),
-            "OLD_IMAGE" => Some(StreamViewType::OldImage),
-            "NEW_AND_OLD_IMAGES" => Some(StreamViewType::NewAndOldImages),
-            "KEYS_ONLY" => Some(StreamViewType::KeysOnly),
-            _ => None,
-        });
+        c.stream_view_type =
+            change
+                .and_then(|c| c.stream_view_type())
+                .and_then(|v| match v.as_str() {
+                    "NEW_IMAGE" => Some(StreamViewType::NewImage),
+                    "OLD_IMAGE" => Some(StreamViewType::OldImage),
+                    "NEW_AND_OLD_IMAGES" => Some(StreamViewType::NewAndOldImages),
+                    "KEYS_ONLY" => Some(StreamViewType::KeysOnly),
+                    _ => None,
+                });
         let mut record = StreamRecord::default();
         record.aws_region = r.aws_region().unwrap_or_default().to_owned();
         record.change = c;
         record.event_id = r.event_id().unwrap_or_default().to_owned();
-        record.event_name = r.event_name().map(|n| n.as_str().to_owned()).unwrap_or_default();
+        record.event_name = r
+            .event_name()
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default();
         record.event_source = Some(r.event_source().unwrap_or("aws:dynamodb").to_owned());
         record.event_version = r.event_version().map(str::to_owned);
         record.event_source_arn = Some(self.stream_arn.clone());
@@ -128,7 +138,10 @@ impl DynamoStream {
 
 /// Orders shards so that every parent comes before its children.
 fn parents_first(shards: Vec<Shard>) -> Vec<String> {
-    let ids: HashSet<String> = shards.iter().filter_map(|s| s.shard_id().map(str::to_owned)).collect();
+    let ids: HashSet<String> = shards
+        .iter()
+        .filter_map(|s| s.shard_id().map(str::to_owned))
+        .collect();
     let mut done: HashSet<String> = HashSet::new();
     let mut out = Vec::with_capacity(shards.len());
     let mut pending: Vec<&Shard> = shards.iter().collect();
@@ -137,7 +150,9 @@ fn parents_first(shards: Vec<Shard>) -> Vec<String> {
         pending.retain(|s| {
             let Some(id) = s.shard_id() else { return false };
             // A parent past retention is gone from the listing: nothing to wait for.
-            let ready = s.parent_shard_id().is_none_or(|p| !ids.contains(p) || done.contains(p));
+            let ready = s
+                .parent_shard_id()
+                .is_none_or(|p| !ids.contains(p) || done.contains(p));
             if ready {
                 done.insert(id.to_owned());
                 out.push(id.to_owned());
@@ -146,7 +161,11 @@ fn parents_first(shards: Vec<Shard>) -> Vec<String> {
         });
         if pending.len() == before {
             // A cycle cannot happen on DynamoDB; keep the rest rather than loop.
-            out.extend(pending.iter().filter_map(|s| s.shard_id().map(str::to_owned)));
+            out.extend(
+                pending
+                    .iter()
+                    .filter_map(|s| s.shard_id().map(str::to_owned)),
+            );
             break;
         }
     }
@@ -159,8 +178,17 @@ impl ChangeStream for DynamoStream {
         Ok(parents_first(self.all_shards().await?))
     }
 
-    async fn read(&self, shard: &str, after: Option<&str>, limit: usize) -> Result<Vec<StreamRecord>, StreamError> {
-        let kind = if after.is_some() { ShardIteratorType::AfterSequenceNumber } else { ShardIteratorType::TrimHorizon };
+    async fn read(
+        &self,
+        shard: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, StreamError> {
+        let kind = if after.is_some() {
+            ShardIteratorType::AfterSequenceNumber
+        } else {
+            ShardIteratorType::TrimHorizon
+        };
         let iterator = self
             .streams
             .get_shard_iterator()
@@ -171,7 +199,9 @@ impl ChangeStream for DynamoStream {
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
-                Some(s) if s.is_resource_not_found_exception() => StreamError::NoSuchShard(shard.to_owned()),
+                Some(s) if s.is_resource_not_found_exception() => {
+                    StreamError::NoSuchShard(shard.to_owned())
+                }
                 _ => StreamError::Backend(describe(&e)),
             })?;
         let mut iterator = iterator.shard_iterator;
@@ -200,12 +230,23 @@ impl ChangeStream for DynamoStream {
             .get(&Key::new(consumer, shard))
             .await
             .map_err(|e| StreamError::Backend(format!("read checkpoint: {e}")))?;
-        Ok(item.and_then(|i| i.get("sequence").and_then(|s| s.as_str()).map(str::to_owned)))
+        Ok(item.and_then(|i| {
+            i.get("sequence")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        }))
     }
 
-    async fn save_checkpoint(&self, consumer: &str, shard: &str, sequence: &str) -> Result<(), StreamError> {
+    async fn save_checkpoint(
+        &self,
+        consumer: &str,
+        shard: &str,
+        sequence: &str,
+    ) -> Result<(), StreamError> {
         let item = json!({"pk": consumer, "sk": shard, "sequence": sequence, "stream_arn": self.stream_arn});
-        let serde_json::Value::Object(item) = item else { unreachable!("a json! object literal") };
+        let serde_json::Value::Object(item) = item else {
+            unreachable!("a json! object literal")
+        };
         self.checkpoints
             .put(item, Condition::Always)
             .await
@@ -218,7 +259,10 @@ mod tests {
     use super::*;
 
     fn shard(id: &str, parent: Option<&str>) -> Shard {
-        Shard::builder().shard_id(id).set_parent_shard_id(parent.map(str::to_owned)).build()
+        Shard::builder()
+            .shard_id(id)
+            .set_parent_shard_id(parent.map(str::to_owned))
+            .build()
     }
 
     #[test]

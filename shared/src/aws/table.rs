@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
 };
 use futures::TryStreamExt;
 
@@ -34,41 +35,69 @@ struct Expr {
 }
 
 fn expr(condition: &Condition) -> Option<Expr> {
-    let names = |pairs: &[(&str, &str)]| pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect();
+    let names = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    };
     match condition {
         Condition::Always => None,
-        Condition::Absent => Some(Expr { text: "attribute_not_exists(#pk)", names: names(&[("#pk", "pk")]), values: None }),
-        Condition::Present => Some(Expr { text: "attribute_exists(#pk)", names: names(&[("#pk", "pk")]), values: None }),
+        Condition::Absent => Some(Expr {
+            text: "attribute_not_exists(#pk)",
+            names: names(&[("#pk", "pk")]),
+            values: None,
+        }),
+        Condition::Present => Some(Expr {
+            text: "attribute_exists(#pk)",
+            names: names(&[("#pk", "pk")]),
+            values: None,
+        }),
         Condition::VersionIs(v) => Some(Expr {
             text: "attribute_exists(#pk) AND #version = :version",
             names: names(&[("#pk", "pk"), ("#version", "version")]),
-            values: Some(HashMap::from([(":version".to_owned(), AttributeValue::N(v.to_string()))])),
+            values: Some(HashMap::from([(
+                ":version".to_owned(),
+                AttributeValue::N(v.to_string()),
+            )])),
         }),
     }
 }
 
 fn key_attrs(key: &Key) -> AttrMap {
-    HashMap::from([("pk".to_owned(), AttributeValue::S(key.pk.clone())), ("sk".to_owned(), AttributeValue::S(key.sk.clone()))])
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(key.pk.clone())),
+        ("sk".to_owned(), AttributeValue::S(key.sk.clone())),
+    ])
 }
 
 fn to_attrs(item: &Item) -> Result<(Key, AttrMap), TableError> {
-    let key = Key::of(item).ok_or_else(|| TableError::InvalidItem("an item needs string attributes `pk` and `sk`".into()))?;
+    let key = Key::of(item).ok_or_else(|| {
+        TableError::InvalidItem("an item needs string attributes `pk` and `sk`".into())
+    })?;
     let attrs = serde_dynamo::to_item(item).map_err(|e| TableError::InvalidItem(e.to_string()))?;
     Ok((key, attrs))
 }
 
 fn from_attrs(attrs: AttrMap) -> Result<Item, TableError> {
-    serde_dynamo::from_item(attrs).map_err(|e| TableError::Backend(format!("item does not read back as JSON: {e}")))
+    serde_dynamo::from_item(attrs)
+        .map_err(|e| TableError::Backend(format!("item does not read back as JSON: {e}")))
 }
 
 fn boxed(attrs: Option<&AttrMap>) -> Result<Option<Box<Item>>, TableError> {
-    attrs.filter(|a| !a.is_empty()).map(|a| from_attrs(a.clone()).map(Box::new)).transpose()
+    attrs
+        .filter(|a| !a.is_empty())
+        .map(|a| from_attrs(a.clone()).map(Box::new))
+        .transpose()
 }
 
 impl DynamoTable {
     /// The table named `name` (not checked until first use).
     pub fn new(client: &aws_sdk_dynamodb::Client, name: &str) -> Self {
-        DynamoTable { client: client.clone(), name: name.to_owned() }
+        DynamoTable {
+            client: client.clone(),
+            name: name.to_owned(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -83,7 +112,11 @@ impl DynamoTable {
         if is_transient(&e) {
             TableError::Transient(describe(&e))
         } else if e.code() == Some("ResourceNotFoundException") {
-            TableError::Backend(format!("table {:?} does not exist: {}", self.name, describe(&e)))
+            TableError::Backend(format!(
+                "table {:?} does not exist: {}",
+                self.name,
+                describe(&e)
+            ))
         } else if e.code() == Some("ValidationException") {
             TableError::InvalidItem(describe(&e))
         } else {
@@ -95,7 +128,10 @@ impl DynamoTable {
     where
         S: futures::Stream<Item = Result<AttrMap, TableError>>,
     {
-        let mut items: Vec<Item> = pages.and_then(|a| async move { from_attrs(a) }).try_collect().await?;
+        let mut items: Vec<Item> = pages
+            .and_then(|a| async move { from_attrs(a) })
+            .try_collect()
+            .await?;
         items.sort_by_cached_key(Key::of);
         Ok(items)
     }
@@ -228,13 +264,19 @@ impl Table for DynamoTable {
             };
             items.push(item);
         }
-        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
         let err = match result {
             Ok(_) => return Ok(()),
             Err(e) => e,
         };
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-        let Some(TransactWriteItemsError::TransactionCanceledException(c)) = err.as_service_error() else {
+        let Some(TransactWriteItemsError::TransactionCanceledException(c)) = err.as_service_error()
+        else {
             return Err(self.error(err));
         };
         let reasons = c.cancellation_reasons();
@@ -284,7 +326,14 @@ impl Table for DynamoTable {
     }
 
     async fn scan(&self) -> Result<Vec<Item>, TableError> {
-        let pages = self.client.scan().table_name(&self.name).consistent_read(true).into_paginator().items().send();
+        let pages = self
+            .client
+            .scan()
+            .table_name(&self.name)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
         self.collect_pages(futures::stream::unfold(pages, |mut p| async move {
             let next = p.next().await?;
             Some((next.map_err(|e| self.error(e)), p))

@@ -55,7 +55,11 @@ pub fn restore_body(body: &str) -> Option<String> {
     if event.contains_key("schema-version") || !event.contains_key("detail-type") {
         return None;
     }
-    let reserved = match event.get_mut("detail")?.as_object_mut()?.remove(RESERVED_DETAIL_KEY) {
+    let reserved = match event
+        .get_mut("detail")?
+        .as_object_mut()?
+        .remove(RESERVED_DETAIL_KEY)
+    {
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
@@ -63,7 +67,10 @@ pub fn restore_body(body: &str) -> Option<String> {
         event.insert(field, value);
     }
     if !event.contains_key("schema-version") {
-        let version = event.get("detail-type").and_then(Value::as_str).and_then(crate::events::schema_version_of)?;
+        let version = event
+            .get("detail-type")
+            .and_then(Value::as_str)
+            .and_then(crate::events::schema_version_of)?;
         event.insert("schema-version".into(), json!(version));
     }
     if !event.contains_key("correlation-id") {
@@ -86,7 +93,9 @@ pub fn attribute_from_sqs(data_type: &str, value: Option<&str>) -> Option<SnsAtt
     let value = value?.to_owned();
     // Custom types ("Number.int", "String.x") keep their base type.
     match data_type.split('.').next()? {
-        "String" if data_type == "String.Array" => serde_json::from_str(&value).ok().map(SnsAttribute::StringArray),
+        "String" if data_type == "String.Array" => serde_json::from_str(&value)
+            .ok()
+            .map(SnsAttribute::StringArray),
         "String" => Some(SnsAttribute::String(value)),
         "Number" => Some(SnsAttribute::Number(value)),
         _ => None,
@@ -142,7 +151,10 @@ mod tests {
         assert_eq!(back.time, sent.time);
         assert_eq!(back.correlation_id, sent.correlation_id);
         assert_eq!(back.causation_id, sent.causation_id);
-        assert_eq!(back.detail, sent.detail, "the reserved key is lifted out of detail");
+        assert_eq!(
+            back.detail, sent.detail,
+            "the reserved key is lifted out of detail"
+        );
         assert_eq!(back.account, "123456789012");
     }
 
@@ -175,14 +187,20 @@ mod tests {
     fn reserved_key_in_detail_is_refused() {
         let mut e = order();
         e.detail[RESERVED_DETAIL_KEY] = json!(1);
-        assert!(eventbridge_detail(&e).unwrap_err().to_string().contains("reserved"));
+        assert!(eventbridge_detail(&e)
+            .unwrap_err()
+            .to_string()
+            .contains("reserved"));
         e.detail = json!([1]);
         assert!(eventbridge_detail(&e).is_err());
     }
 
     #[test]
     fn sqs_attribute_types_map_back() {
-        assert_eq!(attribute_from_sqs("Number", Some("4")), Some(SnsAttribute::Number("4".into())));
+        assert_eq!(
+            attribute_from_sqs("Number", Some("4")),
+            Some(SnsAttribute::Number("4".into()))
+        );
         assert_eq!(
             attribute_from_sqs("String.Array", Some(r#"["a","b"]"#)),
             Some(SnsAttribute::StringArray(vec!["a".into(), "b".into()]))

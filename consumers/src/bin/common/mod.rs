@@ -28,8 +28,11 @@ fn topology() -> Result<Topology, Error> {
 async fn setup(needs_bucket: bool) -> Result<(Topology, Deps), Error> {
     init_json_logs();
     let topology = topology()?;
-    let routes: BTreeMap<_, _> =
-        topology.routes.iter().filter_map(|(t, r)| Some((t.clone(), r.destination()?))).collect();
+    let routes: BTreeMap<_, _> = topology
+        .routes
+        .iter()
+        .filter_map(|(t, r)| Some((t.clone(), r.destination()?)))
+        .collect();
     let adapters = LambdaAdapters::from_env(routes, needs_bucket).await?;
     let deps = Deps {
         table: adapters.table,
@@ -51,7 +54,8 @@ pub async fn run_sqs(handler: &str, needs_bucket: bool) -> Result<(), Error> {
         .find(|c| c.handler == handler)
         .map(|c| c.name.clone())
         .unwrap_or_else(|| handler.to_owned());
-    let batch = registry::sqs_handler(handler, &consumer, &deps).ok_or_else(|| format!("no SQS handler named {handler:?}"))?;
+    let batch = registry::sqs_handler(handler, &consumer, &deps)
+        .ok_or_else(|| format!("no SQS handler named {handler:?}"))?;
     tracing::info!(%handler, %consumer, "ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let batch = batch.clone();
@@ -71,7 +75,10 @@ pub async fn run_sqs(handler: &str, needs_bucket: bool) -> Result<(), Error> {
 /// Runs a DynamoDB-stream-triggered handler.
 pub async fn run_stream(handler: &str) -> Result<(), Error> {
     let (_, deps) = setup(false).await?;
-    let reactor = Arc::new(registry::stream_handler(handler, &deps).ok_or_else(|| format!("no stream handler named {handler:?}"))?);
+    let reactor = Arc::new(
+        registry::stream_handler(handler, &deps)
+            .ok_or_else(|| format!("no stream handler named {handler:?}"))?,
+    );
     tracing::info!(%handler, "ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| {
         let reactor = reactor.clone();
