@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use switchyard::provision::{provision, AwsResources};
 use switchyard_shared::aws::blobs::key_from_notification;
 use switchyard_shared::aws::stream::checkpoint_table_name;
-use switchyard_shared::aws::{AwsClients, S3Blobs, SqsQueue};
+use switchyard_shared::aws::{S3Blobs, SqsQueue};
 use switchyard_shared::events::{EventType, ImageUploaded, OrderPlaced, SnsAttribute};
 use switchyard_shared::ports::{
     BlobError, BlobStore, ChangeStream, Condition, EventPublisher, Item, Key, OutgoingMessage,
@@ -21,16 +20,6 @@ use switchyard_shared::ports::{
 use switchyard_shared::{BlobKey, Envelope};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn provisioned(endpoint: &str) -> (AwsClients, router_rules::Topology, AwsResources) {
-    let clients = aws_common::clients(endpoint).await;
-    let topology = aws_common::unique_topology(&aws_common::suffix());
-    provision(&topology, &clients).await.expect("provision");
-    let resources = AwsResources::connect(&topology, &clients)
-        .await
-        .expect("connect");
-    (clients, topology, resources)
-}
 
 fn item(v: Value) -> Item {
     serde_json::from_value(v).expect("an object")
@@ -82,7 +71,7 @@ async fn receive_n(queue: &SqsQueue, n: usize) -> Vec<switchyard_shared::ports::
 #[tokio::test]
 async fn table_conditional_writes_return_the_item_as_it_was() {
     let endpoint = moto_or_skip!();
-    let (_, _, r) = provisioned(&endpoint).await;
+    let (_, _, r) = aws_common::provisioned(&endpoint).await;
     let table = &r.table;
     let v1 = item(
         json!({"pk": "ORDER#1", "sk": "META", "version": 1, "status": "PLACED", "total": 12.5, "tags": ["a"]}),
@@ -139,7 +128,7 @@ async fn table_conditional_writes_return_the_item_as_it_was() {
 #[tokio::test]
 async fn table_queries_scans_and_transactions() {
     let endpoint = moto_or_skip!();
-    let (_, _, r) = provisioned(&endpoint).await;
+    let (_, _, r) = aws_common::provisioned(&endpoint).await;
     let table = &r.table;
     for sk in ["IMAGE#b", "IMAGE#a", "META"] {
         table
@@ -229,7 +218,7 @@ async fn table_queries_scans_and_transactions() {
 #[tokio::test]
 async fn stream_reads_changes_in_order_with_checkpoints() {
     let endpoint = moto_or_skip!();
-    let (clients, topology, r) = provisioned(&endpoint).await;
+    let (clients, topology, r) = aws_common::provisioned(&endpoint).await;
     let table = &r.table;
     table
         .put(
@@ -313,7 +302,7 @@ async fn stream_reads_changes_in_order_with_checkpoints() {
 #[tokio::test]
 async fn blobs_round_trip_small_large_and_streamed_files() {
     let endpoint = moto_or_skip!();
-    let (_, _, r) = provisioned(&endpoint).await;
+    let (_, _, r) = aws_common::provisioned(&endpoint).await;
     let blobs: &S3Blobs = &r.blobs;
     let key = BlobKey::new("uploads/o-1/a photo+1.jpg").unwrap();
     blobs
@@ -381,7 +370,7 @@ async fn blobs_round_trip_small_large_and_streamed_files() {
 #[tokio::test]
 async fn queue_batches_attributes_visibility_and_dead_letters() {
     let endpoint = moto_or_skip!();
-    let (_, topology, r) = provisioned(&endpoint).await;
+    let (_, topology, r) = aws_common::provisioned(&endpoint).await;
     let consumer = &topology.consumers[0];
     let queue = &r.queues[&consumer.name];
     let dlq = &r.dlqs[&consumer.name];
@@ -535,7 +524,7 @@ async fn fifo_queues_keep_group_order_and_drop_duplicates() {
 #[tokio::test]
 async fn eventbridge_publishing_keeps_the_envelope_whole() {
     let endpoint = moto_or_skip!();
-    let (_, topology, r) = provisioned(&endpoint).await;
+    let (_, topology, r) = aws_common::provisioned(&endpoint).await;
     let processor = topology
         .consumers
         .iter()
@@ -574,7 +563,7 @@ async fn eventbridge_publishing_keeps_the_envelope_whole() {
 #[tokio::test]
 async fn sns_publishing_sets_attributes_and_respects_filter_policies() {
     let endpoint = moto_or_skip!();
-    let (_, topology, r) = provisioned(&endpoint).await;
+    let (_, topology, r) = aws_common::provisioned(&endpoint).await;
     let images = topology
         .consumers
         .iter()
@@ -612,7 +601,7 @@ async fn sns_publishing_sets_attributes_and_respects_filter_policies() {
 #[tokio::test]
 async fn publishing_refuses_bad_events_before_sending_anything() {
     let endpoint = moto_or_skip!();
-    let (_, topology, r) = provisioned(&endpoint).await;
+    let (_, topology, r) = aws_common::provisioned(&endpoint).await;
     let good = order("o-1");
     let mut bad = order("o-2");
     bad.detail = json!({"order_id": "o-2"});
@@ -635,4 +624,44 @@ async fn publishing_refuses_bad_events_before_sending_anything() {
     let mut unknown = order("o-3");
     unknown.detail_type = "Nope".into();
     assert!(r.publisher.publish(&[unknown]).await.is_err());
+}
+
+#[tokio::test]
+async fn heartbeats_keep_a_long_job_hidden_until_it_is_done() {
+    let endpoint = moto_or_skip!();
+    let (clients, topology, _) = aws_common::provisioned(&endpoint).await;
+    let name = topology.consumers[0].queue_name();
+    let worker = SqsQueue::connect(&clients.sqs, &name)
+        .await
+        .unwrap()
+        .with_heartbeat();
+    let other = SqsQueue::connect(&clients.sqs, &name).await.unwrap();
+    worker
+        .send_batch(vec![OutgoingMessage::new("long job")])
+        .await
+        .unwrap();
+    let visibility = Duration::from_secs(2);
+    let job = aws_common::eventually("the job", WAIT, || async {
+        worker
+            .receive(1, visibility, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .pop()
+    })
+    .await;
+    assert_eq!(worker.heartbeats(), 1);
+    // Three visibility timeouts pass while "working": without the heartbeat the
+    // job would be back on the queue after the first.
+    for _ in 0..6 {
+        let stolen = other
+            .receive(10, visibility, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(
+            stolen.is_empty(),
+            "the job was handed out again while its heartbeat ran"
+        );
+    }
+    worker.delete_batch(&[job.receipt_handle]).await.unwrap();
+    assert_eq!(worker.heartbeats(), 0, "deleting stops the heartbeat");
 }

@@ -7,7 +7,6 @@ mod aws_common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use switchyard::provision::{provision, AwsResources};
 use switchyard_shared::aws::sdk::sqs::types::QueueAttributeName as A;
 use switchyard_shared::aws::{AwsClients, SqsQueue, CAPABILITIES};
 use switchyard_shared::conformance::{
@@ -70,20 +69,10 @@ impl QueueHarness for SqsHarness {
     }
 }
 
-async fn resources(endpoint: &str) -> (AwsClients, AwsResources) {
-    let clients = aws_common::clients(endpoint).await;
-    let topology = aws_common::unique_topology(&aws_common::suffix());
-    provision(&topology, &clients).await.expect("provision");
-    let r = AwsResources::connect(&topology, &clients)
-        .await
-        .expect("connect");
-    (clients, r)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_and_stream_suites_pass_on_dynamodb() {
     let endpoint = moto_or_skip!();
-    let (_, r) = resources(&endpoint).await;
+    let (_, _, r) = aws_common::provisioned(&endpoint).await;
     table_suite(&*r.table, CAPABILITIES).await;
     stream_suite(&*r.table, &*r.stream, CAPABILITIES).await;
 }
@@ -91,7 +80,7 @@ async fn table_and_stream_suites_pass_on_dynamodb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_suite_passes_on_s3() {
     let endpoint = moto_or_skip!();
-    let (_, r) = resources(&endpoint).await;
+    let (_, _, r) = aws_common::provisioned(&endpoint).await;
     blob_suite(&*r.blobs, CAPABILITIES).await;
 }
 

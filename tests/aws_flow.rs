@@ -4,8 +4,9 @@
 //! 3. an `OrderPlaced` put on the bus with the aws CLI ends as an order item;
 //! 4. an image put into S3 plus an `ImageUploaded` published to the topic
 //!    with the aws CLI end as two thumbnails and a READY image item;
-//! 5. the stream reactor's `OrderStatusChanged` reaches the bus;
-//! and a poison message ends in the DLQ after `maxReceiveCount`.
+//! 5. the stream reactor's `OrderStatusChanged` reaches the bus.
+//!
+//! And a poison message ends in the DLQ after `maxReceiveCount`.
 //!
 //! Needs `SWITCHYARD_MOTO_ENDPOINT` and the aws CLI on PATH (scripts/test-aws
 //! provides both); skipped with a message without the endpoint.

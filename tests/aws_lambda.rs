@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use serde_json::{json, Value};
-use switchyard::provision::{provision, AwsResources};
 use switchyard_shared::events::{EventType, OrderPlaced};
 use switchyard_shared::items::order_key;
 use switchyard_shared::ports::Table;
@@ -72,10 +71,7 @@ async fn order_processor_binary_answers_a_real_sqs_event() {
         bootstrap.display()
     );
 
-    let clients = aws_common::clients(&endpoint).await;
-    let topology = aws_common::unique_topology(&aws_common::suffix());
-    provision(&topology, &clients).await.unwrap();
-    let resources = AwsResources::connect(&topology, &clients).await.unwrap();
+    let (_, topology, resources) = aws_common::provisioned(&endpoint).await;
 
     // The runtime API emulator alone; the function is the release binary, started below.
     let port = free_port();

@@ -40,15 +40,7 @@ async fn provisions_everything_once_and_then_changes_nothing() {
 
     // The queues: redrive to the DLQ, visibility, and a policy for each subscription's sender.
     for c in &topology.consumers {
-        let url = clients
-            .sqs
-            .get_queue_url()
-            .queue_name(c.queue_name())
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
+        let url = aws_common::queue_url(&clients, &c.queue_name()).await;
         let attrs = clients
             .sqs
             .get_queue_attributes()
@@ -211,15 +203,7 @@ async fn drift_is_put_back_and_only_there() {
     provision(&topology, &clients).await.unwrap();
 
     let c = &topology.consumers[0];
-    let url = clients
-        .sqs
-        .get_queue_url()
-        .queue_name(c.queue_name())
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = aws_common::queue_url(&clients, &c.queue_name()).await;
     clients
         .sqs
         .set_queue_attributes()

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use router_rules::topology::{RouteSpec, Subscription};
 use router_rules::Topology;
+use switchyard::provision::{provision, AwsResources};
 use switchyard_shared::aws::AwsClients;
 
 pub const ENDPOINT_VAR: &str = "SWITCHYARD_MOTO_ENDPOINT";
@@ -90,20 +91,30 @@ pub fn unique_topology(suffix: &str) -> Topology {
 }
 
 /// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    switchyard_shared::conformance::eventually(what, deadline, Duration::from_millis(100), check)
+        .await
+}
+
+/// A freshly provisioned topology of unique names, and its adapters.
+pub async fn provisioned(endpoint: &str) -> (AwsClients, Topology, AwsResources) {
+    let clients = clients(endpoint).await;
+    let topology = unique_topology(&suffix());
+    provision(&topology, &clients).await.expect("provision");
+    let resources = AwsResources::connect(&topology, &clients)
+        .await
+        .expect("connect");
+    (clients, topology, resources)
+}
+
+/// The URL of a queue by name.
+pub async fn queue_url(clients: &AwsClients, name: &str) -> String {
+    let out = clients.sqs.get_queue_url().queue_name(name).send().await;
+    out.unwrap_or_else(|e| panic!("queue {name}: {e}"))
+        .queue_url
+        .expect("a queue URL")
 }

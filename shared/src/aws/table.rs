@@ -64,6 +64,34 @@ fn expr(condition: &Condition) -> Option<Expr> {
     }
 }
 
+/// Puts a condition's expression, names and values on a request builder.
+trait SetCondition: Sized {
+    fn set_condition(self, cond: Option<Expr>) -> Self;
+}
+
+macro_rules! set_condition_on {
+    ($($builder:ty),*) => {$(
+        impl SetCondition for $builder {
+            fn set_condition(self, cond: Option<Expr>) -> Self {
+                let (text, names, values) = match cond {
+                    Some(c) => (Some(c.text.to_owned()), Some(c.names), c.values),
+                    None => (None, None, None),
+                };
+                self.set_condition_expression(text)
+                    .set_expression_attribute_names(names)
+                    .set_expression_attribute_values(values)
+            }
+        }
+    )*};
+}
+
+set_condition_on!(
+    aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder,
+    aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder,
+    aws_sdk_dynamodb::types::builders::PutBuilder,
+    aws_sdk_dynamodb::types::builders::DeleteBuilder
+);
+
 fn key_attrs(key: &Key) -> AttrMap {
     HashMap::from([
         ("pk".to_owned(), AttributeValue::S(key.pk.clone())),
@@ -160,9 +188,7 @@ impl Table for DynamoTable {
             .put_item()
             .table_name(&self.name)
             .set_item(Some(attrs))
-            .set_condition_expression(cond.as_ref().map(|c| c.text.to_owned()))
-            .set_expression_attribute_names(cond.as_ref().map(|c| c.names.clone()))
-            .set_expression_attribute_values(cond.and_then(|c| c.values))
+            .set_condition(cond)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -184,9 +210,7 @@ impl Table for DynamoTable {
             .delete_item()
             .table_name(&self.name)
             .set_key(Some(key_attrs(key)))
-            .set_condition_expression(cond.as_ref().map(|c| c.text.to_owned()))
-            .set_expression_attribute_names(cond.as_ref().map(|c| c.names.clone()))
-            .set_expression_attribute_values(cond.and_then(|c| c.values))
+            .set_condition(cond)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -222,9 +246,7 @@ impl Table for DynamoTable {
                     let put = Put::builder()
                         .table_name(&self.name)
                         .set_item(Some(attrs))
-                        .set_condition_expression(cond.as_ref().map(|c| c.text.to_owned()))
-                        .set_expression_attribute_names(cond.as_ref().map(|c| c.names.clone()))
-                        .set_expression_attribute_values(cond.and_then(|c| c.values))
+                        .set_condition(cond)
                         .return_values_on_condition_check_failure(old.clone())
                         .build()
                         .map_err(build)?;
@@ -235,9 +257,7 @@ impl Table for DynamoTable {
                     let delete = Delete::builder()
                         .table_name(&self.name)
                         .set_key(Some(key_attrs(key)))
-                        .set_condition_expression(cond.as_ref().map(|c| c.text.to_owned()))
-                        .set_expression_attribute_names(cond.as_ref().map(|c| c.names.clone()))
-                        .set_expression_attribute_values(cond.and_then(|c| c.values))
+                        .set_condition(cond)
                         .return_values_on_condition_check_failure(old.clone())
                         .build()
                         .map_err(build)?;
