@@ -9,7 +9,7 @@ mod cli;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(&args.global);
+    cli::init_logging(&args.global, &args.command);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -372,18 +372,60 @@ impl SqsBatchHandler {
         SqsBatchHandler { service }
     }
 
+    /// Handles a batch the way Lambda's SQS integration expects: messages run
+    /// concurrently (so their writes can share commits), except that the
+    /// messages of one FIFO group run in order, and once one of them fails the
+    /// rest of its group fails too, unhandled, to keep the group's order.
     pub async fn handle_batch(&self, event: SqsEvent) -> BatchOutcome {
-        let mut outcome = BatchOutcome::default();
+        let mut groups: Vec<Vec<SqsMessage>> = Vec::new();
+        let mut group_index: BTreeMap<String, usize> = BTreeMap::new();
         for message in event.records {
-            let id = message.message_id.clone().unwrap_or_default();
-            if let Err(e) = self.handle_message(message).await {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id.clone();
-                outcome.response.batch_item_failures.push(failure);
-                outcome.failures.insert(id, (e.message, e.permanent));
+            match message.attributes.get("MessageGroupId").cloned() {
+                Some(group) => {
+                    let index = *group_index.entry(group).or_insert_with(|| {
+                        groups.push(Vec::new());
+                        groups.len() - 1
+                    });
+                    groups[index].push(message);
+                }
+                None => groups.push(vec![message]),
             }
         }
+        let results =
+            futures::future::join_all(groups.into_iter().map(|group| self.handle_group(group)))
+                .await;
+        let mut outcome = BatchOutcome::default();
+        for (id, error) in results.into_iter().flatten() {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id.clone();
+            outcome.response.batch_item_failures.push(failure);
+            outcome
+                .failures
+                .insert(id, (error.message, error.permanent));
+        }
         outcome
+    }
+
+    /// Runs one group in order; returns the failed message ids with their errors.
+    async fn handle_group(&self, group: Vec<SqsMessage>) -> Vec<(String, HandlerError)> {
+        let mut failed = Vec::new();
+        for message in group {
+            let id = message.message_id.clone().unwrap_or_default();
+            if let Some((_, first)) = failed.first() {
+                let first: &HandlerError = first;
+                let blocked = HandlerError {
+                    message: format!(
+                        "not handled: an earlier message of its group failed ({})",
+                        first.message
+                    ),
+                    permanent: false,
+                };
+                failed.push((id, blocked));
+            } else if let Err(e) = self.handle_message(message).await {
+                failed.push((id, e));
+            }
+        }
+        failed
     }
 
     async fn handle_message(&self, message: SqsMessage) -> Result<(), HandlerError> {

@@ -1,8 +1,38 @@
 //! Routing for Switchyard: the topology, and the engine that matches events
 //! against EventBridge event patterns and SNS filter policies.
+//!
+//! Semantics, as AWS documents them (the conformance suite in
+//! `tests/conformance/` cites the page for each case):
+//!
+//! - A field's array lists alternatives; the fields of a pattern must all
+//!   match. An event array matches when any element does, and fields taken
+//!   from different elements of one array of objects never combine.
+//! - Values are typed: `"35"` is not `35`, `true` is not `1`; numbers compare
+//!   by value (`35 == 35.0 == 3.5e1`), over the whole float64 range on
+//!   EventBridge and at five decimals within ±1e9 on SNS.
+//! - `exists` looks at leaf values only: `null` exists, `[]` and `{}` do not.
+//!   `exists: false` holds when the path has no value anywhere in the event.
+//! - `anything-but X` holds for a present value that X does not match, so
+//!   `anything-but {"prefix": "a"}` accepts numbers.
+//! - What AWS rejects is rejected with a [`PatternError`] naming the path and
+//!   the operator, including the SNS-only restrictions and limits.
+//!
+//! The matcher reads an event's JSON text once and stops after the last field
+//! any rule names; text after that point is not validated.
 
+mod automaton;
+#[cfg(feature = "bench")]
+pub mod bench;
+pub mod check;
+pub mod eval;
+pub mod flat;
 pub mod matcher;
+pub mod pattern;
+pub mod reference;
 pub mod topology;
 
-pub use matcher::{BusMatcher, PatternError, TopicMatcher};
+pub use matcher::{
+    parse_sns_attributes, AttributeError, BusMatcher, PatternError, TopicMatcher, Verdict,
+};
+pub use pattern::{Dialect, Pattern};
 pub use topology::{Topology, TopologyError};

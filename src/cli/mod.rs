@@ -72,9 +72,15 @@ pub enum Command {
     Provision(provision::ProvisionArgs),
 }
 
-pub fn init_logging(global: &GlobalArgs) {
+pub fn init_logging(global: &GlobalArgs, command: &Command) {
+    // The demo refuses commands on purpose; its summary says so, so keep its log to errors.
+    let default = if matches!(command, Command::Demo(_)) {
+        "error"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
