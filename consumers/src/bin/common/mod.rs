@@ -47,12 +47,18 @@ async fn setup(needs_bucket: bool) -> Result<(Topology, Deps), Error> {
 /// Runs an SQS-triggered handler; the response is the partial batch response.
 pub async fn run_sqs(handler: &str, needs_bucket: bool) -> Result<(), Error> {
     let (topology, deps) = setup(needs_bucket).await?;
-    // The consumer's name (spans, idempotency markers) is the topology's, as in the embedded runtime.
-    let consumer = topology
-        .consumers
-        .iter()
-        .find(|c| c.handler == handler)
-        .map(|c| c.name.clone())
+    // The consumer's name (spans, idempotency markers): the one infra/ sets, else
+    // the topology's consumer that runs this handler, as in the embedded runtime.
+    let consumer = std::env::var("SWITCHYARD_CONSUMER")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| {
+            topology
+                .consumers
+                .iter()
+                .find(|c| c.handler == handler)
+                .map(|c| c.name.clone())
+        })
         .unwrap_or_else(|| handler.to_owned());
     let batch = registry::sqs_handler(handler, &consumer, &deps)
         .ok_or_else(|| format!("no SQS handler named {handler:?}"))?;
