@@ -7,7 +7,7 @@ use std::ffi::CStr;
 
 use turbojpeg::raw;
 
-use crate::planes::{Plane, Planes};
+use crate::planes::{Plane, Planes, Rgb};
 
 /// What the header says, read before any pixel is decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,17 +121,26 @@ impl Decoder {
         self.header
     }
 
+    /// Sets the DCT scaling to `num/8`, in lowest terms (TurboJPEG only
+    /// recognises its table entries, e.g. 1/2 but not 4/8).
+    fn set_scale(&mut self, num: u32) -> Result<(), String> {
+        if !(1..=8).contains(&num) {
+            return Err(format!("scale {num}/8 out of range"));
+        }
+        if self.header.lossless && num != 8 {
+            return Err("lossless JPEGs cannot be scaled".into());
+        }
+        let gcd = [8, 4, 2, 1].into_iter().find(|d| num % d == 0).expect("1 divides everything");
+        let factor = raw::tjscalingfactor { num: (num / gcd) as libc::c_int, denom: (8 / gcd) as libc::c_int };
+        // SAFETY: live handle.
+        self.handle.check(unsafe { raw::tj3SetScalingFactor(self.handle.0, factor) })
+    }
+
     /// Decodes at `num/8` scale straight into Y/Cb/Cr planes, skipping the
     /// colour conversion and chroma upsampling that an RGB decode would do.
     /// Grey images yield a Y plane only.
     pub fn decode_planes(&mut self, jpeg: &[u8], num: u32) -> Result<Planes, String> {
-        debug_assert!((1..=8).contains(&num));
-        if self.header.lossless && num != 8 {
-            return Err("lossless JPEGs cannot be scaled".into());
-        }
-        let factor = raw::tjscalingfactor { num: num as libc::c_int, denom: 8 };
-        // SAFETY: live handle.
-        self.handle.check(unsafe { raw::tj3SetScalingFactor(self.handle.0, factor) })?;
+        self.set_scale(num)?;
         let width = scaled(self.header.width, num);
         let height = scaled(self.header.height, num);
         let subsamp = self.header.subsamp;
@@ -168,12 +177,7 @@ impl Decoder {
 
     /// Decodes at `num/8` scale to packed RGB (CMYK/YCCK inputs are converted).
     pub fn decode_rgb(&mut self, jpeg: &[u8], num: u32) -> Result<(u32, u32, Vec<u8>), String> {
-        let factor = raw::tjscalingfactor { num: num as libc::c_int, denom: 8 };
-        if self.header.lossless && num != 8 {
-            return Err("lossless JPEGs cannot be scaled".into());
-        }
-        // SAFETY: live handle.
-        self.handle.check(unsafe { raw::tj3SetScalingFactor(self.handle.0, factor) })?;
+        self.set_scale(num)?;
         let width = scaled(self.header.width, num);
         let height = scaled(self.header.height, num);
         let cmyk = self.header.is_cmyk();
@@ -218,32 +222,66 @@ fn dimension(v: i32) -> Result<u32, String> {
 }
 
 /// Compresses planes into a baseline 4:2:0 JPEG (or greyscale) with no
-/// metadata: libjpeg-turbo writes only the JFIF header we ask for.
+/// metadata: libjpeg-turbo writes only the JFIF header.
 pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
-    let handle = Handle::new(raw::TJINIT_TJINIT_COMPRESS)?;
-    handle.set(raw::TJPARAM_TJPARAM_QUALITY, quality as i32)?;
     let subsamp = if planes.is_gray() { raw::TJSAMP_TJSAMP_GRAY } else { raw::TJSAMP_TJSAMP_420 };
-    handle.set(raw::TJPARAM_TJPARAM_SUBSAMP, subsamp)?;
-    // Huffman optimisation makes outputs ~5-10% smaller for little CPU at thumbnail sizes.
-    handle.set(raw::TJPARAM_TJPARAM_OPTIMIZE, 1)?;
     let ptrs: Vec<*const u8> = planes.planes().iter().map(|p| p.data.as_ptr()).collect();
     let strides: Vec<libc::c_int> = planes.planes().iter().map(|p| p.width as libc::c_int).collect();
+    compress(quality, subsamp, |handle, out, size| {
+        // SAFETY: plane pointers/strides describe buffers of the sizes TurboJPEG
+        // expects for this width/height and subsampling (Planes keeps 4:2:0 layout).
+        unsafe {
+            raw::tj3CompressFromYUVPlanes8(
+                handle,
+                ptrs.as_ptr(),
+                planes.width as libc::c_int,
+                strides.as_ptr(),
+                planes.height as libc::c_int,
+                out,
+                size,
+            )
+        }
+    })
+}
+
+/// Compresses packed RGB into a baseline 4:2:0 JPEG (libjpeg-turbo's SIMD
+/// colour conversion and downsampling), with no metadata.
+pub fn encode_rgb(rgb: &Rgb, quality: u8) -> Result<Vec<u8>, String> {
+    if rgb.data.len() != rgb.width as usize * rgb.height as usize * 3 {
+        return Err("RGB buffer size does not match its dimensions".into());
+    }
+    compress(quality, raw::TJSAMP_TJSAMP_420, |handle, out, size| {
+        // SAFETY: the buffer holds width × height RGB pixels, rows packed (pitch = 3 × width).
+        unsafe {
+            raw::tj3Compress8(
+                handle,
+                rgb.data.as_ptr(),
+                rgb.width as libc::c_int,
+                (rgb.width * 3) as libc::c_int,
+                rgb.height as libc::c_int,
+                raw::TJPF_TJPF_RGB,
+                out,
+                size,
+            )
+        }
+    })
+}
+
+/// Runs one compression call with a fresh handle and copies out the JPEG
+/// that TurboJPEG allocated.
+fn compress(
+    quality: u8,
+    subsamp: i32,
+    call: impl FnOnce(raw::tjhandle, *mut *mut u8, *mut raw::size_t) -> libc::c_int,
+) -> Result<Vec<u8>, String> {
+    let handle = Handle::new(raw::TJINIT_TJINIT_COMPRESS)?;
+    handle.set(raw::TJPARAM_TJPARAM_QUALITY, quality as i32)?;
+    handle.set(raw::TJPARAM_TJPARAM_SUBSAMP, subsamp)?;
+    // Optimised Huffman tables: smaller files, as sharp does by default.
+    handle.set(raw::TJPARAM_TJPARAM_OPTIMIZE, 1)?;
     let mut out: *mut u8 = std::ptr::null_mut();
     let mut size: raw::size_t = 0;
-    // SAFETY: plane pointers/strides describe buffers of the sizes tj3 expects
-    // for this width/height and subsampling (Planes guarantees 4:2:0 layout);
-    // the output buffer is allocated by TurboJPEG and freed below.
-    let rc = unsafe {
-        raw::tj3CompressFromYUVPlanes8(
-            handle.0,
-            ptrs.as_ptr(),
-            planes.width as libc::c_int,
-            strides.as_ptr(),
-            planes.height as libc::c_int,
-            &mut out,
-            &mut size,
-        )
-    };
+    let rc = call(handle.0, &mut out, &mut size);
     let result = handle.check(rc).map(|_| {
         // SAFETY: on success `out` holds `size` bytes.
         unsafe { std::slice::from_raw_parts(out, size as usize) }.to_vec()

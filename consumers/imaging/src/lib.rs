@@ -3,10 +3,15 @@
 //! every requested variant from that one decode.
 
 mod color;
+pub mod fixtures;
 mod jpeg;
+pub mod measure;
 mod meta;
 mod planes;
+pub mod quality;
 mod webp;
+
+pub use planes::Rgb;
 
 use std::io::Cursor;
 use std::str::FromStr;
@@ -17,7 +22,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use serde::{Deserialize, Serialize};
 
 use color::ToSrgb;
-use planes::{Crop, Orientation, Planes, Rgb};
+use planes::{Crop, Orientation, Planes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -188,6 +193,37 @@ const MAX_DECODER_MEMORY_MB: i32 = 512;
 /// decode and after each variant; a single decode cannot be interrupted, but
 /// its cost is bounded by the byte, pixel and scan limits.
 pub fn process(input: &[u8], variants: &[VariantSpec], limits: &Limits) -> Result<Vec<Output>, Rejection> {
+    run(input, variants, limits, |spec, pixels| {
+        let bytes = match (spec.format, &pixels) {
+            (OutputFormat::Jpeg, Pixels::Planes(p)) => jpeg::encode_planes(p, spec.quality),
+            (OutputFormat::Jpeg, Pixels::Rgb(r)) => jpeg::encode_rgb(r, spec.quality),
+            (OutputFormat::Webp, Pixels::Planes(p)) => webp::encode_planes(p, spec.quality),
+            (OutputFormat::Webp, Pixels::Rgb(r)) => webp::encode_rgb(r, spec.quality),
+        }
+        .map_err(|e| Rejection::Corrupt(format!("encoding {}: {e}", spec.name)))?;
+        let (width, height) = pixels.dimensions();
+        Ok(Output { name: spec.name.clone(), width, height, format: spec.format, bytes })
+    })
+}
+
+/// The same pipeline as [`process`], stopping before the encoder: each
+/// variant's pixels as RGB. Used to measure resize quality apart from the
+/// (lossy) output encoding.
+pub fn render(input: &[u8], variants: &[VariantSpec], limits: &Limits) -> Result<Vec<Rgb>, Rejection> {
+    run(input, variants, limits, |_, pixels| {
+        Ok(match pixels {
+            Pixels::Planes(p) => p.to_rgb(),
+            Pixels::Rgb(r) => r,
+        })
+    })
+}
+
+fn run<T>(
+    input: &[u8],
+    variants: &[VariantSpec],
+    limits: &Limits,
+    finish: impl Fn(&VariantSpec, Pixels) -> Result<T, Rejection>,
+) -> Result<Vec<T>, Rejection> {
     if input.is_empty() {
         return Err(Rejection::Empty);
     }
@@ -195,8 +231,23 @@ pub fn process(input: &[u8], variants: &[VariantSpec], limits: &Limits) -> Resul
         return Err(Rejection::TooLarge { size: input.len() as u64, limit: limits.max_bytes });
     }
     let format = sniff(input).ok_or(Rejection::UnsupportedType)?;
-    let run = std::panic::AssertUnwindSafe(|| pipeline(input, format, variants, limits));
-    std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+    let pipeline = std::panic::AssertUnwindSafe(|| {
+        let started = Instant::now();
+        let decoded = match format {
+            InputFormat::Jpeg => decode_jpeg(input, variants, limits)?,
+            other => decode_with_image(input, other, limits)?,
+        };
+        check_deadline(started, limits)?;
+        let mut resizer = Resizer::new();
+        let mut outputs = Vec::with_capacity(variants.len());
+        for spec in variants {
+            let pixels = render_variant(&decoded, spec, &mut resizer)?;
+            outputs.push(finish(spec, pixels)?);
+            check_deadline(started, limits)?;
+        }
+        Ok(outputs)
+    });
+    std::panic::catch_unwind(pipeline).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -205,6 +256,21 @@ pub fn process(input: &[u8], variants: &[VariantSpec], limits: &Limits) -> Resul
         tracing::warn!(panic = %what, "image decoder panicked");
         Err(Rejection::Corrupt(format!("decoder failed: {what}")))
     })
+}
+
+/// A finished variant's pixels, before encoding.
+enum Pixels {
+    Planes(Planes),
+    Rgb(Rgb),
+}
+
+impl Pixels {
+    fn dimensions(&self) -> (u32, u32) {
+        match self {
+            Pixels::Planes(p) => (p.width, p.height),
+            Pixels::Rgb(r) => (r.width, r.height),
+        }
+    }
 }
 
 /// The decoded source every variant is made from, in stored orientation.
@@ -226,22 +292,6 @@ struct Decoded {
     source: Source,
     orientation: Orientation,
     to_srgb: Option<ToSrgb>,
-}
-
-fn pipeline(input: &[u8], format: InputFormat, variants: &[VariantSpec], limits: &Limits) -> Result<Vec<Output>, Rejection> {
-    let started = Instant::now();
-    let decoded = match format {
-        InputFormat::Jpeg => decode_jpeg(input, variants, limits)?,
-        other => decode_with_image(input, other, limits)?,
-    };
-    check_deadline(started, limits)?;
-    let mut resizer = Resizer::new();
-    let mut outputs = Vec::with_capacity(variants.len());
-    for spec in variants {
-        outputs.push(make_variant(&decoded, spec, &mut resizer)?);
-        check_deadline(started, limits)?;
-    }
-    Ok(outputs)
 }
 
 fn check_deadline(started: Instant, limits: &Limits) -> Result<(), Rejection> {
@@ -296,7 +346,7 @@ fn dct_scale(width: u32, height: u32, orientation: Orientation, variants: &[Vari
 /// For a source of `width × height` (stored orientation), the region to keep
 /// and the size to resize it to, both in stored orientation, so that after
 /// applying `orientation` the result is what `spec` asks for.
-fn geometry(width: u32, height: u32, orientation: Orientation, spec: &VariantSpec) -> (Crop, u32, u32) {
+pub(crate) fn geometry(width: u32, height: u32, orientation: Orientation, spec: &VariantSpec) -> (Crop, u32, u32) {
     let (shown_w, shown_h) = if orientation.swaps_axes() { (height, width) } else { (width, height) };
     let (out_w, out_h) = match spec.fit {
         Fit::Cover => (spec.width, spec.height),
@@ -366,30 +416,24 @@ fn flatten_to_rgb(image: DynamicImage) -> Rgb {
     Rgb { width, height, data }
 }
 
-fn make_variant(decoded: &Decoded, spec: &VariantSpec, resizer: &mut Resizer) -> Result<Output, Rejection> {
+fn render_variant(decoded: &Decoded, spec: &VariantSpec, resizer: &mut Resizer) -> Result<Pixels, Rejection> {
     let (width, height) = decoded.source.dimensions();
     let (crop, out_w, out_h) = geometry(width, height, decoded.orientation, spec);
     let failed = |e: String| Rejection::Corrupt(format!("making {}: {e}", spec.name));
-    let planes = match (&decoded.source, &decoded.to_srgb) {
-        (Source::Planes(p), None) => p.resize(crop, out_w, out_h, resizer).map_err(failed)?.orient(decoded.orientation),
-        (Source::Planes(p), Some(to_srgb)) => {
-            let rgb = p.resize(crop, out_w, out_h, resizer).map_err(failed)?.orient(decoded.orientation).to_rgb();
-            to_srgb.apply(&rgb).map_err(failed)?.to_planes()
-        }
-        (Source::Rgb(r), to_srgb) => {
-            let mut rgb = r.resize(crop, out_w, out_h, resizer).map_err(failed)?.orient(decoded.orientation);
-            if let Some(to_srgb) = to_srgb {
-                rgb = to_srgb.apply(&rgb).map_err(failed)?;
+    let rgb = match &decoded.source {
+        Source::Planes(p) => {
+            let planes = p.resize(crop, out_w, out_h, resizer).map_err(failed)?.orient(decoded.orientation);
+            if decoded.to_srgb.is_none() {
+                return Ok(Pixels::Planes(planes));
             }
-            rgb.to_planes()
+            planes.to_rgb()
         }
+        Source::Rgb(r) => r.resize(crop, out_w, out_h, resizer).map_err(failed)?.orient(decoded.orientation),
     };
-    let bytes = match spec.format {
-        OutputFormat::Jpeg => jpeg::encode_planes(&planes, spec.quality),
-        OutputFormat::Webp => webp::encode_planes(&planes, spec.quality),
-    }
-    .map_err(|e| Rejection::Corrupt(format!("encoding {}: {e}", spec.name)))?;
-    Ok(Output { name: spec.name.clone(), width: planes.width, height: planes.height, format: spec.format, bytes })
+    Ok(Pixels::Rgb(match &decoded.to_srgb {
+        Some(to_srgb) => to_srgb.apply(&rgb).map_err(failed)?,
+        None => rgb,
+    }))
 }
 
 #[cfg(test)]
@@ -426,5 +470,87 @@ mod tests {
         let v: VariantSpec = "thumb=64x32:contain:webp:90".parse().unwrap();
         assert_eq!((v.width, v.height, v.fit, v.format, v.quality), (64, 32, Fit::Contain, OutputFormat::Webp, 90));
         assert!("x=0x5:cover:jpeg:80".parse::<VariantSpec>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod stage_probe {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn probe_stages() {
+        let dir = std::path::Path::new("/tmp/imgfix");
+        for name in ["photo-12mp.jpg", "photo-2mp.jpg"] {
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            for num in [2u32, 3, 4, 8] {
+                let mut d = jpeg::Decoder::new(&bytes, jpeg::DecodeLimits { max_pixels: 1 << 30, max_scans: 500, max_memory_mb: 512 }).unwrap();
+                let t = measure::process_cpu_time();
+                let n = 10;
+                let mut p = None;
+                for _ in 0..n { p = Some(d.decode_planes(&bytes, num).unwrap()); }
+                let planes_ms = (measure::process_cpu_time() - t).as_secs_f64() * 1000.0 / n as f64;
+                let t = measure::process_cpu_time();
+                for _ in 0..n { d.decode_rgb(&bytes, num).unwrap(); }
+                let rgb_ms = (measure::process_cpu_time() - t).as_secs_f64() * 1000.0 / n as f64;
+                let p = p.unwrap();
+                let mut r = Resizer::new();
+                let t = measure::process_cpu_time();
+                let crop = Crop::centred_cover(p.width, p.height, 512, 512);
+                let mut out = None;
+                for _ in 0..n { out = Some(p.resize(crop, 512, 512, &mut r).unwrap()); }
+                let resize_ms = (measure::process_cpu_time() - t).as_secs_f64() * 1000.0 / n as f64;
+                let out = out.unwrap();
+                let t = measure::process_cpu_time();
+                for _ in 0..n { jpeg::encode_planes(&out, 80).unwrap(); }
+                let enc_ms = (measure::process_cpu_time() - t).as_secs_f64() * 1000.0 / n as f64;
+                println!("{name} num={num} planes={planes_ms:.2} rgb={rgb_ms:.2} resize512={resize_ms:.2} enc={enc_ms:.2} cpu={:?}", r.cpu_extensions());
+            }
+        }
+        let bytes = std::fs::read(dir.join("photo-2mp.png")).unwrap();
+        let t = measure::process_cpu_time();
+        let n = 10;
+        let mut rgb = None;
+        for _ in 0..n { rgb = Some(flatten_to_rgb(image::load_from_memory(&bytes).unwrap())); }
+        let dec = (measure::process_cpu_time() - t).as_secs_f64() * 1000.0 / n as f64;
+        let rgb = rgb.unwrap();
+        let mut r = Resizer::new();
+        let crop = Crop::centred_cover(rgb.width, rgb.height, 512, 512);
+        let t = measure::process_cpu_time();
+        let mut out = None;
+        for _ in 0..n { out = Some(rgb.resize(crop, 512, 512, &mut r).unwrap()); }
+        let rs = (measure::process_cpu_time() - t).as_secs_f64() * 1000.0 / n as f64;
+        let t = measure::process_cpu_time();
+        for _ in 0..n { jpeg::encode_rgb(out.as_ref().unwrap(), 80).unwrap(); }
+        let tp = (measure::process_cpu_time() - t).as_secs_f64() * 1000.0 / n as f64;
+        println!("png decode={dec:.2} resize={rs:.2} to_planes={tp:.2}");
+        for ignore in [false, true] {
+            let t = measure::process_cpu_time();
+            for _ in 0..n {
+                let mut d = png::Decoder::new(Cursor::new(&bytes[..]));
+                d.ignore_checksums(ignore);
+                let mut r = d.read_info().unwrap();
+                let mut buf = vec![0; r.output_buffer_size().unwrap()];
+                r.next_frame(&mut buf).unwrap();
+            }
+            println!("png crate ignore={ignore} {:.2}", (measure::process_cpu_time() - t).as_secs_f64() * 1000.0 / n as f64);
+        }
+        {
+            let mut idat = Vec::new();
+            let mut pos = 8;
+            while pos < bytes.len() {
+                let n = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+                if &bytes[pos + 4..pos + 8] == b"IDAT" {
+                    idat.extend_from_slice(&bytes[pos + 8..pos + 8 + n]);
+                }
+                pos += 12 + n;
+            }
+            let mut out = vec![0u8; 1080 * (1920 * 3 + 1)];
+            let t = measure::process_cpu_time();
+            for _ in 0..n {
+                libdeflater::Decompressor::new().zlib_decompress(&idat, &mut out).unwrap();
+            }
+            println!("libdeflate {:.2}", (measure::process_cpu_time() - t).as_secs_f64() * 1000.0 / n as f64);
+        }
     }
 }

@@ -152,39 +152,6 @@ impl Rgb {
         let (width, height, data) = orient_raw(self.width, self.height, 3, self.data, orientation);
         Rgb { width, height, data }
     }
-
-    /// Full-range BT.601 Y/Cb/Cr with 4:2:0 chroma (2×2 box average), for the
-    /// JPEG and WebP encoders that take planes.
-    pub fn to_planes(&self) -> Planes {
-        let (w, h) = (self.width as usize, self.height as usize);
-        let mut y = Plane::new(self.width, self.height);
-        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-        let mut cb_sum = vec![0f32; cw * ch];
-        let mut cr_sum = vec![0f32; cw * ch];
-        let mut count = vec![0f32; cw * ch];
-        for row in 0..h {
-            for col in 0..w {
-                let p = &self.data[(row * w + col) * 3..][..3];
-                let (r, g, b) = (p[0] as f32, p[1] as f32, p[2] as f32);
-                y.data[row * w + col] = clamp_u8(0.299 * r + 0.587 * g + 0.114 * b);
-                let i = (row / 2) * cw + col / 2;
-                cb_sum[i] += -0.168_736 * r - 0.331_264 * g + 0.5 * b;
-                cr_sum[i] += 0.5 * r - 0.418_688 * g - 0.081_312 * b;
-                count[i] += 1.0;
-            }
-        }
-        let avg = |sum: Vec<f32>| Plane {
-            width: cw as u32,
-            height: ch as u32,
-            data: sum.iter().zip(&count).map(|(s, n)| clamp_u8(s / n + 128.0)).collect(),
-        };
-        Planes {
-            width: self.width,
-            height: self.height,
-            y,
-            chroma: Some(Chroma { cb: avg(cb_sum), cr: avg(cr_sum), fx: 2.0, fy: 2.0 }),
-        }
-    }
 }
 
 fn clamp_u8(v: f32) -> u8 {

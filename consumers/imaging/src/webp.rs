@@ -4,10 +4,43 @@
 
 use libwebp_sys as sys;
 
-use crate::planes::Planes;
+use crate::planes::{Planes, Rgb};
 
 pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
     let [y, u, v] = planes.to_420_color();
+    let mut picture = sys::WebPPicture::new().map_err(|_| "libwebp version mismatch".to_string())?;
+    picture.use_argb = 0;
+    picture.colorspace = sys::WebPEncCSP::WEBP_YUV420;
+    picture.width = planes.width as libc::c_int;
+    picture.height = planes.height as libc::c_int;
+    // libwebp only reads the planes; it takes *mut for historical reasons.
+    picture.y = y.data.as_ptr() as *mut u8;
+    picture.u = u.data.as_ptr() as *mut u8;
+    picture.v = v.data.as_ptr() as *mut u8;
+    picture.y_stride = y.width as libc::c_int;
+    picture.uv_stride = u.width as libc::c_int;
+    // The planes outlive the encode; the picture owns no memory of its own.
+    encode(picture, quality)
+}
+
+/// Encodes packed RGB; libwebp converts to 4:2:0 itself.
+pub fn encode_rgb(rgb: &Rgb, quality: u8) -> Result<Vec<u8>, String> {
+    let mut picture = sys::WebPPicture::new().map_err(|_| "libwebp version mismatch".to_string())?;
+    picture.use_argb = 0;
+    picture.width = rgb.width as libc::c_int;
+    picture.height = rgb.height as libc::c_int;
+    // SAFETY: the buffer holds width × height packed RGB pixels with stride 3 × width;
+    // the import allocates picture memory, released by WebPPictureFree below.
+    let ok = unsafe { sys::WebPPictureImportRGB(&mut picture, rgb.data.as_ptr(), (rgb.width * 3) as libc::c_int) };
+    if ok == 0 {
+        // SAFETY: releases whatever the failed import allocated.
+        unsafe { sys::WebPPictureFree(&mut picture) };
+        return Err("libwebp could not import the pixels".into());
+    }
+    encode(picture, quality)
+}
+
+fn encode(mut picture: sys::WebPPicture, quality: u8) -> Result<Vec<u8>, String> {
     let mut config = std::mem::MaybeUninit::<sys::WebPConfig>::uninit();
     // SAFETY: WebPConfigInitInternal fully initialises the struct on success.
     let ok = unsafe {
@@ -26,17 +59,6 @@ pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
     // Method 4 is libwebp's default speed/size balance; one thread, no randomness.
     config.method = 4;
     config.thread_level = 0;
-    let mut picture = sys::WebPPicture::new().map_err(|_| "libwebp version mismatch".to_string())?;
-    picture.use_argb = 0;
-    picture.colorspace = sys::WebPEncCSP::WEBP_YUV420;
-    picture.width = planes.width as libc::c_int;
-    picture.height = planes.height as libc::c_int;
-    // libwebp only reads the planes; it takes *mut for historical reasons.
-    picture.y = y.data.as_ptr() as *mut u8;
-    picture.u = u.data.as_ptr() as *mut u8;
-    picture.v = v.data.as_ptr() as *mut u8;
-    picture.y_stride = y.width as libc::c_int;
-    picture.uv_stride = u.width as libc::c_int;
     let mut writer = std::mem::MaybeUninit::<sys::WebPMemoryWriter>::uninit();
     // SAFETY: initialises the writer; it is cleared below on every path.
     unsafe { sys::WebPMemoryWriterInit(writer.as_mut_ptr()) };
@@ -44,8 +66,7 @@ pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
     let mut writer = unsafe { writer.assume_init() };
     picture.writer = Some(sys::WebPMemoryWrite);
     picture.custom_ptr = (&mut writer as *mut sys::WebPMemoryWriter).cast();
-    // SAFETY: config and picture are initialised; the planes outlive the call
-    // and match the 4:2:0 sizes for width × height.
+    // SAFETY: config and picture are initialised and the picture's pixels are valid.
     let ok = unsafe { sys::WebPEncode(&config, &mut picture) };
     let result = if ok != 0 {
         // SAFETY: on success the writer holds `size` bytes at `mem`.
@@ -53,7 +74,11 @@ pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
     } else {
         Err(format!("libwebp error {:?}", picture.error_code))
     };
-    // SAFETY: frees the writer's buffer (the picture owns no memory: its planes are ours).
-    unsafe { sys::WebPMemoryWriterClear(&mut writer) };
+    // SAFETY: frees the writer's buffer and whatever the picture allocated
+    // (nothing, when it points at our planes).
+    unsafe {
+        sys::WebPMemoryWriterClear(&mut writer);
+        sys::WebPPictureFree(&mut picture);
+    }
     result
 }
