@@ -1,27 +1,16 @@
-use std::time::Instant;
-use switchyard_imaging::*;
 fn main() {
-    let dir = std::path::Path::new("/tmp/imgfix");
-    std::fs::create_dir_all(dir).unwrap();
-    let t = Instant::now();
-    let set = fixtures::bench_set(fixtures::SEED);
-    eprintln!("gen {:?}", t.elapsed());
-    for (name, bytes) in &set {
-        std::fs::write(dir.join(name), bytes).unwrap();
-        let full = quality::decode_full(bytes).unwrap();
-        for vs in [vec!["512=512x512:cover:jpeg:80"], vec!["128=128x128:cover:jpeg:80"], vec!["512=512x512:cover:jpeg:80", "128=128x128:cover:jpeg:80"]] {
-            let specs: Vec<VariantSpec> = vs.iter().map(|s| s.parse().unwrap()).collect();
-            let n = 20;
-            process(bytes, &specs, &Limits::default()).unwrap();
-            let c0 = measure::process_cpu_time();
-            let mut out = vec![];
-            for _ in 0..n { out = process(bytes, &specs, &Limits::default()).unwrap(); }
-            let ms = (measure::process_cpu_time() - c0).as_secs_f64() * 1000.0 / n as f64;
-            let ssims: Vec<f64> = out.iter().zip(&specs).map(|(o, s)| {
-                let r = quality::reference(&full, s).unwrap();
-                quality::ssim(&r, &quality::decode_full(&o.bytes).unwrap()).unwrap()
-            }).collect();
-            println!("{name} {} bytes {:?}: {ms:.2} ms ssim {ssims:?}", bytes.len(), vs);
+    let (w, h) = (4000u32, 3000u32);
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut pixels = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let n = (state >> 58) as u32;
+            pixels.extend([((x / 16 + n) % 256) as u8, ((y / 12 + n) % 256) as u8, ((x + y) / 28 % 256) as u8]);
         }
     }
+    let rgb = switchyard_imaging::Rgb { width: w, height: h, data: pixels };
+    std::fs::write("/tmp/noise12.jpg", switchyard_imaging::fixtures::jpeg(&rgb, 90)).unwrap();
 }

@@ -8,7 +8,9 @@ mod jpeg;
 pub mod measure;
 mod meta;
 mod planes;
+mod png;
 pub mod quality;
+mod scratch;
 mod webp;
 
 pub use planes::Rgb;
@@ -240,12 +242,21 @@ fn run<T>(
         check_deadline(started, limits)?;
         let mut resizer = Resizer::new();
         let mut outputs = Vec::with_capacity(variants.len());
+        let mut made = Ok(());
         for spec in variants {
-            let pixels = render_variant(&decoded, spec, &mut resizer)?;
-            outputs.push(finish(spec, pixels)?);
-            check_deadline(started, limits)?;
+            made = render_variant(&decoded, spec, &mut resizer)
+                .and_then(|pixels| finish(spec, pixels))
+                .map(|output| outputs.push(output))
+                .and_then(|_| check_deadline(started, limits));
+            if made.is_err() {
+                break;
+            }
         }
-        Ok(outputs)
+        match decoded.source {
+            Source::Planes(p) => p.recycle(),
+            Source::Rgb(r) => scratch::recycle(r.data),
+        }
+        made.map(|_| outputs)
     });
     std::panic::catch_unwind(pipeline).unwrap_or_else(|panic| {
         let what = panic
@@ -372,6 +383,11 @@ fn decode_with_image(input: &[u8], format: InputFormat, limits: &Limits) -> Resu
         InputFormat::Gif => ImageFormat::Gif,
         InputFormat::Jpeg => unreachable!("JPEG goes through libjpeg-turbo"),
     };
+    if format == ImageFormat::Png {
+        if let Some(rgb) = png::decode(input, limits)? {
+            return Ok(Decoded { source: Source::Rgb(rgb), orientation: Orientation::Normal, to_srgb: None });
+        }
+    }
     let corrupt = |e: image::ImageError| Rejection::Corrupt(e.to_string());
     let mut decoder = ImageReader::with_format(Cursor::new(input), format).into_decoder().map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
@@ -406,8 +422,8 @@ fn flatten_to_rgb(image: DynamicImage) -> Rgb {
         let rgba = image.into_rgba8();
         let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
         for px in rgba.pixels() {
-            let a = px[3] as u32;
-            rgb.extend(px.0[..3].iter().map(|&c| ((c as u32 * a + 255 * (255 - a) + 127) / 255) as u8));
+            let a = px[3];
+            rgb.extend(px.0[..3].iter().map(|&c| png::over_white(c, a)));
         }
         rgb
     } else {
@@ -524,10 +540,13 @@ mod stage_probe {
         for _ in 0..n { jpeg::encode_rgb(out.as_ref().unwrap(), 80).unwrap(); }
         let tp = (measure::process_cpu_time() - t).as_secs_f64() * 1000.0 / n as f64;
         println!("png decode={dec:.2} resize={rs:.2} to_planes={tp:.2}");
+        let t = measure::process_cpu_time();
+        for _ in 0..n { png::decode(&bytes, &Limits::default()).unwrap().unwrap(); }
+        println!("png fast {:.2}", (measure::process_cpu_time() - t).as_secs_f64() * 1000.0 / n as f64);
         for ignore in [false, true] {
             let t = measure::process_cpu_time();
             for _ in 0..n {
-                let mut d = png::Decoder::new(Cursor::new(&bytes[..]));
+                let mut d = ::png::Decoder::new(Cursor::new(&bytes[..]));
                 d.ignore_checksums(ignore);
                 let mut r = d.read_info().unwrap();
                 let mut buf = vec![0; r.output_buffer_size().unwrap()];

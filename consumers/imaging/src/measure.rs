@@ -1,9 +1,8 @@
 //! Measurement helpers for `switchyard bench images`: CPU time of this
-//! process, and the peak RSS of a child process (the whole process, as the
-//! kernel accounts it, rather than what the allocator believes).
+//! process, and its peak RSS as the kernel accounts it (the whole process,
+//! not what the allocator believes).
 
 use std::io;
-use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 /// CPU time (user + system) consumed by the whole process so far.
@@ -15,30 +14,20 @@ pub fn process_cpu_time() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// Runs `command` to completion and returns its exit status and peak resident
-/// set size in bytes, from `wait4`'s rusage for that one child.
-pub fn run_with_peak_rss(command: &mut Command) -> io::Result<(ExitStatus, u64)> {
-    let child = command.spawn()?;
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: zeroed rusage is a valid value for the out-parameter.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: pid is our own child, not yet reaped (std does not reap on its own).
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if rc == pid {
-            break;
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-    // The child is reaped; dropping the handle neither waits nor kills.
-    drop(child);
-    use std::os::unix::process::ExitStatusExt;
-    // ru_maxrss is in kilobytes on Linux.
-    Ok((ExitStatus::from_raw(status), usage.ru_maxrss as u64 * 1024))
+/// Peak resident set size of this process so far (VmHWM), in bytes.
+///
+/// Read in the measured process itself: a parent's rusage for a child is
+/// not usable here, because a child started with vfork/posix_spawn inherits
+/// the parent's high-water mark across exec.
+pub fn own_peak_rss() -> io::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| io::Error::other("no VmHWM line in /proc/self/status"))
 }
 
 #[cfg(test)]
@@ -46,21 +35,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn peak_rss_of_a_child_reflects_what_it_touched() {
-        // `head -c` of 48 MiB into a shell variable would be shell-specific;
-        // python is not guaranteed either, so use `dd` with a 40 MiB block buffer.
-        let (status, rss) = run_with_peak_rss(Command::new("dd").args([
-            "if=/dev/zero",
-            "of=/dev/null",
-            "bs=40M",
-            "count=1",
-            "status=none",
-        ]))
-        .unwrap();
-        assert!(status.success());
-        assert!(rss >= 40 << 20, "dd with a 40 MiB buffer peaked at {rss} bytes");
-        let (_, small) = run_with_peak_rss(&mut Command::new("true")).unwrap();
-        assert!(small < 20 << 20, "`true` peaked at {small} bytes");
+    fn peak_rss_grows_with_touched_memory() {
+        let before = own_peak_rss().unwrap();
+        let big = vec![1u8; 48 << 20];
+        std::hint::black_box(&big);
+        let after = own_peak_rss().unwrap();
+        assert!(after >= before.max(48 << 20), "before {before}, after touching 48 MiB {after}");
     }
 
     #[test]

@@ -15,8 +15,9 @@ pub struct Plane {
 }
 
 impl Plane {
+    /// A zeroed plane; its memory may come from (and should go back to) the scratch pool.
     pub fn new(width: u32, height: u32) -> Plane {
-        Plane { width, height, data: vec![0; width as usize * height as usize] }
+        Plane { width, height, data: crate::scratch::zeroed(width as usize * height as usize) }
     }
 
     fn filled(width: u32, height: u32, value: u8) -> Plane {
@@ -60,6 +61,15 @@ impl Planes {
 
     pub fn is_gray(&self) -> bool {
         self.chroma.is_none()
+    }
+
+    /// Returns the pixel memory to the scratch pool.
+    pub fn recycle(self) {
+        crate::scratch::recycle(self.y.data);
+        if let Some(c) = self.chroma {
+            crate::scratch::recycle(c.cb.data);
+            crate::scratch::recycle(c.cr.data);
+        }
     }
 
     /// The planes in Y, Cb, Cr order (Y only for grey).
