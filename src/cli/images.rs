@@ -189,7 +189,7 @@ mod bench {
         // the pipeline chose) and for the encoded files (q80 JPEG loss included).
         println!();
         println!(
-            "{:<15} {:>4} {:>9} {:>9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+            "{:<15} {:>4} {:>9} {:>9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9} {:>7} {:>7}",
             "input",
             "out",
             "ours_ms",
@@ -200,7 +200,9 @@ mod bench {
             "ssim",
             "ssim_sh",
             "ssim_jpg",
-            "ssim_jpg_sh"
+            "ssim_jpg_sh",
+            "bytes",
+            "bytes_sh"
         );
         let mut min_ssim = f64::INFINITY;
         let mut ratio_of = std::collections::HashMap::new();
@@ -209,15 +211,15 @@ mod bench {
             let theirs = median(&samples.sharp);
             let ratio = theirs / ours;
             ratio_of.insert((case.input, case.label), ratio);
-            let quality = if case.variants.len() == 1 {
-                let q = measure_quality(&args.dir, input(case.input), case.input, &case.variants[0], &mut sharp)?;
+            let (quality, sizes) = if case.variants.len() == 1 {
+                let (q, sizes) = measure_quality(&args.dir, input(case.input), case.input, &case.variants[0], &mut sharp)?;
                 min_ssim = min_ssim.min(q[0]);
-                q.map(|v| format!("{v:.4}"))
+                (q.map(|v| format!("{v:.4}")), sizes.map(|b| b.to_string()))
             } else {
-                ["-", "-", "-", "-"].map(String::from)
+                (["-", "-", "-", "-"].map(String::from), ["-", "-"].map(String::from))
             };
             println!(
-                "{:<15} {:>4} {:>9.2} {:>9.2} {:>6.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>9} {:>9}",
+                "{:<15} {:>4} {:>9.2} {:>9.2} {:>6.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>9} {:>9} {:>7} {:>7}",
                 case.input,
                 case.label,
                 ours,
@@ -228,7 +230,9 @@ mod bench {
                 quality[0],
                 quality[1],
                 quality[2],
-                quality[3]
+                quality[3],
+                sizes[0],
+                sizes[1]
             );
         }
         println!();
@@ -236,7 +240,7 @@ mod bench {
             "ms = CPU ms per run (median of {} interleaved rounds; one thread each side; sharp {} / libvips {}, \
              concurrency 1, UV_THREADPOOL_SIZE=1, cache off); ratio = sharp_ms / ours_ms; \
              ssim = luma SSIM of the resized pixels vs a Lanczos3 resize of the full-resolution decode; \
-             ssim_jpg = the same for the decoded q80 output files",
+             ssim_jpg = the same for the decoded q80 output files; bytes = output file size",
             args.rounds, sharp.version.0, sharp.version.1
         );
         let r = |input: &'static str, label: &'static str| ratio_of[&(input, label)];
@@ -284,14 +288,15 @@ mod bench {
         Ok((per(measure::process_cpu_time() - cpu), per(wall.elapsed())))
     }
 
-    /// `[ours (pixels), sharp (pixels), ours (encoded), sharp (encoded)]` SSIM.
+    /// `[ours (pixels), sharp (pixels), ours (encoded), sharp (encoded)]` SSIM,
+    /// and the two output sizes in bytes.
     fn measure_quality(
         dir: &Path,
         bytes: &[u8],
         name: &str,
         spec: &VariantSpec,
         sharp: &mut Sharp,
-    ) -> anyhow::Result<[f64; 4]> {
+    ) -> anyhow::Result<([f64; 4], [usize; 2])> {
         let full = quality::decode_full(bytes).map_err(anyhow::Error::msg)?;
         let reference = quality::reference(&full, spec).map_err(anyhow::Error::msg)?;
         drop(full);
@@ -310,10 +315,12 @@ mod bench {
         let sharp_px = Rgb { width: w, height: h, data: std::fs::read(&raw_path)? };
         let jpg_path = dir.join(format!("sharp-{stem}.jpg"));
         sharp.write(&file, spec, &jpg_path)?;
-        let sharp_out = quality::decode_full(&std::fs::read(&jpg_path)?).map_err(anyhow::Error::msg)?;
+        let sharp_file = std::fs::read(&jpg_path)?;
+        let sharp_out = quality::decode_full(&sharp_file).map_err(anyhow::Error::msg)?;
         let ours_decoded = quality::decode_full(&ours_out.bytes).map_err(anyhow::Error::msg)?;
         let ssim = |img: &Rgb| quality::ssim(&reference, img).map_err(anyhow::Error::msg);
-        Ok([ssim(&ours_px)?, ssim(&sharp_px)?, ssim(&ours_decoded)?, ssim(&sharp_out)?])
+        let ssims = [ssim(&ours_px)?, ssim(&sharp_px)?, ssim(&ours_decoded)?, ssim(&sharp_out)?];
+        Ok((ssims, [ours_out.bytes.len(), sharp_file.len()]))
     }
 
     fn median(values: &[f64]) -> f64 {
