@@ -52,31 +52,62 @@ pub struct BenchImagesArgs {
 }
 
 pub async fn run(_global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<ExitCode> {
-    let ImagesCommand::Thumbnail { inputs, out, variants, report_peak_rss } = args.command;
-    let variants = if variants.is_empty() { VariantSpec::defaults() } else { variants };
+    let ImagesCommand::Thumbnail {
+        inputs,
+        out,
+        variants,
+        report_peak_rss,
+    } = args.command;
+    let variants = if variants.is_empty() {
+        VariantSpec::defaults()
+    } else {
+        variants
+    };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut failed = false;
     for input in &inputs {
         let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-        let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+        let stem = input
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("image");
         match switchyard_imaging::process(&bytes, &variants, &Limits::default()) {
             Ok(outputs) => {
                 for o in outputs {
                     let path = out.join(format!("{stem}-{}.{}", o.name, o.format.extension()));
-                    std::fs::write(&path, &o.bytes).with_context(|| format!("writing {}", path.display()))?;
-                    println!("{} {} {}x{} {} bytes", input.display(), path.display(), o.width, o.height, o.bytes.len());
+                    std::fs::write(&path, &o.bytes)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!(
+                        "{} {} {}x{} {} bytes",
+                        input.display(),
+                        path.display(),
+                        o.width,
+                        o.height,
+                        o.bytes.len()
+                    );
                 }
             }
             Err(rejection) => {
                 failed = true;
-                println!("{} rejected {}: {rejection}", input.display(), rejection.code());
+                println!(
+                    "{} rejected {}: {rejection}",
+                    input.display(),
+                    rejection.code()
+                );
             }
         }
     }
     if report_peak_rss {
-        println!("peak_rss_bytes={}", switchyard_imaging::measure::own_peak_rss()?);
+        println!(
+            "peak_rss_bytes={}",
+            switchyard_imaging::measure::own_peak_rss()?
+        );
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub async fn bench(_global: &GlobalArgs, args: BenchImagesArgs) -> anyhow::Result<ExitCode> {
@@ -114,7 +145,8 @@ mod bench {
     }
 
     pub fn run(args: BenchImagesArgs) -> anyhow::Result<ExitCode> {
-        std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+        std::fs::create_dir_all(&args.dir)
+            .with_context(|| format!("creating {}", args.dir.display()))?;
         let inputs = ensure_inputs(&args.dir)?;
         if args.generate_only {
             for (name, bytes) in &inputs {
@@ -122,7 +154,13 @@ mod bench {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let input = |name: &str| &inputs.iter().find(|(n, _)| *n == name).expect("generated input").1;
+        let input = |name: &str| {
+            &inputs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .expect("generated input")
+                .1
+        };
 
         // Peak RSS: the thumbnail command on the 12 MP JPEG as a fresh process,
         // which reports its own kernel high-water mark (VmHWM).
@@ -137,7 +175,10 @@ mod bench {
             .context("running `switchyard images thumbnail` for the peak-RSS measurement")?;
         let stdout = String::from_utf8_lossy(&child.stdout);
         if !child.status.success() {
-            bail!("`switchyard images thumbnail` failed on the 12 MP input ({}): {stdout}", child.status);
+            bail!(
+                "`switchyard images thumbnail` failed on the 12 MP input ({}): {stdout}",
+                child.status
+            );
         }
         let peak_rss: u64 = stdout
             .lines()
@@ -148,18 +189,29 @@ mod bench {
         println!("peak RSS, `switchyard images thumbnail photo-12mp.jpg` (whole process): {peak_rss_mb:.1} MB");
 
         let mut sharp = Sharp::start(&args)?;
-        let v512: VariantSpec = "512=512x512:cover:jpeg:80".parse().map_err(anyhow::Error::msg)?;
-        let v128: VariantSpec = "128=128x128:cover:jpeg:80".parse().map_err(anyhow::Error::msg)?;
+        let v512: VariantSpec = "512=512x512:cover:jpeg:80"
+            .parse()
+            .map_err(anyhow::Error::msg)?;
+        let v128: VariantSpec = "128=128x128:cover:jpeg:80"
+            .parse()
+            .map_err(anyhow::Error::msg)?;
         let mut cases = Vec::new();
         for (name, iterations) in [
             ("photo-12mp.jpg", args.iterations),
             ("photo-2mp.jpg", args.iterations * 4),
             ("photo-2mp.png", args.iterations * 4),
         ] {
-            for (label, variants) in
-                [("512", vec![v512.clone()]), ("128", vec![v128.clone()]), ("set", vec![v512.clone(), v128.clone()])]
-            {
-                cases.push(Case { input: name, label, variants, iterations });
+            for (label, variants) in [
+                ("512", vec![v512.clone()]),
+                ("128", vec![v128.clone()]),
+                ("set", vec![v512.clone(), v128.clone()]),
+            ] {
+                cases.push(Case {
+                    input: name,
+                    label,
+                    variants,
+                    iterations,
+                });
             }
         }
 
@@ -170,7 +222,8 @@ mod bench {
             for (case, samples) in cases.iter().zip(samples.iter_mut()) {
                 let file = args.dir.join(case.input);
                 let iterations = if round == 0 { 1 } else { case.iterations };
-                let (ours_cpu, ours_wall) = time_ours(input(case.input), &case.variants, iterations)?;
+                let (ours_cpu, ours_wall) =
+                    time_ours(input(case.input), &case.variants, iterations)?;
                 let (sharp_cpu, sharp_wall) = sharp.time(&file, &case.variants, iterations)?;
                 if round > 0 {
                     samples.ours.push(ours_cpu);
@@ -212,11 +265,20 @@ mod bench {
             let ratio = theirs / ours;
             ratio_of.insert((case.input, case.label), ratio);
             let (quality, sizes) = if case.variants.len() == 1 {
-                let (q, sizes) = measure_quality(&args.dir, input(case.input), case.input, &case.variants[0], &mut sharp)?;
+                let (q, sizes) = measure_quality(
+                    &args.dir,
+                    input(case.input),
+                    case.input,
+                    &case.variants[0],
+                    &mut sharp,
+                )?;
                 min_ssim = min_ssim.min(q[0]);
                 (q.map(|v| format!("{v:.4}")), sizes.map(|b| b.to_string()))
             } else {
-                (["-", "-", "-", "-"].map(String::from), ["-", "-"].map(String::from))
+                (
+                    ["-", "-", "-", "-"].map(String::from),
+                    ["-", "-"].map(String::from),
+                )
             };
             println!(
                 "{:<15} {:>4} {:>9.2} {:>9.2} {:>6.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>9} {:>9} {:>7} {:>7}",
@@ -263,10 +325,19 @@ mod bench {
         if marker.exists() {
             return names
                 .iter()
-                .map(|&n| Ok((n, std::fs::read(dir.join(n)).with_context(|| format!("reading {n}"))?)))
+                .map(|&n| {
+                    Ok((
+                        n,
+                        std::fs::read(dir.join(n)).with_context(|| format!("reading {n}"))?,
+                    ))
+                })
                 .collect();
         }
-        eprintln!("generating inputs (seed {:#x}) in {}", fixtures::SEED, dir.display());
+        eprintln!(
+            "generating inputs (seed {:#x}) in {}",
+            fixtures::SEED,
+            dir.display()
+        );
         let set = fixtures::bench_set(fixtures::SEED);
         for (name, bytes) in &set {
             std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {name}"))?;
@@ -276,7 +347,11 @@ mod bench {
     }
 
     /// CPU and wall ms per run of the image processor's own code path.
-    fn time_ours(input: &[u8], variants: &[VariantSpec], iterations: u32) -> anyhow::Result<(f64, f64)> {
+    fn time_ours(
+        input: &[u8],
+        variants: &[VariantSpec],
+        iterations: u32,
+    ) -> anyhow::Result<(f64, f64)> {
         let limits = Limits::default();
         let cpu = measure::process_cpu_time();
         let wall = std::time::Instant::now();
@@ -312,14 +387,23 @@ mod bench {
         if channels != 3 {
             bail!("sharp produced {channels} channels for {name}");
         }
-        let sharp_px = Rgb { width: w, height: h, data: std::fs::read(&raw_path)? };
+        let sharp_px = Rgb {
+            width: w,
+            height: h,
+            data: std::fs::read(&raw_path)?,
+        };
         let jpg_path = dir.join(format!("sharp-{stem}.jpg"));
         sharp.write(&file, spec, &jpg_path)?;
         let sharp_file = std::fs::read(&jpg_path)?;
         let sharp_out = quality::decode_full(&sharp_file).map_err(anyhow::Error::msg)?;
         let ours_decoded = quality::decode_full(&ours_out.bytes).map_err(anyhow::Error::msg)?;
         let ssim = |img: &Rgb| quality::ssim(&reference, img).map_err(anyhow::Error::msg);
-        let ssims = [ssim(&ours_px)?, ssim(&sharp_px)?, ssim(&ours_decoded)?, ssim(&sharp_out)?];
+        let ssims = [
+            ssim(&ours_px)?,
+            ssim(&sharp_px)?,
+            ssim(&ours_decoded)?,
+            ssim(&sharp_out)?,
+        ];
         Ok((ssims, [ours_out.bytes.len(), sharp_file.len()]))
     }
 
@@ -348,7 +432,9 @@ mod bench {
                 None => {
                     let cache = std::env::var_os("XDG_CACHE_HOME")
                         .map(PathBuf::from)
-                        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                        .or_else(|| {
+                            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))
+                        })
                         .context("neither SHARP_DIR, XDG_CACHE_HOME nor HOME is set")?;
                     cache.join("switchyard/sharp")
                 }
@@ -371,7 +457,12 @@ mod bench {
                 .context("starting node (is it installed?)")?;
             let stdin = child.stdin.take().context("node stdin")?;
             let stdout = BufReader::new(child.stdout.take().context("node stdout")?);
-            let mut sharp = Sharp { child, stdin, stdout, version: (String::new(), String::new()) };
+            let mut sharp = Sharp {
+                child,
+                stdin,
+                stdout,
+                version: (String::new(), String::new()),
+            };
             let ready = sharp.read()?;
             let field = |k: &str| ready[k].as_str().unwrap_or("?").to_string();
             sharp.version = (field("sharp"), field("vips"));
@@ -383,7 +474,8 @@ mod bench {
             if self.stdout.read_line(&mut line)? == 0 {
                 bail!("sharp runner exited");
             }
-            let reply: Value = serde_json::from_str(&line).with_context(|| format!("sharp runner said {line:?}"))?;
+            let reply: Value = serde_json::from_str(&line)
+                .with_context(|| format!("sharp runner said {line:?}"))?;
             if let Some(err) = reply.get("error") {
                 bail!("sharp runner: {err}");
             }
@@ -396,11 +488,20 @@ mod bench {
             self.read()
         }
 
-        fn time(&mut self, file: &Path, variants: &[VariantSpec], iterations: u32) -> anyhow::Result<(f64, f64)> {
+        fn time(
+            &mut self,
+            file: &Path,
+            variants: &[VariantSpec],
+            iterations: u32,
+        ) -> anyhow::Result<(f64, f64)> {
             let reply = self.call(json!({
                 "op": "time", "file": file, "variants": variants, "iterations": iterations
             }))?;
-            let ms = |k: &str| reply[k].as_f64().with_context(|| format!("no {k} in {reply}"));
+            let ms = |k: &str| {
+                reply[k]
+                    .as_f64()
+                    .with_context(|| format!("no {k} in {reply}"))
+            };
             Ok((ms("cpu_ms")?, ms("wall_ms")?))
         }
 
@@ -409,8 +510,14 @@ mod bench {
             Ok(())
         }
 
-        fn raw(&mut self, file: &Path, spec: &VariantSpec, out: &Path) -> anyhow::Result<(u32, u32, u32)> {
-            let reply = self.call(json!({ "op": "raw", "file": file, "variants": [spec], "out": [out] }))?;
+        fn raw(
+            &mut self,
+            file: &Path,
+            spec: &VariantSpec,
+            out: &Path,
+        ) -> anyhow::Result<(u32, u32, u32)> {
+            let reply =
+                self.call(json!({ "op": "raw", "file": file, "variants": [spec], "out": [out] }))?;
             let size: [u32; 3] = serde_json::from_value(reply["sizes"][0].clone())?;
             Ok((size[0], size[1], size[2]))
         }

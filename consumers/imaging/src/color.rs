@@ -28,7 +28,12 @@ impl ToSrgb {
             return None;
         }
         let srgb = ColorProfile::new_srgb();
-        match profile.create_transform_8bit(Layout::Rgb, &srgb, Layout::Rgb, TransformOptions::default()) {
+        match profile.create_transform_8bit(
+            Layout::Rgb,
+            &srgb,
+            Layout::Rgb,
+            TransformOptions::default(),
+        ) {
             Ok(t) => Some(ToSrgb(t)),
             Err(e) => {
                 tracing::debug!(error = %e, "ICC profile cannot be converted; treating the image as sRGB");
@@ -39,7 +44,9 @@ impl ToSrgb {
 
     pub fn apply(&self, rgb: &Rgb) -> Result<Rgb, String> {
         let mut data = vec![0u8; rgb.data.len()];
-        self.0.transform(&rgb.data, &mut data).map_err(|e| format!("colour conversion: {e}"))?;
+        self.0
+            .transform(&rgb.data, &mut data)
+            .map_err(|e| format!("colour conversion: {e}"))?;
         Ok(Rgb { data, ..*rgb })
     }
 }
@@ -68,12 +75,42 @@ mod tests {
         let p3 = ColorProfile::new_display_p3().encode().unwrap();
         let convert = ToSrgb::from_icc(Some(&p3)).expect("P3 is converted");
         // Pure P3 green lies outside sRGB: it maps to a clipped, less-blue-free green.
-        let out = convert.apply(&Rgb { width: 1, height: 1, data: vec![0, 255, 0] }).unwrap();
+        let out = convert
+            .apply(&Rgb {
+                width: 1,
+                height: 1,
+                data: vec![0, 255, 0],
+            })
+            .unwrap();
         assert_eq!(out.data[1], 255);
-        assert!(out.data[0] == 0 && out.data[2] == 0, "saturated P3 green clips to sRGB green: {:?}", out.data);
-        let grey = convert.apply(&Rgb { width: 1, height: 1, data: vec![128, 128, 128] }).unwrap();
-        assert!(grey.data.iter().all(|&v| (v as i32 - 128).abs() <= 1), "neutral stays neutral: {:?}", grey.data);
-        let red = convert.apply(&Rgb { width: 1, height: 1, data: vec![200, 60, 60] }).unwrap();
-        assert!(red.data[0] > 200, "P3 red is more saturated than the same sRGB values: {:?}", red.data);
+        assert!(
+            out.data[0] == 0 && out.data[2] == 0,
+            "saturated P3 green clips to sRGB green: {:?}",
+            out.data
+        );
+        let grey = convert
+            .apply(&Rgb {
+                width: 1,
+                height: 1,
+                data: vec![128, 128, 128],
+            })
+            .unwrap();
+        assert!(
+            grey.data.iter().all(|&v| (v as i32 - 128).abs() <= 1),
+            "neutral stays neutral: {:?}",
+            grey.data
+        );
+        let red = convert
+            .apply(&Rgb {
+                width: 1,
+                height: 1,
+                data: vec![200, 60, 60],
+            })
+            .unwrap();
+        assert!(
+            red.data[0] > 200,
+            "P3 red is more saturated than the same sRGB values: {:?}",
+            red.data
+        );
     }
 }

@@ -22,7 +22,11 @@ pub fn photo(width: u32, height: u32, seed: u64) -> Rgb {
             let (fx, fy) = (x as f64 * base, y as f64 * base);
             let luma = fbm(fx, fy, seed, 11, 0.62);
             // Hard edges: object boundaries where a second field crosses a threshold.
-            let edge = if fbm(fx, fy, seed ^ 0xED6E, 5, 0.5) > 0.52 { 38.0 } else { -10.0 };
+            let edge = if fbm(fx, fy, seed ^ 0xED6E, 5, 0.5) > 0.52 {
+                38.0
+            } else {
+                -10.0
+            };
             // Chroma varies slowly, as in photographs.
             let cb = (fbm(fx * 0.25, fy * 0.25, seed ^ 0xCB, 4, 0.5) - 0.5) * 150.0;
             let cr = (fbm(fx * 0.25, fy * 0.25, seed ^ 0xC7, 4, 0.5) - 0.5) * 150.0;
@@ -34,7 +38,11 @@ pub fn photo(width: u32, height: u32, seed: u64) -> Rgb {
             data.push(clamp(l + 1.772 * cb));
         }
     }
-    Rgb { width, height, data }
+    Rgb {
+        width,
+        height,
+        data,
+    }
 }
 
 /// Baseline JPEG, 4:2:0, at `quality` (libjpeg-turbo, deterministic).
@@ -46,14 +54,21 @@ pub fn jpeg(rgb: &Rgb, quality: u8) -> Vec<u8> {
         height: rgb.height as usize,
         format: turbojpeg::PixelFormat::RGB,
     };
-    turbojpeg::compress(image, quality as i32, turbojpeg::Subsamp::Sub2x2).expect("encoding a fixture JPEG").to_vec()
+    turbojpeg::compress(image, quality as i32, turbojpeg::Subsamp::Sub2x2)
+        .expect("encoding a fixture JPEG")
+        .to_vec()
 }
 
 /// PNG, 8-bit RGB, default compression with adaptive filtering.
 pub fn png(rgb: &Rgb) -> Vec<u8> {
     let mut out = Vec::new();
     PngEncoder::new_with_quality(&mut out, CompressionType::Default, PngFilter::Adaptive)
-        .write_image(&rgb.data, rgb.width, rgb.height, image::ExtendedColorType::Rgb8)
+        .write_image(
+            &rgb.data,
+            rgb.width,
+            rgb.height,
+            image::ExtendedColorType::Rgb8,
+        )
         .expect("encoding a fixture PNG");
     out
 }
@@ -65,7 +80,11 @@ pub fn bench_set(seed: u64) -> Vec<(&'static str, Vec<u8>)> {
     let jpeg_12mp = jpeg(&big, 90);
     drop(big);
     let small = photo(1920, 1080, seed);
-    vec![("photo-12mp.jpg", jpeg_12mp), ("photo-2mp.jpg", jpeg(&small, 90)), ("photo-2mp.png", png(&small))]
+    vec![
+        ("photo-12mp.jpg", jpeg_12mp),
+        ("photo-2mp.jpg", jpeg(&small, 90)),
+        ("photo-2mp.png", png(&small)),
+    ]
 }
 
 fn clamp(v: f64) -> u8 {
@@ -105,7 +124,9 @@ fn lerp(a: f64, b: f64, t: f64) -> f64 {
 
 /// SplitMix64 of the lattice point: uniform in [0, 1), same on every platform.
 fn hash(x: i64, y: i64, seed: u64) -> f64 {
-    let mut z = seed ^ (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut z = seed
+        ^ (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;

@@ -26,7 +26,8 @@ impl Header {
 
     /// CMYK and YCCK JPEGs (Adobe) cannot be decoded to Y/Cb/Cr planes.
     pub fn is_cmyk(&self) -> bool {
-        self.colorspace == raw::TJCS_TJCS_CMYK as i32 || self.colorspace == raw::TJCS_TJCS_YCCK as i32
+        self.colorspace == raw::TJCS_TJCS_CMYK as i32
+            || self.colorspace == raw::TJCS_TJCS_YCCK as i32
     }
 }
 
@@ -45,7 +46,9 @@ impl Handle {
 
     fn error(&self) -> String {
         // SAFETY: the handle is live; tj3GetErrorStr returns a NUL-terminated static or per-handle buffer.
-        unsafe { CStr::from_ptr(raw::tj3GetErrorStr(self.0)) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(raw::tj3GetErrorStr(self.0)) }
+            .to_string_lossy()
+            .into_owned()
     }
 
     fn check(&self, rc: libc::c_int) -> Result<(), String> {
@@ -99,11 +102,16 @@ impl Decoder {
         handle.set(raw::TJPARAM_TJPARAM_STOPONWARNING, 1)?;
         handle.set(raw::TJPARAM_TJPARAM_SCANLIMIT, limits.max_scans)?;
         handle.set(raw::TJPARAM_TJPARAM_MAXMEMORY, limits.max_memory_mb)?;
-        handle.set(raw::TJPARAM_TJPARAM_MAXPIXELS, limits.max_pixels.min(i32::MAX as u64) as i32)?;
+        handle.set(
+            raw::TJPARAM_TJPARAM_MAXPIXELS,
+            limits.max_pixels.min(i32::MAX as u64) as i32,
+        )?;
         // Keep no markers: we read EXIF and ICC ourselves from the raw bytes.
         handle.set(raw::TJPARAM_TJPARAM_SAVEMARKERS, 0)?;
         // SAFETY: live handle; pointer and length describe a valid slice.
-        handle.check(unsafe { raw::tj3DecompressHeader(handle.0, jpeg.as_ptr(), jpeg.len() as raw::size_t) })?;
+        handle.check(unsafe {
+            raw::tj3DecompressHeader(handle.0, jpeg.as_ptr(), jpeg.len() as raw::size_t)
+        })?;
         let header = Header {
             width: dimension(handle.get(raw::TJPARAM_TJPARAM_JPEGWIDTH))?,
             height: dimension(handle.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT))?,
@@ -130,10 +138,17 @@ impl Decoder {
         if self.header.lossless && num != 8 {
             return Err("lossless JPEGs cannot be scaled".into());
         }
-        let gcd = [8, 4, 2, 1].into_iter().find(|d| num % d == 0).expect("1 divides everything");
-        let factor = raw::tjscalingfactor { num: (num / gcd) as libc::c_int, denom: (8 / gcd) as libc::c_int };
+        let gcd = [8, 4, 2, 1]
+            .into_iter()
+            .find(|d| num.is_multiple_of(*d))
+            .expect("1 divides everything");
+        let factor = raw::tjscalingfactor {
+            num: (num / gcd) as libc::c_int,
+            denom: (8 / gcd) as libc::c_int,
+        };
         // SAFETY: live handle.
-        self.handle.check(unsafe { raw::tj3SetScalingFactor(self.handle.0, factor) })
+        self.handle
+            .check(unsafe { raw::tj3SetScalingFactor(self.handle.0, factor) })
     }
 
     /// Decodes at `num/8` scale straight into Y/Cb/Cr planes, skipping the
@@ -181,7 +196,11 @@ impl Decoder {
         let width = scaled(self.header.width, num);
         let height = scaled(self.header.height, num);
         let cmyk = self.header.is_cmyk();
-        let (format, channels) = if cmyk { (raw::TJPF_TJPF_CMYK, 4) } else { (raw::TJPF_TJPF_RGB, 3) };
+        let (format, channels) = if cmyk {
+            (raw::TJPF_TJPF_CMYK, 4)
+        } else {
+            (raw::TJPF_TJPF_RGB, 3)
+        };
         let mut buf = vec![0u8; width as usize * height as usize * channels];
         // SAFETY: buf holds width × height × channels bytes, with pitch = width × channels.
         self.handle.check(unsafe {
@@ -218,15 +237,26 @@ pub fn scaled(dimension: u32, num: u32) -> u32 {
 }
 
 fn dimension(v: i32) -> Result<u32, String> {
-    u32::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| format!("bad dimension {v}"))
+    u32::try_from(v)
+        .ok()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("bad dimension {v}"))
 }
 
 /// Compresses planes into a baseline 4:2:0 JPEG (or greyscale) with no
 /// metadata: libjpeg-turbo writes only the JFIF header.
 pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
-    let subsamp = if planes.is_gray() { raw::TJSAMP_TJSAMP_GRAY } else { raw::TJSAMP_TJSAMP_420 };
+    let subsamp = if planes.is_gray() {
+        raw::TJSAMP_TJSAMP_GRAY
+    } else {
+        raw::TJSAMP_TJSAMP_420
+    };
     let ptrs: Vec<*const u8> = planes.planes().iter().map(|p| p.data.as_ptr()).collect();
-    let strides: Vec<libc::c_int> = planes.planes().iter().map(|p| p.width as libc::c_int).collect();
+    let strides: Vec<libc::c_int> = planes
+        .planes()
+        .iter()
+        .map(|p| p.width as libc::c_int)
+        .collect();
     compress(quality, subsamp, |handle, out, size| {
         // SAFETY: plane pointers/strides describe buffers of the sizes TurboJPEG
         // expects for this width/height and subsampling (Planes keeps 4:2:0 layout).

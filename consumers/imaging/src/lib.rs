@@ -84,12 +84,16 @@ impl FromStr for VariantSpec {
         let usage = || format!("variant {s:?}: expected NAME=WxH:cover|contain:jpeg|webp:QUALITY");
         let (name, rest) = s.split_once('=').ok_or_else(usage)?;
         let parts: Vec<&str> = rest.split(':').collect();
-        let [size, fit, format, quality] = parts[..] else { return Err(usage()) };
+        let [size, fit, format, quality] = parts[..] else {
+            return Err(usage());
+        };
         let (w, h) = size.split_once('x').ok_or_else(usage)?;
         let width: u32 = w.parse().map_err(|_| usage())?;
         let height: u32 = h.parse().map_err(|_| usage())?;
         if name.is_empty() || width == 0 || height == 0 || width > 8192 || height > 8192 {
-            return Err(format!("variant {s:?}: name must be non-empty and sizes within 1..=8192"));
+            return Err(format!(
+                "variant {s:?}: name must be non-empty and sizes within 1..=8192"
+            ));
         }
         let fit = match fit {
             "cover" => Fit::Cover,
@@ -101,8 +105,19 @@ impl FromStr for VariantSpec {
             "webp" => OutputFormat::Webp,
             _ => return Err(usage()),
         };
-        let quality: u8 = quality.parse().ok().filter(|q| (1..=100).contains(q)).ok_or_else(usage)?;
-        Ok(VariantSpec { name: name.to_owned(), width, height, fit, format, quality })
+        let quality: u8 = quality
+            .parse()
+            .ok()
+            .filter(|q| (1..=100).contains(q))
+            .ok_or_else(usage)?;
+        Ok(VariantSpec {
+            name: name.to_owned(),
+            width,
+            height,
+            fit,
+            format,
+            quality,
+        })
     }
 }
 
@@ -116,7 +131,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bytes: 25 * 1024 * 1024, max_pixels: 50_000_000, max_decode_time: Duration::from_secs(10) }
+        Limits {
+            max_bytes: 25 * 1024 * 1024,
+            max_pixels: 50_000_000,
+            max_decode_time: Duration::from_secs(10),
+        }
     }
 }
 
@@ -194,7 +213,11 @@ const MAX_DECODER_MEMORY_MB: i32 = 512;
 /// reported as corrupt input. The decode-time limit is checked after the
 /// decode and after each variant; a single decode cannot be interrupted, but
 /// its cost is bounded by the byte, pixel and scan limits.
-pub fn process(input: &[u8], variants: &[VariantSpec], limits: &Limits) -> Result<Vec<Output>, Rejection> {
+pub fn process(
+    input: &[u8],
+    variants: &[VariantSpec],
+    limits: &Limits,
+) -> Result<Vec<Output>, Rejection> {
     run(input, variants, limits, |spec, pixels| {
         let bytes = match (spec.format, &pixels) {
             (OutputFormat::Jpeg, Pixels::Planes(p)) => jpeg::encode_planes(p, spec.quality),
@@ -204,14 +227,24 @@ pub fn process(input: &[u8], variants: &[VariantSpec], limits: &Limits) -> Resul
         }
         .map_err(|e| Rejection::Corrupt(format!("encoding {}: {e}", spec.name)))?;
         let (width, height) = pixels.dimensions();
-        Ok(Output { name: spec.name.clone(), width, height, format: spec.format, bytes })
+        Ok(Output {
+            name: spec.name.clone(),
+            width,
+            height,
+            format: spec.format,
+            bytes,
+        })
     })
 }
 
 /// The same pipeline as [`process`], stopping before the encoder: each
 /// variant's pixels as RGB. Used to measure resize quality apart from the
 /// (lossy) output encoding.
-pub fn render(input: &[u8], variants: &[VariantSpec], limits: &Limits) -> Result<Vec<Rgb>, Rejection> {
+pub fn render(
+    input: &[u8],
+    variants: &[VariantSpec],
+    limits: &Limits,
+) -> Result<Vec<Rgb>, Rejection> {
     run(input, variants, limits, |_, pixels| {
         Ok(match pixels {
             Pixels::Planes(p) => p.to_rgb(),
@@ -230,7 +263,10 @@ fn run<T>(
         return Err(Rejection::Empty);
     }
     if input.len() as u64 > limits.max_bytes {
-        return Err(Rejection::TooLarge { size: input.len() as u64, limit: limits.max_bytes });
+        return Err(Rejection::TooLarge {
+            size: input.len() as u64,
+            limit: limits.max_bytes,
+        });
     }
     let format = sniff(input).ok_or(Rejection::UnsupportedType)?;
     let pipeline = std::panic::AssertUnwindSafe(|| {
@@ -314,28 +350,56 @@ fn check_deadline(started: Instant, limits: &Limits) -> Result<(), Rejection> {
 
 fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), Rejection> {
     if width as u64 * height as u64 > limits.max_pixels {
-        return Err(Rejection::TooManyPixels { width, height, limit: limits.max_pixels });
+        return Err(Rejection::TooManyPixels {
+            width,
+            height,
+            limit: limits.max_pixels,
+        });
     }
     Ok(())
 }
 
-fn decode_jpeg(input: &[u8], variants: &[VariantSpec], limits: &Limits) -> Result<Decoded, Rejection> {
-    let jpeg_limits =
-        jpeg::DecodeLimits { max_pixels: limits.max_pixels, max_scans: MAX_SCANS, max_memory_mb: MAX_DECODER_MEMORY_MB };
+fn decode_jpeg(
+    input: &[u8],
+    variants: &[VariantSpec],
+    limits: &Limits,
+) -> Result<Decoded, Rejection> {
+    let jpeg_limits = jpeg::DecodeLimits {
+        max_pixels: limits.max_pixels,
+        max_scans: MAX_SCANS,
+        max_memory_mb: MAX_DECODER_MEMORY_MB,
+    };
     let mut decoder = jpeg::Decoder::new(input, jpeg_limits).map_err(Rejection::Corrupt)?;
     let header = decoder.header();
     check_pixels(header.width, header.height, limits)?;
     let meta = meta::jpeg_meta(input);
     let orientation = Orientation::from_exif(meta.orientation.unwrap_or(1));
     let num = dct_scale(header.width, header.height, orientation, variants);
-    tracing::debug!(width = header.width, height = header.height, scale = num, "decoding JPEG at {num}/8");
+    tracing::debug!(
+        width = header.width,
+        height = header.height,
+        scale = num,
+        "decoding JPEG at {num}/8"
+    );
     let source = if header.is_cmyk() {
         let (width, height, data) = decoder.decode_rgb(input, num).map_err(Rejection::Corrupt)?;
-        Source::Rgb(Rgb { width, height, data })
+        Source::Rgb(Rgb {
+            width,
+            height,
+            data,
+        })
     } else {
-        Source::Planes(decoder.decode_planes(input, num).map_err(Rejection::Corrupt)?)
+        Source::Planes(
+            decoder
+                .decode_planes(input, num)
+                .map_err(Rejection::Corrupt)?,
+        )
     };
-    Ok(Decoded { source, orientation, to_srgb: ToSrgb::from_icc(meta.icc.as_deref()) })
+    Ok(Decoded {
+        source,
+        orientation,
+        to_srgb: ToSrgb::from_icc(meta.icc.as_deref()),
+    })
 }
 
 /// The smallest libjpeg-turbo scale `num/8` at which every variant's resize
@@ -357,17 +421,31 @@ fn dct_scale(width: u32, height: u32, orientation: Orientation, variants: &[Vari
 /// For a source of `width × height` (stored orientation), the region to keep
 /// and the size to resize it to, both in stored orientation, so that after
 /// applying `orientation` the result is what `spec` asks for.
-pub(crate) fn geometry(width: u32, height: u32, orientation: Orientation, spec: &VariantSpec) -> (Crop, u32, u32) {
-    let (shown_w, shown_h) = if orientation.swaps_axes() { (height, width) } else { (width, height) };
+pub(crate) fn geometry(
+    width: u32,
+    height: u32,
+    orientation: Orientation,
+    spec: &VariantSpec,
+) -> (Crop, u32, u32) {
+    let (shown_w, shown_h) = if orientation.swaps_axes() {
+        (height, width)
+    } else {
+        (width, height)
+    };
     let (out_w, out_h) = match spec.fit {
         Fit::Cover => (spec.width, spec.height),
         Fit::Contain => {
-            let scale = (spec.width as f64 / shown_w as f64).min(spec.height as f64 / shown_h as f64);
+            let scale =
+                (spec.width as f64 / shown_w as f64).min(spec.height as f64 / shown_h as f64);
             let fit = |v: u32| ((v as f64 * scale).round() as u32).max(1);
             (fit(shown_w).min(spec.width), fit(shown_h).min(spec.height))
         }
     };
-    let (out_w, out_h) = if orientation.swaps_axes() { (out_h, out_w) } else { (out_w, out_h) };
+    let (out_w, out_h) = if orientation.swaps_axes() {
+        (out_h, out_w)
+    } else {
+        (out_w, out_h)
+    };
     let crop = match spec.fit {
         // A centred crop is symmetric, so it is the same before and after the orientation flip.
         Fit::Cover => Crop::centred_cover(width, height, out_w, out_h),
@@ -376,7 +454,11 @@ pub(crate) fn geometry(width: u32, height: u32, orientation: Orientation, spec: 
     (crop, out_w, out_h)
 }
 
-fn decode_with_image(input: &[u8], format: InputFormat, limits: &Limits) -> Result<Decoded, Rejection> {
+fn decode_with_image(
+    input: &[u8],
+    format: InputFormat,
+    limits: &Limits,
+) -> Result<Decoded, Rejection> {
     let format = match format {
         InputFormat::Png => ImageFormat::Png,
         InputFormat::Webp => ImageFormat::WebP,
@@ -385,11 +467,17 @@ fn decode_with_image(input: &[u8], format: InputFormat, limits: &Limits) -> Resu
     };
     if format == ImageFormat::Png {
         if let Some(rgb) = png::decode(input, limits)? {
-            return Ok(Decoded { source: Source::Rgb(rgb), orientation: Orientation::Normal, to_srgb: None });
+            return Ok(Decoded {
+                source: Source::Rgb(rgb),
+                orientation: Orientation::Normal,
+                to_srgb: None,
+            });
         }
     }
     let corrupt = |e: image::ImageError| Rejection::Corrupt(e.to_string());
-    let mut decoder = ImageReader::with_format(Cursor::new(input), format).into_decoder().map_err(corrupt)?;
+    let mut decoder = ImageReader::with_format(Cursor::new(input), format)
+        .into_decoder()
+        .map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, limits)?;
     // Second line of defence: the decoder itself refuses to allocate past the pixel limit.
@@ -411,7 +499,11 @@ fn decode_with_image(input: &[u8], format: InputFormat, limits: &Limits) -> Resu
     let icc = decoder.icc_profile().ok().flatten();
     let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     let rgb = flatten_to_rgb(image);
-    Ok(Decoded { source: Source::Rgb(rgb), orientation, to_srgb: ToSrgb::from_icc(icc.as_deref()) })
+    Ok(Decoded {
+        source: Source::Rgb(rgb),
+        orientation,
+        to_srgb: ToSrgb::from_icc(icc.as_deref()),
+    })
 }
 
 /// JPEG has no alpha: transparent pixels are composited onto white, which is
@@ -429,22 +521,36 @@ fn flatten_to_rgb(image: DynamicImage) -> Rgb {
     } else {
         image.into_rgb8().into_raw()
     };
-    Rgb { width, height, data }
+    Rgb {
+        width,
+        height,
+        data,
+    }
 }
 
-fn render_variant(decoded: &Decoded, spec: &VariantSpec, resizer: &mut Resizer) -> Result<Pixels, Rejection> {
+fn render_variant(
+    decoded: &Decoded,
+    spec: &VariantSpec,
+    resizer: &mut Resizer,
+) -> Result<Pixels, Rejection> {
     let (width, height) = decoded.source.dimensions();
     let (crop, out_w, out_h) = geometry(width, height, decoded.orientation, spec);
     let failed = |e: String| Rejection::Corrupt(format!("making {}: {e}", spec.name));
     let rgb = match &decoded.source {
         Source::Planes(p) => {
-            let planes = p.resize(crop, out_w, out_h, resizer).map_err(failed)?.orient(decoded.orientation);
+            let planes = p
+                .resize(crop, out_w, out_h, resizer)
+                .map_err(failed)?
+                .orient(decoded.orientation);
             if decoded.to_srgb.is_none() {
                 return Ok(Pixels::Planes(planes));
             }
             planes.to_rgb()
         }
-        Source::Rgb(r) => r.resize(crop, out_w, out_h, resizer).map_err(failed)?.orient(decoded.orientation),
+        Source::Rgb(r) => r
+            .resize(crop, out_w, out_h, resizer)
+            .map_err(failed)?
+            .orient(decoded.orientation),
     };
     Ok(Pixels::Rgb(match &decoded.to_srgb {
         Some(to_srgb) => to_srgb.apply(&rgb).map_err(failed)?,
@@ -457,34 +563,59 @@ mod tests {
     use super::*;
 
     fn png(width: u32, height: u32) -> Vec<u8> {
-        let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        let img = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        });
         let mut out = Vec::new();
-        DynamicImage::ImageRgb8(img).write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
         out
     }
 
     #[test]
     fn makes_default_variants_at_exact_sizes() {
-        let outputs = process(&png(800, 600), &VariantSpec::defaults(), &Limits::default()).unwrap();
-        let sizes: Vec<_> = outputs.iter().map(|o| (o.name.as_str(), o.width, o.height)).collect();
+        let outputs =
+            process(&png(800, 600), &VariantSpec::defaults(), &Limits::default()).unwrap();
+        let sizes: Vec<_> = outputs
+            .iter()
+            .map(|o| (o.name.as_str(), o.width, o.height))
+            .collect();
         assert_eq!(sizes, vec![("512", 512, 512), ("128", 128, 128)]);
         assert_eq!(sniff(&outputs[0].bytes), Some(InputFormat::Jpeg));
     }
 
     #[test]
     fn refuses_hostile_inputs_with_codes() {
-        let limits = Limits { max_pixels: 10_000, ..Limits::default() };
+        let limits = Limits {
+            max_pixels: 10_000,
+            ..Limits::default()
+        };
         assert_eq!(process(&[], &[], &limits).unwrap_err().code(), "empty");
-        assert_eq!(process(b"hello", &[], &limits).unwrap_err().code(), "unsupported_type");
-        assert_eq!(process(&png(200, 200), &[], &limits).unwrap_err().code(), "too_many_pixels");
+        assert_eq!(
+            process(b"hello", &[], &limits).unwrap_err().code(),
+            "unsupported_type"
+        );
+        assert_eq!(
+            process(&png(200, 200), &[], &limits).unwrap_err().code(),
+            "too_many_pixels"
+        );
         let truncated = &png(50, 50)[..60];
-        assert_eq!(process(truncated, &VariantSpec::defaults(), &limits).unwrap_err().code(), "corrupt");
+        assert_eq!(
+            process(truncated, &VariantSpec::defaults(), &limits)
+                .unwrap_err()
+                .code(),
+            "corrupt"
+        );
     }
 
     #[test]
     fn parses_variant_specs() {
         let v: VariantSpec = "thumb=64x32:contain:webp:90".parse().unwrap();
-        assert_eq!((v.width, v.height, v.fit, v.format, v.quality), (64, 32, Fit::Contain, OutputFormat::Webp, 90));
+        assert_eq!(
+            (v.width, v.height, v.fit, v.format, v.quality),
+            (64, 32, Fit::Contain, OutputFormat::Webp, 90)
+        );
         assert!("x=0x5:cover:jpeg:80".parse::<VariantSpec>().is_err());
     }
 }

@@ -7,10 +7,16 @@ use std::time::Duration;
 
 /// CPU time (user + system) consumed by the whole process so far.
 pub fn process_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid clock id and a valid out-pointer.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "CLOCK_PROCESS_CPUTIME_ID is always available on Linux");
+    assert_eq!(
+        rc, 0,
+        "CLOCK_PROCESS_CPUTIME_ID is always available on Linux"
+    );
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
@@ -40,7 +46,10 @@ mod tests {
         let big = vec![1u8; 48 << 20];
         std::hint::black_box(&big);
         let after = own_peak_rss().unwrap();
-        assert!(after >= before.max(48 << 20), "before {before}, after touching 48 MiB {after}");
+        assert!(
+            after >= before.max(48 << 20),
+            "before {before}, after touching 48 MiB {after}"
+        );
     }
 
     #[test]

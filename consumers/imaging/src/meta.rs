@@ -36,7 +36,12 @@ pub fn jpeg_meta(bytes: &[u8]) -> JpegMeta {
             break;
         }
         let len = u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]) as usize;
-        let Some(body) = len.checked_sub(2).and_then(|n| bytes.get(pos + 4..pos + 4 + n)) else { break };
+        let Some(body) = len
+            .checked_sub(2)
+            .and_then(|n| bytes.get(pos + 4..pos + 4 + n))
+        else {
+            break;
+        };
         match marker {
             0xE1 if meta.orientation.is_none() => {
                 if let Some(tiff) = body.strip_prefix(EXIF_ID) {
@@ -56,7 +61,12 @@ pub fn jpeg_meta(bytes: &[u8]) -> JpegMeta {
     }
     if !icc_chunks.is_empty() {
         icc_chunks.sort_by_key(|(seq, _)| *seq);
-        meta.icc = Some(icc_chunks.iter().flat_map(|(_, data)| data.iter().copied()).collect());
+        meta.icc = Some(
+            icc_chunks
+                .iter()
+                .flat_map(|(_, data)| data.iter().copied())
+                .collect(),
+        );
     }
     meta
 }
@@ -70,19 +80,29 @@ pub fn exif_orientation(tiff: &[u8]) -> Option<u16> {
     };
     let u16_at = |at: usize| -> Option<u16> {
         let b = tiff.get(at..at.checked_add(2)?)?;
-        Some(if le { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_be_bytes([b[0], b[1]]) })
+        Some(if le {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        })
     };
     let u32_at = |at: usize| -> Option<u32> {
         let b = tiff.get(at..at.checked_add(4)?)?;
         let b = [b[0], b[1], b[2], b[3]];
-        Some(if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) })
+        Some(if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
     };
     let ifd = u32_at(4)? as usize;
     let count = u16_at(ifd)? as usize;
     (0..count).find_map(|i| {
         let entry = ifd.checked_add(2 + i * 12)?;
         // Tag 0x0112, type SHORT (3): the value sits in the first two bytes of the value field.
-        (u16_at(entry)? == 0x0112 && u16_at(entry + 2)? == 3).then(|| u16_at(entry + 8)).flatten()
+        (u16_at(entry)? == 0x0112 && u16_at(entry + 2)? == 3)
+            .then(|| u16_at(entry + 8))
+            .flatten()
     })
 }
 
@@ -92,8 +112,20 @@ mod tests {
 
     fn exif_segment(orientation: u16, big_endian: bool) -> Vec<u8> {
         let mut tiff = Vec::new();
-        let w16 = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
-        let w32 = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+        let w16 = |v: u16| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let w32 = |v: u32| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
         tiff.extend_from_slice(if big_endian { b"MM" } else { b"II" });
         tiff.extend_from_slice(&w16(42));
         tiff.extend_from_slice(&w32(8));

@@ -17,11 +17,19 @@ pub struct Plane {
 impl Plane {
     /// A zeroed plane; its memory may come from (and should go back to) the scratch pool.
     pub fn new(width: u32, height: u32) -> Plane {
-        Plane { width, height, data: crate::scratch::zeroed(width as usize * height as usize) }
+        Plane {
+            width,
+            height,
+            data: crate::scratch::zeroed(width as usize * height as usize),
+        }
     }
 
     fn filled(width: u32, height: u32, value: u8) -> Plane {
-        Plane { width, height, data: vec![value; width as usize * height as usize] }
+        Plane {
+            width,
+            height,
+            data: vec![value; width as usize * height as usize],
+        }
     }
 }
 
@@ -56,7 +64,12 @@ impl Planes {
             let fy = (height as f64 / cb.height as f64).round().max(1.0);
             Chroma { cb, cr, fx, fy }
         });
-        Planes { width, height, y, chroma }
+        Planes {
+            width,
+            height,
+            y,
+            chroma,
+        }
     }
 
     pub fn is_gray(&self) -> bool {
@@ -86,7 +99,11 @@ impl Planes {
         let (cw, ch) = (self.width.div_ceil(2), self.height.div_ceil(2));
         match &self.chroma {
             Some(c) => [self.y.clone(), c.cb.clone(), c.cr.clone()],
-            None => [self.y.clone(), Plane::filled(cw, ch, 128), Plane::filled(cw, ch, 128)],
+            None => [
+                self.y.clone(),
+                Plane::filled(cw, ch, 128),
+                Plane::filled(cw, ch, 128),
+            ],
         }
     }
 
@@ -110,24 +127,49 @@ impl Planes {
                 data.push(clamp_u8(y + 1.772 * cb));
             }
         }
-        Rgb { width: self.width, height: self.height, data }
+        Rgb {
+            width: self.width,
+            height: self.height,
+            data,
+        }
     }
 
     /// Crops the centred region `crop` (in luma pixels) and resizes it to
     /// `out_w × out_h`, producing 4:2:0 chroma (the output JPEG's layout).
-    pub fn resize(&self, crop: Crop, out_w: u32, out_h: u32, resizer: &mut Resizer) -> Result<Planes, String> {
+    pub fn resize(
+        &self,
+        crop: Crop,
+        out_w: u32,
+        out_h: u32,
+        resizer: &mut Resizer,
+    ) -> Result<Planes, String> {
         let y = resize_plane(&self.y, crop, out_w, out_h, resizer)?;
         let chroma = match &self.chroma {
             Some(c) => {
-                let ccrop = Crop { x: crop.x / c.fx, y: crop.y / c.fy, w: crop.w / c.fx, h: crop.h / c.fy };
+                let ccrop = Crop {
+                    x: crop.x / c.fx,
+                    y: crop.y / c.fy,
+                    w: crop.w / c.fx,
+                    h: crop.h / c.fy,
+                };
                 let (cw, ch) = (out_w.div_ceil(2), out_h.div_ceil(2));
                 let cb = resize_plane(&c.cb, ccrop, cw, ch, resizer)?;
                 let cr = resize_plane(&c.cr, ccrop, cw, ch, resizer)?;
-                Some(Chroma { cb, cr, fx: 2.0, fy: 2.0 })
+                Some(Chroma {
+                    cb,
+                    cr,
+                    fx: 2.0,
+                    fy: 2.0,
+                })
             }
             None => None,
         };
-        Ok(Planes { width: out_w, height: out_h, y, chroma })
+        Ok(Planes {
+            width: out_w,
+            height: out_h,
+            y,
+            chroma,
+        })
     }
 
     pub fn orient(self, orientation: Orientation) -> Planes {
@@ -140,7 +182,12 @@ impl Planes {
             cr: orient_plane(c.cr, orientation),
             ..c
         });
-        Planes { width: y.width, height: y.height, y, chroma }
+        Planes {
+            width: y.width,
+            height: y.height,
+            y,
+            chroma,
+        }
     }
 }
 
@@ -153,14 +200,37 @@ pub struct Rgb {
 }
 
 impl Rgb {
-    pub fn resize(&self, crop: Crop, out_w: u32, out_h: u32, resizer: &mut Resizer) -> Result<Rgb, String> {
-        let data = resize_raw(self.width, self.height, &self.data, PixelType::U8x3, crop, out_w, out_h, resizer)?;
-        Ok(Rgb { width: out_w, height: out_h, data })
+    pub fn resize(
+        &self,
+        crop: Crop,
+        out_w: u32,
+        out_h: u32,
+        resizer: &mut Resizer,
+    ) -> Result<Rgb, String> {
+        let data = resize_raw(
+            self.width,
+            self.height,
+            &self.data,
+            PixelType::U8x3,
+            crop,
+            out_w,
+            out_h,
+            resizer,
+        )?;
+        Ok(Rgb {
+            width: out_w,
+            height: out_h,
+            data,
+        })
     }
 
     pub fn orient(self, orientation: Orientation) -> Rgb {
         let (width, height, data) = orient_raw(self.width, self.height, 3, self.data, orientation);
-        Rgb { width, height, data }
+        Rgb {
+            width,
+            height,
+            data,
+        }
     }
 }
 
@@ -179,7 +249,12 @@ pub struct Crop {
 
 impl Crop {
     pub fn full(width: u32, height: u32) -> Crop {
-        Crop { x: 0.0, y: 0.0, w: width as f64, h: height as f64 }
+        Crop {
+            x: 0.0,
+            y: 0.0,
+            w: width as f64,
+            h: height as f64,
+        }
     }
 
     /// The largest centred region of `width × height` with the aspect ratio
@@ -189,13 +264,37 @@ impl Crop {
         let scale = (out_w as f64 / w).max(out_h as f64 / h);
         let cw = (out_w as f64 / scale).min(w);
         let ch = (out_h as f64 / scale).min(h);
-        Crop { x: (w - cw) / 2.0, y: (h - ch) / 2.0, w: cw, h: ch }
+        Crop {
+            x: (w - cw) / 2.0,
+            y: (h - ch) / 2.0,
+            w: cw,
+            h: ch,
+        }
     }
 }
 
-fn resize_plane(plane: &Plane, crop: Crop, out_w: u32, out_h: u32, resizer: &mut Resizer) -> Result<Plane, String> {
-    let data = resize_raw(plane.width, plane.height, &plane.data, PixelType::U8, crop, out_w, out_h, resizer)?;
-    Ok(Plane { width: out_w, height: out_h, data })
+fn resize_plane(
+    plane: &Plane,
+    crop: Crop,
+    out_w: u32,
+    out_h: u32,
+    resizer: &mut Resizer,
+) -> Result<Plane, String> {
+    let data = resize_raw(
+        plane.width,
+        plane.height,
+        &plane.data,
+        PixelType::U8,
+        crop,
+        out_w,
+        out_h,
+        resizer,
+    )?;
+    Ok(Plane {
+        width: out_w,
+        height: out_h,
+        data,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -214,7 +313,9 @@ fn resize_raw(
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
         .crop(crop.x, crop.y, crop.w, crop.h);
-    resizer.resize(&src, &mut dst, &options).map_err(|e| e.to_string())?;
+    resizer
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| e.to_string())?;
     Ok(dst.into_vec())
 }
 
@@ -248,23 +349,43 @@ impl Orientation {
 
     /// Whether applying it swaps width and height.
     pub fn swaps_axes(self) -> bool {
-        matches!(self, Orientation::Transpose | Orientation::Rotate90 | Orientation::Transverse | Orientation::Rotate270)
+        matches!(
+            self,
+            Orientation::Transpose
+                | Orientation::Rotate90
+                | Orientation::Transverse
+                | Orientation::Rotate270
+        )
     }
 }
 
 fn orient_plane(plane: Plane, orientation: Orientation) -> Plane {
     let (width, height, data) = orient_raw(plane.width, plane.height, 1, plane.data, orientation);
-    Plane { width, height, data }
+    Plane {
+        width,
+        height,
+        data,
+    }
 }
 
 /// Applies the orientation to a packed image with `bpp` bytes per pixel.
 /// Only ever run on finished thumbnails, so a simple per-pixel copy is cheap.
-fn orient_raw(width: u32, height: u32, bpp: usize, data: Vec<u8>, orientation: Orientation) -> (u32, u32, Vec<u8>) {
+fn orient_raw(
+    width: u32,
+    height: u32,
+    bpp: usize,
+    data: Vec<u8>,
+    orientation: Orientation,
+) -> (u32, u32, Vec<u8>) {
     if orientation == Orientation::Normal {
         return (width, height, data);
     }
     let (w, h) = (width as usize, height as usize);
-    let (ow, oh) = if orientation.swaps_axes() { (h, w) } else { (w, h) };
+    let (ow, oh) = if orientation.swaps_axes() {
+        (h, w)
+    } else {
+        (w, h)
+    };
     let mut out = vec![0u8; data.len()];
     for y in 0..oh {
         for x in 0..ow {

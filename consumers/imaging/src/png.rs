@@ -32,13 +32,20 @@ impl Header {
 /// the file needs the general decoder.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Option<Rgb>, Rejection> {
     let corrupt = |what: &str| Rejection::Corrupt(format!("PNG: {what}"));
-    let mut chunks = Chunks { bytes, pos: SIGNATURE.len() };
+    let mut chunks = Chunks {
+        bytes,
+        pos: SIGNATURE.len(),
+    };
     let (kind, ihdr) = chunks.next().ok_or_else(|| corrupt("no header"))??;
     if kind != *b"IHDR" || ihdr.len() != 13 {
         return Err(corrupt("first chunk is not a valid IHDR"));
     }
     let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    let header = Header { width: be32(&ihdr[0..4]), height: be32(&ihdr[4..8]), color_type: ihdr[9] };
+    let header = Header {
+        width: be32(&ihdr[0..4]),
+        height: be32(&ihdr[4..8]),
+        color_type: ihdr[9],
+    };
     if header.width == 0 || header.height == 0 {
         return Err(corrupt("zero width or height"));
     }
@@ -94,10 +101,19 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Option<Rgb>, Rejection> {
     let rgb = match header.color_type {
         2 => pixels,
         0 => pixels.iter().flat_map(|&g| [g, g, g]).collect(),
-        4 => pixels.chunks_exact(2).flat_map(|p| [over_white(p[0], p[1]); 3]).collect(),
+        4 => pixels
+            .chunks_exact(2)
+            .flat_map(|p| [over_white(p[0], p[1]); 3])
+            .collect(),
         6 => pixels
             .chunks_exact(4)
-            .flat_map(|p| [over_white(p[0], p[3]), over_white(p[1], p[3]), over_white(p[2], p[3])])
+            .flat_map(|p| {
+                [
+                    over_white(p[0], p[3]),
+                    over_white(p[1], p[3]),
+                    over_white(p[2], p[3]),
+                ]
+            })
             .collect(),
         _ => {
             let palette = palette.ok_or_else(|| corrupt("palette image without a palette"))?;
@@ -105,14 +121,20 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Option<Rgb>, Rejection> {
             let mut rgb = Vec::with_capacity(pixels.len() * 3);
             for &i in &pixels {
                 let i = i as usize;
-                let entry = palette.get(i * 3..i * 3 + 3).ok_or_else(|| corrupt("palette index out of range"))?;
+                let entry = palette
+                    .get(i * 3..i * 3 + 3)
+                    .ok_or_else(|| corrupt("palette index out of range"))?;
                 let a = alpha.get(i).copied().unwrap_or(255);
                 rgb.extend(entry.iter().map(|&c| over_white(c, a)));
             }
             rgb
         }
     };
-    Ok(Some(Rgb { width: header.width, height: header.height, data: rgb }))
+    Ok(Some(Rgb {
+        width: header.width,
+        height: header.height,
+        data: rgb,
+    }))
 }
 
 /// Composites one 8-bit channel with straight alpha onto white.
@@ -128,12 +150,18 @@ fn unfilter(raw: &[u8], stride: usize, bpp: usize, height: usize) -> Result<Vec<
     let zero = vec![0u8; stride];
     for y in 0..height {
         let (done, rest) = out.split_at_mut(y * stride);
-        let prev = if y == 0 { &zero[..] } else { &done[(y - 1) * stride..] };
+        let prev = if y == 0 {
+            &zero[..]
+        } else {
+            &done[(y - 1) * stride..]
+        };
         let cur = &mut rest[..stride];
         let row = &raw[y * (stride + 1)..(y + 1) * (stride + 1)];
         let (filter, src) = (row[0], &row[1..]);
         if filter > 4 {
-            return Err(Rejection::Corrupt(format!("PNG: unknown row filter {filter}")));
+            return Err(Rejection::Corrupt(format!(
+                "PNG: unknown row filter {filter}"
+            )));
         }
         // One monomorphised loop per pixel size keeps the left neighbour in registers.
         match bpp {
@@ -147,7 +175,10 @@ fn unfilter(raw: &[u8], stride: usize, bpp: usize, height: usize) -> Result<Vec<
 }
 
 fn unfilter_row<const B: usize>(filter: u8, cur: &mut [u8], src: &[u8], prev: &[u8]) {
-    let pixels = cur.chunks_exact_mut(B).zip(src.chunks_exact(B)).zip(prev.chunks_exact(B));
+    let pixels = cur
+        .chunks_exact_mut(B)
+        .zip(src.chunks_exact(B))
+        .zip(prev.chunks_exact(B));
     let (mut left, mut up_left) = ([0u8; B], [0u8; B]);
     match filter {
         0 => cur.copy_from_slice(src),
@@ -212,12 +243,19 @@ impl<'a> Iterator for Chunks<'a> {
             return None;
         }
         let truncated = || Some(Err(Rejection::Corrupt("PNG: truncated chunk".into())));
-        let Some(head) = self.bytes.get(self.pos..self.pos + 8) else { return truncated() };
+        let Some(head) = self.bytes.get(self.pos..self.pos + 8) else {
+            return truncated();
+        };
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let kind = [head[4], head[5], head[6], head[7]];
         let start = self.pos + 8;
         // The data and its 4-byte CRC must both be there.
-        let Some(data) = start.checked_add(len).and_then(|end| self.bytes.get(start..end)) else { return truncated() };
+        let Some(data) = start
+            .checked_add(len)
+            .and_then(|end| self.bytes.get(start..end))
+        else {
+            return truncated();
+        };
         if self.bytes.len() < start + len + 4 {
             return truncated();
         }
@@ -232,7 +270,13 @@ mod tests {
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     use image::{ExtendedColorType, ImageEncoder};
 
-    fn encode(pixels: &[u8], w: u32, h: u32, color: ExtendedColorType, filter: FilterType) -> Vec<u8> {
+    fn encode(
+        pixels: &[u8],
+        w: u32,
+        h: u32,
+        color: ExtendedColorType,
+        filter: FilterType,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         PngEncoder::new_with_quality(&mut out, CompressionType::Default, filter)
             .write_image(pixels, w, h, color)
@@ -246,9 +290,17 @@ mod tests {
     fn matches_the_general_decoder_for_every_filter_and_colour_type() {
         let (w, h) = (37u32, 23u32);
         let rgb = crate::fixtures::photo(w, h, 7).data;
-        let rgba: Vec<u8> = rgb.chunks(3).enumerate().flat_map(|(i, p)| [p[0], p[1], p[2], (i * 37 % 256) as u8]).collect();
+        let rgba: Vec<u8> = rgb
+            .chunks(3)
+            .enumerate()
+            .flat_map(|(i, p)| [p[0], p[1], p[2], (i * 37 % 256) as u8])
+            .collect();
         let grey: Vec<u8> = rgb.chunks(3).map(|p| p[1]).collect();
-        let grey_alpha: Vec<u8> = grey.iter().enumerate().flat_map(|(i, &g)| [g, (i * 11 % 256) as u8]).collect();
+        let grey_alpha: Vec<u8> = grey
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &g)| [g, (i * 11 % 256) as u8])
+            .collect();
         let filters = [
             FilterType::NoFilter,
             FilterType::Sub,
@@ -265,7 +317,9 @@ mod tests {
                 (&grey_alpha, ExtendedColorType::La8),
             ] {
                 let file = encode(pixels, w, h, color, filter);
-                let fast = decode(&file, &Limits::default()).unwrap().expect("fast path taken");
+                let fast = decode(&file, &Limits::default())
+                    .unwrap()
+                    .expect("fast path taken");
                 let general = crate::flatten_to_rgb(image::load_from_memory(&file).unwrap());
                 assert_eq!(fast.data, general.data, "{color:?} with {filter:?}");
             }
@@ -274,9 +328,18 @@ mod tests {
 
     #[test]
     fn truncation_anywhere_is_an_error_not_a_panic() {
-        let file = encode(&crate::fixtures::photo(16, 16, 3).data, 16, 16, ExtendedColorType::Rgb8, FilterType::Paeth);
+        let file = encode(
+            &crate::fixtures::photo(16, 16, 3).data,
+            16,
+            16,
+            ExtendedColorType::Rgb8,
+            FilterType::Paeth,
+        );
         for cut in 8..file.len() {
-            assert!(decode(&file[..cut], &Limits::default()).is_err(), "cut at {cut} accepted");
+            assert!(
+                decode(&file[..cut], &Limits::default()).is_err(),
+                "cut at {cut} accepted"
+            );
         }
     }
 }

@@ -8,7 +8,10 @@ use crate::VariantSpec;
 /// Mean SSIM of two RGB images of equal size, computed on luma.
 pub fn ssim(a: &Rgb, b: &Rgb) -> Result<f64, String> {
     if (a.width, a.height) != (b.width, b.height) {
-        return Err(format!("sizes differ: {}x{} vs {}x{}", a.width, a.height, b.width, b.height));
+        return Err(format!(
+            "sizes differ: {}x{} vs {}x{}",
+            a.width, a.height, b.width, b.height
+        ));
     }
     let (w, h) = (a.width as usize, a.height as usize);
     let x = luma(a);
@@ -31,24 +34,41 @@ pub fn ssim(a: &Rgb, b: &Rgb) -> Result<f64, String> {
 }
 
 fn luma(rgb: &Rgb) -> Vec<f64> {
-    rgb.data.chunks_exact(3).map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64).collect()
+    rgb.data
+        .chunks_exact(3)
+        .map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64)
+        .collect()
 }
 
 /// Separable Gaussian blur (σ = 1.5, radius 5), edges clamped.
 fn blur(src: &[f64], w: usize, h: usize) -> Vec<f64> {
-    let kernel: Vec<f64> = (-5i32..=5).map(|i| (-(i * i) as f64 / (2.0 * 1.5 * 1.5)).exp()).collect();
+    let kernel: Vec<f64> = (-5i32..=5)
+        .map(|i| (-(i * i) as f64 / (2.0 * 1.5 * 1.5)).exp())
+        .collect();
     let norm: f64 = kernel.iter().sum();
-    let tap = |i: usize, k: usize, n: usize| (i as isize + k as isize - 5).clamp(0, n as isize - 1) as usize;
+    let tap = |i: usize, k: usize, n: usize| {
+        (i as isize + k as isize - 5).clamp(0, n as isize - 1) as usize
+    };
     let mut rows = vec![0.0; w * h];
     for y in 0..h {
         for x in 0..w {
-            rows[y * w + x] = kernel.iter().enumerate().map(|(k, c)| c * src[y * w + tap(x, k, w)]).sum::<f64>() / norm;
+            rows[y * w + x] = kernel
+                .iter()
+                .enumerate()
+                .map(|(k, c)| c * src[y * w + tap(x, k, w)])
+                .sum::<f64>()
+                / norm;
         }
     }
     let mut out = vec![0.0; w * h];
     for y in 0..h {
         for x in 0..w {
-            out[y * w + x] = kernel.iter().enumerate().map(|(k, c)| c * rows[tap(y, k, h) * w + x]).sum::<f64>() / norm;
+            out[y * w + x] = kernel
+                .iter()
+                .enumerate()
+                .map(|(k, c)| c * rows[tap(y, k, h) * w + x])
+                .sum::<f64>()
+                / norm;
         }
     }
     out
@@ -59,12 +79,21 @@ fn blur(src: &[f64], w: usize, h: usize) -> Vec<f64> {
 pub fn decode_full(bytes: &[u8]) -> Result<Rgb, String> {
     match crate::sniff(bytes) {
         Some(crate::InputFormat::Jpeg) => {
-            let image = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(|e| e.to_string())?;
-            Ok(Rgb { width: image.width as u32, height: image.height as u32, data: image.pixels })
+            let image = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB)
+                .map_err(|e| e.to_string())?;
+            Ok(Rgb {
+                width: image.width as u32,
+                height: image.height as u32,
+                data: image.pixels,
+            })
         }
         Some(_) => {
             let image = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
-            Ok(Rgb { width: image.width(), height: image.height(), data: image.into_rgb8().into_raw() })
+            Ok(Rgb {
+                width: image.width(),
+                height: image.height(),
+                data: image.into_rgb8().into_raw(),
+            })
         }
         None => Err("not an image".into()),
     }
@@ -95,7 +124,10 @@ mod tests {
         }
         let s = ssim(&a, &noisy).unwrap();
         assert!(s < 0.99 && s > 0.0, "distorted image scored {s}");
-        assert!(ssim(&a, &noise(64, 48, 2)).unwrap() < s, "an unrelated image scores lower still");
+        assert!(
+            ssim(&a, &noise(64, 48, 2)).unwrap() < s,
+            "an unrelated image scores lower still"
+        );
         assert!(ssim(&a, &noise(32, 48, 1)).is_err());
     }
 }

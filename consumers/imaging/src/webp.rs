@@ -8,7 +8,8 @@ use crate::planes::{Planes, Rgb};
 
 pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
     let [y, u, v] = planes.to_420_color();
-    let mut picture = sys::WebPPicture::new().map_err(|_| "libwebp version mismatch".to_string())?;
+    let mut picture =
+        sys::WebPPicture::new().map_err(|_| "libwebp version mismatch".to_string())?;
     picture.use_argb = 0;
     picture.colorspace = sys::WebPEncCSP::WEBP_YUV420;
     picture.width = planes.width as libc::c_int;
@@ -25,13 +26,20 @@ pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
 
 /// Encodes packed RGB; libwebp converts to 4:2:0 itself.
 pub fn encode_rgb(rgb: &Rgb, quality: u8) -> Result<Vec<u8>, String> {
-    let mut picture = sys::WebPPicture::new().map_err(|_| "libwebp version mismatch".to_string())?;
+    let mut picture =
+        sys::WebPPicture::new().map_err(|_| "libwebp version mismatch".to_string())?;
     picture.use_argb = 0;
     picture.width = rgb.width as libc::c_int;
     picture.height = rgb.height as libc::c_int;
     // SAFETY: the buffer holds width × height packed RGB pixels with stride 3 × width;
     // the import allocates picture memory, released by WebPPictureFree below.
-    let ok = unsafe { sys::WebPPictureImportRGB(&mut picture, rgb.data.as_ptr(), (rgb.width * 3) as libc::c_int) };
+    let ok = unsafe {
+        sys::WebPPictureImportRGB(
+            &mut picture,
+            rgb.data.as_ptr(),
+            (rgb.width * 3) as libc::c_int,
+        )
+    };
     if ok == 0 {
         // SAFETY: releases whatever the failed import allocated.
         unsafe { sys::WebPPictureFree(&mut picture) };

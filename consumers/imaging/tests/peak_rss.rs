@@ -29,16 +29,30 @@ fn a_12mp_jpeg_is_processed_within_64_mb_peak_rss() {
             state ^= state >> 7;
             state ^= state << 17;
             let n = (state >> 58) as u32;
-            pixels.extend([((x / 16 + n) % 256) as u8, ((y / 12 + n) % 256) as u8, ((x + y) / 28 % 256) as u8]);
+            pixels.extend([
+                ((x / 16 + n) % 256) as u8,
+                ((y / 12 + n) % 256) as u8,
+                ((x + y) / 28 % 256) as u8,
+            ]);
         }
     }
-    let rgb = switchyard_imaging::Rgb { width: w, height: h, data: pixels };
+    let rgb = switchyard_imaging::Rgb {
+        width: w,
+        height: h,
+        data: pixels,
+    };
     let jpeg = switchyard_imaging::fixtures::jpeg(&rgb, 90);
     drop(rgb);
     let path = std::env::temp_dir().join(format!("switchyard-rss-{}.jpg", std::process::id()));
     std::fs::write(&path, &jpeg).unwrap();
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_12mp_jpeg_is_processed_within_64_mb_peak_rss", "--test-threads", "1", "--nocapture"])
+        .args([
+            "--exact",
+            "a_12mp_jpeg_is_processed_within_64_mb_peak_rss",
+            "--test-threads",
+            "1",
+            "--nocapture",
+        ])
         .env(CHILD_ENV, &path)
         .output()
         .unwrap();
@@ -53,7 +67,11 @@ fn a_12mp_jpeg_is_processed_within_64_mb_peak_rss() {
     let status = child.status;
     std::fs::remove_file(&path).unwrap();
     assert!(status.success(), "child failed: {status}");
-    println!("12 MP JPEG ({} bytes): peak RSS {:.1} MB", jpeg.len(), peak as f64 / 1048576.0);
+    println!(
+        "12 MP JPEG ({} bytes): peak RSS {:.1} MB",
+        jpeg.len(),
+        peak as f64 / 1048576.0
+    );
     assert!(peak <= LIMIT_BYTES, "peak RSS {peak} bytes is over 64 MB");
     // The measurement is real: the child at least held the input file.
     assert!(peak > jpeg.len() as u64);
