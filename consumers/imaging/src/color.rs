@@ -75,42 +75,27 @@ mod tests {
         let p3 = ColorProfile::new_display_p3().encode().unwrap();
         let convert = ToSrgb::from_icc(Some(&p3)).expect("P3 is converted");
         // Pure P3 green lies outside sRGB: it maps to a clipped, less-blue-free green.
-        let out = convert
-            .apply(&Rgb {
-                width: 1,
-                height: 1,
-                data: vec![0, 255, 0],
-            })
-            .unwrap();
-        assert_eq!(out.data[1], 255);
+        let one = |px: [u8; 3]| {
+            convert
+                .apply(&Rgb {
+                    width: 1,
+                    height: 1,
+                    data: px.to_vec(),
+                })
+                .unwrap()
+                .data
+        };
+        // Pure P3 green lies outside sRGB: it clips to pure sRGB green.
+        assert_eq!(one([0, 255, 0]), [0, 255, 0]);
+        let grey = one([128, 128, 128]);
         assert!(
-            out.data[0] == 0 && out.data[2] == 0,
-            "saturated P3 green clips to sRGB green: {:?}",
-            out.data
+            grey.iter().all(|&v| (v as i32 - 128).abs() <= 1),
+            "neutral stays neutral: {grey:?}"
         );
-        let grey = convert
-            .apply(&Rgb {
-                width: 1,
-                height: 1,
-                data: vec![128, 128, 128],
-            })
-            .unwrap();
+        let red = one([200, 60, 60]);
         assert!(
-            grey.data.iter().all(|&v| (v as i32 - 128).abs() <= 1),
-            "neutral stays neutral: {:?}",
-            grey.data
-        );
-        let red = convert
-            .apply(&Rgb {
-                width: 1,
-                height: 1,
-                data: vec![200, 60, 60],
-            })
-            .unwrap();
-        assert!(
-            red.data[0] > 200,
-            "P3 red is more saturated than the same sRGB values: {:?}",
-            red.data
+            red[0] > 200,
+            "P3 red is more saturated than the same sRGB values: {red:?}"
         );
     }
 }

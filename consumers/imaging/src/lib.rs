@@ -13,7 +13,7 @@ pub mod quality;
 mod scratch;
 mod webp;
 
-pub use planes::Rgb;
+pub use planes::{Raster, Rgb};
 
 use std::io::Cursor;
 use std::str::FromStr;
@@ -289,8 +289,8 @@ fn run<T>(
             }
         }
         match decoded.source {
-            Source::Planes(p) => p.recycle(),
-            Source::Rgb(r) => scratch::recycle(r.data),
+            Pixels::Planes(p) => p.recycle(),
+            Pixels::Rgb(r) => scratch::recycle(r.data),
         }
         made.map(|_| outputs)
     });
@@ -305,7 +305,8 @@ fn run<T>(
     })
 }
 
-/// A finished variant's pixels, before encoding.
+/// Pixels the pipeline holds: a decoded source (stored orientation) or a
+/// finished variant before encoding.
 enum Pixels {
     Planes(Planes),
     Rgb(Rgb),
@@ -320,23 +321,8 @@ impl Pixels {
     }
 }
 
-/// The decoded source every variant is made from, in stored orientation.
-enum Source {
-    Planes(Planes),
-    Rgb(Rgb),
-}
-
-impl Source {
-    fn dimensions(&self) -> (u32, u32) {
-        match self {
-            Source::Planes(p) => (p.width, p.height),
-            Source::Rgb(r) => (r.width, r.height),
-        }
-    }
-}
-
 struct Decoded {
-    source: Source,
+    source: Pixels,
     orientation: Orientation,
     to_srgb: Option<ToSrgb>,
 }
@@ -383,13 +369,13 @@ fn decode_jpeg(
     );
     let source = if header.is_cmyk() {
         let (width, height, data) = decoder.decode_rgb(input, num).map_err(Rejection::Corrupt)?;
-        Source::Rgb(Rgb {
+        Pixels::Rgb(Rgb {
             width,
             height,
             data,
         })
     } else {
-        Source::Planes(
+        Pixels::Planes(
             decoder
                 .decode_planes(input, num)
                 .map_err(Rejection::Corrupt)?,
@@ -468,7 +454,7 @@ fn decode_with_image(
     if format == ImageFormat::Png {
         if let Some(rgb) = png::decode(input, limits)? {
             return Ok(Decoded {
-                source: Source::Rgb(rgb),
+                source: Pixels::Rgb(rgb),
                 orientation: Orientation::Normal,
                 to_srgb: None,
             });
@@ -500,7 +486,7 @@ fn decode_with_image(
     let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     let rgb = flatten_to_rgb(image);
     Ok(Decoded {
-        source: Source::Rgb(rgb),
+        source: Pixels::Rgb(rgb),
         orientation,
         to_srgb: ToSrgb::from_icc(icc.as_deref()),
     })
@@ -537,7 +523,7 @@ fn render_variant(
     let (crop, out_w, out_h) = geometry(width, height, decoded.orientation, spec);
     let failed = |e: String| Rejection::Corrupt(format!("making {}: {e}", spec.name));
     let rgb = match &decoded.source {
-        Source::Planes(p) => {
+        Pixels::Planes(p) => {
             let planes = p
                 .resize(crop, out_w, out_h, resizer)
                 .map_err(failed)?
@@ -547,7 +533,7 @@ fn render_variant(
             }
             planes.to_rgb()
         }
-        Source::Rgb(r) => r
+        Pixels::Rgb(r) => r
             .resize(crop, out_w, out_h, resizer)
             .map_err(failed)?
             .orient(decoded.orientation),

@@ -6,29 +6,74 @@
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
-/// One 8-bit channel, rows packed with no padding.
+/// Packed 8-bit pixels with `C` channels, rows without padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plane {
+pub struct Raster<const C: usize> {
     pub width: u32,
     pub height: u32,
     pub data: Vec<u8>,
 }
 
-impl Plane {
-    /// A zeroed plane; its memory may come from (and should go back to) the scratch pool.
-    pub fn new(width: u32, height: u32) -> Plane {
-        Plane {
+/// One channel: a Y, Cb or Cr plane.
+pub type Plane = Raster<1>;
+/// Packed RGB.
+pub type Rgb = Raster<3>;
+
+impl<const C: usize> Raster<C> {
+    /// A zeroed raster; its memory may come from (and should go back to) the scratch pool.
+    pub fn new(width: u32, height: u32) -> Self {
+        let data = crate::scratch::zeroed(width as usize * height as usize * C);
+        Raster {
             width,
             height,
-            data: crate::scratch::zeroed(width as usize * height as usize),
+            data,
         }
     }
 
-    fn filled(width: u32, height: u32, value: u8) -> Plane {
-        Plane {
+    fn filled(width: u32, height: u32, value: u8) -> Self {
+        let data = vec![value; width as usize * height as usize * C];
+        Raster {
             width,
             height,
-            data: vec![value; width as usize * height as usize],
+            data,
+        }
+    }
+
+    /// Lanczos3 resize of the region `crop` to `out_w × out_h`.
+    pub fn resize(
+        &self,
+        crop: Crop,
+        out_w: u32,
+        out_h: u32,
+        resizer: &mut Resizer,
+    ) -> Result<Self, String> {
+        let pixel_type = match C {
+            1 => PixelType::U8,
+            3 => PixelType::U8x3,
+            _ => PixelType::U8x4,
+        };
+        let src = ImageRef::new(self.width, self.height, &self.data, pixel_type)
+            .map_err(|e| e.to_string())?;
+        let mut dst = Image::new(out_w, out_h, pixel_type);
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+            .crop(crop.x, crop.y, crop.w, crop.h);
+        resizer
+            .resize(&src, &mut dst, &options)
+            .map_err(|e| e.to_string())?;
+        Ok(Raster {
+            width: out_w,
+            height: out_h,
+            data: dst.into_vec(),
+        })
+    }
+
+    pub fn orient(self, orientation: Orientation) -> Self {
+        let (width, height, data) = orient_raw(self.width, self.height, C, self.data, orientation);
+        Raster {
+            width,
+            height,
+            data,
         }
     }
 }
@@ -143,7 +188,7 @@ impl Planes {
         out_h: u32,
         resizer: &mut Resizer,
     ) -> Result<Planes, String> {
-        let y = resize_plane(&self.y, crop, out_w, out_h, resizer)?;
+        let y = self.y.resize(crop, out_w, out_h, resizer)?;
         let chroma = match &self.chroma {
             Some(c) => {
                 let ccrop = Crop {
@@ -153,8 +198,8 @@ impl Planes {
                     h: crop.h / c.fy,
                 };
                 let (cw, ch) = (out_w.div_ceil(2), out_h.div_ceil(2));
-                let cb = resize_plane(&c.cb, ccrop, cw, ch, resizer)?;
-                let cr = resize_plane(&c.cr, ccrop, cw, ch, resizer)?;
+                let cb = c.cb.resize(ccrop, cw, ch, resizer)?;
+                let cr = c.cr.resize(ccrop, cw, ch, resizer)?;
                 Some(Chroma {
                     cb,
                     cr,
@@ -176,10 +221,10 @@ impl Planes {
         if orientation == Orientation::Normal {
             return self;
         }
-        let y = orient_plane(self.y, orientation);
+        let y = self.y.orient(orientation);
         let chroma = self.chroma.map(|c| Chroma {
-            cb: orient_plane(c.cb, orientation),
-            cr: orient_plane(c.cr, orientation),
+            cb: c.cb.orient(orientation),
+            cr: c.cr.orient(orientation),
             ..c
         });
         Planes {
@@ -187,49 +232,6 @@ impl Planes {
             height: y.height,
             y,
             chroma,
-        }
-    }
-}
-
-/// Packed 8-bit RGB, rows without padding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rgb {
-    pub width: u32,
-    pub height: u32,
-    pub data: Vec<u8>,
-}
-
-impl Rgb {
-    pub fn resize(
-        &self,
-        crop: Crop,
-        out_w: u32,
-        out_h: u32,
-        resizer: &mut Resizer,
-    ) -> Result<Rgb, String> {
-        let data = resize_raw(
-            self.width,
-            self.height,
-            &self.data,
-            PixelType::U8x3,
-            crop,
-            out_w,
-            out_h,
-            resizer,
-        )?;
-        Ok(Rgb {
-            width: out_w,
-            height: out_h,
-            data,
-        })
-    }
-
-    pub fn orient(self, orientation: Orientation) -> Rgb {
-        let (width, height, data) = orient_raw(self.width, self.height, 3, self.data, orientation);
-        Rgb {
-            width,
-            height,
-            data,
         }
     }
 }
@@ -273,52 +275,6 @@ impl Crop {
     }
 }
 
-fn resize_plane(
-    plane: &Plane,
-    crop: Crop,
-    out_w: u32,
-    out_h: u32,
-    resizer: &mut Resizer,
-) -> Result<Plane, String> {
-    let data = resize_raw(
-        plane.width,
-        plane.height,
-        &plane.data,
-        PixelType::U8,
-        crop,
-        out_w,
-        out_h,
-        resizer,
-    )?;
-    Ok(Plane {
-        width: out_w,
-        height: out_h,
-        data,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn resize_raw(
-    width: u32,
-    height: u32,
-    data: &[u8],
-    pixel_type: PixelType,
-    crop: Crop,
-    out_w: u32,
-    out_h: u32,
-    resizer: &mut Resizer,
-) -> Result<Vec<u8>, String> {
-    let src = ImageRef::new(width, height, data, pixel_type).map_err(|e| e.to_string())?;
-    let mut dst = Image::new(out_w, out_h, pixel_type);
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
-        .crop(crop.x, crop.y, crop.w, crop.h);
-    resizer
-        .resize(&src, &mut dst, &options)
-        .map_err(|e| e.to_string())?;
-    Ok(dst.into_vec())
-}
-
 /// EXIF orientation (tag 0x0112), values 1–8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Orientation {
@@ -356,15 +312,6 @@ impl Orientation {
                 | Orientation::Transverse
                 | Orientation::Rotate270
         )
-    }
-}
-
-fn orient_plane(plane: Plane, orientation: Orientation) -> Plane {
-    let (width, height, data) = orient_raw(plane.width, plane.height, 1, plane.data, orientation);
-    Plane {
-        width,
-        height,
-        data,
     }
 }
 

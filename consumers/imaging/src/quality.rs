@@ -42,33 +42,26 @@ fn luma(rgb: &Rgb) -> Vec<f64> {
 
 /// Separable Gaussian blur (σ = 1.5, radius 5), edges clamped.
 fn blur(src: &[f64], w: usize, h: usize) -> Vec<f64> {
+    let rows = blur_1d(src, w, h, |line, i| line * w + i);
+    blur_1d(&rows, h, w, |line, i| i * w + line)
+}
+
+/// One blur pass along `count` lines of `len` samples; `at(line, i)` is the
+/// index of sample `i` of `line`.
+fn blur_1d(src: &[f64], len: usize, count: usize, at: impl Fn(usize, usize) -> usize) -> Vec<f64> {
     let kernel: Vec<f64> = (-5i32..=5)
         .map(|i| (-(i * i) as f64 / (2.0 * 1.5 * 1.5)).exp())
         .collect();
     let norm: f64 = kernel.iter().sum();
-    let tap = |i: usize, k: usize, n: usize| {
-        (i as isize + k as isize - 5).clamp(0, n as isize - 1) as usize
-    };
-    let mut rows = vec![0.0; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            rows[y * w + x] = kernel
+    let mut out = vec![0.0; src.len()];
+    for line in 0..count {
+        for i in 0..len {
+            let sum: f64 = kernel
                 .iter()
                 .enumerate()
-                .map(|(k, c)| c * src[y * w + tap(x, k, w)])
-                .sum::<f64>()
-                / norm;
-        }
-    }
-    let mut out = vec![0.0; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            out[y * w + x] = kernel
-                .iter()
-                .enumerate()
-                .map(|(k, c)| c * rows[tap(y, k, h) * w + x])
-                .sum::<f64>()
-                / norm;
+                .map(|(k, c)| c * src[at(line, (i + k).saturating_sub(5).min(len - 1))])
+                .sum();
+            out[at(line, i)] = sum / norm;
         }
     }
     out

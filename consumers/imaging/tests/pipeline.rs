@@ -85,41 +85,28 @@ fn markers(jpeg: &[u8]) -> Vec<u8> {
 
 #[test]
 fn exif_orientation_is_applied() {
-    // Stored landscape 200×100, red on the left; orientation 6 means "rotate
-    // 90° clockwise to display": shown as 100×200 portrait with red on top.
-    let jpeg = with_segment(
-        &jpeg_of(&two_halves(200, 100), 95),
-        0xE1,
-        &exif_orientation_body(6),
-    );
-    let out = render(
-        &jpeg,
-        &[spec("c=50x100:contain:jpeg:90")],
-        &Limits::default(),
-    )
-    .unwrap()
-    .remove(0);
-    assert_eq!((out.width, out.height), (50, 100));
-    assert!(
-        is_red(pixel(&out, 25, 10)) && is_blue(pixel(&out, 25, 90)),
-        "{:?} {:?}",
-        pixel(&out, 25, 10),
-        pixel(&out, 25, 90)
-    );
-    // Orientation 8 (rotate 270° clockwise): red at the bottom.
-    let jpeg = with_segment(
-        &jpeg_of(&two_halves(200, 100), 95),
-        0xE1,
-        &exif_orientation_body(8),
-    );
-    let out = render(
-        &jpeg,
-        &[spec("c=50x100:contain:jpeg:90")],
-        &Limits::default(),
-    )
-    .unwrap()
-    .remove(0);
-    assert!(is_blue(pixel(&out, 25, 10)) && is_red(pixel(&out, 25, 90)));
+    // Stored landscape 200×100, red on the left. Orientation 6 ("rotate 90°
+    // clockwise to display") shows a 100×200 portrait with red on top; 8
+    // (rotate 270°) shows red at the bottom.
+    for (orientation, red_on_top) in [(6, true), (8, false)] {
+        let stored = jpeg_of(&two_halves(200, 100), 95);
+        let jpeg = with_segment(&stored, 0xE1, &exif_orientation_body(orientation));
+        let variants = [spec("c=50x100:contain:jpeg:90")];
+        let out = render(&jpeg, &variants, &Limits::default())
+            .unwrap()
+            .remove(0);
+        assert_eq!((out.width, out.height), (50, 100));
+        let (top, bottom) = (pixel(&out, 25, 10), pixel(&out, 25, 90));
+        let (want_top, want_bottom) = if red_on_top {
+            (top, bottom)
+        } else {
+            (bottom, top)
+        };
+        assert!(
+            is_red(want_top) && is_blue(want_bottom),
+            "orientation {orientation}: top {top:?}, bottom {bottom:?}"
+        );
+    }
 }
 
 #[test]
