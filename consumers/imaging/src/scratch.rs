@@ -6,9 +6,12 @@
 use std::cell::RefCell;
 
 /// Buffers larger than this are returned to the allocator, so one huge image
-/// does not pin its memory for the life of the process.
+/// does not pin its memory for the life of the thread.
 const KEEP_MAX_BYTES: usize = 32 << 20;
 const KEEP_COUNT: usize = 6;
+/// What one thread may keep in all: a 2 MP PNG needs ~17 MB, a 12 MP JPEG ~3 MB.
+/// (The consumer's spawn_blocking threads exit when idle, dropping their pool.)
+const KEEP_TOTAL_BYTES: usize = 48 << 20;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -40,12 +43,15 @@ pub fn recycle(buf: Vec<u8>) {
     }
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        if pool.len() < KEEP_COUNT {
-            pool.push(buf);
-        } else if let Some(smallest) = pool.iter_mut().min_by_key(|b| b.capacity()) {
-            if smallest.capacity() < buf.capacity() {
-                *smallest = buf;
-            }
+        pool.push(buf);
+        // Drop the smallest buffers until within both limits.
+        while pool.len() > KEEP_COUNT
+            || pool.iter().map(Vec::capacity).sum::<usize>() > KEEP_TOTAL_BYTES
+        {
+            let smallest = (0..pool.len())
+                .min_by_key(|&i| pool[i].capacity())
+                .expect("pool is not empty");
+            pool.swap_remove(smallest);
         }
     });
 }
@@ -65,5 +71,10 @@ mod tests {
         assert!(b.iter().all(|&v| v == 0) && b.len() == 900);
         recycle(vec![0u8; KEEP_MAX_BYTES + 1]);
         assert!(zeroed(KEEP_MAX_BYTES + 1).capacity() > KEEP_MAX_BYTES);
+        for _ in 0..10 {
+            recycle(vec![0u8; 20 << 20]);
+        }
+        let kept: usize = POOL.with(|p| p.borrow().iter().map(Vec::capacity).sum());
+        assert!(kept <= KEEP_TOTAL_BYTES, "pool keeps {kept} bytes");
     }
 }
