@@ -596,6 +596,23 @@ mod tests {
     }
 
     #[test]
+    fn dct_scale_leaves_the_resize_at_least_2x() {
+        let cover = |s: &str| vec![s.parse::<VariantSpec>().unwrap()];
+        let normal = Orientation::Normal;
+        // 3000 px short side, 512 cover: 3/8 gives 1125 >= 1024; 1/4 (750) would not.
+        assert_eq!(dct_scale(4000, 3000, normal, &cover("a=512x512:cover:jpeg:80")), 3);
+        assert_eq!(dct_scale(4000, 3000, normal, &cover("a=128x128:cover:jpeg:80")), 1);
+        // 1080 px short side cannot give 1024 below full scale.
+        assert_eq!(dct_scale(1920, 1080, normal, &cover("a=512x512:cover:jpeg:80")), 8);
+        // The most demanding variant decides, and rotation swaps the axes it looks at.
+        let both = [cover("a=512x512:cover:jpeg:80"), cover("b=128x128:cover:jpeg:80")].concat();
+        assert_eq!(dct_scale(4000, 3000, normal, &both), 3);
+        let tall = cover("t=300x1000:cover:jpeg:80");
+        assert_eq!(dct_scale(4000, 3000, normal, &tall), 6);
+        assert_eq!(dct_scale(3000, 4000, Orientation::Rotate90, &tall), 6);
+    }
+
+    #[test]
     fn parses_variant_specs() {
         let v: VariantSpec = "thumb=64x32:contain:webp:90".parse().unwrap();
         assert_eq!(
