@@ -600,12 +600,25 @@ mod tests {
         let cover = |s: &str| vec![s.parse::<VariantSpec>().unwrap()];
         let normal = Orientation::Normal;
         // 3000 px short side, 512 cover: 3/8 gives 1125 >= 1024; 1/4 (750) would not.
-        assert_eq!(dct_scale(4000, 3000, normal, &cover("a=512x512:cover:jpeg:80")), 3);
-        assert_eq!(dct_scale(4000, 3000, normal, &cover("a=128x128:cover:jpeg:80")), 1);
+        assert_eq!(
+            dct_scale(4000, 3000, normal, &cover("a=512x512:cover:jpeg:80")),
+            3
+        );
+        assert_eq!(
+            dct_scale(4000, 3000, normal, &cover("a=128x128:cover:jpeg:80")),
+            1
+        );
         // 1080 px short side cannot give 1024 below full scale.
-        assert_eq!(dct_scale(1920, 1080, normal, &cover("a=512x512:cover:jpeg:80")), 8);
+        assert_eq!(
+            dct_scale(1920, 1080, normal, &cover("a=512x512:cover:jpeg:80")),
+            8
+        );
         // The most demanding variant decides, and rotation swaps the axes it looks at.
-        let both = [cover("a=512x512:cover:jpeg:80"), cover("b=128x128:cover:jpeg:80")].concat();
+        let both = [
+            cover("a=512x512:cover:jpeg:80"),
+            cover("b=128x128:cover:jpeg:80"),
+        ]
+        .concat();
         assert_eq!(dct_scale(4000, 3000, normal, &both), 3);
         let tall = cover("t=300x1000:cover:jpeg:80");
         assert_eq!(dct_scale(4000, 3000, normal, &tall), 6);
