@@ -373,15 +373,29 @@ struct ValueMatcher {
     numeric: IntervalTree<f64>,
     cidr_v4: IntervalTree<u128>,
     cidr_v6: IntervalTree<u128>,
-    /// `anything-but` a list of values: all of these targets, except those
-    /// whose list holds the value.
+    /// `anything-but` a list of values: the target of each such condition;
+    /// a value reaches all of them except the conditions (indices into this
+    /// list, not targets: two conditions may share a target) that list it.
     but_all: Vec<u32>,
     but_str: FxHashMap<Box<str>, Vec<u32>>,
     but_num: FxHashMap<u64, Vec<u32>>,
     /// `anything-but` prefix, suffix, equals-ignore-case or wildcard.
     but_other: Vec<(Negated, u32)>,
-    needs_fold: bool,
+    /// Which parts are in use (the flags below).
+    kinds: u16,
 }
+
+const ANY: u16 = 1;
+const EXACT_STR: u16 = 1 << 1;
+const EXACT_NUM: u16 = 1 << 2;
+const PREFIX: u16 = 1 << 3;
+const SUFFIX: u16 = 1 << 4;
+const FOLDED: u16 = 1 << 5;
+const WILDCARD: u16 = 1 << 6;
+const NUMERIC: u16 = 1 << 7;
+const CIDR: u16 = 1 << 8;
+const BUT_VALUES: u16 = 1 << 9;
+const BUT_OTHER: u16 = 1 << 10;
 
 /// Prefixes (or suffixes) by their text, with the lengths to try.
 #[derive(Debug, Default)]
@@ -424,15 +438,26 @@ impl ValueMatcher {
     }
 
     fn eval(&self, v: Val, out: &mut Vec<u32>) {
-        self.push(self.any, out);
+        // Test the flags before touching a part: a matcher spans many cache
+        // lines, and most states use one or two kinds of condition.
+        let k = self.kinds;
+        if k & ANY != 0 {
+            self.push(self.any, out);
+        }
         match v {
             Val::Str(s) => {
-                if let Some(t) = self.exact_str.get(s) {
-                    self.push(*t, out);
+                if k & EXACT_STR != 0 {
+                    if let Some(t) = self.exact_str.get(s) {
+                        self.push(*t, out);
+                    }
                 }
-                self.prefix.eval(s, false, &self.pool, out);
-                self.suffix.eval(s, true, &self.pool, out);
-                if self.needs_fold {
+                if k & PREFIX != 0 {
+                    self.prefix.eval(s, false, &self.pool, out);
+                }
+                if k & SUFFIX != 0 {
+                    self.suffix.eval(s, true, &self.pool, out);
+                }
+                if k & FOLDED != 0 {
                     let f = fold(s);
                     if let Some(t) = self.folded_exact.get(f.as_str()) {
                         self.push(*t, out);
@@ -440,7 +465,7 @@ impl ValueMatcher {
                     self.folded_prefix.eval(&f, false, &self.pool, out);
                     self.folded_suffix.eval(&f, true, &self.pool, out);
                 }
-                if !self.wildcards.is_empty() {
+                if k & WILDCARD != 0 {
                     let mut run = |ids: &[u32]| {
                         for &i in ids {
                             let (w, t) = &self.wildcards[i as usize];
@@ -456,7 +481,7 @@ impl ValueMatcher {
                         .hits(s, true, |r| run(&pool[r.0 as usize..r.1 as usize]));
                     run(&self.wild_other);
                 }
-                if !self.cidr_v4.is_empty() || !self.cidr_v6.is_empty() {
+                if k & CIDR != 0 {
                     match s.parse::<std::net::IpAddr>() {
                         Ok(std::net::IpAddr::V4(a)) => {
                             self.cidr_v4.query(u32::from(a) as u128, out)
@@ -465,31 +490,41 @@ impl ValueMatcher {
                         Err(_) => {}
                     }
                 }
-                self.anything_but(self.but_str.get(s), out);
+                if k & BUT_VALUES != 0 {
+                    self.anything_but(self.but_str.get(s), out);
+                }
             }
             Val::Num(x) => {
-                if let Some(t) = self.exact_num.get(&num_key(x)) {
-                    self.push(*t, out);
+                if k & EXACT_NUM != 0 {
+                    if let Some(t) = self.exact_num.get(&num_key(x)) {
+                        self.push(*t, out);
+                    }
                 }
-                self.numeric.query(x, out);
-                self.anything_but(self.but_num.get(&num_key(x)), out);
+                if k & NUMERIC != 0 {
+                    self.numeric.query(x, out);
+                }
+                if k & BUT_VALUES != 0 {
+                    self.anything_but(self.but_num.get(&num_key(x)), out);
+                }
             }
-            Val::Bool(true) => {
-                self.push(self.on_true, out);
-                self.anything_but(None, out);
-            }
-            Val::Bool(false) => {
-                self.push(self.on_false, out);
-                self.anything_but(None, out);
+            Val::Bool(b) => {
+                self.push(if b { self.on_true } else { self.on_false }, out);
+                if k & BUT_VALUES != 0 {
+                    self.anything_but(None, out);
+                }
             }
             Val::Null => {
                 self.push(self.on_null, out);
-                self.anything_but(None, out);
+                if k & BUT_VALUES != 0 {
+                    self.anything_but(None, out);
+                }
             }
         }
-        for (neg, t) in &self.but_other {
-            if !negated_matches(neg, &v) {
-                out.push(*t);
+        if k & BUT_OTHER != 0 {
+            for (neg, t) in &self.but_other {
+                if !negated_matches(neg, &v) {
+                    out.push(*t);
+                }
             }
         }
     }
@@ -498,7 +533,13 @@ impl ValueMatcher {
     fn anything_but(&self, excluded: Option<&Vec<u32>>, out: &mut Vec<u32>) {
         match excluded {
             None => out.extend_from_slice(&self.but_all),
-            Some(ex) => out.extend(self.but_all.iter().filter(|t| !ex.contains(t))),
+            Some(ex) => out.extend(
+                self.but_all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !ex.contains(&(*i as u32)))
+                    .map(|(_, t)| *t),
+            ),
         }
     }
 }
@@ -582,6 +623,7 @@ impl MatcherBuilder {
                 .push(target),
             Cond::Wildcard(w) => self.wildcards.push((w.clone(), target)),
             Cond::AnythingBut(Negated::Values(values)) => {
+                let index = self.but_all.len() as u32;
                 self.but_all.push(target);
                 for v in values {
                     match v {
@@ -589,12 +631,12 @@ impl MatcherBuilder {
                             .but_str
                             .entry(s.as_str().into())
                             .or_default()
-                            .push(target),
+                            .push(index),
                         Lit::Num(x) => self
                             .but_num
                             .entry(num_key(num(*x)))
                             .or_default()
-                            .push(target),
+                            .push(index),
                         // The parser only lets strings and numbers through.
                         Lit::Bool(_) | Lit::Null => {}
                     }
@@ -670,9 +712,28 @@ impl MatcherBuilder {
         };
         let wild_by_head = affixes(heads, &mut wild_run);
         let wild_by_tail = affixes(tails, &mut wild_run);
-        let needs_fold = !folded_exact.is_empty()
-            || !folded_prefix.by_text.is_empty()
-            || !folded_suffix.by_text.is_empty();
+        let flags = [
+            (any.0 != any.1, ANY),
+            (!exact_str.is_empty(), EXACT_STR),
+            (!exact_num.is_empty(), EXACT_NUM),
+            (!prefix.by_text.is_empty(), PREFIX),
+            (!suffix.by_text.is_empty(), SUFFIX),
+            (
+                !folded_exact.is_empty()
+                    || !folded_prefix.by_text.is_empty()
+                    || !folded_suffix.by_text.is_empty(),
+                FOLDED,
+            ),
+            (!self.wildcards.is_empty(), WILDCARD),
+            (!self.numeric.is_empty(), NUMERIC),
+            (!self.cidr_v4.is_empty() || !self.cidr_v6.is_empty(), CIDR),
+            (!self.but_all.is_empty(), BUT_VALUES),
+            (!self.but_other.is_empty(), BUT_OTHER),
+        ];
+        let kinds = flags
+            .iter()
+            .filter(|(on, _)| *on)
+            .fold(0, |k, (_, f)| k | f);
         ValueMatcher {
             pool,
             exact_str,
@@ -698,7 +759,7 @@ impl MatcherBuilder {
             but_str: self.but_str.into_iter().collect(),
             but_num: self.but_num.into_iter().collect(),
             but_other: self.but_other,
-            needs_fold,
+            kinds,
         }
     }
 }
@@ -774,10 +835,6 @@ impl<K: PartialOrd + Copy> IntervalTree<K> {
         let mut tree = IntervalTree { nodes: Vec::new() };
         tree.add(intervals);
         tree
-    }
-
-    fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
     }
 
     fn add(&mut self, mut items: Vec<Interval<K>>) -> u32 {

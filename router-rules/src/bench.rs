@@ -343,59 +343,90 @@ fn rate(events: &[String], budget: Duration, mut f: impl FnMut(&str) -> usize) -
     )
 }
 
-/// Runs the whole comparison; `progress` sees each row as it is measured.
+/// One rule count, set up for both engines.
+struct Setup {
+    rules: usize,
+    ours: BusMatcher<u32>,
+    quamina: quamina::Quamina<u32>,
+    /// Disagreements, or why quamina could not run.
+    checked: Result<usize, String>,
+    best_ours: (f64, f64),
+    best_quamina: (f64, f64),
+}
+
+/// Runs the whole comparison; `progress` sees each row once all are measured.
+///
+/// Every rule count and both engines are measured in each round, one after
+/// the other, so that a change of load on the machine touches them alike;
+/// the best round of each counts.
 pub fn run(config: &Config, mut progress: impl FnMut(&Row)) -> Result<Report, BenchError> {
     let events = events(config.events, config.seed);
     let event_bytes =
         events.iter().map(String::len).sum::<usize>() as f64 / events.len().max(1) as f64;
-    let mut rows = Vec::new();
+    let mut setups = Vec::new();
     for &n in &config.rule_counts {
         let rules = rules(n, config.seed ^ n as u64);
         let ours = BusMatcher::compile(rules.iter().enumerate().map(|(i, r)| (i as u32, r)))?;
-        let q = build_quamina(&rules)?;
+        let quamina = build_quamina(&rules)?;
         // Also warms quamina up: it freezes its automaton on the first match.
         let checked = quietly(|| {
             events
                 .iter()
-                .filter(|e| ours_matches(&ours, e) != quamina_matches(&q, e))
+                .filter(|e| ours_matches(&ours, e) != quamina_matches(&quamina, e))
                 .count()
         });
-        let slice = config.measure / config.rounds.max(1);
-        let (mut best_ours, mut best_q) = ((0.0, 0.0), (0.0, 0.0));
-        for _ in 0..config.rounds.max(1) {
-            let o = rate(&events, slice, |e| ours.matches(e).len());
-            // The best round is the one least disturbed by other work on the machine.
-            if o.0 > best_ours.0 {
-                best_ours = o;
-            }
-            if checked.is_ok() {
-                let qq = rate(&events, slice, |e| {
+        setups.push(Setup {
+            rules: n,
+            ours,
+            quamina,
+            checked,
+            best_ours: (0.0, 0.0),
+            best_quamina: (0.0, 0.0),
+        });
+    }
+    let slice = config.measure / config.rounds.max(1);
+    let better = |best: &mut (f64, f64), r: (f64, f64)| {
+        if r.0 > best.0 {
+            *best = r;
+        }
+    };
+    for _ in 0..config.rounds.max(1) {
+        for s in &mut setups {
+            let ours = &s.ours;
+            better(
+                &mut s.best_ours,
+                rate(&events, slice, |e| ours.matches(e).len()),
+            );
+            if s.checked.is_ok() {
+                let q = &s.quamina;
+                let r = rate(&events, slice, |e| {
                     q.matches_for_event(e.as_bytes())
                         .map(|v| v.len())
                         .unwrap_or(0)
                 });
-                if qq.0 > best_q.0 {
-                    best_q = qq;
-                }
+                better(&mut s.best_quamina, r);
             }
         }
-        let row = Row {
-            rules: n,
+    }
+    let rows: Vec<Row> = setups
+        .into_iter()
+        .map(|s| Row {
+            rules: s.rules,
             ours: Rate {
-                events_per_s: best_ours.0,
-                matches_per_event: best_ours.1,
+                events_per_s: s.best_ours.0,
+                matches_per_event: s.best_ours.1,
             },
-            quamina: checked
+            quamina: s
+                .checked
                 .as_ref()
                 .map(|_| Rate {
-                    events_per_s: best_q.0,
-                    matches_per_event: best_q.1,
+                    events_per_s: s.best_quamina.0,
+                    matches_per_event: s.best_quamina.1,
                 })
                 .map_err(Clone::clone),
-            disagreements: checked.unwrap_or(0),
-        };
-        progress(&row);
-        rows.push(row);
-    }
+            disagreements: s.checked.unwrap_or(0),
+        })
+        .collect();
+    rows.iter().for_each(&mut progress);
     Ok(Report { rows, event_bytes })
 }

@@ -350,7 +350,7 @@ impl<'a> Scanner<'a> {
             match found {
                 Some(pos) => {
                     let k = &keys[pos];
-                    self.value(tree, k.leaf, k.child, out)?;
+                    self.value(tree, k, out)?;
                     if can_stop_early {
                         seen |= 1 << pos;
                         if seen.count_ones() as usize == wanted {
@@ -376,13 +376,8 @@ impl<'a> Scanner<'a> {
     }
 
     /// A value whose key is wanted as a leaf, an object, or both.
-    fn value(
-        &mut self,
-        tree: &FieldTree,
-        leaf: Option<u32>,
-        child: Option<u32>,
-        out: &mut Flat,
-    ) -> Result<(), ScanError> {
+    fn value(&mut self, tree: &FieldTree, key: &TreeKey, out: &mut Flat) -> Result<(), ScanError> {
+        let (leaf, child) = (key.leaf, key.child);
         match self.peek() {
             Some(b'{') => {
                 self.i += 1;
@@ -397,7 +392,7 @@ impl<'a> Scanner<'a> {
                     return Err(self.err("arrays nested too deeply"));
                 }
                 self.arrays += 1;
-                let result = self.array(tree, leaf, child, out);
+                let result = self.array(tree, key, out);
                 self.arrays -= 1;
                 result
             }
@@ -446,13 +441,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// The elements of the array whose `[` was just read.
-    fn array(
-        &mut self,
-        tree: &FieldTree,
-        leaf: Option<u32>,
-        child: Option<u32>,
-        out: &mut Flat,
-    ) -> Result<(), ScanError> {
+    fn array(&mut self, tree: &FieldTree, key: &TreeKey, out: &mut Flat) -> Result<(), ScanError> {
         let array = out.enter_array();
         let depth = out.trail_depth();
         let mut index = 0u32;
@@ -464,7 +453,7 @@ impl<'a> Scanner<'a> {
         loop {
             self.ws();
             out.set_element(array, index, depth);
-            self.value(tree, leaf, child, out)?;
+            self.value(tree, key, out)?;
             index += 1;
             self.ws();
             match self.peek() {

@@ -380,6 +380,18 @@ mod tests {
     }
 
     #[test]
+    fn anything_but_conditions_sharing_a_rule_exclude_separately() {
+        // 0 is not "x", so the first condition holds even though the second excludes 0.
+        let p = json!({"k": [{"anything-but": "x"}, {"anything-but": [0]}]});
+        let m = BusMatcher::compile([(0, &p)]).unwrap();
+        assert_eq!(m.matches(r#"{"k": 0}"#), vec![0]);
+        assert_eq!(m.matches(r#"{"k": "x"}"#), vec![0]);
+        let both = json!({"k": [{"anything-but": ["x", "y"]}]});
+        let m = BusMatcher::compile([(0, &both)]).unwrap();
+        assert!(m.matches(r#"{"k": "y"}"#).is_empty());
+    }
+
+    #[test]
     fn explain_names_the_failed_condition() {
         let p = json!({"detail": {"total_cents": [{"numeric": [">", 100]}]}});
         let m = BusMatcher::compile([("big", &p)]).unwrap();

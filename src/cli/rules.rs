@@ -317,3 +317,73 @@ pub async fn bench(_global: &GlobalArgs, _args: BenchRulesArgs) -> anyhow::Resul
          rebuild with `cargo build --release --features bench` and run `target/release/switchyard bench rules`"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENT: &str = r#"{"detail-type":"OrderPlaced","detail":{"total_cents":500}}"#;
+
+    fn bus(pattern: &str, event: &str) -> ExitCode {
+        test(pattern, Some(event), false, Scope::MessageAttributes, None).unwrap()
+    }
+
+    #[test]
+    fn rules_test_exit_codes() {
+        assert_eq!(
+            bus(
+                r#"{"detail":{"total_cents":[{"numeric":[">",100]}]}}"#,
+                EVENT
+            ),
+            ExitCode::SUCCESS
+        );
+        assert_eq!(
+            bus(
+                r#"{"detail":{"total_cents":[{"numeric":["<",100]}]}}"#,
+                EVENT
+            ),
+            ExitCode::FAILURE
+        );
+        assert_eq!(
+            bus(
+                r#"{"detail":{"total_cents":[{"numeric":[">",9,"<",1]}]}}"#,
+                EVENT
+            ),
+            ExitCode::from(2)
+        );
+        assert!(test(
+            r#"{"a":["x"]}"#,
+            Some("/no/such/file.json"),
+            false,
+            Scope::MessageAttributes,
+            None
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn rules_test_sns_scopes() {
+        let attrs = r#"{"event_type":{"Type":"String","Value":"ImageUploaded"},"size_bytes":{"Type":"Number","Value":"42"}}"#;
+        let policy = r#"{"event_type":["ImageUploaded"],"size_bytes":[{"numeric":["<",100]}]}"#;
+        let run =
+            |p: &str, scope, event: Option<&str>| test(p, event, true, scope, Some(attrs)).unwrap();
+        assert_eq!(
+            run(policy, Scope::MessageAttributes, None),
+            ExitCode::SUCCESS
+        );
+        let body_policy = r#"{"detail":{"total_cents":[{"numeric":[">",100]}]}}"#;
+        assert_eq!(
+            run(body_policy, Scope::MessageBody, Some(EVENT)),
+            ExitCode::SUCCESS
+        );
+        assert_eq!(
+            run(body_policy, Scope::MessageAttributes, None),
+            ExitCode::from(2)
+        );
+        let suffix = r#"{"a":[{"anything-but":{"suffix":"x"}}]}"#;
+        assert_eq!(
+            run(suffix, Scope::MessageAttributes, None),
+            ExitCode::from(2)
+        );
+    }
+}
