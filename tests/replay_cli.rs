@@ -46,9 +46,12 @@ fn replay_reports_compares_with_expect_and_logs_its_dead_letters() {
     assert!(out.status.success(), "{}", text(&out));
 
     let data = dir.path().join("data");
+    let json = dir.path().join("report.json");
     let out = switchyard(&[
         "replay",
         path(&log),
+        "--report-json",
+        path(&json),
         "--data-dir",
         path(&data),
         "--faults",
@@ -74,6 +77,15 @@ fn replay_reports_compares_with_expect_and_logs_its_dead_letters() {
             "{expected:?} missing from\n{report}"
         );
     }
+
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(saved["dead_letters"]["order-processor-dlq"], 8, "{saved}");
+    assert!(saved["state_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(saved["refused"].as_array().unwrap().len(), 4, "{saved}");
 
     // A saved state matches a fresh replay of the same log; an edited one shows what differs.
     // (A log without poison: poison waits out its retries, which takes seconds.)
