@@ -81,6 +81,9 @@ async fn order_processor_binary_answers_a_real_sqs_event() {
                 "lambda",
                 "watch",
                 "--only-lambda-apis",
+                // An invocation the function never answers fails instead of hanging the test.
+                "--timeout",
+                "60",
                 "-A",
                 "127.0.0.1",
                 "-P",
@@ -104,7 +107,10 @@ async fn order_processor_binary_answers_a_real_sqs_event() {
 
     let _function = Reaped(
         Command::new(&bootstrap)
-            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}/.rt"))
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt"),
+            )
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
