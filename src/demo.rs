@@ -75,7 +75,7 @@ fn expected_status(p: &Plan) -> OrderStatus {
 }
 
 /// A photo-like test image: smooth gradients plus deterministic texture.
-fn sample_jpeg(width: u32, height: u32, seed: u32) -> Vec<u8> {
+pub(crate) fn sample_jpeg(width: u32, height: u32, seed: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(width, height, |x, y| {
         let n = (x.wrapping_mul(73_856_093)
             ^ y.wrapping_mul(19_349_663)
@@ -95,7 +95,7 @@ fn sample_jpeg(width: u32, height: u32, seed: u32) -> Vec<u8> {
 }
 
 /// A small PNG whose header claims `width`x`height` (IHDR rewritten, CRC fixed).
-fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     let mut out = Vec::new();
     image::DynamicImage::ImageLuma8(image::GrayImage::new(8, 8))
         .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
@@ -122,7 +122,7 @@ fn crc32(data: &[u8]) -> u32 {
     })
 }
 
-fn bad_image(kind: &str) -> (Vec<u8>, &'static str) {
+pub(crate) fn bad_image(kind: &str) -> (Vec<u8>, &'static str) {
     match kind {
         // JPEG magic, then garbage where the headers should be.
         "corrupt" => {

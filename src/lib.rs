@@ -3,7 +3,9 @@
 //! `switchyard` binary is a thin command line over this library.
 
 pub mod demo;
+pub mod replay;
 pub mod runtime;
+pub mod scenario;
 pub mod state;
 pub mod system;
 

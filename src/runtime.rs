@@ -4,7 +4,7 @@
 //! checkpoint; retry from the first failed record; after the retry limit,
 //! the record goes to the on-failure queue).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_consumers::SqsBatchHandler;
 use switchyard_shared::envelope::LOCAL_REGION;
 use switchyard_shared::ports::{
-    ChangeStream, OutgoingMessage, Queue, ReceivedMessage, StreamRecord,
+    ChangeStream, OutgoingMessage, Queue, QueueError, ReceivedMessage, StreamRecord,
 };
 use tokio::sync::watch;
 
@@ -43,6 +43,44 @@ impl QueueWorkerConfig {
             .min(self.retry_cap)
             .min(self.visibility_timeout)
     }
+}
+
+/// What goes wrong with one batch, on purpose (replays with faults).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchFaults {
+    /// The consumer dies after handling this many of the batch's messages:
+    /// nothing is deleted or released, so the whole batch returns after its
+    /// visibility timeout (for a stream batch: no checkpoint is saved).
+    pub crash_after: Option<usize>,
+    /// Messages (by index in the batch) whose visibility runs out while they
+    /// are handled, so another poller may receive them again meanwhile.
+    pub expire: Vec<usize>,
+}
+
+/// Hooks a worker consults once per batch, for replays with faults and for
+/// benchmarks; none are installed by default, so the normal path pays one
+/// `Option` check per batch.
+pub trait WorkerHooks: Send + Sync + std::fmt::Debug {
+    /// What goes wrong with this batch (nothing, by default).
+    fn batch_faults(&self, _consumer: &str, _batch_len: usize) -> BatchFaults {
+        BatchFaults::default()
+    }
+    /// A queue batch is over; see [`SettledBatch`].
+    fn batch_settled(&self, _consumer: &str, _batch: &SettledBatch<'_>) {}
+}
+
+/// How a queue batch ended.
+#[derive(Debug)]
+pub struct SettledBatch<'a> {
+    /// The whole batch as received.
+    pub messages: &'a [ReceivedMessage],
+    /// How many of them (from the first) the handler saw: all, unless it crashed.
+    pub handled: usize,
+    /// Handled messages that failed (message id -> (reason, permanent)):
+    /// released for a retry. The other handled ones were deleted.
+    pub failures: &'a BTreeMap<String, (String, bool)>,
+    /// Abandoned by a crash: nothing was deleted or released.
+    pub crashed: bool,
 }
 
 /// The `SqsEvent` Lambda would build from these messages.
@@ -86,6 +124,17 @@ pub async fn run_queue_worker(
     queue: Arc<dyn Queue>,
     handler: SqsBatchHandler,
     config: QueueWorkerConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_queue_worker_with(queue, handler, config, None, shutdown).await
+}
+
+/// [`run_queue_worker`] with optional [`WorkerHooks`].
+pub async fn run_queue_worker_with(
+    queue: Arc<dyn Queue>,
+    handler: SqsBatchHandler,
+    config: QueueWorkerConfig,
+    hooks: Option<Arc<dyn WorkerHooks>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     while !*shutdown.borrow() {
@@ -102,26 +151,79 @@ pub async fn run_queue_worker(
                 continue;
             }
         };
-        let outcome = handler
-            .handle_batch(sqs_event(queue.name(), &messages))
+        let faults = match &hooks {
+            Some(h) => h.batch_faults(&config.consumer, messages.len()),
+            None => BatchFaults::default(),
+        };
+        for m in faults.expire.iter().filter_map(|&i| messages.get(i)) {
+            // As if the handler outlived the visibility timeout: visible again now.
+            if let Err(e) = queue
+                .change_visibility(&m.receipt_handle, Duration::ZERO)
+                .await
+            {
+                tracing::warn!(consumer = %config.consumer, error = %e, "expiring visibility failed");
+            }
+        }
+        // A crash dies mid-batch: what was handled stays handled, nothing is settled.
+        let crashed = faults.crash_after.is_some();
+        let handled = &messages[..faults.crash_after.unwrap_or(usize::MAX).min(messages.len())];
+        let outcome = handler.handle_batch(sqs_event(queue.name(), handled)).await;
+        if crashed {
+            tracing::info!(consumer = %config.consumer, handled = handled.len(), batch = messages.len(), "injected crash mid-batch");
+        } else {
+            // With faults injected, stale receipts are what expiries and crashes cause.
+            let stale_expected = hooks.is_some();
+            settle(
+                &*queue,
+                &config,
+                &messages,
+                &outcome.failures,
+                stale_expected,
+            )
             .await;
-        let mut done = Vec::with_capacity(messages.len());
-        for m in &messages {
-            match outcome.failures.get(&m.message_id) {
-                None => done.push(m.receipt_handle.clone()),
-                Some((reason, permanent)) => {
-                    let delay = config.retry_delay(m.receive_count, *permanent);
-                    if let Err(e) = queue.release(&m.receipt_handle, delay, Some(reason)).await {
-                        tracing::warn!(consumer = %config.consumer, error = %e, "release failed; the visibility timeout will return it");
-                    }
+        }
+        if let Some(h) = &hooks {
+            let batch = SettledBatch {
+                messages: &messages,
+                handled: handled.len(),
+                failures: &outcome.failures,
+                crashed,
+            };
+            h.batch_settled(&config.consumer, &batch);
+        }
+    }
+}
+
+/// Deletes the handled messages and releases the failed ones for a retry.
+async fn settle(
+    queue: &dyn Queue,
+    config: &QueueWorkerConfig,
+    messages: &[ReceivedMessage],
+    failures: &BTreeMap<String, (String, bool)>,
+    stale_expected: bool,
+) {
+    let report = |e: &QueueError, what: &str| match e {
+        QueueError::StaleReceipt(_) if stale_expected => {
+            tracing::info!(consumer = %config.consumer, error = %e, "{what} failed");
+        }
+        _ => tracing::warn!(consumer = %config.consumer, error = %e, "{what} failed"),
+    };
+    let mut done = Vec::with_capacity(messages.len());
+    for m in messages {
+        match failures.get(&m.message_id) {
+            None => done.push(m.receipt_handle.clone()),
+            Some((reason, permanent)) => {
+                let delay = config.retry_delay(m.receive_count, *permanent);
+                if let Err(e) = queue.release(&m.receipt_handle, delay, Some(reason)).await {
+                    report(&e, "release (the visibility timeout will return it)");
                 }
             }
         }
-        if !done.is_empty() {
-            if let Err(e) = queue.delete_batch(&done).await {
-                // The messages come back after their visibility timeout; handlers are idempotent.
-                tracing::warn!(consumer = %config.consumer, error = %e, "delete failed");
-            }
+    }
+    if !done.is_empty() {
+        if let Err(e) = queue.delete_batch(&done).await {
+            // The messages come back after their visibility timeout; handlers are idempotent.
+            report(&e, "delete");
         }
     }
 }
@@ -153,6 +255,24 @@ pub async fn run_stream_worker(
     reactor: Arc<StreamReactor>,
     on_failure: Arc<dyn Queue>,
     config: StreamWorkerConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_stream_worker_with(
+        stream, waiter, shard, reactor, on_failure, config, None, shutdown,
+    )
+    .await
+}
+
+/// [`run_stream_worker`] with optional [`WorkerHooks`] (only crashes apply).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_stream_worker_with(
+    stream: Arc<dyn ChangeStream>,
+    waiter: Arc<dyn RecordWaiter>,
+    shard: String,
+    reactor: Arc<StreamReactor>,
+    on_failure: Arc<dyn Queue>,
+    config: StreamWorkerConfig,
+    hooks: Option<Arc<dyn WorkerHooks>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut attempts: HashMap<String, u32> = HashMap::new();
@@ -181,6 +301,17 @@ pub async fn run_stream_worker(
                 _ = waiter.wait_for_records(&shard, after.as_deref(), config.idle_wait) => {}
                 _ = shutdown.changed() => break,
             }
+            continue;
+        }
+        if let Some(n) = hooks
+            .as_ref()
+            .and_then(|h| h.batch_faults(&config.consumer, records.len()).crash_after)
+        {
+            // Dies mid-batch: the records it handled are read again, as no checkpoint is saved.
+            let mut event = StreamEvent::default();
+            event.records = records[..n.min(records.len())].to_vec();
+            let _ = reactor.handle(event).await;
+            tracing::info!(consumer = %config.consumer, shard = %shard, "injected crash mid-batch");
             continue;
         }
         let sequences: Vec<String> = records.iter().map(sequence_of).collect();

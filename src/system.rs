@@ -33,6 +33,13 @@ pub struct RuntimeOptions {
     pub retry_cap: Duration,
     /// Long-poll wait; also how soon messages sent by another process are seen.
     pub poll_wait: Duration,
+    /// Pollers per consumer queue (Lambda's concurrency; 1 by default).
+    pub queue_pollers: usize,
+    /// Replaces every queue's visibility timeout (replays with crashes use a
+    /// short one, so abandoned messages return in milliseconds, not 30 s).
+    pub visibility_timeout: Option<Duration>,
+    /// Fault and observation hooks for the workers (replays, benchmarks).
+    pub hooks: Option<Arc<dyn runtime::WorkerHooks>>,
 }
 
 impl Default for RuntimeOptions {
@@ -43,6 +50,9 @@ impl Default for RuntimeOptions {
             retry_base: Duration::from_millis(20),
             retry_cap: Duration::from_secs(2),
             poll_wait: Duration::from_millis(200),
+            queue_pollers: 1,
+            visibility_timeout: None,
+            hooks: None,
         }
     }
 }
@@ -99,8 +109,10 @@ impl EmbeddedSystem {
             store.create_queue(QueueConfig::new(s.on_failure_queue()))?;
         }
         let publisher = Arc::new(LocalFanout::new(topology.clone(), queues)?);
+        // One fault switch for table and blobs, so one seed drives both.
         let blobs = FolderBlobStore::new(blob_dir)
-            .with_context(|| format!("opening blob folder {}", blob_dir.display()))?;
+            .with_context(|| format!("opening blob folder {}", blob_dir.display()))?
+            .with_faults(store.faults().clone());
         let (shutdown, _) = watch::channel(false);
         Ok(EmbeddedSystem {
             table: Arc::new(store.table()),
@@ -168,18 +180,24 @@ impl EmbeddedSystem {
             let config = QueueWorkerConfig {
                 consumer: c.name.clone(),
                 batch_size: c.queue.batch_size as usize,
-                visibility_timeout: Duration::from_secs(u64::from(c.queue.visibility_timeout_s)),
+                visibility_timeout: options
+                    .visibility_timeout
+                    .unwrap_or(Duration::from_secs(u64::from(c.queue.visibility_timeout_s))),
                 wait: options.poll_wait,
                 retry_base: options.retry_base,
                 retry_cap: options.retry_cap,
             };
             let queue: Arc<dyn Queue> = Arc::new(self.store.queue(&c.queue_name())?);
-            self.workers.push(tokio::spawn(runtime::run_queue_worker(
-                queue,
-                handler,
-                config,
-                self.shutdown.subscribe(),
-            )));
+            for _ in 0..options.queue_pollers.max(1) {
+                self.workers
+                    .push(tokio::spawn(runtime::run_queue_worker_with(
+                        queue.clone(),
+                        handler.clone(),
+                        config.clone(),
+                        options.hooks.clone(),
+                        self.shutdown.subscribe(),
+                    )));
+            }
         }
         let shards = self.stream.shards().await?;
         for s in &self.topology.stream_consumers {
@@ -200,15 +218,17 @@ impl EmbeddedSystem {
                     retry_delay: options.retry_base,
                     idle_wait: options.poll_wait,
                 };
-                self.workers.push(tokio::spawn(runtime::run_stream_worker(
-                    Arc::new(self.stream.clone()),
-                    Arc::new(StreamWaiter(self.stream.clone())),
-                    shard.clone(),
-                    reactor.clone(),
-                    on_failure.clone(),
-                    config,
-                    self.shutdown.subscribe(),
-                )));
+                self.workers
+                    .push(tokio::spawn(runtime::run_stream_worker_with(
+                        Arc::new(self.stream.clone()),
+                        Arc::new(StreamWaiter(self.stream.clone())),
+                        shard.clone(),
+                        reactor.clone(),
+                        on_failure.clone(),
+                        config,
+                        options.hooks.clone(),
+                        self.shutdown.subscribe(),
+                    )));
             }
         }
         Ok(())

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::{images, rules, GlobalArgs};
+use super::{images, replay, rules, GlobalArgs};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -19,11 +19,14 @@ pub enum BenchCommand {
     Rules(rules::BenchRulesArgs),
     /// The image processor against sharp.
     Images(images::BenchImagesArgs),
+    /// The whole pipeline end to end on a durable data dir, against the moto backend.
+    E2e(replay::BenchE2eArgs),
 }
 
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         BenchCommand::Rules(a) => rules::bench(global, a).await,
         BenchCommand::Images(a) => images::bench(global, a).await,
+        BenchCommand::E2e(a) => replay::bench_e2e(global, a).await,
     }
 }

@@ -10,6 +10,7 @@ mod demo;
 mod dlq;
 mod images;
 mod publish;
+mod replay;
 mod rules;
 mod schema;
 mod state;
@@ -55,6 +56,8 @@ pub enum Command {
     Publish(publish::PublishArgs),
     /// Inspect and redrive dead-letter queues.
     Dlq(dlq::DlqArgs),
+    /// Replay an event log into a backend, with faults; make logs.
+    Replay(Box<replay::ReplayArgs>),
     /// The table as canonical JSON.
     State(state::StateArgs),
     /// Match events against EventBridge patterns and SNS filter policies.
@@ -101,6 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Publish(args) => publish::run(&cli.global, args).await,
         Command::Dlq(args) => dlq::run(&cli.global, args).await,
+        Command::Replay(args) => replay::run(&cli.global, *args).await,
         Command::State(args) => state::run(&cli.global, args).await,
         Command::Rules(args) => rules::run(&cli.global, args).await,
         Command::Images(args) => images::run(&cli.global, args).await,

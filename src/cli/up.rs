@@ -18,6 +18,9 @@ pub struct UpArgs {
     /// Port of the HTTP API on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// Append every event the API publishes to this event log (JSONL), for `switchyard replay`.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
 }
 
 pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -40,7 +43,21 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
         stdout.write_all(line.as_bytes())?;
         stdout.flush()?;
     }
-    let app = switchyard_producer::api::router(system.api_state());
+    let mut api = system.api_state();
+    if let Some(path) = &args.record {
+        let log = switchyard::replay::LogWriter::append(path)?;
+        api.publisher = Arc::new(switchyard::replay::import::Recorder::new(
+            api.publisher,
+            system.blobs.clone(),
+            system.topology.clone(),
+            log,
+        ));
+        eprintln!(
+            "switchyard up: recording published events to {}",
+            path.display()
+        );
+    }
+    let app = switchyard_producer::api::router(api);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -2,12 +2,29 @@
 //! limits from the header before decoding any pixel, decode once, and make
 //! every requested variant from that one decode.
 
+mod color;
+pub mod fixtures;
+mod jpeg;
+pub mod measure;
+mod meta;
+mod planes;
+mod png;
+pub mod quality;
+mod scratch;
+mod webp;
+
+pub use planes::{Raster, Rgb};
+
 use std::io::Cursor;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use image::{imageops::FilterType, DynamicImage, ImageFormat, ImageReader};
+use fast_image_resize::Resizer;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use serde::{Deserialize, Serialize};
+
+use color::ToSrgb;
+use planes::{Crop, Orientation, Planes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -183,12 +200,65 @@ pub struct Output {
     pub bytes: Vec<u8>,
 }
 
+/// Progressive JPEGs may legitimately have a dozen scans; thousands are an
+/// attack on decode time (libjpeg-turbo's own recommendation is 500).
+const MAX_SCANS: i32 = 500;
+/// Ceiling for libjpeg-turbo's working memory (progressive coefficient buffers).
+const MAX_DECODER_MEMORY_MB: i32 = 512;
+
 /// Makes every variant from one decode of `input`.
+///
+/// The checks run cheapest first: size, sniffed type, then the pixel count
+/// from the header before any pixel is decoded. Decoder panics are caught and
+/// reported as corrupt input. The decode-time limit is checked after the
+/// decode and after each variant; a single decode cannot be interrupted, but
+/// its cost is bounded by the byte, pixel and scan limits.
 pub fn process(
     input: &[u8],
     variants: &[VariantSpec],
     limits: &Limits,
 ) -> Result<Vec<Output>, Rejection> {
+    run(input, variants, limits, |spec, pixels| {
+        let bytes = match (spec.format, &pixels) {
+            (OutputFormat::Jpeg, Pixels::Planes(p)) => jpeg::encode_planes(p, spec.quality),
+            (OutputFormat::Jpeg, Pixels::Rgb(r)) => jpeg::encode_rgb(r, spec.quality),
+            (OutputFormat::Webp, Pixels::Planes(p)) => webp::encode_planes(p, spec.quality),
+            (OutputFormat::Webp, Pixels::Rgb(r)) => webp::encode_rgb(r, spec.quality),
+        }
+        .map_err(|e| Rejection::Corrupt(format!("encoding {}: {e}", spec.name)))?;
+        let (width, height) = pixels.dimensions();
+        Ok(Output {
+            name: spec.name.clone(),
+            width,
+            height,
+            format: spec.format,
+            bytes,
+        })
+    })
+}
+
+/// The same pipeline as [`process`], stopping before the encoder: each
+/// variant's pixels as RGB. Used to measure resize quality apart from the
+/// (lossy) output encoding.
+pub fn render(
+    input: &[u8],
+    variants: &[VariantSpec],
+    limits: &Limits,
+) -> Result<Vec<Rgb>, Rejection> {
+    run(input, variants, limits, |_, pixels| {
+        Ok(match pixels {
+            Pixels::Planes(p) => p.to_rgb(),
+            Pixels::Rgb(r) => r,
+        })
+    })
+}
+
+fn run<T>(
+    input: &[u8],
+    variants: &[VariantSpec],
+    limits: &Limits,
+    finish: impl Fn(&VariantSpec, Pixels) -> Result<T, Rejection>,
+) -> Result<Vec<T>, Rejection> {
     if input.is_empty() {
         return Err(Rejection::Empty);
     }
@@ -198,16 +268,73 @@ pub fn process(
             limit: limits.max_bytes,
         });
     }
-    let format = match sniff(input).ok_or(Rejection::UnsupportedType)? {
-        InputFormat::Jpeg => ImageFormat::Jpeg,
-        InputFormat::Png => ImageFormat::Png,
-        InputFormat::Webp => ImageFormat::WebP,
-        InputFormat::Gif => ImageFormat::Gif,
-    };
-    let reader = ImageReader::with_format(Cursor::new(input), format);
-    let (width, height) = reader
-        .into_dimensions()
-        .map_err(|e| Rejection::Corrupt(e.to_string()))?;
+    let format = sniff(input).ok_or(Rejection::UnsupportedType)?;
+    let pipeline = std::panic::AssertUnwindSafe(|| {
+        let started = Instant::now();
+        let decoded = match format {
+            InputFormat::Jpeg => decode_jpeg(input, variants, limits)?,
+            other => decode_with_image(input, other, limits)?,
+        };
+        check_deadline(started, limits)?;
+        let mut resizer = Resizer::new();
+        let mut outputs = Vec::with_capacity(variants.len());
+        let mut made = Ok(());
+        for spec in variants {
+            made = render_variant(&decoded, spec, &mut resizer)
+                .and_then(|pixels| finish(spec, pixels))
+                .map(|output| outputs.push(output))
+                .and_then(|_| check_deadline(started, limits));
+            if made.is_err() {
+                break;
+            }
+        }
+        match decoded.source {
+            Pixels::Planes(p) => p.recycle(),
+            Pixels::Rgb(r) => scratch::recycle(r.data),
+        }
+        made.map(|_| outputs)
+    });
+    std::panic::catch_unwind(pipeline).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::warn!(panic = %what, "image decoder panicked");
+        Err(Rejection::Corrupt(format!("decoder failed: {what}")))
+    })
+}
+
+/// Pixels the pipeline holds: a decoded source (stored orientation) or a
+/// finished variant before encoding.
+enum Pixels {
+    Planes(Planes),
+    Rgb(Rgb),
+}
+
+impl Pixels {
+    fn dimensions(&self) -> (u32, u32) {
+        match self {
+            Pixels::Planes(p) => (p.width, p.height),
+            Pixels::Rgb(r) => (r.width, r.height),
+        }
+    }
+}
+
+struct Decoded {
+    source: Pixels,
+    orientation: Orientation,
+    to_srgb: Option<ToSrgb>,
+}
+
+fn check_deadline(started: Instant, limits: &Limits) -> Result<(), Rejection> {
+    if started.elapsed() > limits.max_decode_time {
+        return Err(Rejection::DecodeTimeout(limits.max_decode_time));
+    }
+    Ok(())
+}
+
+fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), Rejection> {
     if width as u64 * height as u64 > limits.max_pixels {
         return Err(Rejection::TooManyPixels {
             width,
@@ -215,40 +342,206 @@ pub fn process(
             limit: limits.max_pixels,
         });
     }
-    let mut reader = ImageReader::with_format(Cursor::new(input), format);
-    reader.no_limits();
-    let decoded = reader
-        .decode()
-        .map_err(|e| Rejection::Corrupt(e.to_string()))?;
-    variants.iter().map(|v| make_variant(&decoded, v)).collect()
+    Ok(())
 }
 
-fn make_variant(source: &DynamicImage, spec: &VariantSpec) -> Result<Output, Rejection> {
-    let resized = match spec.fit {
-        Fit::Cover => source.resize_to_fill(spec.width, spec.height, FilterType::Lanczos3),
-        Fit::Contain => source.resize(spec.width, spec.height, FilterType::Lanczos3),
+fn decode_jpeg(
+    input: &[u8],
+    variants: &[VariantSpec],
+    limits: &Limits,
+) -> Result<Decoded, Rejection> {
+    let jpeg_limits = jpeg::DecodeLimits {
+        max_pixels: limits.max_pixels,
+        max_scans: MAX_SCANS,
+        max_memory_mb: MAX_DECODER_MEMORY_MB,
     };
-    let rgb = DynamicImage::ImageRgb8(resized.to_rgb8());
-    let mut bytes = Vec::new();
-    match spec.format {
-        OutputFormat::Jpeg => {
-            let encoder =
-                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, spec.quality);
-            rgb.write_with_encoder(encoder)
+    let mut decoder = jpeg::Decoder::new(input, jpeg_limits).map_err(Rejection::Corrupt)?;
+    let header = decoder.header();
+    check_pixels(header.width, header.height, limits)?;
+    let meta = meta::jpeg_meta(input);
+    let orientation = Orientation::from_exif(meta.orientation.unwrap_or(1));
+    let num = dct_scale(header.width, header.height, orientation, variants);
+    tracing::debug!(
+        width = header.width,
+        height = header.height,
+        scale = num,
+        "decoding JPEG at {num}/8"
+    );
+    let source = if header.is_cmyk() {
+        let (width, height, data) = decoder.decode_rgb(input, num).map_err(Rejection::Corrupt)?;
+        Pixels::Rgb(Rgb {
+            width,
+            height,
+            data,
+        })
+    } else {
+        Pixels::Planes(
+            decoder
+                .decode_planes(input, num)
+                .map_err(Rejection::Corrupt)?,
+        )
+    };
+    Ok(Decoded {
+        source,
+        orientation,
+        to_srgb: ToSrgb::from_icc(meta.icc.as_deref()),
+    })
+}
+
+/// The smallest libjpeg-turbo scale `num/8` at which every variant's resize
+/// still shrinks by at least 2× (Lanczos3 then has real pixels to filter,
+/// rather than the DCT's box-like reduction doing all the work).
+fn dct_scale(width: u32, height: u32, orientation: Orientation, variants: &[VariantSpec]) -> u32 {
+    variants
+        .iter()
+        .map(|spec| {
+            let (crop, out_w, out_h) = geometry(width, height, orientation, spec);
+            let need = |out: u32, crop: f64| (16.0 * out as f64 / crop).ceil() as u32;
+            need(out_w, crop.w).max(need(out_h, crop.h))
+        })
+        .max()
+        .unwrap_or(1)
+        .clamp(1, 8)
+}
+
+/// For a source of `width × height` (stored orientation), the region to keep
+/// and the size to resize it to, both in stored orientation, so that after
+/// applying `orientation` the result is what `spec` asks for.
+pub(crate) fn geometry(
+    width: u32,
+    height: u32,
+    orientation: Orientation,
+    spec: &VariantSpec,
+) -> (Crop, u32, u32) {
+    let (shown_w, shown_h) = if orientation.swaps_axes() {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let (out_w, out_h) = match spec.fit {
+        Fit::Cover => (spec.width, spec.height),
+        Fit::Contain => {
+            let scale =
+                (spec.width as f64 / shown_w as f64).min(spec.height as f64 / shown_h as f64);
+            let fit = |v: u32| ((v as f64 * scale).round() as u32).max(1);
+            (fit(shown_w).min(spec.width), fit(shown_h).min(spec.height))
         }
-        OutputFormat::Webp => {
-            let encoder = image::codecs::webp::WebPEncoder::new_lossless(&mut bytes);
-            rgb.write_with_encoder(encoder)
+    };
+    let (out_w, out_h) = if orientation.swaps_axes() {
+        (out_h, out_w)
+    } else {
+        (out_w, out_h)
+    };
+    let crop = match spec.fit {
+        // A centred crop is symmetric, so it is the same before and after the orientation flip.
+        Fit::Cover => Crop::centred_cover(width, height, out_w, out_h),
+        Fit::Contain => Crop::full(width, height),
+    };
+    (crop, out_w, out_h)
+}
+
+fn decode_with_image(
+    input: &[u8],
+    format: InputFormat,
+    limits: &Limits,
+) -> Result<Decoded, Rejection> {
+    let format = match format {
+        InputFormat::Png => ImageFormat::Png,
+        InputFormat::Webp => ImageFormat::WebP,
+        InputFormat::Gif => ImageFormat::Gif,
+        InputFormat::Jpeg => unreachable!("JPEG goes through libjpeg-turbo"),
+    };
+    if format == ImageFormat::Png {
+        if let Some(rgb) = png::decode(input, limits)? {
+            return Ok(Decoded {
+                source: Pixels::Rgb(rgb),
+                orientation: Orientation::Normal,
+                to_srgb: None,
+            });
         }
     }
-    .map_err(|e| Rejection::Corrupt(format!("encoding {}: {e}", spec.name)))?;
-    Ok(Output {
-        name: spec.name.clone(),
-        width: rgb.width(),
-        height: rgb.height(),
-        format: spec.format,
-        bytes,
+    let corrupt = |e: image::ImageError| Rejection::Corrupt(e.to_string());
+    let mut decoder = ImageReader::with_format(Cursor::new(input), format)
+        .into_decoder()
+        .map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(width, height, limits)?;
+    // Second line of defence: the decoder itself refuses to allocate past the pixel limit.
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_image_width = Some(width);
+    decoder_limits.max_image_height = Some(height);
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(16));
+    decoder.set_limits(decoder_limits).map_err(corrupt)?;
+    let orientation = match decoder.orientation().map_err(corrupt)? {
+        image::metadata::Orientation::NoTransforms => Orientation::Normal,
+        image::metadata::Orientation::Rotate90 => Orientation::Rotate90,
+        image::metadata::Orientation::Rotate180 => Orientation::Rotate180,
+        image::metadata::Orientation::Rotate270 => Orientation::Rotate270,
+        image::metadata::Orientation::FlipHorizontal => Orientation::FlipH,
+        image::metadata::Orientation::FlipVertical => Orientation::FlipV,
+        image::metadata::Orientation::Rotate90FlipH => Orientation::Transpose,
+        image::metadata::Orientation::Rotate270FlipH => Orientation::Transverse,
+    };
+    let icc = decoder.icc_profile().ok().flatten();
+    let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    let rgb = flatten_to_rgb(image);
+    Ok(Decoded {
+        source: Pixels::Rgb(rgb),
+        orientation,
+        to_srgb: ToSrgb::from_icc(icc.as_deref()),
     })
+}
+
+/// JPEG has no alpha: transparent pixels are composited onto white, which is
+/// what a thumbnail shown on a page would look like.
+fn flatten_to_rgb(image: DynamicImage) -> Rgb {
+    let (width, height) = (image.width(), image.height());
+    let data = if image.color().has_alpha() {
+        let rgba = image.into_rgba8();
+        let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
+        for px in rgba.pixels() {
+            let a = px[3];
+            rgb.extend(px.0[..3].iter().map(|&c| png::over_white(c, a)));
+        }
+        rgb
+    } else {
+        image.into_rgb8().into_raw()
+    };
+    Rgb {
+        width,
+        height,
+        data,
+    }
+}
+
+fn render_variant(
+    decoded: &Decoded,
+    spec: &VariantSpec,
+    resizer: &mut Resizer,
+) -> Result<Pixels, Rejection> {
+    let (width, height) = decoded.source.dimensions();
+    let (crop, out_w, out_h) = geometry(width, height, decoded.orientation, spec);
+    let failed = |e: String| Rejection::Corrupt(format!("making {}: {e}", spec.name));
+    let rgb = match &decoded.source {
+        Pixels::Planes(p) => {
+            let planes = p
+                .resize(crop, out_w, out_h, resizer)
+                .map_err(failed)?
+                .orient(decoded.orientation);
+            if decoded.to_srgb.is_none() {
+                return Ok(Pixels::Planes(planes));
+            }
+            planes.to_rgb()
+        }
+        Pixels::Rgb(r) => r
+            .resize(crop, out_w, out_h, resizer)
+            .map_err(failed)?
+            .orient(decoded.orientation),
+    };
+    Ok(Pixels::Rgb(match &decoded.to_srgb {
+        Some(to_srgb) => to_srgb.apply(&rgb).map_err(failed)?,
+        None => rgb,
+    }))
 }
 
 #[cfg(test)]
@@ -300,6 +593,36 @@ mod tests {
                 .code(),
             "corrupt"
         );
+    }
+
+    #[test]
+    fn dct_scale_leaves_the_resize_at_least_2x() {
+        let cover = |s: &str| vec![s.parse::<VariantSpec>().unwrap()];
+        let normal = Orientation::Normal;
+        // 3000 px short side, 512 cover: 3/8 gives 1125 >= 1024; 1/4 (750) would not.
+        assert_eq!(
+            dct_scale(4000, 3000, normal, &cover("a=512x512:cover:jpeg:80")),
+            3
+        );
+        assert_eq!(
+            dct_scale(4000, 3000, normal, &cover("a=128x128:cover:jpeg:80")),
+            1
+        );
+        // 1080 px short side cannot give 1024 below full scale.
+        assert_eq!(
+            dct_scale(1920, 1080, normal, &cover("a=512x512:cover:jpeg:80")),
+            8
+        );
+        // The most demanding variant decides, and rotation swaps the axes it looks at.
+        let both = [
+            cover("a=512x512:cover:jpeg:80"),
+            cover("b=128x128:cover:jpeg:80"),
+        ]
+        .concat();
+        assert_eq!(dct_scale(4000, 3000, normal, &both), 3);
+        let tall = cover("t=300x1000:cover:jpeg:80");
+        assert_eq!(dct_scale(4000, 3000, normal, &tall), 6);
+        assert_eq!(dct_scale(3000, 4000, Orientation::Rotate90, &tall), 6);
     }
 
     #[test]

@@ -1,0 +1,597 @@
+//! The replayer: selects a log's events (time window, pattern), plans the
+//! publish order (duplicates, reordering), writes the log's blobs, publishes
+//! at a rate with faults switched on, waits until the system is quiet, and
+//! gathers what resulted: the table snapshot, the dead letters, the events
+//! the system emitted, the blobs, and an account of every event.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use router_rules::topology::{ConsumerSpec, Subscription};
+use router_rules::{BusMatcher, TopicMatcher, Topology};
+use serde::Serialize;
+use switchyard_shared::config::DataDir;
+use switchyard_shared::embedded::FaultPlan;
+use switchyard_shared::events::sns_attributes;
+use switchyard_shared::items::{applied_event_key, notification_key};
+use switchyard_shared::ports::{Destination, EventPublisher, PublishError, PublishReport, Table};
+use switchyard_shared::{BlobKey, DomainEvent, Envelope};
+use uuid::Uuid;
+
+use super::faults::{plan, ConsumerCounts, FaultSpec, ReplayHooks};
+use super::log::{EventLog, LoggedEvent};
+use super::report::{digest, ReplayReport};
+use crate::state::StateSnapshot;
+use crate::system::{EmbeddedSystem, RuntimeOptions};
+
+/// Events per second, or as fast as the system takes them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    Max,
+    PerSecond(f64),
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "max" {
+            return Ok(Rate::Max);
+        }
+        match s.parse::<f64>() {
+            Ok(r) if r > 0.0 && r.is_finite() => Ok(Rate::PerSecond(r)),
+            _ => Err(format!(
+                "rate {s:?}: expected events per second (a number above 0) or `max`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rate::Max => f.write_str("max"),
+            Rate::PerSecond(r) => write!(f, "{r}/s"),
+        }
+    }
+}
+
+/// How to replay.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub rate: Rate,
+    /// Only events whose `time` is at or after this...
+    pub from: Option<DateTime<Utc>>,
+    /// ...and before this.
+    pub to: Option<DateTime<Utc>>,
+    /// Only events this EventBridge pattern matches.
+    pub filter: Option<serde_json::Value>,
+    pub faults: FaultSpec,
+    pub seed: u64,
+    /// How long the system may take to settle after the last publish.
+    pub quiet_timeout: Duration,
+    /// Base options for the consumers; the replay adds its hooks.
+    pub runtime: RuntimeOptions,
+    /// Visibility timeout while crashes or expiries are injected, so
+    /// abandoned messages come back quickly.
+    pub fault_visibility: Duration,
+    /// Events per publish call at `Rate::Max`.
+    pub chunk: usize,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            rate: Rate::Max,
+            from: None,
+            to: None,
+            filter: None,
+            faults: FaultSpec::none(),
+            seed: 0,
+            quiet_timeout: Duration::from_secs(300),
+            runtime: RuntimeOptions::default(),
+            fault_visibility: Duration::from_secs(1),
+            chunk: 256,
+            progress: false,
+        }
+    }
+}
+
+/// Where the replay runs on the embedded backend.
+#[derive(Debug, Clone)]
+pub enum EmbeddedTarget {
+    /// A durable data dir (created if missing).
+    DataDir(DataDir),
+    /// An in-memory store, blobs in this folder (tests).
+    Memory { blob_dir: PathBuf },
+}
+
+/// One message in a dead-letter (or on-failure) queue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub queue: String,
+    pub event_id: Option<Uuid>,
+    pub detail_type: Option<String>,
+    pub order_id: Option<String>,
+    /// Why it failed last (`None` if no failure was ever recorded).
+    pub reason: Option<String>,
+    pub body: String,
+}
+
+/// An event the replay did not publish, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Refusal {
+    pub event_id: Uuid,
+    pub detail_type: String,
+    pub reason: String,
+}
+
+/// Everything a replay produced.
+#[derive(Debug, Clone)]
+pub struct ReplayOutcome {
+    pub report: ReplayReport,
+    pub snapshot: StateSnapshot,
+    pub dead_letters: Vec<DeadLetter>,
+    /// Events the system published itself (stream reactor, image processor),
+    /// first copy of each id, in publish order.
+    pub emitted: Vec<Envelope>,
+    /// Every blob: key -> size in bytes.
+    pub blobs: BTreeMap<String, u64>,
+}
+
+/// Records what the consumers publish, then passes it on.
+struct Tap {
+    inner: Arc<dyn EventPublisher>,
+    seen: Mutex<(BTreeSet<Uuid>, Vec<Envelope>)>,
+}
+
+#[async_trait]
+impl EventPublisher for Tap {
+    async fn publish(&self, events: &[Envelope]) -> Result<PublishReport, PublishError> {
+        let report = self.inner.publish(events).await?;
+        let published: BTreeSet<&Uuid> = report.published.iter().collect();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for e in events.iter().filter(|e| published.contains(&e.id)) {
+            if seen.0.insert(e.id) {
+                seen.1.push(e.clone());
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// The events of a log the options select, and what was left out.
+pub struct Selection<'a> {
+    pub events: Vec<&'a LoggedEvent>,
+    pub outside_window: usize,
+    pub filtered_out: usize,
+}
+
+/// Applies the time window and the pattern.
+pub fn select<'a>(log: &'a EventLog, options: &ReplayOptions) -> anyhow::Result<Selection<'a>> {
+    let filter = match &options.filter {
+        Some(p) => Some(
+            BusMatcher::compile([((), p)])
+                .map_err(|e| anyhow::anyhow!("--filter is not a valid event pattern: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut selection = Selection {
+        events: Vec::new(),
+        outside_window: 0,
+        filtered_out: 0,
+    };
+    for e in &log.events {
+        let t = e.event.time;
+        if options.from.is_some_and(|f| t < f) || options.to.is_some_and(|to| t >= to) {
+            selection.outside_window += 1;
+        } else if filter
+            .as_ref()
+            .is_some_and(|m| m.matches(&e.event.to_json()).is_empty())
+        {
+            selection.filtered_out += 1;
+        } else {
+            selection.events.push(e);
+        }
+    }
+    Ok(selection)
+}
+
+/// Why an event cannot be published as logged, if it cannot.
+fn refusal(topology: &Topology, e: &LoggedEvent) -> Option<String> {
+    if let Err(err) = DomainEvent::validate(&e.event) {
+        return Some(err.to_string());
+    }
+    match topology.destination_of(&e.event.detail_type) {
+        None => Some(format!(
+            "no route for detail-type {:?} in the topology",
+            e.event.detail_type
+        )),
+        Some(d) if d != e.destination => Some(format!(
+            "logged as published to {}, but the topology publishes {} to {d}",
+            e.destination, e.event.detail_type
+        )),
+        Some(_) => None,
+    }
+}
+
+/// The topology a replay runs on: the given one, with every consumer's
+/// receive limit raised by what the faults can use up (so faults alone do
+/// not dead-letter good messages). Returns the raised limits.
+pub fn replay_topology(
+    topology: &Topology,
+    faults: &FaultSpec,
+) -> (Topology, BTreeMap<String, u32>) {
+    let mut t = topology.clone();
+    let mut raised = BTreeMap::new();
+    if faults.hits_consumers() {
+        let extra = faults.receives_needed();
+        for c in &mut t.consumers {
+            // SQS allows at most 1,000.
+            c.queue.max_receive_count = c.queue.max_receive_count.saturating_add(extra).min(1000);
+            raised.insert(c.name.clone(), c.queue.max_receive_count);
+        }
+    }
+    (t, raised)
+}
+
+/// Which consumers an event reaches (the topology's rules, as the fan-out applies them).
+pub struct Routing<'a> {
+    topology: &'a Topology,
+    rules: Vec<(&'a ConsumerSpec, Rule)>,
+}
+
+enum Rule {
+    Bus(String, BusMatcher<()>),
+    Topic(String, TopicMatcher<()>),
+}
+
+impl<'a> Routing<'a> {
+    pub fn new(topology: &'a Topology) -> anyhow::Result<Self> {
+        let mut rules = Vec::new();
+        for c in &topology.consumers {
+            for s in &c.subscriptions {
+                let rule = match s {
+                    Subscription::Bus(b) => {
+                        Rule::Bus(b.bus.clone(), BusMatcher::compile([((), &b.pattern)])?)
+                    }
+                    Subscription::Topic(t) => Rule::Topic(
+                        t.topic.clone(),
+                        TopicMatcher::compile([((), &t.filter_policy, t.filter_policy_scope)])?,
+                    ),
+                };
+                rules.push((c, rule));
+            }
+        }
+        Ok(Routing { topology, rules })
+    }
+
+    pub fn consumers_of(&self, event: &Envelope) -> Vec<&'a ConsumerSpec> {
+        let Some(destination) = self.topology.destination_of(&event.detail_type) else {
+            return Vec::new();
+        };
+        let body = event.to_json();
+        let attributes = sns_attributes(event);
+        let mut out: Vec<&ConsumerSpec> = Vec::new();
+        for (c, rule) in &self.rules {
+            let hit = match (rule, &destination) {
+                (Rule::Bus(bus, m), Destination::Bus(d)) => {
+                    bus == d && !m.matches(&body).is_empty()
+                }
+                (Rule::Topic(topic, m), Destination::Topic(d)) => {
+                    topic == d && !m.matches(&attributes, &body).is_empty()
+                }
+                _ => false,
+            };
+            if hit && !out.iter().any(|o| o.name == c.name) {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+/// Whether `consumer` has applied `event`: its applied-event marker, or for
+/// the notifier (keyed on the event id already) its notification.
+pub async fn applied(
+    table: &dyn Table,
+    consumer: &ConsumerSpec,
+    event: &Envelope,
+) -> anyhow::Result<bool> {
+    let key = if consumer.handler == switchyard_consumers::notifier::NAME {
+        let order_id = event.detail["order_id"].as_str().unwrap_or_default();
+        notification_key(order_id, event.id)
+    } else {
+        applied_event_key(event.id, &consumer.name)
+    };
+    Ok(table.get(&key).await?.is_some())
+}
+
+/// Every message in the dead-letter and on-failure queues.
+pub fn dead_letters(system: &EmbeddedSystem) -> anyhow::Result<Vec<DeadLetter>> {
+    let mut out = Vec::new();
+    for queue in system.dead_letter_queues() {
+        for m in system.store.list_messages(&queue, usize::MAX)? {
+            let envelope = Envelope::from_json(&m.body).ok();
+            // On-failure records carry their reason in the body.
+            let reason = m.last_failure.clone().or_else(|| {
+                serde_json::from_str::<serde_json::Value>(&m.body)
+                    .ok()
+                    .and_then(|v| v["reason"].as_str().map(str::to_owned))
+            });
+            out.push(DeadLetter {
+                queue: queue.clone(),
+                event_id: envelope.as_ref().map(|e| e.id),
+                detail_type: envelope.as_ref().map(|e| e.detail_type.clone()),
+                order_id: envelope
+                    .as_ref()
+                    .and_then(|e| e.detail["order_id"].as_str().map(str::to_owned)),
+                reason,
+                body: m.body,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Publishes `events` in order at `rate`, in chunks; after each chunk calls
+/// `published` with it and the moment its publish call started. Returns the
+/// publish reports merged.
+pub async fn publish_paced(
+    publisher: &dyn EventPublisher,
+    events: impl IntoIterator<Item = Envelope>,
+    rate: Rate,
+    max_chunk: usize,
+    mut published: impl FnMut(&[Envelope], Instant),
+) -> anyhow::Result<PublishReport> {
+    let mut report = PublishReport::default();
+    let start = tokio::time::Instant::now();
+    // At a fixed rate, publish what is due each millisecond.
+    let chunk = match rate {
+        Rate::Max => max_chunk.max(1),
+        Rate::PerSecond(r) => ((r / 1000.0).ceil() as usize).clamp(1, max_chunk.max(1)),
+    };
+    let mut events = events.into_iter().peekable();
+    let mut sent = 0usize;
+    while events.peek().is_some() {
+        let part: Vec<Envelope> = events.by_ref().take(chunk).collect();
+        if let Rate::PerSecond(r) = rate {
+            let due = start + Duration::from_secs_f64(sent as f64 / r);
+            tokio::time::sleep_until(due).await;
+        }
+        let at = Instant::now();
+        let r = publisher
+            .publish(&part)
+            .await
+            .context("publishing replayed events")?;
+        report.published.extend(r.published);
+        report.failed.extend(r.failed);
+        sent += part.len();
+        published(&part, at);
+    }
+    Ok(report)
+}
+
+/// A progress bar on stderr, or a hidden one.
+fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg:<10} [{bar:30}] {pos}/{len} events  {per_sec}  {elapsed}",
+        )
+        .expect("a valid progress template")
+        .progress_chars("=> "),
+    );
+    bar.set_message("publishing");
+    bar
+}
+
+/// Replays `log` on the embedded backend.
+pub async fn replay_embedded(
+    log: &EventLog,
+    topology: &Topology,
+    target: &EmbeddedTarget,
+    options: &ReplayOptions,
+) -> anyhow::Result<ReplayOutcome> {
+    options.faults.validate()?;
+    let started = Instant::now();
+    let selection = select(log, options)?;
+    let mut refused = Vec::new();
+    let mut valid: Vec<&LoggedEvent> = Vec::new();
+    for e in &selection.events {
+        match refusal(topology, e) {
+            Some(reason) => refused.push(Refusal {
+                event_id: e.event.id,
+                detail_type: e.event.detail_type.clone(),
+                reason,
+            }),
+            None => valid.push(e),
+        }
+    }
+    let mut rng = fastrand::Rng::with_seed(options.seed);
+    let times: Vec<i64> = valid
+        .iter()
+        .map(|e| e.event.time.timestamp_millis())
+        .collect();
+    let (order, duplicates) = plan(&times, &options.faults, &mut rng);
+    let to_publish: Vec<Envelope> = order.iter().map(|&i| valid[i].event.clone()).collect();
+
+    let (topology, raised) = replay_topology(topology, &options.faults);
+    let topology = Arc::new(topology);
+    let mut system = match target {
+        EmbeddedTarget::DataDir(dir) => EmbeddedSystem::open(dir, topology.clone())?,
+        EmbeddedTarget::Memory { blob_dir } => {
+            EmbeddedSystem::in_memory(blob_dir, topology.clone())?
+        }
+    };
+    for b in &log.blobs {
+        let key =
+            BlobKey::new(b.key.clone()).with_context(|| format!("blob {:?} in the log", b.key))?;
+        system
+            .blobs
+            .put(&key, Bytes::clone(&b.bytes), &b.content_type)
+            .await
+            .with_context(|| format!("writing blob {key}"))?;
+    }
+    let replay_publisher = system.publisher.clone();
+    let tap = Arc::new(Tap {
+        inner: replay_publisher.clone(),
+        seen: Mutex::new((BTreeSet::new(), Vec::new())),
+    });
+    // The consumers publish through the tap; the replay publishes around it.
+    system.publisher = tap.clone();
+    let hooks = Arc::new(ReplayHooks::new(
+        options.faults,
+        options.seed ^ 0x5157_4f52_4b45_5253,
+    ));
+    let mut runtime = options.runtime.clone();
+    runtime.hooks = Some(hooks.clone());
+    if options.faults.crash > 0.0 || options.faults.visibility_expiry > 0.0 {
+        runtime.visibility_timeout = Some(options.fault_visibility);
+    }
+    if options.faults.visibility_expiry > 0.0 {
+        // An expired message is only received again meanwhile if another poller is there.
+        runtime.queue_pollers = runtime.queue_pollers.max(2);
+    }
+    if options.faults.transient > 0.0 {
+        system.store.faults().set(Some(FaultPlan {
+            seed: options.seed ^ 0x7472_616e_7369_656e,
+            table_error_rate: options.faults.transient,
+            blob_error_rate: options.faults.transient,
+        }))?;
+    }
+    system.start(&runtime).await?;
+
+    let bar = progress_bar(options.progress, to_publish.len());
+    let publish_started = Instant::now();
+    let published = publish_paced(
+        &*replay_publisher,
+        to_publish.iter().cloned(),
+        options.rate,
+        options.chunk,
+        |part, _| bar.inc(part.len() as u64),
+    )
+    .await;
+    let published = match published {
+        Ok(p) => p,
+        Err(e) => {
+            system.shutdown().await;
+            return Err(e);
+        }
+    };
+    let publish_time = publish_started.elapsed();
+    for f in &published.failed {
+        let detail_type = to_publish
+            .iter()
+            .find(|e| e.id == f.event_id)
+            .map(|e| e.detail_type.clone())
+            .unwrap_or_default();
+        refused.push(Refusal {
+            event_id: f.event_id,
+            detail_type,
+            reason: format!("publish failed: {}", f.reason),
+        });
+    }
+    bar.set_message("settling");
+    let quiet = system.wait_quiet(options.quiet_timeout).await;
+    let settle_time = publish_started.elapsed();
+    bar.finish_and_clear();
+    // The final state is read without faults.
+    system.store.faults().set(None)?;
+    if let Err(e) = quiet {
+        system.shutdown().await;
+        return Err(e);
+    }
+    let snapshot = StateSnapshot::of(&*system.table).await?;
+    let dead = dead_letters(&system)?;
+    let mut blobs = BTreeMap::new();
+    for key in system.blobs.list("").await? {
+        let size = system.blobs.size(&key).await?.unwrap_or(0);
+        blobs.insert(key.to_string(), size);
+    }
+
+    // Every published event: applied by each consumer it reaches, or in that consumer's DLQ.
+    let routing = Routing::new(&topology)?;
+    let failed: BTreeSet<Uuid> = published.failed.iter().map(|f| f.event_id).collect();
+    let mut unaccounted = Vec::new();
+    let mut accounted = BTreeSet::new();
+    for e in valid.iter().map(|e| &e.event) {
+        if failed.contains(&e.id) || !accounted.insert(e.id) {
+            continue;
+        }
+        for c in routing.consumers_of(e) {
+            if applied(&*system.table, c, e).await? {
+                continue;
+            }
+            match dead
+                .iter()
+                .find(|d| d.queue == c.dlq_name() && d.event_id == Some(e.id))
+            {
+                Some(d) if d.reason.as_deref().is_some_and(|r| !r.is_empty()) => {}
+                Some(_) => unaccounted.push(format!(
+                    "{} {} for {}: in {} without a reason",
+                    e.detail_type,
+                    e.id,
+                    e.detail["order_id"],
+                    c.dlq_name()
+                )),
+                None => unaccounted.push(format!(
+                    "{} {} for {}: neither applied by {} nor in its DLQ",
+                    e.detail_type, e.id, e.detail["order_id"], c.name
+                )),
+            }
+        }
+    }
+    let (table_faults, blob_faults) = system.store.faults().injected();
+    let emitted = std::mem::take(&mut tap.seen.lock().unwrap_or_else(|e| e.into_inner()).1);
+    system.shutdown().await;
+
+    let mut dead_by_queue: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &dead {
+        *dead_by_queue.entry(d.queue.clone()).or_default() += 1;
+    }
+    let consumers: BTreeMap<String, ConsumerCounts> = hooks.counts();
+    let report = ReplayReport {
+        log_events: log.events.len(),
+        log_blobs: log.blobs.len(),
+        selected: selection.events.len(),
+        outside_window: selection.outside_window,
+        filtered_out: selection.filtered_out,
+        refused,
+        published: published.published.len(),
+        duplicates,
+        faults: options.faults.to_string(),
+        seed: options.seed,
+        rate: options.rate.to_string(),
+        receive_limits: raised,
+        consumers,
+        stream_crashes: hooks.stream_crashes(),
+        transient_faults: [table_faults, blob_faults],
+        dead_letters: dead_by_queue,
+        orders: snapshot.orders.len(),
+        status_counts: snapshot.status_counts(),
+        emitted: emitted.len(),
+        state_digest: digest(&snapshot),
+        publish_secs: publish_time.as_secs_f64(),
+        settle_secs: settle_time.as_secs_f64(),
+        total_secs: started.elapsed().as_secs_f64(),
+        unaccounted,
+    };
+    Ok(ReplayOutcome {
+        report,
+        snapshot,
+        dead_letters: dead,
+        emitted,
+        blobs,
+    })
+}
