@@ -4,6 +4,8 @@
 //! Ports are deliberately small traits so that the embedded backend, the AWS
 //! backend and test doubles can all stand behind them.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod blob_key;
 pub mod config;
 #[cfg(feature = "conformance")]

@@ -9,6 +9,7 @@ mod bench;
 mod demo;
 mod dlq;
 mod images;
+mod provision;
 mod publish;
 mod replay;
 mod rules;
@@ -70,6 +71,8 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// The topology: print or export it.
     Topology(topology::TopologyArgs),
+    /// Create the topology's resources on AWS (or a moto endpoint), idempotently.
+    Provision(provision::ProvisionArgs),
 }
 
 pub fn init_logging(global: &GlobalArgs, command: &Command) {
@@ -111,5 +114,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&cli.global, args).await,
         Command::Schema(args) => schema::run(args),
         Command::Topology(args) => topology::run(&cli.global, args),
+        Command::Provision(args) => provision::run(&cli.global, args).await,
     }
 }

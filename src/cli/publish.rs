@@ -1,4 +1,5 @@
-//! `switchyard publish`: events from JSON (a file or stdin) into a data dir.
+//! `switchyard publish`: events from JSON (a file or stdin) into a data dir,
+//! or onto the provisioned bus and topic with `--backend aws`.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -7,8 +8,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use switchyard::provision::resources::publish_targets;
 use switchyard::EmbeddedSystem;
 use switchyard_producer::input::envelope_from_json;
+use switchyard_shared::aws::{AwsClients, AwsPublisher};
+use switchyard_shared::config::BackendKind;
+use switchyard_shared::ports::EventPublisher;
 
 use super::GlobalArgs;
 
@@ -18,6 +23,12 @@ pub struct PublishArgs {
     pub input: Option<PathBuf>,
     #[arg(long, env = "SWITCHYARD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// `embedded` (a data dir on this machine) or `aws` (the provisioned bus and topic).
+    #[arg(long, default_value = "embedded")]
+    pub backend: BackendKind,
+    /// With `--backend aws`: an AWS-compatible endpoint (a moto server) instead of AWS.
+    #[arg(long, env = "SWITCHYARD_AWS_ENDPOINT")]
+    pub endpoint: Option<String>,
 }
 
 /// Splits the input into event texts: an array, one object, or JSON lines.
@@ -64,8 +75,17 @@ pub async fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<ExitC
         );
     }
     let topology = Arc::new(super::load_topology(global)?);
-    let system = EmbeddedSystem::open(&EmbeddedSystem::data_dir(args.data_dir), topology)?;
-    let ids = system.publisher.publish(&events).await?.into_result()?;
+    let publisher: Arc<dyn EventPublisher> = match args.backend {
+        BackendKind::Embedded => {
+            EmbeddedSystem::open(&EmbeddedSystem::data_dir(args.data_dir), topology)?.publisher
+        }
+        BackendKind::Aws => {
+            let clients = AwsClients::connect(args.endpoint.as_deref()).await;
+            let targets = publish_targets(&topology, &clients).await?;
+            Arc::new(AwsPublisher::new(&clients, targets))
+        }
+    };
+    let ids = publisher.publish(&events).await?.into_result()?;
     for (id, e) in ids.iter().zip(&events) {
         println!("published {} {id}", e.detail_type);
     }

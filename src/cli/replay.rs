@@ -34,7 +34,8 @@ pub struct RunArgs {
     /// The event log (JSONL) to replay.
     #[arg(required = true)]
     pub log: Option<PathBuf>,
-    /// `embedded` (a fresh data dir unless --data-dir) or `aws` (with --endpoint for moto).
+    /// `embedded` (a fresh data dir unless --data-dir) or `aws` (the provisioned bus, topic and
+    /// bucket; with --endpoint for moto; the consumers run there, e.g. `up --backend aws`).
     #[arg(long, default_value = "embedded")]
     pub backend: BackendKind,
     /// With `--backend aws`: an AWS-compatible endpoint (a moto server).
@@ -200,19 +201,32 @@ fn read_snapshot(path: &Path) -> anyhow::Result<StateSnapshot> {
 
 async fn replay(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let log_path = args.log.context("which log? `switchyard replay LOG`")?;
-    if args.backend == BackendKind::Aws {
-        bail!(
-            "--backend aws{}: the aws backend is not in this build yet (branch aws); replay on the embedded backend",
-            args.endpoint
-                .map(|e| format!(" --endpoint {e}"))
-                .unwrap_or_default()
-        );
-    }
     // Read everything that can be wrong before any work starts.
     let expected = args.expect.as_deref().map(read_snapshot).transpose()?;
     let filter = args.filter.as_deref().map(pattern).transpose()?;
     let log = EventLog::read(&log_path)?;
     let topology = super::load_topology(global)?;
+    let options = ReplayOptions {
+        rate: args.rate,
+        from: args.from,
+        to: args.to,
+        filter,
+        faults: args.faults,
+        seed: args.seed,
+        quiet_timeout: Duration::from_secs(args.timeout),
+        progress: !args.quiet,
+        ..ReplayOptions::default()
+    };
+    if args.backend == BackendKind::Aws {
+        return replay_into_aws(
+            &log,
+            &topology,
+            args.endpoint.as_deref(),
+            &options,
+            expected,
+        )
+        .await;
+    }
     let data_dir = match args.data_dir {
         Some(d) => DataDir::new(d),
         None => DataDir::new(
@@ -225,17 +239,6 @@ async fn replay(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
         log.events.len(),
         data_dir.root.display()
     );
-    let options = ReplayOptions {
-        rate: args.rate,
-        from: args.from,
-        to: args.to,
-        filter,
-        faults: args.faults,
-        seed: args.seed,
-        quiet_timeout: Duration::from_secs(args.timeout),
-        progress: !args.quiet,
-        ..ReplayOptions::default()
-    };
     let outcome = replay_embedded(
         &log,
         &topology,
@@ -272,6 +275,47 @@ async fn replay(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
     })
 }
 
+/// `--backend aws`: publish into the provisioned resources; with `--expect`,
+/// wait (up to `--timeout`) for the table to reach the expected state.
+async fn replay_into_aws(
+    log: &EventLog,
+    topology: &router_rules::Topology,
+    endpoint: Option<&str>,
+    options: &ReplayOptions,
+    expected: Option<StateSnapshot>,
+) -> anyhow::Result<ExitCode> {
+    let outcome = switchyard::replay::aws::replay_aws(log, topology, endpoint, options).await?;
+    println!("{outcome}");
+    let mut ok = outcome.refused.is_empty();
+    if let Some(expected) = expected {
+        let diff = switchyard::replay::aws::await_state(
+            topology,
+            endpoint,
+            &expected,
+            options.quiet_timeout,
+        )
+        .await?;
+        if diff.is_empty() {
+            println!("  expected state:      matches");
+        } else {
+            ok = false;
+            println!(
+                "  expected state:      DIFFERS after {:?} ({} lines)",
+                options.quiet_timeout,
+                diff.len()
+            );
+            for line in diff {
+                println!("    {line}");
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 #[derive(Debug, Args)]
 pub struct BenchE2eArgs {
     /// Events in the generated log.
@@ -286,7 +330,8 @@ pub struct BenchE2eArgs {
     /// Events of the moto leg.
     #[arg(long, default_value_t = 500)]
     pub moto_events: usize,
-    /// A moto server with the topology provisioned (`switchyard provision`).
+    /// A moto server (`scripts/moto/run` starts one and sets this). The bench resets its
+    /// state and provisions the topology in it: do not point this at AWS.
     #[arg(long, env = "SWITCHYARD_MOTO_ENDPOINT")]
     pub moto_endpoint: Option<String>,
     /// Pollers per consumer queue (Lambda's SQS event source mapping starts with five).

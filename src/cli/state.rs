@@ -1,4 +1,5 @@
-//! `switchyard state dump`: the table as canonical JSON.
+//! `switchyard state dump`: the table as canonical JSON, from a data dir or
+//! from the provisioned DynamoDB table (`--backend aws`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,8 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use switchyard::state::StateSnapshot;
 use switchyard::EmbeddedSystem;
+use switchyard_shared::aws::{AwsClients, DynamoTable};
+use switchyard_shared::config::BackendKind;
 
 use super::GlobalArgs;
 
@@ -22,13 +25,33 @@ pub enum StateCommand {
     Dump {
         #[arg(long, env = "SWITCHYARD_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// `embedded` (a data dir) or `aws` (the provisioned table).
+        #[arg(long, default_value = "embedded")]
+        backend: BackendKind,
+        /// With `--backend aws`: an AWS-compatible endpoint (a moto server) instead of AWS.
+        #[arg(long, env = "SWITCHYARD_AWS_ENDPOINT")]
+        endpoint: Option<String>,
     },
 }
 
 pub async fn run(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<ExitCode> {
-    let StateCommand::Dump { data_dir } = args.command;
+    let StateCommand::Dump {
+        data_dir,
+        backend,
+        endpoint,
+    } = args.command;
     let topology = Arc::new(super::load_topology(global)?);
-    let system = EmbeddedSystem::open(&EmbeddedSystem::data_dir(data_dir), topology)?;
-    println!("{}", StateSnapshot::of(&*system.table).await?.to_json());
+    let snapshot = match backend {
+        BackendKind::Embedded => {
+            let system = EmbeddedSystem::open(&EmbeddedSystem::data_dir(data_dir), topology)?;
+            StateSnapshot::of(&*system.table).await?
+        }
+        BackendKind::Aws => {
+            let clients = AwsClients::connect(endpoint.as_deref()).await;
+            let table = DynamoTable::new(&clients.dynamodb, &topology.table.name);
+            StateSnapshot::of(&table).await?
+        }
+    };
+    println!("{}", snapshot.to_json());
     Ok(ExitCode::SUCCESS)
 }

@@ -21,10 +21,23 @@ pub struct UpArgs {
     /// Append every event the API publishes to this event log (JSONL), for `switchyard replay`.
     #[arg(long)]
     pub record: Option<PathBuf>,
+    /// `embedded` (this machine) or `aws` (provisioned resources; see `switchyard provision`).
+    #[arg(long, default_value = "embedded")]
+    pub backend: switchyard_shared::config::BackendKind,
+    /// With `--backend aws`: an AWS-compatible endpoint (a moto server) instead of AWS.
+    #[arg(long, env = "SWITCHYARD_AWS_ENDPOINT")]
+    pub endpoint: Option<String>,
 }
 
 pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> {
     let topology = Arc::new(super::load_topology(global)?);
+    if args.backend == switchyard_shared::config::BackendKind::Aws {
+        anyhow::ensure!(
+            args.record.is_none(),
+            "--record works with --backend embedded only (on AWS, record with an EventBridge archive or `replay` from an export)"
+        );
+        return super::provision::up(topology, args.endpoint.as_deref(), args.port).await;
+    }
     let data_dir = EmbeddedSystem::data_dir(args.data_dir);
     let mut system = EmbeddedSystem::open(&data_dir, topology)?;
     system.start(&RuntimeOptions::default()).await?;
@@ -66,7 +79,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");

@@ -80,6 +80,29 @@ pub struct RunFigures {
 }
 
 impl RunFigures {
+    /// Figures from when each slot's event was published and consumed.
+    pub fn from_times(
+        events: usize,
+        start: Instant,
+        published_at: &[Option<Instant>],
+        consumed_at: &[Option<Instant>],
+    ) -> Self {
+        let last = consumed_at.iter().flatten().max().copied().unwrap_or(start);
+        let mut latencies: Vec<Duration> = consumed_at
+            .iter()
+            .zip(published_at)
+            .filter_map(|(c, p)| Some(c.as_ref()?.saturating_duration_since(*p.as_ref()?)))
+            .collect();
+        latencies.sort();
+        let elapsed = last.duration_since(start);
+        RunFigures {
+            events,
+            elapsed,
+            events_per_sec: events as f64 / elapsed.as_secs_f64().max(1e-9),
+            latencies,
+        }
+    }
+
     pub fn percentile(&self, p: f64) -> Duration {
         percentile(&self.latencies, p)
     }
@@ -344,30 +367,23 @@ pub async fn embedded_run(
     };
     system.shutdown().await;
     outcome.with_context(|| format!("the {label} run"))?;
-    let times = clock.times();
-    let last = times.iter().flatten().max().copied().unwrap_or(start);
-    let mut latencies: Vec<Duration> = times
-        .iter()
-        .zip(&published_at)
-        .filter_map(|(c, p)| Some(c.as_ref()?.saturating_duration_since(*p.as_ref()?)))
-        .collect();
-    latencies.sort();
-    let elapsed = last.duration_since(start);
-    Ok(RunFigures {
+    Ok(RunFigures::from_times(
         events,
-        elapsed,
-        events_per_sec: events as f64 / elapsed.as_secs_f64().max(1e-9),
-        latencies,
-    })
+        start,
+        &published_at,
+        &clock.times(),
+    ))
 }
 
-/// The moto leg. The AWS backend is not in this build, so there is nothing
-/// to run it on; the reason is reported instead of a figure.
-pub async fn moto_run(_events: usize, options: &E2eOptions) -> Result<RunFigures, String> {
-    match &options.moto_endpoint {
-        None => Err("no moto endpoint (set SWITCHYARD_MOTO_ENDPOINT or pass --moto-endpoint; scripts/moto/run starts one)".into()),
-        Some(_) => Err("the aws backend is not in this build yet (branch aws), so the moto leg cannot run".into()),
-    }
+/// The moto leg: the same events through the AWS backend against a moto
+/// server ([`super::moto_leg`]), or why it did not run.
+pub async fn moto_run(events: usize, options: &E2eOptions) -> Result<RunFigures, String> {
+    let Some(endpoint) = &options.moto_endpoint else {
+        return Err("no moto endpoint (set SWITCHYARD_MOTO_ENDPOINT or pass --moto-endpoint; scripts/moto/run starts one)".into());
+    };
+    super::moto_leg::run(endpoint, events, options)
+        .await
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// One-row commits per second for `time` on a fresh file database in

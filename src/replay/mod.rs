@@ -7,14 +7,17 @@
 //!   `transient`, `visibility-expiry`) and how each is injected.
 //! - [`replayer`]: selects, plans, publishes at a rate, waits until quiet,
 //!   and gathers the outcome; [`report`] is what it prints.
+//! - [`aws`]: replay into the AWS backend (AWS, or a moto server).
 //! - [`generate`]: the seeded generators behind `tests/fixtures` and the benchmark.
-//! - [`bench`]: `switchyard bench e2e`.
+//! - [`bench`]: `switchyard bench e2e`; [`moto_leg`] is its run on the AWS backend against moto.
 
+pub mod aws;
 pub mod bench;
 pub mod faults;
 pub mod generate;
 pub mod import;
 pub mod log;
+pub mod moto_leg;
 pub mod replayer;
 pub mod report;
 

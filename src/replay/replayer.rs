@@ -204,6 +204,53 @@ pub fn select<'a>(log: &'a EventLog, options: &ReplayOptions) -> anyhow::Result<
     Ok(selection)
 }
 
+/// What a replay publishes: the selection, minus what cannot be published,
+/// reordered and duplicated as the faults say.
+pub struct Planned<'a> {
+    pub selection: Selection<'a>,
+    pub refused: Vec<Refusal>,
+    /// The selected events that can be published, in log order.
+    pub valid: Vec<&'a LoggedEvent>,
+    /// What to publish, in publishing order, duplicates included.
+    pub to_publish: Vec<Envelope>,
+    pub duplicates: usize,
+}
+
+/// Selects, refuses and plans (seeded) what a replay of `log` publishes.
+pub fn planned<'a>(
+    log: &'a EventLog,
+    topology: &Topology,
+    options: &ReplayOptions,
+) -> anyhow::Result<Planned<'a>> {
+    let selection = select(log, options)?;
+    let mut refused = Vec::new();
+    let mut valid: Vec<&LoggedEvent> = Vec::new();
+    for e in &selection.events {
+        match refusal(topology, e) {
+            Some(reason) => refused.push(Refusal {
+                event_id: e.event.id,
+                detail_type: e.event.detail_type.clone(),
+                reason,
+            }),
+            None => valid.push(e),
+        }
+    }
+    let mut rng = fastrand::Rng::with_seed(options.seed);
+    let times: Vec<i64> = valid
+        .iter()
+        .map(|e| e.event.time.timestamp_millis())
+        .collect();
+    let (order, duplicates) = plan(&times, &options.faults, &mut rng);
+    let to_publish = order.iter().map(|&i| valid[i].event.clone()).collect();
+    Ok(Planned {
+        selection,
+        refused,
+        valid,
+        to_publish,
+        duplicates,
+    })
+}
+
 /// Why an event cannot be published as logged, if it cannot.
 fn refusal(topology: &Topology, e: &LoggedEvent) -> Option<String> {
     if let Err(err) = DomainEvent::validate(&e.event) {
@@ -380,7 +427,7 @@ pub async fn publish_paced(
 }
 
 /// A progress bar on stderr, or a hidden one.
-fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
@@ -405,26 +452,13 @@ pub async fn replay_embedded(
 ) -> anyhow::Result<ReplayOutcome> {
     options.faults.validate()?;
     let started = Instant::now();
-    let selection = select(log, options)?;
-    let mut refused = Vec::new();
-    let mut valid: Vec<&LoggedEvent> = Vec::new();
-    for e in &selection.events {
-        match refusal(topology, e) {
-            Some(reason) => refused.push(Refusal {
-                event_id: e.event.id,
-                detail_type: e.event.detail_type.clone(),
-                reason,
-            }),
-            None => valid.push(e),
-        }
-    }
-    let mut rng = fastrand::Rng::with_seed(options.seed);
-    let times: Vec<i64> = valid
-        .iter()
-        .map(|e| e.event.time.timestamp_millis())
-        .collect();
-    let (order, duplicates) = plan(&times, &options.faults, &mut rng);
-    let to_publish: Vec<Envelope> = order.iter().map(|&i| valid[i].event.clone()).collect();
+    let Planned {
+        selection,
+        mut refused,
+        valid,
+        to_publish,
+        duplicates,
+    } = planned(log, topology, options)?;
 
     let (topology, raised) = replay_topology(topology, &options.faults);
     let topology = Arc::new(topology);

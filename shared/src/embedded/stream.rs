@@ -174,7 +174,10 @@ impl EmbeddedStream {
 
         let image = |body: Option<String>| -> Result<serde_dynamo::Item, StreamError> {
             let Some(body) = body else {
-                return Ok(serde_dynamo::Item::from(std::collections::HashMap::new()));
+                return Ok(serde_dynamo::Item::from(std::collections::HashMap::<
+                    String,
+                    serde_dynamo::AttributeValue,
+                >::new()));
             };
             let value: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&body)
                 .map_err(|e| StreamError::Backend(format!("stream image is not JSON: {e}")))?;
