@@ -3,6 +3,7 @@
 //! The `turbojpeg` crate's high-level types do not expose the decoder limits
 //! we need (stop on warning, max pixels, max memory), hence the raw calls.
 
+use std::cell::RefCell;
 use std::ffi::CStr;
 
 use turbojpeg::raw;
@@ -257,7 +258,7 @@ pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
         .iter()
         .map(|p| p.width as libc::c_int)
         .collect();
-    compress(quality, subsamp, |handle, out, size| {
+    compress(planes.width, planes.height, quality, subsamp, |handle, out, size| {
         // SAFETY: plane pointers/strides describe buffers of the sizes TurboJPEG
         // expects for this width/height and subsampling (Planes keeps 4:2:0 layout).
         unsafe {
@@ -280,7 +281,7 @@ pub fn encode_rgb(rgb: &Rgb, quality: u8) -> Result<Vec<u8>, String> {
     if rgb.data.len() != rgb.width as usize * rgb.height as usize * 3 {
         return Err("RGB buffer size does not match its dimensions".into());
     }
-    compress(quality, raw::TJSAMP_TJSAMP_420, |handle, out, size| {
+    compress(rgb.width, rgb.height, quality, raw::TJSAMP_TJSAMP_420, |handle, out, size| {
         // SAFETY: the buffer holds width × height RGB pixels, rows packed (pitch = 3 × width).
         unsafe {
             raw::tj3Compress8(
@@ -297,30 +298,53 @@ pub fn encode_rgb(rgb: &Rgb, quality: u8) -> Result<Vec<u8>, String> {
     })
 }
 
-/// Runs one compression call with a fresh handle and copies out the JPEG
-/// that TurboJPEG allocated.
+thread_local! {
+    /// One compressor per thread, reused across variants and images.
+    static COMPRESSOR: RefCell<Option<Handle>> = const { RefCell::new(None) };
+}
+
+/// Runs one compression call into a worst-case-sized buffer from the scratch
+/// pool (TurboJPEG would otherwise allocate, and the kernel fault in, a fresh
+/// one per variant) and copies out the JPEG.
 fn compress(
+    width: u32,
+    height: u32,
     quality: u8,
     subsamp: i32,
     call: impl FnOnce(raw::tjhandle, *mut *mut u8, *mut raw::size_t) -> libc::c_int,
 ) -> Result<Vec<u8>, String> {
-    let handle = Handle::new(raw::TJINIT_TJINIT_COMPRESS)?;
-    handle.set(raw::TJPARAM_TJPARAM_QUALITY, quality as i32)?;
-    handle.set(raw::TJPARAM_TJPARAM_SUBSAMP, subsamp)?;
-    // Standard Huffman tables, not optimised ones: optimising needs a second
-    // pass that takes ~4x the encode time of a 512x512 thumbnail (about 1.7 ms)
-    // to save ~2.5% of its bytes. Pixels are identical either way.
-    handle.set(raw::TJPARAM_TJPARAM_OPTIMIZE, 0)?;
-    let mut out: *mut u8 = std::ptr::null_mut();
-    let mut size: raw::size_t = 0;
-    let rc = call(handle.0, &mut out, &mut size);
-    let result = handle.check(rc).map(|_| {
-        // SAFETY: on success `out` holds `size` bytes.
-        unsafe { std::slice::from_raw_parts(out, size as usize) }.to_vec()
-    });
-    if !out.is_null() {
-        // SAFETY: allocated by TurboJPEG, freed once.
-        unsafe { raw::tj3Free(out.cast()) };
-    }
-    result
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let handle = match cell.take() {
+            Some(handle) => handle,
+            None => Handle::new(raw::TJINIT_TJINIT_COMPRESS)?,
+        };
+        handle.set(raw::TJPARAM_TJPARAM_QUALITY, quality as i32)?;
+        handle.set(raw::TJPARAM_TJPARAM_SUBSAMP, subsamp)?;
+        // Standard Huffman tables, not optimised ones: optimising needs a second
+        // pass that takes ~4x the encode time of a 512x512 thumbnail (about 1.7 ms)
+        // to save ~2.5% of its bytes. Pixels are identical either way.
+        handle.set(raw::TJPARAM_TJPARAM_OPTIMIZE, 0)?;
+        handle.set(raw::TJPARAM_TJPARAM_NOREALLOC, 1)?;
+        // SAFETY: pure size computation on plain integers.
+        let capacity = unsafe { raw::tj3JPEGBufSize(width as i32, height as i32, subsamp) };
+        if capacity == 0 {
+            return Err(format!("no JPEG buffer size for {width}x{height}"));
+        }
+        let mut buf = crate::scratch::zeroed(capacity as usize);
+        let mut out = buf.as_mut_ptr();
+        let mut size = capacity;
+        let rc = call(handle.0, &mut out, &mut size);
+        // NOREALLOC: TurboJPEG writes into `buf` and never swaps the pointer.
+        let result = handle
+            .check(rc)
+            .and_then(|_| {
+                buf.get(..size as usize)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| "JPEG larger than its worst-case buffer".to_string())
+            });
+        crate::scratch::recycle(buf);
+        *cell = Some(handle);
+        result
+    })
 }

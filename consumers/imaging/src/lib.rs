@@ -219,14 +219,16 @@ pub fn process(
     limits: &Limits,
 ) -> Result<Vec<Output>, Rejection> {
     run(input, variants, limits, |spec, pixels| {
-        let bytes = match (spec.format, &pixels) {
+        let encoded = match (spec.format, &pixels) {
             (OutputFormat::Jpeg, Pixels::Planes(p)) => jpeg::encode_planes(p, spec.quality),
             (OutputFormat::Jpeg, Pixels::Rgb(r)) => jpeg::encode_rgb(r, spec.quality),
             (OutputFormat::Webp, Pixels::Planes(p)) => webp::encode_planes(p, spec.quality),
             (OutputFormat::Webp, Pixels::Rgb(r)) => webp::encode_rgb(r, spec.quality),
         }
-        .map_err(|e| Rejection::Corrupt(format!("encoding {}: {e}", spec.name)))?;
+        .map_err(|e| Rejection::Corrupt(format!("encoding {}: {e}", spec.name)));
         let (width, height) = pixels.dimensions();
+        pixels.recycle();
+        let bytes = encoded?;
         Ok(Output {
             name: spec.name.clone(),
             width,
@@ -247,7 +249,11 @@ pub fn render(
 ) -> Result<Vec<Rgb>, Rejection> {
     run(input, variants, limits, |_, pixels| {
         Ok(match pixels {
-            Pixels::Planes(p) => p.to_rgb(),
+            Pixels::Planes(p) => {
+                let rgb = p.to_rgb();
+                p.recycle();
+                rgb
+            }
             Pixels::Rgb(r) => r,
         })
     })
@@ -276,11 +282,10 @@ fn run<T>(
             other => decode_with_image(input, other, limits)?,
         };
         check_deadline(started, limits)?;
-        let mut resizer = Resizer::new();
         let mut outputs = Vec::with_capacity(variants.len());
         let mut made = Ok(());
         for spec in variants {
-            made = render_variant(&decoded, spec, &mut resizer)
+            made = scratch::with_resizer(|resizer| render_variant(&decoded, spec, resizer))
                 .and_then(|pixels| finish(spec, pixels))
                 .map(|output| outputs.push(output))
                 .and_then(|_| check_deadline(started, limits));
@@ -288,10 +293,7 @@ fn run<T>(
                 break;
             }
         }
-        match decoded.source {
-            Pixels::Planes(p) => p.recycle(),
-            Pixels::Rgb(r) => scratch::recycle(r.data),
-        }
+        decoded.source.recycle();
         made.map(|_| outputs)
     });
     std::panic::catch_unwind(pipeline).unwrap_or_else(|panic| {
@@ -313,6 +315,14 @@ enum Pixels {
 }
 
 impl Pixels {
+    /// Returns the pixel memory to the scratch pool.
+    fn recycle(self) {
+        match self {
+            Pixels::Planes(p) => p.recycle(),
+            Pixels::Rgb(r) => scratch::recycle(r.data),
+        }
+    }
+
     fn dimensions(&self) -> (u32, u32) {
         match self {
             Pixels::Planes(p) => (p.width, p.height),

@@ -54,7 +54,10 @@ impl<const C: usize> Raster<C> {
         };
         let src = ImageRef::new(self.width, self.height, &self.data, pixel_type)
             .map_err(|e| e.to_string())?;
-        let mut dst = Image::new(out_w, out_h, pixel_type);
+        // From the scratch pool: a fresh buffer per variant would be faulted in every time.
+        let buf = crate::scratch::zeroed(out_w as usize * out_h as usize * C);
+        let mut dst =
+            Image::from_vec_u8(out_w, out_h, buf, pixel_type).map_err(|e| e.to_string())?;
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
             .crop(crop.x, crop.y, crop.w, crop.h);
