@@ -5,7 +5,9 @@ use switchyard_imaging::{measure, process, Limits, VariantSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let file = args.next().ok_or("usage: loop FILE [ITERATIONS] [VARIANT...]")?;
+    let file = args
+        .next()
+        .ok_or("usage: loop FILE [ITERATIONS] [VARIANT...]")?;
     let iterations: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(50);
     let variants: Vec<VariantSpec> = args.map(|s| s.parse()).collect::<Result<_, _>>()?;
     let variants = if variants.is_empty() {

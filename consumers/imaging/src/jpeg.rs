@@ -258,21 +258,27 @@ pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
         .iter()
         .map(|p| p.width as libc::c_int)
         .collect();
-    compress(planes.width, planes.height, quality, subsamp, |handle, out, size| {
-        // SAFETY: plane pointers/strides describe buffers of the sizes TurboJPEG
-        // expects for this width/height and subsampling (Planes keeps 4:2:0 layout).
-        unsafe {
-            raw::tj3CompressFromYUVPlanes8(
-                handle,
-                ptrs.as_ptr(),
-                planes.width as libc::c_int,
-                strides.as_ptr(),
-                planes.height as libc::c_int,
-                out,
-                size,
-            )
-        }
-    })
+    compress(
+        planes.width,
+        planes.height,
+        quality,
+        subsamp,
+        |handle, out, size| {
+            // SAFETY: plane pointers/strides describe buffers of the sizes TurboJPEG
+            // expects for this width/height and subsampling (Planes keeps 4:2:0 layout).
+            unsafe {
+                raw::tj3CompressFromYUVPlanes8(
+                    handle,
+                    ptrs.as_ptr(),
+                    planes.width as libc::c_int,
+                    strides.as_ptr(),
+                    planes.height as libc::c_int,
+                    out,
+                    size,
+                )
+            }
+        },
+    )
 }
 
 /// Compresses packed RGB into a baseline 4:2:0 JPEG (libjpeg-turbo's SIMD
@@ -281,21 +287,27 @@ pub fn encode_rgb(rgb: &Rgb, quality: u8) -> Result<Vec<u8>, String> {
     if rgb.data.len() != rgb.width as usize * rgb.height as usize * 3 {
         return Err("RGB buffer size does not match its dimensions".into());
     }
-    compress(rgb.width, rgb.height, quality, raw::TJSAMP_TJSAMP_420, |handle, out, size| {
-        // SAFETY: the buffer holds width × height RGB pixels, rows packed (pitch = 3 × width).
-        unsafe {
-            raw::tj3Compress8(
-                handle,
-                rgb.data.as_ptr(),
-                rgb.width as libc::c_int,
-                (rgb.width * 3) as libc::c_int,
-                rgb.height as libc::c_int,
-                raw::TJPF_TJPF_RGB,
-                out,
-                size,
-            )
-        }
-    })
+    compress(
+        rgb.width,
+        rgb.height,
+        quality,
+        raw::TJSAMP_TJSAMP_420,
+        |handle, out, size| {
+            // SAFETY: the buffer holds width × height RGB pixels, rows packed (pitch = 3 × width).
+            unsafe {
+                raw::tj3Compress8(
+                    handle,
+                    rgb.data.as_ptr(),
+                    rgb.width as libc::c_int,
+                    (rgb.width * 3) as libc::c_int,
+                    rgb.height as libc::c_int,
+                    raw::TJPF_TJPF_RGB,
+                    out,
+                    size,
+                )
+            }
+        },
+    )
 }
 
 thread_local! {
@@ -336,13 +348,11 @@ fn compress(
         let mut size = capacity;
         let rc = call(handle.0, &mut out, &mut size);
         // NOREALLOC: TurboJPEG writes into `buf` and never swaps the pointer.
-        let result = handle
-            .check(rc)
-            .and_then(|_| {
-                buf.get(..size as usize)
-                    .map(<[u8]>::to_vec)
-                    .ok_or_else(|| "JPEG larger than its worst-case buffer".to_string())
-            });
+        let result = handle.check(rc).and_then(|_| {
+            buf.get(..size as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| "JPEG larger than its worst-case buffer".to_string())
+        });
         crate::scratch::recycle(buf);
         *cell = Some(handle);
         result
