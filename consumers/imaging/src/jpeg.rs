@@ -91,6 +91,33 @@ pub struct DecodeLimits {
 pub struct Decoder {
     handle: Handle,
     header: Header,
+    max_memory_mb: i32,
+}
+
+extern "C" {
+    /// csrc/keep_decode.c: returns 0 (decoded), 1 (error, message in `msg`)
+    /// or 2 (not a single-scan 8-bit YCbCr JPEG: use TurboJPEG instead).
+    fn sy_decode_planes_keep(
+        jpeg: *const u8,
+        len: libc::c_ulong,
+        num: libc::c_int,
+        max_memory_mb: libc::c_int,
+        keep_x0: libc::c_uint,
+        keep_x1: libc::c_uint,
+        planes: *const *mut u8,
+        widths: *const libc::c_uint,
+        heights: *const libc::c_uint,
+        msg: *mut libc::c_char,
+        msg_len: libc::size_t,
+    ) -> libc::c_int;
+}
+
+/// Luma columns `[x0, x1)` of the scaled image that the variants read; the
+/// inverse DCT of blocks outside them is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepColumns {
+    pub x0: u32,
+    pub x1: u32,
 }
 
 impl Decoder {
@@ -123,7 +150,11 @@ impl Decoder {
         if handle.get(raw::TJPARAM_TJPARAM_PRECISION) != 8 {
             return Err("only 8-bit JPEGs are supported".into());
         }
-        Ok(Decoder { handle, header })
+        Ok(Decoder {
+            handle,
+            header,
+            max_memory_mb: limits.max_memory_mb,
+        })
     }
 
     pub fn header(&self) -> Header {
@@ -154,8 +185,14 @@ impl Decoder {
 
     /// Decodes at `num/8` scale straight into Y/Cb/Cr planes, skipping the
     /// colour conversion and chroma upsampling that an RGB decode would do.
-    /// Grey images yield a Y plane only.
-    pub fn decode_planes(&mut self, jpeg: &[u8], num: u32) -> Result<Planes, String> {
+    /// Grey images yield a Y plane only. With `keep`, only those columns are
+    /// guaranteed to hold the image (the rest may be mid-grey).
+    pub fn decode_planes(
+        &mut self,
+        jpeg: &[u8],
+        num: u32,
+        keep: Option<KeepColumns>,
+    ) -> Result<Planes, String> {
         self.set_scale(num)?;
         let width = scaled(self.header.width, num);
         let height = scaled(self.header.height, num);
@@ -176,6 +213,38 @@ impl Decoder {
             })
             .collect::<Result<_, String>>()?;
         let mut ptrs: Vec<*mut u8> = planes.iter_mut().map(|p| p.data.as_mut_ptr()).collect();
+        let partial = keep.filter(|k| k.x0 > 0 || k.x1 < width);
+        if let (Some(keep), 3, false) = (partial, count, self.header.lossless) {
+            let widths: Vec<libc::c_uint> = planes.iter().map(|p| p.width).collect();
+            let heights: Vec<libc::c_uint> = planes.iter().map(|p| p.height).collect();
+            let mut msg = [0 as libc::c_char; 200];
+            // SAFETY: three plane buffers of exactly widths[i] × heights[i]
+            // bytes; the C side writes only within them and NUL-terminates msg.
+            let rc = unsafe {
+                sy_decode_planes_keep(
+                    jpeg.as_ptr(),
+                    jpeg.len() as libc::c_ulong,
+                    num as libc::c_int,
+                    self.max_memory_mb,
+                    keep.x0,
+                    keep.x1,
+                    ptrs.as_ptr(),
+                    widths.as_ptr(),
+                    heights.as_ptr(),
+                    msg.as_mut_ptr(),
+                    msg.len(),
+                )
+            };
+            match rc {
+                0 => return Ok(Planes::from_jpeg(width, height, planes)),
+                1 => {
+                    // SAFETY: the C side NUL-terminated it.
+                    let msg = unsafe { CStr::from_ptr(msg.as_ptr()) };
+                    return Err(msg.to_string_lossy().into_owned());
+                }
+                _ => {} // not a file for that path: TurboJPEG decodes it whole
+            }
+        }
         let mut strides: Vec<libc::c_int> = planes.iter().map(|p| p.width as libc::c_int).collect();
         // SAFETY: each plane buffer is exactly stride × plane height bytes, as
         // tj3YUVPlaneWidth/Height computed for this scaled size and subsampling.
