@@ -5,12 +5,13 @@
 //
 // usage: UV_THREADPOOL_SIZE=1 node sharp-runner.js SHARP_DIR
 // requests:
-//   {"op":"time","file":F,"variants":[V...],"iterations":N}
+//   {"op":"time","file":F,"variants":[V...],"options":O,"iterations":N}
 //      -> {"cpu_ms":per-iteration CPU ms,"wall_ms":per-iteration wall ms}
 //   {"op":"write","file":F,"variants":[V...],"out":[path...]} -> {"ok":true}
 //   {"op":"raw","file":F,"variants":[V...],"out":[path...]}
 //      -> {"sizes":[[width,height,channels]...]}: the resized pixels before encoding
-// where V = {"width","height","fit":"cover"|"contain","format":"jpeg"|"webp","quality"};
+// where V = {"width","height","fit":"cover"|"contain","format":"jpeg"|"webp","quality"}
+// and O (optional, every op) = extra sharp resize options, e.g. {"fastShrinkOnLoad":false};
 // one iteration makes every variant in the list, each as its own pipeline
 // (the classic thumbnailing Lambda: decode once per output size).
 'use strict';
@@ -34,13 +35,13 @@ function load(file) {
   return inputs.get(file);
 }
 
-function resized(buf, v) {
+function resized(buf, v, options) {
   const fit = v.fit === 'contain' ? 'inside' : 'cover';
-  return sharp(buf).resize(v.width, v.height, { fit, position: 'centre', kernel: 'lanczos3' });
+  return sharp(buf).resize(v.width, v.height, { fit, position: 'centre', kernel: 'lanczos3', ...options });
 }
 
-function make(buf, v) {
-  const img = resized(buf, v);
+function make(buf, v, options) {
+  const img = resized(buf, v, options);
   return (v.format === 'webp' ? img.webp({ quality: v.quality }) : img.jpeg({ quality: v.quality })).toBuffer();
 }
 
@@ -50,7 +51,7 @@ async function handle(req) {
     const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < req.iterations; i++) {
-      for (const v of req.variants) await make(buf, v);
+      for (const v of req.variants) await make(buf, v, req.options);
     }
     const wall = Number(process.hrtime.bigint() - t0) / 1e6;
     const cpu = process.cpuUsage(cpu0);
@@ -58,14 +59,14 @@ async function handle(req) {
   }
   if (req.op === 'write') {
     for (let i = 0; i < req.variants.length; i++) {
-      fs.writeFileSync(req.out[i], await make(buf, req.variants[i]));
+      fs.writeFileSync(req.out[i], await make(buf, req.variants[i], req.options));
     }
     return { ok: true };
   }
   if (req.op === 'raw') {
     const sizes = [];
     for (let i = 0; i < req.variants.length; i++) {
-      const { data, info } = await resized(buf, req.variants[i]).raw().toBuffer({ resolveWithObject: true });
+      const { data, info } = await resized(buf, req.variants[i], req.options).raw().toBuffer({ resolveWithObject: true });
       fs.writeFileSync(req.out[i], data);
       sizes.push([info.width, info.height, info.channels]);
     }

@@ -3,6 +3,7 @@
 //! The `turbojpeg` crate's high-level types do not expose the decoder limits
 //! we need (stop on warning, max pixels, max memory), hence the raw calls.
 
+use std::cell::RefCell;
 use std::ffi::CStr;
 
 use turbojpeg::raw;
@@ -90,6 +91,33 @@ pub struct DecodeLimits {
 pub struct Decoder {
     handle: Handle,
     header: Header,
+    max_memory_mb: i32,
+}
+
+extern "C" {
+    /// csrc/keep_decode.c: returns 0 (decoded), 1 (error, message in `msg`)
+    /// or 2 (not a single-scan 8-bit YCbCr JPEG: use TurboJPEG instead).
+    fn sy_decode_planes_keep(
+        jpeg: *const u8,
+        len: libc::c_ulong,
+        num: libc::c_int,
+        max_memory_mb: libc::c_int,
+        keep_x0: libc::c_uint,
+        keep_x1: libc::c_uint,
+        planes: *const *mut u8,
+        widths: *const libc::c_uint,
+        heights: *const libc::c_uint,
+        msg: *mut libc::c_char,
+        msg_len: libc::size_t,
+    ) -> libc::c_int;
+}
+
+/// Luma columns `[x0, x1)` of the scaled image that the variants read; the
+/// inverse DCT of blocks outside them is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepColumns {
+    pub x0: u32,
+    pub x1: u32,
 }
 
 impl Decoder {
@@ -122,7 +150,11 @@ impl Decoder {
         if handle.get(raw::TJPARAM_TJPARAM_PRECISION) != 8 {
             return Err("only 8-bit JPEGs are supported".into());
         }
-        Ok(Decoder { handle, header })
+        Ok(Decoder {
+            handle,
+            header,
+            max_memory_mb: limits.max_memory_mb,
+        })
     }
 
     pub fn header(&self) -> Header {
@@ -153,8 +185,14 @@ impl Decoder {
 
     /// Decodes at `num/8` scale straight into Y/Cb/Cr planes, skipping the
     /// colour conversion and chroma upsampling that an RGB decode would do.
-    /// Grey images yield a Y plane only.
-    pub fn decode_planes(&mut self, jpeg: &[u8], num: u32) -> Result<Planes, String> {
+    /// Grey images yield a Y plane only. With `keep`, only those columns are
+    /// guaranteed to hold the image (the rest may be mid-grey).
+    pub fn decode_planes(
+        &mut self,
+        jpeg: &[u8],
+        num: u32,
+        keep: Option<KeepColumns>,
+    ) -> Result<Planes, String> {
         self.set_scale(num)?;
         let width = scaled(self.header.width, num);
         let height = scaled(self.header.height, num);
@@ -175,6 +213,38 @@ impl Decoder {
             })
             .collect::<Result<_, String>>()?;
         let mut ptrs: Vec<*mut u8> = planes.iter_mut().map(|p| p.data.as_mut_ptr()).collect();
+        let partial = keep.filter(|k| k.x0 > 0 || k.x1 < width);
+        if let (Some(keep), 3, false) = (partial, count, self.header.lossless) {
+            let widths: Vec<libc::c_uint> = planes.iter().map(|p| p.width).collect();
+            let heights: Vec<libc::c_uint> = planes.iter().map(|p| p.height).collect();
+            let mut msg = [0 as libc::c_char; 200];
+            // SAFETY: three plane buffers of exactly widths[i] × heights[i]
+            // bytes; the C side writes only within them and NUL-terminates msg.
+            let rc = unsafe {
+                sy_decode_planes_keep(
+                    jpeg.as_ptr(),
+                    jpeg.len() as libc::c_ulong,
+                    num as libc::c_int,
+                    self.max_memory_mb,
+                    keep.x0,
+                    keep.x1,
+                    ptrs.as_ptr(),
+                    widths.as_ptr(),
+                    heights.as_ptr(),
+                    msg.as_mut_ptr(),
+                    msg.len(),
+                )
+            };
+            match rc {
+                0 => return Ok(Planes::from_jpeg(width, height, planes)),
+                1 => {
+                    // SAFETY: the C side NUL-terminated it.
+                    let msg = unsafe { CStr::from_ptr(msg.as_ptr()) };
+                    return Err(msg.to_string_lossy().into_owned());
+                }
+                _ => {} // not a file for that path: TurboJPEG decodes it whole
+            }
+        }
         let mut strides: Vec<libc::c_int> = planes.iter().map(|p| p.width as libc::c_int).collect();
         // SAFETY: each plane buffer is exactly stride × plane height bytes, as
         // tj3YUVPlaneWidth/Height computed for this scaled size and subsampling.
@@ -257,21 +327,27 @@ pub fn encode_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
         .iter()
         .map(|p| p.width as libc::c_int)
         .collect();
-    compress(quality, subsamp, |handle, out, size| {
-        // SAFETY: plane pointers/strides describe buffers of the sizes TurboJPEG
-        // expects for this width/height and subsampling (Planes keeps 4:2:0 layout).
-        unsafe {
-            raw::tj3CompressFromYUVPlanes8(
-                handle,
-                ptrs.as_ptr(),
-                planes.width as libc::c_int,
-                strides.as_ptr(),
-                planes.height as libc::c_int,
-                out,
-                size,
-            )
-        }
-    })
+    compress(
+        planes.width,
+        planes.height,
+        quality,
+        subsamp,
+        |handle, out, size| {
+            // SAFETY: plane pointers/strides describe buffers of the sizes TurboJPEG
+            // expects for this width/height and subsampling (Planes keeps 4:2:0 layout).
+            unsafe {
+                raw::tj3CompressFromYUVPlanes8(
+                    handle,
+                    ptrs.as_ptr(),
+                    planes.width as libc::c_int,
+                    strides.as_ptr(),
+                    planes.height as libc::c_int,
+                    out,
+                    size,
+                )
+            }
+        },
+    )
 }
 
 /// Compresses packed RGB into a baseline 4:2:0 JPEG (libjpeg-turbo's SIMD
@@ -280,47 +356,74 @@ pub fn encode_rgb(rgb: &Rgb, quality: u8) -> Result<Vec<u8>, String> {
     if rgb.data.len() != rgb.width as usize * rgb.height as usize * 3 {
         return Err("RGB buffer size does not match its dimensions".into());
     }
-    compress(quality, raw::TJSAMP_TJSAMP_420, |handle, out, size| {
-        // SAFETY: the buffer holds width × height RGB pixels, rows packed (pitch = 3 × width).
-        unsafe {
-            raw::tj3Compress8(
-                handle,
-                rgb.data.as_ptr(),
-                rgb.width as libc::c_int,
-                (rgb.width * 3) as libc::c_int,
-                rgb.height as libc::c_int,
-                raw::TJPF_TJPF_RGB,
-                out,
-                size,
-            )
-        }
-    })
+    compress(
+        rgb.width,
+        rgb.height,
+        quality,
+        raw::TJSAMP_TJSAMP_420,
+        |handle, out, size| {
+            // SAFETY: the buffer holds width × height RGB pixels, rows packed (pitch = 3 × width).
+            unsafe {
+                raw::tj3Compress8(
+                    handle,
+                    rgb.data.as_ptr(),
+                    rgb.width as libc::c_int,
+                    (rgb.width * 3) as libc::c_int,
+                    rgb.height as libc::c_int,
+                    raw::TJPF_TJPF_RGB,
+                    out,
+                    size,
+                )
+            }
+        },
+    )
 }
 
-/// Runs one compression call with a fresh handle and copies out the JPEG
-/// that TurboJPEG allocated.
+thread_local! {
+    /// One compressor per thread, reused across variants and images.
+    static COMPRESSOR: RefCell<Option<Handle>> = const { RefCell::new(None) };
+}
+
+/// Runs one compression call into a worst-case-sized buffer from the scratch
+/// pool (TurboJPEG would otherwise allocate, and the kernel fault in, a fresh
+/// one per variant) and copies out the JPEG.
 fn compress(
+    width: u32,
+    height: u32,
     quality: u8,
     subsamp: i32,
     call: impl FnOnce(raw::tjhandle, *mut *mut u8, *mut raw::size_t) -> libc::c_int,
 ) -> Result<Vec<u8>, String> {
-    let handle = Handle::new(raw::TJINIT_TJINIT_COMPRESS)?;
-    handle.set(raw::TJPARAM_TJPARAM_QUALITY, quality as i32)?;
-    handle.set(raw::TJPARAM_TJPARAM_SUBSAMP, subsamp)?;
-    // Standard Huffman tables, not optimised ones: optimising needs a second
-    // pass that takes ~4x the encode time of a 512x512 thumbnail (about 1.7 ms)
-    // to save ~2.5% of its bytes. Pixels are identical either way.
-    handle.set(raw::TJPARAM_TJPARAM_OPTIMIZE, 0)?;
-    let mut out: *mut u8 = std::ptr::null_mut();
-    let mut size: raw::size_t = 0;
-    let rc = call(handle.0, &mut out, &mut size);
-    let result = handle.check(rc).map(|_| {
-        // SAFETY: on success `out` holds `size` bytes.
-        unsafe { std::slice::from_raw_parts(out, size as usize) }.to_vec()
-    });
-    if !out.is_null() {
-        // SAFETY: allocated by TurboJPEG, freed once.
-        unsafe { raw::tj3Free(out.cast()) };
-    }
-    result
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let handle = match cell.take() {
+            Some(handle) => handle,
+            None => Handle::new(raw::TJINIT_TJINIT_COMPRESS)?,
+        };
+        handle.set(raw::TJPARAM_TJPARAM_QUALITY, quality as i32)?;
+        handle.set(raw::TJPARAM_TJPARAM_SUBSAMP, subsamp)?;
+        // Standard Huffman tables, not optimised ones: optimising needs a second
+        // pass that takes ~4x the encode time of a 512x512 thumbnail (about 1.7 ms)
+        // to save ~2.5% of its bytes. Pixels are identical either way.
+        handle.set(raw::TJPARAM_TJPARAM_OPTIMIZE, 0)?;
+        handle.set(raw::TJPARAM_TJPARAM_NOREALLOC, 1)?;
+        // SAFETY: pure size computation on plain integers.
+        let capacity = unsafe { raw::tj3JPEGBufSize(width as i32, height as i32, subsamp) };
+        if capacity == 0 {
+            return Err(format!("no JPEG buffer size for {width}x{height}"));
+        }
+        let mut buf = crate::scratch::zeroed(capacity as usize);
+        let mut out = buf.as_mut_ptr();
+        let mut size = capacity;
+        let rc = call(handle.0, &mut out, &mut size);
+        // NOREALLOC: TurboJPEG writes into `buf` and never swaps the pointer.
+        let result = handle.check(rc).and_then(|_| {
+            buf.get(..size as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| "JPEG larger than its worst-case buffer".to_string())
+        });
+        crate::scratch::recycle(buf);
+        *cell = Some(handle);
+        result
+    })
 }

@@ -219,14 +219,16 @@ pub fn process(
     limits: &Limits,
 ) -> Result<Vec<Output>, Rejection> {
     run(input, variants, limits, |spec, pixels| {
-        let bytes = match (spec.format, &pixels) {
+        let encoded = match (spec.format, &pixels) {
             (OutputFormat::Jpeg, Pixels::Planes(p)) => jpeg::encode_planes(p, spec.quality),
             (OutputFormat::Jpeg, Pixels::Rgb(r)) => jpeg::encode_rgb(r, spec.quality),
             (OutputFormat::Webp, Pixels::Planes(p)) => webp::encode_planes(p, spec.quality),
             (OutputFormat::Webp, Pixels::Rgb(r)) => webp::encode_rgb(r, spec.quality),
         }
-        .map_err(|e| Rejection::Corrupt(format!("encoding {}: {e}", spec.name)))?;
+        .map_err(|e| Rejection::Corrupt(format!("encoding {}: {e}", spec.name)));
         let (width, height) = pixels.dimensions();
+        pixels.recycle();
+        let bytes = encoded?;
         Ok(Output {
             name: spec.name.clone(),
             width,
@@ -247,7 +249,11 @@ pub fn render(
 ) -> Result<Vec<Rgb>, Rejection> {
     run(input, variants, limits, |_, pixels| {
         Ok(match pixels {
-            Pixels::Planes(p) => p.to_rgb(),
+            Pixels::Planes(p) => {
+                let rgb = p.to_rgb();
+                p.recycle();
+                rgb
+            }
             Pixels::Rgb(r) => r,
         })
     })
@@ -276,11 +282,10 @@ fn run<T>(
             other => decode_with_image(input, other, limits)?,
         };
         check_deadline(started, limits)?;
-        let mut resizer = Resizer::new();
         let mut outputs = Vec::with_capacity(variants.len());
         let mut made = Ok(());
         for spec in variants {
-            made = render_variant(&decoded, spec, &mut resizer)
+            made = scratch::with_resizer(|resizer| render_variant(&decoded, spec, resizer))
                 .and_then(|pixels| finish(spec, pixels))
                 .map(|output| outputs.push(output))
                 .and_then(|_| check_deadline(started, limits));
@@ -288,10 +293,7 @@ fn run<T>(
                 break;
             }
         }
-        match decoded.source {
-            Pixels::Planes(p) => p.recycle(),
-            Pixels::Rgb(r) => scratch::recycle(r.data),
-        }
+        decoded.source.recycle();
         made.map(|_| outputs)
     });
     std::panic::catch_unwind(pipeline).unwrap_or_else(|panic| {
@@ -313,6 +315,14 @@ enum Pixels {
 }
 
 impl Pixels {
+    /// Returns the pixel memory to the scratch pool.
+    fn recycle(self) {
+        match self {
+            Pixels::Planes(p) => p.recycle(),
+            Pixels::Rgb(r) => scratch::recycle(r.data),
+        }
+    }
+
     fn dimensions(&self) -> (u32, u32) {
         match self {
             Pixels::Planes(p) => (p.width, p.height),
@@ -375,9 +385,15 @@ fn decode_jpeg(
             data,
         })
     } else {
+        let keep = keep_columns(
+            jpeg::scaled(header.width, num),
+            jpeg::scaled(header.height, num),
+            orientation,
+            variants,
+        );
         Pixels::Planes(
             decoder
-                .decode_planes(input, num)
+                .decode_planes(input, num, keep)
                 .map_err(Rejection::Corrupt)?,
         )
     };
@@ -402,6 +418,28 @@ fn dct_scale(width: u32, height: u32, orientation: Orientation, variants: &[Vari
         .max()
         .unwrap_or(1)
         .clamp(1, 8)
+}
+
+/// The columns of a `width × height` decode (stored orientation) that the
+/// variants' resizes read: each cover crop plus the Lanczos3 window around it
+/// (3 source pixels per output pixel). The margin is counted for chroma
+/// subsampled up to 4× (JPEG's maximum), so chroma is covered too.
+fn keep_columns(
+    width: u32,
+    height: u32,
+    orientation: Orientation,
+    variants: &[VariantSpec],
+) -> Option<jpeg::KeepColumns> {
+    const MAX_CHROMA_FACTOR: f64 = 4.0;
+    let (mut x0, mut x1) = (width, 0);
+    for spec in variants {
+        let (crop, out_w, _) = geometry(width, height, orientation, spec);
+        let scale = (crop.w / out_w as f64).max(1.0);
+        let margin = MAX_CHROMA_FACTOR * ((3.0 * scale).ceil() + 1.0);
+        x0 = x0.min((crop.x - margin).floor().max(0.0) as u32);
+        x1 = x1.max(((crop.x + crop.w + margin).ceil() as u32).min(width));
+    }
+    (x0 < x1).then_some(jpeg::KeepColumns { x0, x1 })
 }
 
 /// For a source of `width × height` (stored orientation), the region to keep
@@ -623,6 +661,65 @@ mod tests {
         let tall = cover("t=300x1000:cover:jpeg:80");
         assert_eq!(dct_scale(4000, 3000, normal, &tall), 6);
         assert_eq!(dct_scale(3000, 4000, Orientation::Rotate90, &tall), 6);
+    }
+
+    fn decode(jpeg: &[u8], num: u32, keep: Option<jpeg::KeepColumns>) -> Planes {
+        let limits = jpeg::DecodeLimits {
+            max_pixels: 50_000_000,
+            max_scans: MAX_SCANS,
+            max_memory_mb: MAX_DECODER_MEMORY_MB,
+        };
+        jpeg::Decoder::new(jpeg, limits)
+            .unwrap()
+            .decode_planes(jpeg, num, keep)
+            .unwrap()
+    }
+
+    /// The partial decode (IDCT skipped outside the kept columns) must give
+    /// the variants exactly what a whole TurboJPEG decode gives them.
+    #[test]
+    fn skipping_unread_columns_changes_no_output_pixel() {
+        // Odd sizes, so MCU padding and plane padding are exercised too.
+        let jpeg = fixtures::jpeg(&fixtures::photo(1203, 797, 7), 90);
+        for (spec, num) in [
+            ("a=200x200:cover:jpeg:80", 3),
+            ("b=64x64:cover:jpeg:80", 1),
+            ("c=150x300:cover:jpeg:80", 4),
+            ("d=100x250:cover:jpeg:80", 3),
+        ] {
+            let spec: VariantSpec = spec.parse().unwrap();
+            let (w, h) = (jpeg::scaled(1203, num), jpeg::scaled(797, num));
+            let keep = keep_columns(w, h, Orientation::Normal, std::slice::from_ref(&spec));
+            let keep = keep.expect("a cover crop keeps some columns");
+            assert!(
+                keep.x0 > 0 || keep.x1 < w,
+                "{}: crop leaves columns out",
+                spec.name
+            );
+            let whole = decode(&jpeg, num, None);
+            let part = decode(&jpeg, num, Some(keep));
+            assert_ne!(whole, part, "{}: the partial path ran", spec.name);
+            let (crop, out_w, out_h) = geometry(w, h, Orientation::Normal, &spec);
+            let resize =
+                |p: &Planes| scratch::with_resizer(|r| p.resize(crop, out_w, out_h, r)).unwrap();
+            // (assert! rather than assert_eq!: the planes are too big to print)
+            assert!(
+                resize(&whole) == resize(&part),
+                "{}: the variant's pixels differ",
+                spec.name
+            );
+        }
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_on_the_partial_path_too() {
+        let jpeg = fixtures::jpeg(&fixtures::photo(1200, 800, 3), 90);
+        let square: VariantSpec = "s=128x128:cover:jpeg:80".parse().unwrap();
+        let limits = Limits::default();
+        assert!(process(&jpeg, std::slice::from_ref(&square), &limits).is_ok());
+        let cut = &jpeg[..jpeg.len() / 2];
+        let err = process(cut, std::slice::from_ref(&square), &limits).unwrap_err();
+        assert_eq!(err.code(), "corrupt", "{err}");
     }
 
     #[test]

@@ -96,7 +96,14 @@ pub fn decode_full(bytes: &[u8]) -> Result<Rgb, String> {
 /// cover crop (or contain fit) the pipeline uses.
 pub fn reference(full: &Rgb, spec: &VariantSpec) -> Result<Rgb, String> {
     let (crop, out_w, out_h) = crate::geometry(full.width, full.height, Orientation::Normal, spec);
-    full.resize(crop, out_w, out_h, &mut fast_image_resize::Resizer::new())
+    // The library's own Lanczos3, independent of the pipeline's.
+    full.resize_with(
+        fast_image_resize::FilterType::Lanczos3,
+        crop,
+        out_w,
+        out_h,
+        &mut fast_image_resize::Resizer::new(),
+    )
 }
 
 #[cfg(test)]

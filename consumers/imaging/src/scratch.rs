@@ -5,16 +5,27 @@
 
 use std::cell::RefCell;
 
+use fast_image_resize::Resizer;
+
 /// Buffers larger than this are returned to the allocator, so one huge image
 /// does not pin its memory for the life of the thread.
 const KEEP_MAX_BYTES: usize = 32 << 20;
-const KEEP_COUNT: usize = 6;
+/// One image holds up to ~8 at once: source planes, a variant's planes, the
+/// JPEG output buffer.
+const KEEP_COUNT: usize = 12;
 /// What one thread may keep in all: a 2 MP PNG needs ~17 MB, a 12 MP JPEG ~3 MB.
 /// (The consumer's spawn_blocking threads exit when idle, dropping their pool.)
 const KEEP_TOTAL_BYTES: usize = 48 << 20;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// The resizer keeps its intermediate (horizontal pass) buffer between calls.
+    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+}
+
+/// Runs `f` with this thread's resizer.
+pub fn with_resizer<R>(f: impl FnOnce(&mut Resizer) -> R) -> R {
+    RESIZER.with(|r| f(&mut r.borrow_mut()))
 }
 
 /// A zero-filled buffer of `len` bytes, reusing a kept one when it fits.

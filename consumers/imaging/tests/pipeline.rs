@@ -337,7 +337,7 @@ proptest! {
     /// files: the pipeline returns outputs or a rejection, never panics or hangs.
     #[test]
     fn mutated_files_never_panic(
-        which in 0usize..2,
+        which in 0usize..3,
         edits in proptest::collection::vec((any::<u32>(), any::<u8>(), 0u8..3), 1..8),
         cut in proptest::option::of(any::<u32>()),
     ) {
@@ -362,10 +362,13 @@ proptest! {
     }
 }
 
-fn mutation_bases() -> &'static [Vec<u8>; 2] {
-    static BASES: std::sync::OnceLock<[Vec<u8>; 2]> = std::sync::OnceLock::new();
+fn mutation_bases() -> &'static [Vec<u8>; 3] {
+    static BASES: std::sync::OnceLock<[Vec<u8>; 3]> = std::sync::OnceLock::new();
     BASES.get_or_init(|| {
         let img = fixtures::photo(96, 64, 9);
-        [jpeg_of(&img, 85), png_of(&img)]
+        // 3:1, so the square covers leave columns out and the JPEG takes the
+        // partial decode (IDCT skipped outside the crop).
+        let wide = fixtures::photo(192, 64, 10);
+        [jpeg_of(&img, 85), png_of(&img), jpeg_of(&wide, 85)]
     })
 }
