@@ -119,9 +119,10 @@ impl EmbeddedStream {
     }
 
     fn latest(&self, idx: i64) -> Result<Option<i64>, StreamError> {
-        let conn = self.store.lock();
-        let mut st = conn.prepare_cached("SELECT MAX(seq) FROM stream WHERE shard = ?1")?;
-        Ok(st.query_row([idx], |r| r.get::<_, Option<i64>>(0))?)
+        self.store.read(|conn| {
+            let mut st = conn.prepare_cached("SELECT MAX(seq) FROM stream WHERE shard = ?1")?;
+            Ok(st.query_row([idx], |r| r.get::<_, Option<i64>>(0))?)
+        })
     }
 
     /// Waits until the shard has a record after `after`, or `timeout` passes.
@@ -136,10 +137,10 @@ impl EmbeddedStream {
         let after = after.map(parse_sequence).transpose()?.unwrap_or(0);
         let deadline = tokio::time::Instant::now() + timeout;
         wait_until(
-            &self.store.stream_notify,
+            self.store.stream_notify(idx),
             deadline,
             self.store.external_poll,
-            || Ok((self.latest(idx)?.is_some_and(|s| s > after), None)),
+            || std::future::ready(self.latest(idx).map(|l| (l.is_some_and(|s| s > after), None))),
             |found| *found,
         )
         .await
@@ -223,25 +224,27 @@ impl ChangeStream for EmbeddedStream {
         let idx = self.shard(shard)?;
         let after = after.map(parse_sequence).transpose()?.unwrap_or(0);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.store.lock();
-        let mut st = conn.prepare_cached(
-            "SELECT seq, event, pk, sk, new_image, old_image, at_ms FROM stream
-             WHERE shard = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let mut rows = st.query((idx, after, limit))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(self.record(row)?);
-        }
-        Ok(out)
+        self.store.read(|conn| {
+            let mut st = conn.prepare_cached(
+                "SELECT seq, event, pk, sk, new_image, old_image, at_ms FROM stream
+                 WHERE shard = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let mut rows = st.query((idx, after, limit))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(self.record(row)?);
+            }
+            Ok(out)
+        })
     }
 
     async fn checkpoint(&self, consumer: &str, shard: &str) -> Result<Option<String>, StreamError> {
         let idx = self.shard(shard)?;
-        let conn = self.store.lock();
-        let mut st =
-            conn.prepare_cached("SELECT seq FROM checkpoints WHERE consumer = ?1 AND shard = ?2")?;
-        Ok(st.query_row((consumer, idx), |r| r.get(0)).optional()?)
+        self.store.read(|conn| {
+            let mut st = conn
+                .prepare_cached("SELECT seq FROM checkpoints WHERE consumer = ?1 AND shard = ?2")?;
+            Ok(st.query_row((consumer, idx), |r| r.get(0)).optional()?)
+        })
     }
 
     async fn save_checkpoint(
@@ -252,12 +255,16 @@ impl ChangeStream for EmbeddedStream {
     ) -> Result<(), StreamError> {
         let idx = self.shard(shard)?;
         parse_sequence(sequence)?;
-        let conn = self.store.lock();
-        let mut st = conn.prepare_cached(
-            "INSERT INTO checkpoints (consumer, shard, seq) VALUES (?1, ?2, ?3)
-             ON CONFLICT (consumer, shard) DO UPDATE SET seq = excluded.seq",
-        )?;
-        st.execute((consumer, idx, sequence))?;
-        Ok(())
+        let (consumer, sequence) = (consumer.to_owned(), sequence.to_owned());
+        self.store
+            .submit(move |b| {
+                let mut st = b.tx.prepare_cached(
+                    "INSERT INTO checkpoints (consumer, shard, seq) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (consumer, shard) DO UPDATE SET seq = excluded.seq",
+                )?;
+                st.execute((consumer, idx, sequence))?;
+                Ok::<_, StreamError>(())
+            })
+            .await
     }
 }
