@@ -38,6 +38,12 @@ impl From<rusqlite::Error> for QueueError {
     }
 }
 
+impl super::writer::OpError for QueueError {
+    fn is_refusal(&self) -> bool {
+        !matches!(self, QueueError::Backend(_))
+    }
+}
+
 /// A queue and its redrive policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
@@ -830,14 +836,14 @@ fn send_in(
     cfg: &QueueConfig,
     meta: &QueueMeta,
     queue: &str,
-    messages: &[OutgoingMessage],
+    messages: &[(OutgoingMessage, Option<String>)],
     dedup_window: i64,
 ) -> Result<Vec<String>, QueueError> {
     let tx = b.tx;
     let now = now_ms();
     let mut sweep = false;
     let mut ids = Vec::with_capacity(messages.len());
-    for m in messages {
+    for (m, attributes) in messages {
         if let Some(dedup) = &m.dedup_id {
             let earlier: Option<(String, i64)> = tx
                 .prepare_cached(
@@ -855,14 +861,6 @@ fn send_in(
         let visible_at = match &m.group_id {
             Some(g) if cfg.fifo && group_busy(tx, queue, g)? => BLOCKED,
             _ => now.saturating_add(ms(m.delay)),
-        };
-        let attributes = if m.attributes.is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::to_string(&m.attributes)
-                    .map_err(|e| QueueError::Invalid(e.to_string()))?,
-            )
         };
         tx.prepare_cached(
             "INSERT INTO messages (queue, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms)
@@ -906,6 +904,21 @@ impl Queue for EmbeddedQueue {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
+        // Encoded before the writer runs: a refusal must come before any write.
+        let messages = messages
+            .into_iter()
+            .map(|m| {
+                let attributes = if m.attributes.is_empty() {
+                    None
+                } else {
+                    Some(
+                        serde_json::to_string(&m.attributes)
+                            .map_err(|e| QueueError::Invalid(e.to_string()))?,
+                    )
+                };
+                Ok((m, attributes))
+            })
+            .collect::<Result<Vec<_>, QueueError>>()?;
         let queue = self.name.clone();
         let dedup_window = self.store.dedup_window_ms;
         let meta = Arc::clone(&self.meta);

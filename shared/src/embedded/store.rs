@@ -204,6 +204,9 @@ impl EmbeddedStore {
             .map_err(sql)?;
         conn.pragma_update(None, "foreign_keys", "OFF")
             .map_err(sql)?;
+        // Sort and statement journals in memory: never a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(sql)?;
         conn.set_prepared_statement_cache_capacity(64);
 
         let found: i64 = conn
@@ -316,7 +319,7 @@ impl EmbeddedStore {
     ) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<rusqlite::Error> + Send + 'static,
+        E: super::writer::OpError + Send + 'static,
     {
         self.writer.submit(op).await
     }

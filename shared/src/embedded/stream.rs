@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::{StreamRecord as Change, StreamViewType};
-use rusqlite::{OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension};
 
 use super::store::{now_ms, wait_until, EmbeddedStore};
 use crate::envelope::LOCAL_REGION;
@@ -18,6 +18,12 @@ pub const SEQUENCE_DIGITS: usize = 21;
 impl From<rusqlite::Error> for StreamError {
     fn from(e: rusqlite::Error) -> Self {
         StreamError::Backend(e.to_string())
+    }
+}
+
+impl super::writer::OpError for StreamError {
+    fn is_refusal(&self) -> bool {
+        matches!(self, StreamError::NoSuchShard(_))
     }
 }
 
@@ -58,7 +64,7 @@ impl StreamSeq {
     /// Makes `next` right for this write transaction. The cache holds while
     /// no other connection has committed (data_version unchanged); otherwise
     /// it is reloaded from each shard's last record and the trim high-water mark.
-    pub(super) fn refresh(&mut self, tx: &Transaction<'_>, shards: usize) -> rusqlite::Result<()> {
+    pub(super) fn refresh(&mut self, tx: &Connection, shards: usize) -> rusqlite::Result<()> {
         let version: i64 = tx
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?;
@@ -87,7 +93,7 @@ impl StreamSeq {
 }
 
 /// The highest sequence number ever trimmed away, so none is reused.
-fn high_water(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
+fn high_water(tx: &Connection) -> rusqlite::Result<i64> {
     let v: Option<String> = tx
         .prepare_cached("SELECT value FROM meta WHERE key = 'stream_high_water'")?
         .query_row([], |r| r.get(0))

@@ -30,6 +30,17 @@ impl From<rusqlite::Error> for TableError {
     }
 }
 
+impl super::writer::OpError for TableError {
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            TableError::ConditionFailed { .. }
+                | TableError::TransactionCancelled { .. }
+                | TableError::InvalidItem(_)
+        )
+    }
+}
+
 /// The table port over an [`EmbeddedStore`].
 #[derive(Clone, Debug)]
 pub struct EmbeddedTable {

@@ -2,20 +2,23 @@
 //! every pending write operation (table writes, stream appends, queue
 //! sends, receives, deletes, visibility changes, checkpoints) of all
 //! callers in ONE transaction, so the cost of a commit (WAL frames, locks)
-//! is shared by everything that was in flight together. Each operation runs
-//! inside its own savepoint, so one that fails leaves no trace while the
-//! rest of the batch commits; each is acknowledged only after its commit.
+//! is shared by everything that was in flight together. An operation that
+//! refuses (a condition that does not hold, a stale receipt) decides so
+//! before writing anything, so the rest of the batch commits without it;
+//! an operation that fails in SQLite itself aborts the whole batch, and
+//! every operation of it gets the error. Each is acknowledged only after
+//! its commit.
 //!
 //! The WAL is checkpointed by a second thread on its own connection, so a
 //! commit never pays for a checkpoint's fsyncs.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::Connection;
 use tokio::sync::{oneshot, Notify};
 
 use super::queue::QueueMeta;
@@ -23,7 +26,12 @@ use super::store::{now_ms, Conn};
 use super::stream::StreamSeq;
 
 /// WAL pages (4 KiB) past which the checkpointer is woken.
-const CHECKPOINT_PAGES: i32 = 2000;
+const CHECKPOINT_PAGES: i32 = 1000;
+/// WAL pages past which the WAL is restarted from its beginning. Under
+/// steady writes a checkpoint on another connection never catches up with
+/// the writer, so the WAL would only grow (every frame a new file block);
+/// the writer restarts it itself once the checkpointer has copied most of it.
+const RESTART_PAGES: i32 = 4000;
 
 thread_local! {
     /// Pages in the WAL after the last commit on this thread (the writer's).
@@ -38,7 +46,8 @@ fn on_wal_commit(_wal: &rusqlite::hooks::Wal, pages: c_int) -> rusqlite::Result<
 /// What a write operation sees: the batch's transaction and what it may
 /// need beside it. Notifications it asks for fire after the commit.
 pub(super) struct Batch<'a> {
-    pub tx: &'a Transaction<'a>,
+    /// The write connection, inside the batch's transaction.
+    pub tx: &'a Connection,
     pub seq: &'a mut StreamSeq,
     /// The batch's clock: one timestamp for every stream record of a commit.
     pub at_ms: i64,
@@ -84,12 +93,19 @@ pub(super) fn shard_of(pk: &str, shards: usize) -> i64 {
     (h % shards.max(1) as u64) as i64
 }
 
+/// The error of a write operation: either a refusal that wrote nothing, or
+/// a failure of the database that aborts the batch.
+pub(super) trait OpError: From<rusqlite::Error> {
+    /// True if the operation decided this before writing anything.
+    fn is_refusal(&self) -> bool;
+}
+
 /// A queued operation, type-erased.
 trait PendingJob: Send {
     /// Whether its caller has gone (then it is dropped unwritten).
     fn abandoned(&self) -> bool;
     /// Runs inside the batch; keeps its result until [`PendingJob::finish`].
-    /// `Err` means its writes must be rolled back.
+    /// `false` if it failed other than by a refusal: the batch must abort.
     fn run(&mut self, batch: &mut Batch<'_>) -> bool;
     /// Answers the caller: its result if the batch committed, else the failure.
     fn finish(self: Box<Self>, commit: Result<(), &rusqlite::Error>);
@@ -105,7 +121,7 @@ impl<F, T, E> PendingJob for TypedJob<F, T, E>
 where
     F: FnOnce(&mut Batch<'_>) -> Result<T, E> + Send,
     T: Send,
-    E: From<rusqlite::Error> + Send,
+    E: OpError + Send,
 {
     fn abandoned(&self) -> bool {
         self.reply.is_closed()
@@ -116,15 +132,19 @@ where
             return false;
         };
         let result = op(batch);
-        let ok = result.is_ok();
+        let ok = match &result {
+            Ok(_) => true,
+            Err(e) => e.is_refusal(),
+        };
         self.result = Some(result);
         ok
     }
 
     fn finish(self: Box<Self>, commit: Result<(), &rusqlite::Error>) {
         let result = match (commit, self.result) {
-            // A failed op wrote nothing; its own error stands either way.
-            (_, Some(Err(e))) => Err(e),
+            // A refusal wrote nothing; it stands whatever became of the batch.
+            (_, Some(Err(e))) if e.is_refusal() => Err(e),
+            (Ok(()), Some(Err(e))) => Err(e),
             (Ok(()), Some(ok)) => ok,
             (Err(e), _) => Err(E::from(copy_error(e))),
             (Ok(()), None) => Err(E::from(rusqlite::Error::SqliteFailure(
@@ -169,6 +189,8 @@ pub(super) struct WriterShared {
     pub stream_notify: Vec<Notify>,
     checkpoint: Mutex<CheckpointState>,
     checkpoint_wake: Condvar,
+    /// Set by the checkpointer when the writer should restart the WAL.
+    restart_wanted: AtomicBool,
 }
 
 #[derive(Default)]
@@ -205,6 +227,7 @@ impl Writer {
             stream_notify: (0..shards).map(|_| Notify::new()).collect(),
             checkpoint: Mutex::new(CheckpointState::default()),
             checkpoint_wake: Condvar::new(),
+            restart_wanted: AtomicBool::new(false),
         });
         let checkpoints = checkpoint_conn.is_some();
         let checkpointer = checkpoint_conn.map(|c| {
@@ -235,7 +258,7 @@ impl Writer {
     ) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<rusqlite::Error> + Send + 'static,
+        E: OpError + Send + 'static,
     {
         let (reply, outcome) = oneshot::channel();
         self.shared.push(Box::new(TypedJob {
@@ -348,12 +371,27 @@ fn write_loop(shared: &WriterShared, checkpoints: bool) {
             job.finish(outcome.as_ref().map(|_| ()));
         }
         if checkpoints && WAL_PAGES.with(Cell::get) >= CHECKPOINT_PAGES {
-            shared.want_checkpoint();
+            if shared.restart_wanted.swap(false, Ordering::AcqRel) {
+                // Only the frames since the last passive checkpoint are left
+                // to copy; then the next batch writes the WAL from its start.
+                let conn = shared.lock_conn();
+                match conn
+                    .db()
+                    .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0))
+                {
+                    Ok(0) => WAL_PAGES.with(|p| p.set(0)),
+                    Ok(_) => tracing::debug!("WAL restart deferred: a reader was busy"),
+                    Err(e) => tracing::warn!(error = %e, "WAL restart failed; will retry"),
+                }
+            } else {
+                shared.want_checkpoint();
+            }
         }
     }
 }
 
-/// One transaction over every job, each in its own savepoint.
+/// One transaction over every job. Statements are cached: BEGIN and
+/// COMMIT are parsed once, not per batch.
 fn run_batch(
     shared: &WriterShared,
     db: &mut Connection,
@@ -362,30 +400,37 @@ fn run_batch(
     wake_shards: &mut [bool],
     wake_queues: &mut Vec<Arc<QueueMeta>>,
 ) -> rusqlite::Result<()> {
-    let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    seq.refresh(&tx, wake_shards.len())?;
-    let mut batch = Batch {
-        tx: &tx,
-        seq,
-        at_ms: now_ms(),
-        shared,
-        wake_shards,
-        wake_queues,
-    };
-    for job in jobs.iter_mut() {
-        batch.tx.prepare_cached("SAVEPOINT op")?.execute([])?;
-        // Notifications of an op that rolls back are harmless (a spurious
-        // wake-up). A panicking op is rolled back and answered as failed.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&mut batch)));
-        if ran.unwrap_or(false) {
-            batch.tx.prepare_cached("RELEASE op")?.execute([])?;
-        } else {
-            batch.tx.prepare_cached("ROLLBACK TO op")?.execute([])?;
-            batch.tx.prepare_cached("RELEASE op")?.execute([])?;
+    db.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    let outcome = (|| {
+        seq.refresh(db, wake_shards.len())?;
+        let mut batch = Batch {
+            tx: db,
+            seq,
+            at_ms: now_ms(),
+            shared,
+            wake_shards,
+            wake_queues,
+        };
+        for job in jobs.iter_mut() {
+            // A panicking op is answered as failed, like a database error.
+            let ran =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&mut batch)));
+            if !ran.unwrap_or(false) {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                    Some("an operation of the batch failed; nothing of the batch was written".to_owned()),
+                ));
+            }
+        }
+        db.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    })();
+    if outcome.is_err() && !db.is_autocommit() {
+        if let Err(e) = db.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "rolling back a failed write batch failed");
         }
     }
-    drop(batch);
-    tx.commit()
+    outcome
 }
 
 fn checkpoint_loop(shared: &WriterShared, conn: Connection) {
@@ -404,8 +449,14 @@ fn checkpoint_loop(shared: &WriterShared, conn: Connection) {
             c.wanted = false;
         }
         // PASSIVE: copies what it can without blocking the writer or readers.
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed; the next one will retry");
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((log, _copied)) if log >= i64::from(RESTART_PAGES) => {
+                shared.restart_wanted.store(true, Ordering::Release);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; the next one will retry"),
         }
     }
 }
