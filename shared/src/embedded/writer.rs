@@ -260,6 +260,9 @@ impl Writer {
         T: Send + 'static,
         E: OpError + Send + 'static,
     {
+        // Let other ready writers run first, so their operations share this
+        // commit; a caller dropped before it resumes has queued nothing.
+        tokio::task::yield_now().await;
         let (reply, outcome) = oneshot::channel();
         self.shared.push(Box::new(TypedJob {
             op: Some(op),
