@@ -208,6 +208,7 @@ impl EmbeddedStore {
         conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(sql)?;
         conn.set_prepared_statement_cache_capacity(64);
+        stable_plans(&conn).map_err(sql)?;
 
         let found: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -371,7 +372,16 @@ fn open_side_connection(path: &Path, busy: Duration) -> rusqlite::Result<Connect
     let conn = Connection::open_with_flags(path, OPEN_FLAGS)?;
     conn.busy_timeout(busy)?;
     conn.set_prepared_statement_cache_capacity(32);
+    stable_plans(&conn)?;
     Ok(conn)
+}
+
+/// Plans that do not depend on bound values. Without this, SQLite (built
+/// with STAT4) re-prepares a cached statement every time a parameter its
+/// plan looked at is bound again, e.g. every `LIMIT ?`.
+fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
 }
 
 /// The connection and the writer's stream-sequence state, locked together.
