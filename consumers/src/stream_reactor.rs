@@ -28,10 +28,16 @@ impl StreamReactor {
     }
 
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        self.handle_records(&event.records).await
+    }
+
+    /// [`StreamReactor::handle`] on borrowed records, so a poller that keeps
+    /// the batch (for its on-failure destination) need not copy it.
+    pub async fn handle_records(&self, records: &[EventRecord]) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         // Derive every record's events first; one publish call for the batch.
         let mut pending: Vec<(String, Envelope)> = Vec::new();
-        for record in &event.records {
+        for record in records {
             let sequence = record.change.sequence_number.clone().unwrap_or_default();
             let span = tracing::info_span!("stream-record", consumer = NAME, sequence = %sequence);
             let _guard = span.enter();

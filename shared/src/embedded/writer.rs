@@ -326,6 +326,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn write_loop(shared: &WriterShared, checkpoints: bool) {
     let shards = shared.stream_notify.len();
+    // For the log at the end: how busy the writer was.
+    let (started, mut busy, mut batches, mut ops) =
+        (std::time::Instant::now(), std::time::Duration::ZERO, 0u64, 0u64);
     loop {
         let jobs = {
             let mut p = lock(&shared.pending);
@@ -334,6 +337,13 @@ fn write_loop(shared: &WriterShared, checkpoints: bool) {
                 p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
             }
             if p.jobs.is_empty() {
+                tracing::debug!(
+                    batches,
+                    operations = ops,
+                    busy_ms = busy.as_millis() as u64,
+                    lifetime_ms = started.elapsed().as_millis() as u64,
+                    "store writer stopped"
+                );
                 return; // stopped and drained
             }
             p.sleeping = false;
@@ -344,6 +354,9 @@ fn write_loop(shared: &WriterShared, checkpoints: bool) {
         if jobs.is_empty() {
             continue;
         }
+        let batch_started = std::time::Instant::now();
+        batches += 1;
+        ops += jobs.len() as u64;
         let mut wake_shards = vec![false; shards];
         let mut wake_queues = Vec::new();
         let outcome = {
@@ -373,6 +386,7 @@ fn write_loop(shared: &WriterShared, checkpoints: bool) {
         for job in jobs {
             job.finish(outcome.as_ref().map(|_| ()));
         }
+        busy += batch_started.elapsed();
         if checkpoints && WAL_PAGES.with(Cell::get) >= CHECKPOINT_PAGES {
             if shared.restart_wanted.swap(false, Ordering::AcqRel) {
                 // Only the frames since the last passive checkpoint are left
