@@ -25,6 +25,14 @@ use super::queue::QueueMeta;
 use super::store::{now_ms, Conn};
 use super::stream::StreamSeq;
 
+/// Under load (the last batch was at least this big), the writer lets a
+/// batch gather up to this many operations for at most [`GATHER_WINDOW`]:
+/// every commit rewrites the pages it touched (the tails of the stream and
+/// the queues, index pages), so fewer, bigger commits write much less WAL.
+const GATHER_MIN: usize = 64;
+const GATHER_AFTER: usize = 8;
+const GATHER_WINDOW: std::time::Duration = std::time::Duration::from_micros(300);
+
 /// WAL pages (4 KiB) past which the checkpointer is woken.
 const CHECKPOINT_PAGES: i32 = 1000;
 /// WAL pages past which the WAL is restarted from its beginning. Under
@@ -174,6 +182,8 @@ struct Pending {
     jobs: Vec<Box<dyn PendingJob>>,
     /// The writer is (about to be) waiting on the condvar.
     sleeping: bool,
+    /// How many queued jobs wake a sleeping writer (more while it gathers).
+    wake_at: usize,
     stop: bool,
 }
 
@@ -283,7 +293,7 @@ impl WriterShared {
         let mut p = lock(&self.pending);
         p.jobs.push(job);
         // Only a sleeping writer needs the syscall of a wake-up.
-        if p.sleeping {
+        if p.sleeping && p.jobs.len() >= p.wake_at {
             p.sleeping = false;
             self.wake.notify_one();
         }
@@ -329,18 +339,33 @@ fn write_loop(shared: &WriterShared, checkpoints: bool) {
     // For the log at the end: how busy the writer was.
     let (started, mut busy, mut batches, mut ops) =
         (std::time::Instant::now(), std::time::Duration::ZERO, 0u64, 0u64);
+    let (mut frames, mut last_pages) = (0u64, 0i32);
+    let mut last_batch = 0usize;
     loop {
         let jobs = {
             let mut p = lock(&shared.pending);
+            p.wake_at = 1;
             while p.jobs.is_empty() && !p.stop {
                 p.sleeping = true;
                 p = shared.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            if last_batch >= GATHER_AFTER && p.jobs.len() < GATHER_MIN && !p.stop {
+                // A batching window (as SQS pollers have), bounded in time:
+                // a push wakes the writer as soon as GATHER_MIN are queued.
+                p.wake_at = GATHER_MIN;
+                p.sleeping = true;
+                p = shared
+                    .wake
+                    .wait_timeout(p, GATHER_WINDOW)
+                    .map(|(p, _)| p)
+                    .unwrap_or_else(|e| e.into_inner().0);
             }
             if p.jobs.is_empty() {
                 tracing::debug!(
                     batches,
                     operations = ops,
                     busy_ms = busy.as_millis() as u64,
+                    wal_frames = frames,
                     lifetime_ms = started.elapsed().as_millis() as u64,
                     "store writer stopped"
                 );
@@ -349,6 +374,7 @@ fn write_loop(shared: &WriterShared, checkpoints: bool) {
             p.sleeping = false;
             std::mem::take(&mut p.jobs)
         };
+        last_batch = jobs.len();
         let mut jobs: Vec<Box<dyn PendingJob>> =
             jobs.into_iter().filter(|j| !j.abandoned()).collect();
         if jobs.is_empty() {
@@ -387,6 +413,9 @@ fn write_loop(shared: &WriterShared, checkpoints: bool) {
             job.finish(outcome.as_ref().map(|_| ()));
         }
         busy += batch_started.elapsed();
+        let pages = WAL_PAGES.with(Cell::get);
+        frames += u64::try_from(if pages >= last_pages { pages - last_pages } else { pages }).unwrap_or(0);
+        last_pages = pages;
         if checkpoints && WAL_PAGES.with(Cell::get) >= CHECKPOINT_PAGES {
             if shared.restart_wanted.swap(false, Ordering::AcqRel) {
                 // Only the frames since the last passive checkpoint are left
