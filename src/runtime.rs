@@ -317,7 +317,9 @@ pub async fn run_stream_worker_with(
             .and_then(|h| h.batch_faults(&config.consumer, records.len()).crash_after)
         {
             // Dies mid-batch: the records it handled are read again, as no checkpoint is saved.
-            let _ = reactor.handle_records(&records[..n.min(records.len())]).await;
+            let _ = reactor
+                .handle_records(&records[..n.min(records.len())])
+                .await;
             tracing::info!(consumer = %config.consumer, shard = %shard, "injected crash mid-batch");
             continue;
         }

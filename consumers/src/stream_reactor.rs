@@ -96,8 +96,24 @@ fn image_of(item: &serde_dynamo::Item) -> Result<Option<Item>, String> {
     }
 }
 
+/// The `type` attribute of a stream image, read without converting it.
+fn type_in_image(item: &serde_dynamo::Item) -> Option<&str> {
+    match item.get("type") {
+        Some(serde_dynamo::AttributeValue::S(t)) => Some(t),
+        _ => None,
+    }
+}
+
 /// The event a change stands for, if any.
 pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
+    // Most changes (markers, notifications) stand for nothing: skip them
+    // before paying for converting their images.
+    if !matches!(
+        type_in_image(&record.change.new_image),
+        Some(Order::TYPE | ImageRecord::TYPE)
+    ) {
+        return Ok(None);
+    }
     let Some(new) = image_of(&record.change.new_image)? else {
         return Ok(None);
     };

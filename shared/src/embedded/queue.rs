@@ -870,7 +870,8 @@ fn send_in(
         if let Some(dedup) = &m.dedup_id {
             tx.prepare_cached("INSERT OR REPLACE INTO dedup (queue, dedup_id, message_id, expires_ms) VALUES (?1, ?2, ?3, ?4)")?
                 .execute((queue, dedup, &message_id, now.saturating_add(dedup_window)))?;
-            sweep |= meta.dedup_inserts.fetch_add(1, Ordering::Relaxed) & (DEDUP_SWEEP_EVERY - 1) == 0;
+            sweep |=
+                meta.dedup_inserts.fetch_add(1, Ordering::Relaxed) & (DEDUP_SWEEP_EVERY - 1) == 0;
         }
         ids.push(message_id);
     }

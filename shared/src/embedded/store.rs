@@ -380,7 +380,10 @@ fn open_side_connection(path: &Path, busy: Duration) -> rusqlite::Result<Connect
 /// with STAT4) re-prepares a cached statement every time a parameter its
 /// plan looked at is bound again, e.g. every `LIMIT ?`.
 fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(())
 }
 

@@ -146,7 +146,12 @@ impl EmbeddedStream {
             self.store.stream_notify(idx),
             deadline,
             self.store.external_poll,
-            || std::future::ready(self.latest(idx).map(|l| (l.is_some_and(|s| s > after), None))),
+            || {
+                std::future::ready(
+                    self.latest(idx)
+                        .map(|l| (l.is_some_and(|s| s > after), None)),
+                )
+            },
             |found| *found,
         )
         .await
@@ -194,8 +199,11 @@ impl EmbeddedStream {
         // Lambda reports whole seconds here.
         change.approximate_creation_date_time =
             chrono::DateTime::from_timestamp(at_ms.div_euclid(1000), 0).unwrap_or_default();
-        change.keys = serde_dynamo::to_item(serde_json::json!({ "pk": pk, "sk": sk }))
-            .map_err(|e| StreamError::Backend(format!("stream keys: {e}")))?;
+        // Built directly: both keys are strings.
+        let mut keys = std::collections::HashMap::with_capacity(2);
+        keys.insert("pk".to_owned(), serde_dynamo::AttributeValue::S(pk.clone()));
+        keys.insert("sk".to_owned(), serde_dynamo::AttributeValue::S(sk.clone()));
+        change.keys = serde_dynamo::Item::from(keys);
         change.new_image = image(new_image)?;
         change.old_image = image(old_image)?;
         change.sequence_number = Some(format_sequence(seq));

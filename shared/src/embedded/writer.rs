@@ -14,7 +14,7 @@
 
 use std::cell::Cell;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -35,11 +35,15 @@ const GATHER_WINDOW: std::time::Duration = std::time::Duration::from_micros(300)
 
 /// WAL pages (4 KiB) past which the checkpointer is woken.
 const CHECKPOINT_PAGES: i32 = 1000;
-/// WAL pages past which the WAL is restarted from its beginning. Under
-/// steady writes a checkpoint on another connection never catches up with
-/// the writer, so the WAL would only grow (every frame a new file block);
-/// the writer restarts it itself once the checkpointer has copied most of it.
-const RESTART_PAGES: i32 = 4000;
+/// WAL pages past which the checkpointer restarts the WAL from its
+/// beginning. Under steady writes a passive checkpoint never catches up
+/// with the writer, so the WAL would only grow (every frame a new file
+/// block); a RESTART checkpoint holds writers off while it copies the last
+/// frames (most are copied already) and waits for readers.
+const RESTART_PAGES: i64 = 4000;
+/// How long a restart waits for the writer and readers before it gives up
+/// until the next checkpoint.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
 thread_local! {
     /// Pages in the WAL after the last commit on this thread (the writer's).
@@ -199,8 +203,6 @@ pub(super) struct WriterShared {
     pub stream_notify: Vec<Notify>,
     checkpoint: Mutex<CheckpointState>,
     checkpoint_wake: Condvar,
-    /// Set by the checkpointer when the writer should restart the WAL.
-    restart_wanted: AtomicBool,
 }
 
 #[derive(Default)]
@@ -237,7 +239,6 @@ impl Writer {
             stream_notify: (0..shards).map(|_| Notify::new()).collect(),
             checkpoint: Mutex::new(CheckpointState::default()),
             checkpoint_wake: Condvar::new(),
-            restart_wanted: AtomicBool::new(false),
         });
         let checkpoints = checkpoint_conn.is_some();
         let checkpointer = checkpoint_conn.map(|c| {
@@ -337,10 +338,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn write_loop(shared: &WriterShared, checkpoints: bool) {
     let shards = shared.stream_notify.len();
     // For the log at the end: how busy the writer was.
-    let (started, mut busy, mut batches, mut ops) =
-        (std::time::Instant::now(), std::time::Duration::ZERO, 0u64, 0u64);
+    let (started, mut busy, mut batches, mut ops) = (
+        std::time::Instant::now(),
+        std::time::Duration::ZERO,
+        0u64,
+        0u64,
+    );
     let (mut frames, mut last_pages) = (0u64, 0i32);
     let mut last_batch = 0usize;
+    let mut next_checkpoint_at = CHECKPOINT_PAGES;
     loop {
         let jobs = {
             let mut p = lock(&shared.pending);
@@ -414,22 +420,21 @@ fn write_loop(shared: &WriterShared, checkpoints: bool) {
         }
         busy += batch_started.elapsed();
         let pages = WAL_PAGES.with(Cell::get);
-        frames += u64::try_from(if pages >= last_pages { pages - last_pages } else { pages }).unwrap_or(0);
+        frames += u64::try_from(if pages >= last_pages {
+            pages - last_pages
+        } else {
+            pages
+        })
+        .unwrap_or(0);
         last_pages = pages;
-        if checkpoints && WAL_PAGES.with(Cell::get) >= CHECKPOINT_PAGES {
-            if shared.restart_wanted.swap(false, Ordering::AcqRel) {
-                // Only the frames since the last passive checkpoint are left
-                // to copy; then the next batch writes the WAL from its start.
-                let conn = shared.lock_conn();
-                match conn
-                    .db()
-                    .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0))
-                {
-                    Ok(0) => WAL_PAGES.with(|p| p.set(0)),
-                    Ok(_) => tracing::debug!("WAL restart deferred: a reader was busy"),
-                    Err(e) => tracing::warn!(error = %e, "WAL restart failed; will retry"),
-                }
-            } else {
+        if checkpoints {
+            // Every CHECKPOINT_PAGES more frames; the WAL restarting from its
+            // beginning shows as fewer pages than at the last signal.
+            if pages + CHECKPOINT_PAGES < next_checkpoint_at {
+                next_checkpoint_at = CHECKPOINT_PAGES;
+            }
+            if pages >= next_checkpoint_at {
+                next_checkpoint_at = pages + CHECKPOINT_PAGES;
                 shared.want_checkpoint();
             }
         }
@@ -464,7 +469,10 @@ fn run_batch(
             if !ran.unwrap_or(false) {
                 return Err(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
-                    Some("an operation of the batch failed; nothing of the batch was written".to_owned()),
+                    Some(
+                        "an operation of the batch failed; nothing of the batch was written"
+                            .to_owned(),
+                    ),
                 ));
             }
         }
@@ -495,14 +503,23 @@ fn checkpoint_loop(shared: &WriterShared, conn: Connection) {
             c.wanted = false;
         }
         // PASSIVE: copies what it can without blocking the writer or readers.
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        }) {
-            Ok((log, _copied)) if log >= i64::from(RESTART_PAGES) => {
-                shared.restart_wanted.store(true, Ordering::Release);
+        let log = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+        let restart = match log {
+            Ok(log) => log >= RESTART_PAGES,
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed; the next one will retry");
+                false
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; the next one will retry"),
+        };
+        if restart {
+            let done = conn.busy_timeout(RESTART_WAIT).and_then(|()| {
+                conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0))
+            });
+            match done {
+                Ok(0) => {}
+                Ok(_) => tracing::debug!("WAL restart deferred: the writer or a reader was busy"),
+                Err(e) => tracing::warn!(error = %e, "WAL restart failed; the next one will retry"),
+            }
         }
     }
 }
