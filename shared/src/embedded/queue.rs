@@ -362,7 +362,7 @@ impl EmbeddedStore {
             return Ok(Arc::clone(meta));
         }
         let cfg = self
-            .read(|conn| load_queue_configs(conn))?
+            .read(load_queue_configs)?
             .into_iter()
             .find(|c| c.name == name);
         let cfg = cfg.ok_or_else(|| QueueError::NoSuchQueue(name.to_owned()))?;
@@ -387,7 +387,7 @@ impl EmbeddedStore {
 
     /// The configs of every queue, sorted by name.
     pub fn queue_configs(&self) -> Result<Vec<QueueConfig>, QueueError> {
-        let mut all = self.read(|conn| load_queue_configs(conn))?;
+        let mut all = self.read(load_queue_configs)?;
         all.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(all)
     }
