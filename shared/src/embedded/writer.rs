@@ -9,8 +9,10 @@
 //! every operation of it gets the error. Each is acknowledged only after
 //! its commit.
 //!
-//! The WAL is checkpointed by a second thread on its own connection, so a
-//! commit never pays for a checkpoint's fsyncs.
+//! The WAL is checkpointed by a second thread on its own connection, so
+//! commits do not pay for a checkpoint's copying and fsyncs; only the
+//! occasional RESTART (which keeps the WAL file from growing) holds the
+//! writer off while it copies the last frames.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
