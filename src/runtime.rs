@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_consumers::SqsBatchHandler;
@@ -276,14 +275,24 @@ pub async fn run_stream_worker_with(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut attempts: HashMap<String, u32> = HashMap::new();
+    // The shard's position, kept here between batches: this worker is the
+    // only one saving it. `None` = read it from the store (at start, and
+    // after a save failed, so the records are redelivered as before).
+    let mut position: Option<Option<String>> = None;
     while !*shutdown.borrow() {
-        let after = match stream.checkpoint(&config.consumer, &shard).await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(shard = %shard, error = %e, "reading checkpoint failed");
-                tokio::time::sleep(config.retry_delay).await;
-                continue;
-            }
+        let after = match &position {
+            Some(p) => p.clone(),
+            None => match stream.checkpoint(&config.consumer, &shard).await {
+                Ok(a) => {
+                    position = Some(a.clone());
+                    a
+                }
+                Err(e) => {
+                    tracing::error!(shard = %shard, error = %e, "reading checkpoint failed");
+                    tokio::time::sleep(config.retry_delay).await;
+                    continue;
+                }
+            },
         };
         let records = match stream
             .read(&shard, after.as_deref(), config.batch_size)
@@ -308,16 +317,14 @@ pub async fn run_stream_worker_with(
             .and_then(|h| h.batch_faults(&config.consumer, records.len()).crash_after)
         {
             // Dies mid-batch: the records it handled are read again, as no checkpoint is saved.
-            let mut event = StreamEvent::default();
-            event.records = records[..n.min(records.len())].to_vec();
-            let _ = reactor.handle(event).await;
+            let _ = reactor
+                .handle_records(&records[..n.min(records.len())])
+                .await;
             tracing::info!(consumer = %config.consumer, shard = %shard, "injected crash mid-batch");
             continue;
         }
         let sequences: Vec<String> = records.iter().map(sequence_of).collect();
-        let mut event = StreamEvent::default();
-        event.records = records.clone();
-        let response = reactor.handle(event).await;
+        let response = reactor.handle_records(&records).await;
         let failed_at = response
             .batch_item_failures
             .iter()
@@ -350,8 +357,12 @@ pub async fn run_stream_worker_with(
             }
         };
         if let Some(seq) = checkpoint {
-            if let Err(e) = stream.save_checkpoint(&config.consumer, &shard, &seq).await {
-                tracing::error!(shard = %shard, error = %e, "saving checkpoint failed; records will be redelivered");
+            match stream.save_checkpoint(&config.consumer, &shard, &seq).await {
+                Ok(()) => position = Some(Some(seq)),
+                Err(e) => {
+                    tracing::error!(shard = %shard, error = %e, "saving checkpoint failed; records will be redelivered");
+                    position = None;
+                }
             }
         }
     }

@@ -28,10 +28,16 @@ impl StreamReactor {
     }
 
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+        self.handle_records(&event.records).await
+    }
+
+    /// [`StreamReactor::handle`] on borrowed records, so a poller that keeps
+    /// the batch (for its on-failure destination) need not copy it.
+    pub async fn handle_records(&self, records: &[EventRecord]) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         // Derive every record's events first; one publish call for the batch.
         let mut pending: Vec<(String, Envelope)> = Vec::new();
-        for record in &event.records {
+        for record in records {
             let sequence = record.change.sequence_number.clone().unwrap_or_default();
             let span = tracing::info_span!("stream-record", consumer = NAME, sequence = %sequence);
             let _guard = span.enter();
@@ -90,8 +96,24 @@ fn image_of(item: &serde_dynamo::Item) -> Result<Option<Item>, String> {
     }
 }
 
+/// The `type` attribute of a stream image, read without converting it.
+fn type_in_image(item: &serde_dynamo::Item) -> Option<&str> {
+    match item.get("type") {
+        Some(serde_dynamo::AttributeValue::S(t)) => Some(t),
+        _ => None,
+    }
+}
+
 /// The event a change stands for, if any.
 pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
+    // Most changes (markers, notifications) stand for nothing: skip them
+    // before paying for converting their images.
+    if !matches!(
+        type_in_image(&record.change.new_image),
+        Some(Order::TYPE | ImageRecord::TYPE)
+    ) {
+        return Ok(None);
+    }
     let Some(new) = image_of(&record.change.new_image)? else {
         return Ok(None);
     };

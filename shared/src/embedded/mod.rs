@@ -20,9 +20,10 @@
 //! # let _ = (batch, table, stream, blobs, Condition::Always); Ok(()) }
 //! ```
 //!
-//! Table writes are group-committed: writes that are in flight together
-//! (handlers of one batch run concurrently, several consumers) share one
-//! SQLite transaction, and each is acknowledged only once that committed.
+//! Writes are group-committed: table writes, stream appends and queue
+//! operations that are in flight together (handlers of one batch run
+//! concurrently, several consumers) share one SQLite transaction on one
+//! writer thread, and each is acknowledged only once that committed.
 
 pub mod blobs;
 pub mod faults;
@@ -30,6 +31,7 @@ pub mod queue;
 pub mod store;
 pub mod stream;
 pub mod table;
+mod writer;
 
 pub use blobs::FolderBlobStore;
 pub use faults::{FaultPlan, FaultTarget, Faults, InvalidFaultPlan};

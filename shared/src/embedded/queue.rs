@@ -13,10 +13,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::Notify;
 
 use super::store::{ms, now_ms, wait_until, EmbeddedStore};
+use super::writer::Batch;
 use crate::events::SnsAttribute;
 use crate::ports::{Capabilities, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 
@@ -34,6 +35,12 @@ const DEDUP_SWEEP_EVERY: u64 = 256;
 impl From<rusqlite::Error> for QueueError {
     fn from(e: rusqlite::Error) -> Self {
         QueueError::Backend(e.to_string())
+    }
+}
+
+impl super::writer::OpError for QueueError {
+    fn is_refusal(&self) -> bool {
+        !matches!(self, QueueError::Backend(_))
     }
 }
 
@@ -162,6 +169,11 @@ impl QueueMeta {
             dedup_inserts: AtomicU64::new(0),
         }
     }
+    /// Wakes the receivers long-polling this queue.
+    pub(super) fn wake_receivers(&self) {
+        self.notify.notify_waiters();
+    }
+
     fn config(&self) -> Arc<QueueConfig> {
         Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
     }
@@ -199,9 +211,6 @@ struct Row {
     visible_at_ms: i64,
     receive_count: u32,
 }
-
-const ROW_COLUMNS: &str =
-    "id, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms, receive_count";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -246,14 +255,14 @@ fn parse_receipt(handle: &str) -> Result<(i64, i64), QueueError> {
 }
 
 /// Whether a FIFO group has any message in the queue (then a new one waits behind it).
-fn group_busy(tx: &Transaction<'_>, queue: &str, group: &str) -> rusqlite::Result<bool> {
+fn group_busy(tx: &Connection, queue: &str, group: &str) -> rusqlite::Result<bool> {
     let mut st =
         tx.prepare_cached("SELECT 1 FROM messages WHERE queue = ?1 AND group_id = ?2 LIMIT 1")?;
     st.exists((queue, group))
 }
 
 /// After a FIFO group's head left, makes the next message the head.
-fn promote(tx: &Transaction<'_>, queue: &str, group: &str, now: i64) -> rusqlite::Result<bool> {
+fn promote(tx: &Connection, queue: &str, group: &str, now: i64) -> rusqlite::Result<bool> {
     let mut st = tx.prepare_cached(
         "UPDATE messages SET visible_at_ms = ?3
          WHERE id = (SELECT MIN(id) FROM messages WHERE queue = ?1 AND group_id = ?2) AND visible_at_ms = ?4",
@@ -272,7 +281,7 @@ enum Move<'a> {
 /// Moves a message to the end of another queue (a new row, so that row order
 /// stays arrival order in every queue).
 fn transfer(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: i64,
     group: Option<&str>,
     to: &str,
@@ -343,7 +352,7 @@ impl EmbeddedStore {
     }
 
     /// The queue's shared state; loads queues another process created.
-    fn queue_meta(&self, name: &str) -> Result<Arc<QueueMeta>, QueueError> {
+    pub(super) fn queue_meta(&self, name: &str) -> Result<Arc<QueueMeta>, QueueError> {
         if let Some(meta) = self
             .queues
             .read()
@@ -352,7 +361,8 @@ impl EmbeddedStore {
         {
             return Ok(Arc::clone(meta));
         }
-        let cfg = load_queue_configs(&self.lock())?
+        let cfg = self
+            .read(load_queue_configs)?
             .into_iter()
             .find(|c| c.name == name);
         let cfg = cfg.ok_or_else(|| QueueError::NoSuchQueue(name.to_owned()))?;
@@ -377,7 +387,7 @@ impl EmbeddedStore {
 
     /// The configs of every queue, sorted by name.
     pub fn queue_configs(&self) -> Result<Vec<QueueConfig>, QueueError> {
-        let mut all = load_queue_configs(&self.lock())?;
+        let mut all = self.read(load_queue_configs)?;
         all.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(all)
     }
@@ -390,21 +400,23 @@ impl EmbeddedStore {
             .filter_map(|c| c.dead_letter_queue.as_deref())
             .collect();
         let now = now_ms();
-        let conn = self.lock();
-        let mut st = conn.prepare_cached(
-            "SELECT queue,
-                SUM(CASE WHEN visible_at_ms <= ?1 OR visible_at_ms = ?2 THEN 1 ELSE 0 END),
-                SUM(CASE WHEN visible_at_ms > ?1 AND visible_at_ms < ?2 AND receive_count > 0 THEN 1 ELSE 0 END),
-                SUM(CASE WHEN visible_at_ms > ?1 AND visible_at_ms < ?2 AND receive_count = 0 THEN 1 ELSE 0 END)
-             FROM messages GROUP BY queue",
-        )?;
-        let mut counts = std::collections::HashMap::new();
-        for row in st.query_map((now, BLOCKED), |r| {
-            Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
-        })? {
-            let (name, c): (String, (u64, u64, u64)) = row?;
-            counts.insert(name, c);
-        }
+        let counts = self.read(|conn| {
+            let mut st = conn.prepare_cached(
+                "SELECT queue,
+                    SUM(CASE WHEN visible_at_ms <= ?1 OR visible_at_ms = ?2 THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN visible_at_ms > ?1 AND visible_at_ms < ?2 AND receive_count > 0 THEN 1 ELSE 0 END),
+                    SUM(CASE WHEN visible_at_ms > ?1 AND visible_at_ms < ?2 AND receive_count = 0 THEN 1 ELSE 0 END)
+                 FROM messages GROUP BY queue",
+            )?;
+            let mut counts = std::collections::HashMap::new();
+            for row in st.query_map((now, BLOCKED), |r| {
+                Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+            })? {
+                let (name, c): (String, (u64, u64, u64)) = row?;
+                counts.insert(name, c);
+            }
+            Ok::<_, QueueError>(counts)
+        })?;
         Ok(configs
             .iter()
             .map(|c| {
@@ -429,36 +441,37 @@ impl EmbeddedStore {
     ) -> Result<Vec<PeekedMessage>, QueueError> {
         self.queue_meta(queue)?;
         let now = now_ms();
-        let conn = self.lock();
-        let mut st = conn.prepare_cached(
-            "SELECT message_id, body, attributes, group_id, sent_at_ms, receive_count, reason, source_queue, visible_at_ms
-             FROM messages WHERE queue = ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = st.query_map((queue, i64::try_from(limit).unwrap_or(i64::MAX)), |r| {
-            let visible_at: i64 = r.get(8)?;
-            let receive_count: u32 = r.get(5)?;
-            Ok((
-                PeekedMessage {
-                    message_id: r.get(0)?,
-                    body: r.get(1)?,
-                    attributes: BTreeMap::new(),
-                    group_id: r.get(3)?,
-                    sent_at_ms: r.get(4)?,
-                    receive_count,
-                    last_failure: r.get(6)?,
-                    source_queue: r.get(7)?,
-                    in_flight: visible_at > now && visible_at < BLOCKED && receive_count > 0,
-                },
-                r.get::<_, Option<String>>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (mut msg, attrs) = row?;
-            msg.attributes = decode_attributes(attrs.as_deref())?;
-            out.push(msg);
-        }
-        Ok(out)
+        self.read(|conn| {
+            let mut st = conn.prepare_cached(
+                "SELECT message_id, body, attributes, group_id, sent_at_ms, receive_count, reason, source_queue, visible_at_ms
+                 FROM messages WHERE queue = ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = st.query_map((queue, i64::try_from(limit).unwrap_or(i64::MAX)), |r| {
+                let visible_at: i64 = r.get(8)?;
+                let receive_count: u32 = r.get(5)?;
+                Ok((
+                    PeekedMessage {
+                        message_id: r.get(0)?,
+                        body: r.get(1)?,
+                        attributes: BTreeMap::new(),
+                        group_id: r.get(3)?,
+                        sent_at_ms: r.get(4)?,
+                        receive_count,
+                        last_failure: r.get(6)?,
+                        source_queue: r.get(7)?,
+                        in_flight: visible_at > now && visible_at < BLOCKED && receive_count > 0,
+                    },
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (mut msg, attrs) = row?;
+                msg.attributes = decode_attributes(attrs.as_deref())?;
+                out.push(msg);
+            }
+            Ok(out)
+        })
     }
 
     /// Moves up to `max` messages of a DLQ back to the queues they came from,
@@ -609,128 +622,49 @@ impl EmbeddedQueue {
 
     /// One receive attempt: the messages, and (when none) the earliest time a
     /// hidden message becomes visible, for the long poll to wake at.
-    fn receive_once(
+    async fn receive_once(
         &self,
         max: usize,
         visibility_ms: i64,
     ) -> Result<(Vec<ReceivedMessage>, Option<i64>), QueueError> {
         let cfg = self.meta.config();
-        let store = &*self.store;
-        let queue = self.name.as_str();
-        let dlq = cfg.dead_letter_queue.as_deref();
-        let over_limit = |row: &Row| dlq.is_some() && row.receive_count >= cfg.max_receive_count;
-        let now = now_ms();
-        let hidden_until = now.saturating_add(visibility_ms);
-        let mut moved = false;
-        let mut promoted = false;
-
-        let out = store.write(|tx| {
-            let mut out: Vec<ReceivedMessage> = Vec::new();
-            let mut picked: HashSet<i64> = HashSet::new();
-            let deliver = |row: Row, out: &mut Vec<ReceivedMessage>| -> Result<(), QueueError> {
-                let nonce = store.next_receipt();
-                tx.prepare_cached(
-                    "UPDATE messages SET receive_count = receive_count + 1, visible_at_ms = ?2, receipt = ?3 WHERE id = ?1",
-                )?
-                .execute((row.id, hidden_until, nonce as i64))?;
-                out.push(ReceivedMessage {
-                    message_id: row.message_id,
-                    receipt_handle: receipt_handle(row.id, nonce),
-                    attributes: decode_attributes(row.attributes.as_deref())?,
-                    body: row.body,
-                    receive_count: row.receive_count + 1,
-                    group_id: row.group_id,
-                    sent_at_ms: row.sent_at_ms,
-                });
-                Ok(())
-            };
-            // Keyset pagination over visible messages, in the order they became visible.
-            let mut cursor = (i64::MIN, i64::MIN);
-            'scan: while out.len() < max {
-                let want = (max - out.len()).max(if cfg.fifo { 32 } else { 1 });
-                let rows: Vec<Row> = tx
-                    .prepare_cached(&format!(
-                        "SELECT {ROW_COLUMNS} FROM messages
-                         WHERE queue = ?1 AND visible_at_ms <= ?2 AND (visible_at_ms, id) > (?3, ?4)
-                         ORDER BY visible_at_ms, id LIMIT ?5"
-                    ))?
-                    .query_map((queue, now, cursor.0, cursor.1, want as i64), read_row)?
-                    .collect::<Result<_, _>>()?;
-                if rows.is_empty() {
-                    break;
-                }
-                for row in rows {
-                    if out.len() >= max {
-                        break 'scan;
-                    }
-                    cursor = (row.visible_at_ms, row.id);
-                    let group = if cfg.fifo { row.group_id.clone() } else { None };
-                    if let Some(g) = &group {
-                        let head: Option<i64> = tx
-                            .prepare_cached("SELECT MIN(id) FROM messages WHERE queue = ?1 AND group_id = ?2")?
-                            .query_row((queue, g), |r| r.get(0))?;
-                        if picked.contains(&row.id) || head != Some(row.id) {
-                            continue;
-                        }
-                    }
-                    if over_limit(&row) {
-                        let dlq = dlq.expect("over_limit implies a DLQ");
-                        transfer(tx, row.id, row.group_id.as_deref(), dlq, Move::ToDlq { source: queue }, now)?;
-                        moved = true;
-                        if let Some(g) = &group {
-                            promoted |= promote(tx, queue, g, now)?;
-                        }
-                        continue;
-                    }
-                    let after = row.id;
-                    picked.insert(row.id);
-                    deliver(row, &mut out)?;
-                    // FIFO: the rest of the group may come in the same batch, in order.
-                    if let Some(g) = &group {
-                        let next: Vec<Row> = tx
-                            .prepare_cached(&format!(
-                                "SELECT {ROW_COLUMNS} FROM messages WHERE queue = ?1 AND group_id = ?2 AND id > ?3
-                                 ORDER BY id LIMIT ?4"
-                            ))?
-                            .query_map((queue, g, after, (max - out.len()) as i64), read_row)?
-                            .collect::<Result<_, _>>()?;
-                        for row in next {
-                            let waiting = row.visible_at_ms == BLOCKED || row.visible_at_ms <= now;
-                            if !waiting || over_limit(&row) {
-                                break;
-                            }
-                            picked.insert(row.id);
-                            deliver(row, &mut out)?;
-                        }
+        let dlq_meta = match &cfg.dead_letter_queue {
+            Some(dlq) => Some(self.store.queue_meta(dlq)?),
+            None => None,
+        };
+        let meta = Arc::clone(&self.meta);
+        let queue = self.name.clone();
+        self.store
+            .submit(move |b| {
+                let now = now_ms();
+                let hidden_until = now.saturating_add(visibility_ms);
+                let out = receive_in(b, &cfg, &queue, max, now, hidden_until)?;
+                if out.moved {
+                    if let Some(dlq) = &dlq_meta {
+                        b.wake_queue(dlq);
                     }
                 }
-            }
-            Ok::<_, QueueError>(out)
-        })?;
-        if moved {
-            if let Some(dlq) = dlq {
-                store.notify_queue(dlq);
-            }
-        }
-        if promoted {
-            self.meta.notify.notify_waiters();
-        }
-        if !out.is_empty() {
-            return Ok((out, None));
-        }
-        let conn = store.lock();
-        let next: Option<i64> = conn
-            .prepare_cached(
-                "SELECT MIN(visible_at_ms) FROM messages WHERE queue = ?1 AND visible_at_ms > ?2 AND visible_at_ms < ?3",
-            )?
-            .query_row((queue, now, BLOCKED), |r| r.get(0))?;
-        Ok((out, next))
+                if out.promoted {
+                    b.wake_queue(&meta);
+                }
+                if !out.messages.is_empty() {
+                    return Ok((out.messages, None));
+                }
+                let next: Option<i64> = b
+                    .tx
+                    .prepare_cached(
+                        "SELECT MIN(visible_at_ms) FROM messages WHERE queue = ?1 AND visible_at_ms > ?2 AND visible_at_ms < ?3",
+                    )?
+                    .query_row((&queue, now, BLOCKED), |r| r.get(0))?;
+                Ok((out.messages, next))
+            })
+            .await
     }
 
     /// Changes a received message's visibility; `cascade` (FIFO release) also
     /// releases the later in-flight messages of its group, which must not be
     /// handled before it.
-    fn set_visibility(
+    async fn set_visibility(
         &self,
         handle: &str,
         visibility: Duration,
@@ -739,32 +673,213 @@ impl EmbeddedQueue {
     ) -> Result<(), QueueError> {
         check_visibility(visibility)?;
         let (id, nonce) = parse_receipt(handle)?;
-        let now = now_ms();
-        let visible_at = now.saturating_add(ms(visibility));
-        let queue = self.name.as_str();
+        let queue = self.name.clone();
         let fifo = self.meta.config().fifo;
-        self.store.write(|tx| {
-            let group: Option<Option<String>> = tx
-                .prepare_cached(
-                    "UPDATE messages SET visible_at_ms = ?4, reason = COALESCE(?5, reason)
-                     WHERE id = ?1 AND queue = ?2 AND receipt = ?3 RETURNING group_id",
-                )?
-                .query_row((id, queue, nonce, visible_at, reason), |r| r.get(0))
-                .optional()?;
-            let group = group.ok_or_else(|| QueueError::StaleReceipt(handle.to_owned()))?;
-            if let (true, true, Some(g)) = (cascade, fifo, group) {
-                tx.prepare_cached(
-                    "UPDATE messages SET visible_at_ms = ?4
-                     WHERE queue = ?1 AND group_id = ?2 AND id > ?3 AND receive_count > 0
-                       AND visible_at_ms > ?5 AND visible_at_ms < ?6",
-                )?
-                .execute((queue, &g, id, visible_at, now, BLOCKED))?;
-            }
-            Ok::<_, QueueError>(())
-        })?;
-        self.meta.notify.notify_waiters();
-        Ok(())
+        let meta = Arc::clone(&self.meta);
+        let handle = handle.to_owned();
+        let reason = reason.map(str::to_owned);
+        self.store
+            .submit(move |b| {
+                let now = now_ms();
+                let visible_at = now.saturating_add(ms(visibility));
+                let tx = b.tx;
+                let group: Option<Option<String>> = tx
+                    .prepare_cached(
+                        "UPDATE messages SET visible_at_ms = ?4, reason = COALESCE(?5, reason)
+                         WHERE id = ?1 AND queue = ?2 AND receipt = ?3 RETURNING group_id",
+                    )?
+                    .query_row((id, &queue, nonce, visible_at, &reason), |r| r.get(0))
+                    .optional()?;
+                let group = group.ok_or(QueueError::StaleReceipt(handle))?;
+                if let (true, true, Some(g)) = (cascade, fifo, group) {
+                    tx.prepare_cached(
+                        "UPDATE messages SET visible_at_ms = ?4
+                         WHERE queue = ?1 AND group_id = ?2 AND id > ?3 AND receive_count > 0
+                           AND visible_at_ms > ?5 AND visible_at_ms < ?6",
+                    )?
+                    .execute((&queue, &g, id, visible_at, now, BLOCKED))?;
+                }
+                b.wake_queue(&meta);
+                Ok(())
+            })
+            .await
     }
+}
+
+/// What one receive did inside the writer's batch.
+struct Received {
+    messages: Vec<ReceivedMessage>,
+    /// Some message went to the DLQ.
+    moved: bool,
+    /// A FIFO group got a new head.
+    promoted: bool,
+}
+
+/// The receive itself: picks up to `max` visible messages (FIFO: only group
+/// heads and what follows them), hides them until `hidden_until` and moves
+/// those past `maxReceiveCount` to the DLQ.
+fn receive_in(
+    b: &Batch<'_>,
+    cfg: &QueueConfig,
+    queue: &str,
+    max: usize,
+    now: i64,
+    hidden_until: i64,
+) -> Result<Received, QueueError> {
+    let tx = b.tx;
+    let dlq = cfg.dead_letter_queue.as_deref();
+    let over_limit = |row: &Row| dlq.is_some() && row.receive_count >= cfg.max_receive_count;
+    let mut moved = false;
+    let mut promoted = false;
+    let mut out: Vec<ReceivedMessage> = Vec::new();
+    let mut picked: HashSet<i64> = HashSet::new();
+    let deliver = |row: Row, out: &mut Vec<ReceivedMessage>| -> Result<(), QueueError> {
+        let nonce = b.next_receipt();
+        tx.prepare_cached(
+            "UPDATE messages SET receive_count = receive_count + 1, visible_at_ms = ?2, receipt = ?3 WHERE id = ?1",
+        )?
+        .execute((row.id, hidden_until, nonce as i64))?;
+        out.push(ReceivedMessage {
+            message_id: row.message_id,
+            receipt_handle: receipt_handle(row.id, nonce),
+            attributes: decode_attributes(row.attributes.as_deref())?,
+            body: row.body,
+            receive_count: row.receive_count + 1,
+            group_id: row.group_id,
+            sent_at_ms: row.sent_at_ms,
+        });
+        Ok(())
+    };
+    // Keyset pagination over visible messages, in the order they became visible.
+    let mut cursor = (i64::MIN, i64::MIN);
+    'scan: while out.len() < max {
+        let want = (max - out.len()).max(if cfg.fifo { 32 } else { 1 });
+        let rows: Vec<Row> = tx
+            .prepare_cached(
+                "SELECT id, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms, receive_count
+                 FROM messages
+                 WHERE queue = ?1 AND visible_at_ms <= ?2 AND (visible_at_ms, id) > (?3, ?4)
+                 ORDER BY visible_at_ms, id LIMIT ?5",
+            )?
+            .query_map((queue, now, cursor.0, cursor.1, want as i64), read_row)?
+            .collect::<Result<_, _>>()?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            if out.len() >= max {
+                break 'scan;
+            }
+            cursor = (row.visible_at_ms, row.id);
+            let group = if cfg.fifo { row.group_id.clone() } else { None };
+            if let Some(g) = &group {
+                let head: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT MIN(id) FROM messages WHERE queue = ?1 AND group_id = ?2",
+                    )?
+                    .query_row((queue, g), |r| r.get(0))?;
+                if picked.contains(&row.id) || head != Some(row.id) {
+                    continue;
+                }
+            }
+            if over_limit(&row) {
+                let dlq = dlq.expect("over_limit implies a DLQ");
+                transfer(
+                    tx,
+                    row.id,
+                    row.group_id.as_deref(),
+                    dlq,
+                    Move::ToDlq { source: queue },
+                    now,
+                )?;
+                moved = true;
+                if let Some(g) = &group {
+                    promoted |= promote(tx, queue, g, now)?;
+                }
+                continue;
+            }
+            let after = row.id;
+            picked.insert(row.id);
+            deliver(row, &mut out)?;
+            // FIFO: the rest of the group may come in the same batch, in order.
+            if let Some(g) = &group {
+                let next: Vec<Row> = tx
+                    .prepare_cached(
+                        "SELECT id, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms, receive_count
+                         FROM messages WHERE queue = ?1 AND group_id = ?2 AND id > ?3
+                         ORDER BY id LIMIT ?4",
+                    )?
+                    .query_map((queue, g, after, (max - out.len()) as i64), read_row)?
+                    .collect::<Result<_, _>>()?;
+                for row in next {
+                    let waiting = row.visible_at_ms == BLOCKED || row.visible_at_ms <= now;
+                    if !waiting || over_limit(&row) {
+                        break;
+                    }
+                    picked.insert(row.id);
+                    deliver(row, &mut out)?;
+                }
+            }
+        }
+    }
+    Ok(Received {
+        messages: out,
+        moved,
+        promoted,
+    })
+}
+
+/// Inserts messages (dropping FIFO duplicates within the dedup window);
+/// returns their ids (a duplicate gets its original's).
+fn send_in(
+    b: &Batch<'_>,
+    cfg: &QueueConfig,
+    meta: &QueueMeta,
+    queue: &str,
+    messages: &[(OutgoingMessage, Option<String>)],
+    dedup_window: i64,
+) -> Result<Vec<String>, QueueError> {
+    let tx = b.tx;
+    let now = now_ms();
+    let mut sweep = false;
+    let mut ids = Vec::with_capacity(messages.len());
+    for (m, attributes) in messages {
+        if let Some(dedup) = &m.dedup_id {
+            let earlier: Option<(String, i64)> = tx
+                .prepare_cached(
+                    "SELECT message_id, expires_ms FROM dedup WHERE queue = ?1 AND dedup_id = ?2",
+                )?
+                .query_row((queue, dedup), |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((id, expires)) = earlier.filter(|(_, expires)| *expires > now) {
+                tracing::debug!(queue, dedup_id = %dedup, message_id = %id, expires, "duplicate dropped");
+                ids.push(id);
+                continue;
+            }
+        }
+        let message_id = new_message_id();
+        let visible_at = match &m.group_id {
+            Some(g) if cfg.fifo && group_busy(tx, queue, g)? => BLOCKED,
+            _ => now.saturating_add(ms(m.delay)),
+        };
+        tx.prepare_cached(
+            "INSERT INTO messages (queue, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute((queue, &message_id, &m.body, attributes, &m.group_id, now, visible_at))?;
+        if let Some(dedup) = &m.dedup_id {
+            tx.prepare_cached("INSERT OR REPLACE INTO dedup (queue, dedup_id, message_id, expires_ms) VALUES (?1, ?2, ?3, ?4)")?
+                .execute((queue, dedup, &message_id, now.saturating_add(dedup_window)))?;
+            sweep |=
+                meta.dedup_inserts.fetch_add(1, Ordering::Relaxed) & (DEDUP_SWEEP_EVERY - 1) == 0;
+        }
+        ids.push(message_id);
+    }
+    if sweep {
+        tx.prepare_cached("DELETE FROM dedup WHERE expires_ms <= ?1")?
+            .execute([now])?;
+    }
+    Ok(ids)
 }
 
 fn check_visibility(visibility: Duration) -> Result<(), QueueError> {
@@ -790,53 +905,31 @@ impl Queue for EmbeddedQueue {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        let queue = self.name.as_str();
-        let now = now_ms();
-        let dedup_window = self.store.dedup_window_ms;
-        let mut sweep = false;
-        let ids = self.store.write(|tx| {
-            let mut ids = Vec::with_capacity(messages.len());
-            for m in &messages {
-                if let Some(dedup) = &m.dedup_id {
-                    let earlier: Option<(String, i64)> = tx
-                        .prepare_cached("SELECT message_id, expires_ms FROM dedup WHERE queue = ?1 AND dedup_id = ?2")?
-                        .query_row((queue, dedup), |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()?;
-                    if let Some((id, expires)) = earlier.filter(|(_, expires)| *expires > now) {
-                        tracing::debug!(queue, dedup_id = %dedup, message_id = %id, expires, "duplicate dropped");
-                        ids.push(id);
-                        continue;
-                    }
-                }
-                let message_id = new_message_id();
-                let visible_at = match &m.group_id {
-                    Some(g) if cfg.fifo && group_busy(tx, queue, g)? => BLOCKED,
-                    _ => now.saturating_add(ms(m.delay)),
-                };
+        // Encoded before the writer runs: a refusal must come before any write.
+        let messages = messages
+            .into_iter()
+            .map(|m| {
                 let attributes = if m.attributes.is_empty() {
                     None
                 } else {
-                    Some(serde_json::to_string(&m.attributes).map_err(|e| QueueError::Invalid(e.to_string()))?)
+                    Some(
+                        serde_json::to_string(&m.attributes)
+                            .map_err(|e| QueueError::Invalid(e.to_string()))?,
+                    )
                 };
-                tx.prepare_cached(
-                    "INSERT INTO messages (queue, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute((queue, &message_id, &m.body, attributes, &m.group_id, now, visible_at))?;
-                if let Some(dedup) = &m.dedup_id {
-                    tx.prepare_cached("INSERT OR REPLACE INTO dedup (queue, dedup_id, message_id, expires_ms) VALUES (?1, ?2, ?3, ?4)")?
-                        .execute((queue, dedup, &message_id, now.saturating_add(dedup_window)))?;
-                    sweep |= self.meta.dedup_inserts.fetch_add(1, Ordering::Relaxed) & (DEDUP_SWEEP_EVERY - 1) == 0;
-                }
-                ids.push(message_id);
-            }
-            if sweep {
-                tx.prepare_cached("DELETE FROM dedup WHERE expires_ms <= ?1")?.execute([now])?;
-            }
-            Ok::<_, QueueError>(ids)
-        })?;
-        self.meta.notify.notify_waiters();
-        Ok(ids)
+                Ok((m, attributes))
+            })
+            .collect::<Result<Vec<_>, QueueError>>()?;
+        let queue = self.name.clone();
+        let dedup_window = self.store.dedup_window_ms;
+        let meta = Arc::clone(&self.meta);
+        self.store
+            .submit(move |b| {
+                let ids = send_in(b, &cfg, &meta, &queue, &messages, dedup_window)?;
+                b.wake_queue(&meta);
+                Ok(ids)
+            })
+            .await
     }
 
     async fn receive(
@@ -865,32 +958,38 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn delete_batch(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
-        let queue = self.name.as_str();
+        let queue = self.name.clone();
         let fifo = self.meta.config().fifo;
-        let now = now_ms();
-        let mut stale = Vec::new();
-        let mut promoted = false;
-        self.store.write(|tx| {
-            for handle in receipt_handles {
-                let Ok((id, nonce)) = parse_receipt(handle) else {
-                    stale.push(handle.as_str());
-                    continue;
-                };
-                let group: Option<Option<String>> = tx
-                    .prepare_cached("DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3 RETURNING group_id")?
-                    .query_row((id, queue, nonce), |r| r.get(0))
-                    .optional()?;
-                match group {
-                    None => stale.push(handle.as_str()),
-                    Some(Some(g)) if fifo => promoted |= promote(tx, queue, &g, now)?,
-                    Some(_) => {}
+        let meta = Arc::clone(&self.meta);
+        let handles = receipt_handles.to_vec();
+        let stale = self
+            .store
+            .submit(move |b| {
+                let now = now_ms();
+                let tx = b.tx;
+                let mut stale = Vec::new();
+                let mut promoted = false;
+                for handle in handles {
+                    let Ok((id, nonce)) = parse_receipt(&handle) else {
+                        stale.push(handle);
+                        continue;
+                    };
+                    let group: Option<Option<String>> = tx
+                        .prepare_cached("DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3 RETURNING group_id")?
+                        .query_row((id, &queue, nonce), |r| r.get(0))
+                        .optional()?;
+                    match group {
+                        None => stale.push(handle),
+                        Some(Some(g)) if fifo => promoted |= promote(tx, &queue, &g, now)?,
+                        Some(_) => {}
+                    }
                 }
-            }
-            Ok::<_, QueueError>(())
-        })?;
-        if promoted {
-            self.meta.notify.notify_waiters();
-        }
+                if promoted {
+                    b.wake_queue(&meta);
+                }
+                Ok::<_, QueueError>(stale)
+            })
+            .await?;
         // The valid handles are deleted either way; report the rest.
         if !stale.is_empty() {
             return Err(QueueError::StaleReceipt(stale.join(", ")));
@@ -905,6 +1004,7 @@ impl Queue for EmbeddedQueue {
         reason: Option<&str>,
     ) -> Result<(), QueueError> {
         self.set_visibility(receipt_handle, visibility, reason, true)
+            .await
     }
 
     async fn change_visibility(
@@ -913,5 +1013,6 @@ impl Queue for EmbeddedQueue {
         visibility: Duration,
     ) -> Result<(), QueueError> {
         self.set_visibility(receipt_handle, visibility, None, false)
+            .await
     }
 }

@@ -1,15 +1,16 @@
 //! The one SQLite database behind the embedded table, change stream and queues.
 //!
-//! One connection behind a mutex: every port call is one short transaction,
-//! so calls serialise cheaply and a table write and its stream record commit
-//! together (the stream is an outbox). WAL with `synchronous=NORMAL` means a
-//! committed transaction survives `kill -9` of the process without an fsync
-//! per commit.
-
+//! Writes go to one writer thread that group-commits everything in flight
+//! (see `writer`), so a table write and its stream record commit together
+//! (the stream is an outbox) and many callers share one commit. Reads run
+//! on a small pool of separate connections, which WAL lets run beside the
+//! writer. WAL with `synchronous=NORMAL` means a committed transaction
+//! survives `kill -9` of the process without an fsync per commit; the WAL
+//! is checkpointed off the commit path, on a connection of its own.
 use std::collections::HashMap;
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,7 +20,7 @@ use tokio::sync::Notify;
 use super::faults::Faults;
 use super::queue::QueueMeta;
 use super::stream::StreamSeq;
-use super::table::WriteQueue;
+use super::writer::{Batch, Writer};
 use crate::envelope::{LOCAL_ACCOUNT, LOCAL_REGION};
 
 /// The schema this code writes; a database from a newer build is refused.
@@ -125,17 +126,17 @@ CREATE TABLE IF NOT EXISTS dedup (
 /// The embedded backend's database. Open it once and share the `Arc`; the
 /// table, stream and queues are cheap handles onto it.
 pub struct EmbeddedStore {
-    conn: Mutex<Conn>,
-    /// Table writes waiting for the next group commit.
-    pub(super) writes: WriteQueue,
+    writer: Writer,
+    /// Idle read connections (file databases; in memory, reads share the writer's).
+    readers: Mutex<Vec<Connection>>,
+    /// How to open another reader (`None` in memory).
+    reader_path: Option<(PathBuf, Duration)>,
     path: String,
     pub(super) shard_ids: Vec<String>,
     pub(super) table_name: String,
     pub(super) stream_arn: String,
-    pub(super) stream_notify: Notify,
     pub(super) queues: RwLock<HashMap<String, Arc<QueueMeta>>>,
     pub(super) faults: Arc<Faults>,
-    receipt_counter: AtomicU64,
     pub(super) external_poll: Duration,
     pub(super) dedup_window_ms: i64,
 }
@@ -192,10 +193,7 @@ impl EmbeddedStore {
         let conn = if in_memory {
             Connection::open_in_memory().map_err(sql)?
         } else {
-            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            Connection::open_with_flags(PathBuf::from(path), flags).map_err(sql)?
+            Connection::open_with_flags(PathBuf::from(path), OPEN_FLAGS).map_err(sql)?
         };
         conn.busy_timeout(options.busy_timeout).map_err(sql)?;
         // WAL + NORMAL: commits are durable against a process crash and need
@@ -206,7 +204,11 @@ impl EmbeddedStore {
             .map_err(sql)?;
         conn.pragma_update(None, "foreign_keys", "OFF")
             .map_err(sql)?;
+        // Sort and statement journals in memory: never a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(sql)?;
         conn.set_prepared_statement_cache_capacity(64);
+        stable_plans(&conn).map_err(sql)?;
 
         let found: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -238,21 +240,35 @@ impl EmbeddedStore {
             "arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{}/stream/{label}",
             options.table_name
         );
-        Ok(Arc::new(EmbeddedStore {
-            conn: Mutex::new(Conn {
+        // The checkpointer's connection: the writer never checkpoints itself.
+        let checkpoint_conn = if in_memory {
+            None
+        } else {
+            let c = open_side_connection(path, options.busy_timeout).map_err(sql)?;
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(sql)?;
+            Some(c)
+        };
+        let writer = Writer::start(
+            Conn {
                 db: conn,
                 stream_seq: StreamSeq::default(),
-            }),
-            writes: WriteQueue::default(),
+            },
+            shards as usize,
+            // Seeded from the clock so handles stay unique across restarts.
+            created_ms as u64 * 1000,
+            checkpoint_conn,
+        );
+        Ok(Arc::new(EmbeddedStore {
+            writer,
+            readers: Mutex::new(Vec::new()),
+            reader_path: (!in_memory).then(|| (path.to_path_buf(), options.busy_timeout)),
             path: shown,
             shard_ids: (0..shards).map(shard_id).collect(),
             table_name: options.table_name,
             stream_arn,
-            stream_notify: Notify::new(),
             queues: RwLock::new(queues),
             faults: Arc::new(Faults::default()),
-            // Seeded from the clock so handles stay unique across restarts.
-            receipt_counter: AtomicU64::new(created_ms as u64 * 1000),
             external_poll: options.external_poll,
             dedup_window_ms: options.dedup_window.as_millis() as i64,
         }))
@@ -274,10 +290,10 @@ impl EmbeddedStore {
         &self.faults
     }
 
+    /// The write connection, for synchronous admin writes (queue creation,
+    /// redrive, trim); the hot path goes through [`EmbeddedStore::submit`].
     pub(super) fn lock(&self) -> MutexGuard<'_, Conn> {
-        // A panic mid-transaction rolls the transaction back on drop, so the
-        // connection is still consistent after a poisoned lock.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        self.writer.shared.lock_conn()
     }
 
     /// Runs `f` in one write transaction (BEGIN IMMEDIATE, so another process
@@ -296,19 +312,44 @@ impl EmbeddedStore {
         Ok(out)
     }
 
-    pub(super) fn next_receipt(&self) -> u64 {
-        self.receipt_counter.fetch_add(1, Ordering::Relaxed)
+    /// Queues `op` for the writer's next group commit and waits until it
+    /// committed. An `Err` from `op` rolls back its own writes only.
+    pub(super) async fn submit<T, E>(
+        &self,
+        op: impl FnOnce(&mut Batch<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: super::writer::OpError + Send + 'static,
+    {
+        self.writer.submit(op).await
     }
 
-    /// The shard index of a partition key: a stable hash (FNV-1a), so every
-    /// record of one item lands in the same shard across restarts and builds.
-    pub(super) fn shard_of(&self, pk: &str) -> i64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in pk.as_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    /// Runs `f` on a read connection: it sees every committed write and
+    /// never waits for the writer (WAL). In memory, the writer's connection.
+    pub(super) fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<rusqlite::Error>,
+    {
+        let Some((path, busy)) = &self.reader_path else {
+            return f(&self.lock());
+        };
+        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => open_side_connection(path, *busy)?,
+        };
+        let out = f(&conn);
+        let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
         }
-        (h % self.shard_ids.len() as u64) as i64
+        out
+    }
+
+    /// Fired when a commit appended records to shard `idx`.
+    pub(super) fn stream_notify(&self, idx: i64) -> &Notify {
+        &self.writer.shared.stream_notify[idx as usize]
     }
 
     pub(super) fn shard_index(&self, shard: &str) -> Option<i64> {
@@ -319,6 +360,33 @@ impl EmbeddedStore {
     }
 }
 
+/// Read connections kept open between reads.
+const MAX_IDLE_READERS: usize = 8;
+
+const OPEN_FLAGS: OpenFlags = OpenFlags::SQLITE_OPEN_READ_WRITE
+    .union(OpenFlags::SQLITE_OPEN_CREATE)
+    .union(OpenFlags::SQLITE_OPEN_NO_MUTEX);
+
+/// Another connection to a file database in WAL mode (a reader, the checkpointer).
+fn open_side_connection(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, OPEN_FLAGS)?;
+    conn.busy_timeout(busy)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    stable_plans(&conn)?;
+    Ok(conn)
+}
+
+/// Plans that do not depend on bound values. Without this, SQLite (built
+/// with STAT4) re-prepares a cached statement every time a parameter its
+/// plan looked at is bound again, e.g. every `LIMIT ?`.
+fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
 /// The connection and the writer's stream-sequence state, locked together.
 pub(super) struct Conn {
     db: Connection,
@@ -326,6 +394,10 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    pub(super) fn db(&self) -> &Connection {
+        &self.db
+    }
+
     /// Both halves at once, so a transaction on `db` can use `stream_seq`.
     pub(super) fn parts(&mut self) -> (&mut Connection, &mut StreamSeq) {
         (&mut self.db, &mut self.stream_seq)
@@ -388,20 +460,23 @@ pub(super) fn ms(d: Duration) -> i64 {
 /// notification, for `next_at_ms` (a known future event, e.g. a visibility
 /// expiry), for `external_poll` or for the deadline, whichever comes first;
 /// then checks again. Returns the first non-empty result or the last empty one.
-pub(super) async fn wait_until<T, E>(
+pub(super) async fn wait_until<T, E, Fut>(
     notify: &Notify,
     deadline: tokio::time::Instant,
     external_poll: Duration,
-    mut check: impl FnMut() -> Result<(T, Option<i64>), E>,
+    mut check: impl FnMut() -> Fut,
     found: impl Fn(&T) -> bool,
-) -> Result<T, E> {
+) -> Result<T, E>
+where
+    Fut: Future<Output = Result<(T, Option<i64>), E>>,
+{
     loop {
         let notified = notify.notified();
         tokio::pin!(notified);
         // Register before checking, so a commit between the check and the
         // wait still wakes us.
         notified.as_mut().enable();
-        let (value, next_at_ms) = check()?;
+        let (value, next_at_ms) = check().await?;
         let now = tokio::time::Instant::now();
         if found(&value) || now >= deadline {
             return Ok(value);

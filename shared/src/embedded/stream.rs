@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::{StreamRecord as Change, StreamViewType};
-use rusqlite::{OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension};
 
 use super::store::{now_ms, wait_until, EmbeddedStore};
 use crate::envelope::LOCAL_REGION;
@@ -18,6 +18,12 @@ pub const SEQUENCE_DIGITS: usize = 21;
 impl From<rusqlite::Error> for StreamError {
     fn from(e: rusqlite::Error) -> Self {
         StreamError::Backend(e.to_string())
+    }
+}
+
+impl super::writer::OpError for StreamError {
+    fn is_refusal(&self) -> bool {
+        matches!(self, StreamError::NoSuchShard(_))
     }
 }
 
@@ -58,7 +64,7 @@ impl StreamSeq {
     /// Makes `next` right for this write transaction. The cache holds while
     /// no other connection has committed (data_version unchanged); otherwise
     /// it is reloaded from each shard's last record and the trim high-water mark.
-    pub(super) fn refresh(&mut self, tx: &Transaction<'_>, shards: usize) -> rusqlite::Result<()> {
+    pub(super) fn refresh(&mut self, tx: &Connection, shards: usize) -> rusqlite::Result<()> {
         let version: i64 = tx
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?;
@@ -87,7 +93,7 @@ impl StreamSeq {
 }
 
 /// The highest sequence number ever trimmed away, so none is reused.
-fn high_water(tx: &Transaction<'_>) -> rusqlite::Result<i64> {
+fn high_water(tx: &Connection) -> rusqlite::Result<i64> {
     let v: Option<String> = tx
         .prepare_cached("SELECT value FROM meta WHERE key = 'stream_high_water'")?
         .query_row([], |r| r.get(0))
@@ -119,9 +125,10 @@ impl EmbeddedStream {
     }
 
     fn latest(&self, idx: i64) -> Result<Option<i64>, StreamError> {
-        let conn = self.store.lock();
-        let mut st = conn.prepare_cached("SELECT MAX(seq) FROM stream WHERE shard = ?1")?;
-        Ok(st.query_row([idx], |r| r.get::<_, Option<i64>>(0))?)
+        self.store.read(|conn| {
+            let mut st = conn.prepare_cached("SELECT MAX(seq) FROM stream WHERE shard = ?1")?;
+            Ok(st.query_row([idx], |r| r.get::<_, Option<i64>>(0))?)
+        })
     }
 
     /// Waits until the shard has a record after `after`, or `timeout` passes.
@@ -136,10 +143,15 @@ impl EmbeddedStream {
         let after = after.map(parse_sequence).transpose()?.unwrap_or(0);
         let deadline = tokio::time::Instant::now() + timeout;
         wait_until(
-            &self.store.stream_notify,
+            self.store.stream_notify(idx),
             deadline,
             self.store.external_poll,
-            || Ok((self.latest(idx)?.is_some_and(|s| s > after), None)),
+            || {
+                std::future::ready(
+                    self.latest(idx)
+                        .map(|l| (l.is_some_and(|s| s > after), None)),
+                )
+            },
             |found| *found,
         )
         .await
@@ -190,8 +202,11 @@ impl EmbeddedStream {
         // Lambda reports whole seconds here.
         change.approximate_creation_date_time =
             chrono::DateTime::from_timestamp(at_ms.div_euclid(1000), 0).unwrap_or_default();
-        change.keys = serde_dynamo::to_item(serde_json::json!({ "pk": pk, "sk": sk }))
-            .map_err(|e| StreamError::Backend(format!("stream keys: {e}")))?;
+        // Built directly: both keys are strings.
+        let mut keys = std::collections::HashMap::with_capacity(2);
+        keys.insert("pk".to_owned(), serde_dynamo::AttributeValue::S(pk.clone()));
+        keys.insert("sk".to_owned(), serde_dynamo::AttributeValue::S(sk.clone()));
+        change.keys = serde_dynamo::Item::from(keys);
         change.new_image = image(new_image)?;
         change.old_image = image(old_image)?;
         change.sequence_number = Some(format_sequence(seq));
@@ -226,25 +241,27 @@ impl ChangeStream for EmbeddedStream {
         let idx = self.shard(shard)?;
         let after = after.map(parse_sequence).transpose()?.unwrap_or(0);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.store.lock();
-        let mut st = conn.prepare_cached(
-            "SELECT seq, event, pk, sk, new_image, old_image, at_ms FROM stream
-             WHERE shard = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let mut rows = st.query((idx, after, limit))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(self.record(row)?);
-        }
-        Ok(out)
+        self.store.read(|conn| {
+            let mut st = conn.prepare_cached(
+                "SELECT seq, event, pk, sk, new_image, old_image, at_ms FROM stream
+                 WHERE shard = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let mut rows = st.query((idx, after, limit))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(self.record(row)?);
+            }
+            Ok(out)
+        })
     }
 
     async fn checkpoint(&self, consumer: &str, shard: &str) -> Result<Option<String>, StreamError> {
         let idx = self.shard(shard)?;
-        let conn = self.store.lock();
-        let mut st =
-            conn.prepare_cached("SELECT seq FROM checkpoints WHERE consumer = ?1 AND shard = ?2")?;
-        Ok(st.query_row((consumer, idx), |r| r.get(0)).optional()?)
+        self.store.read(|conn| {
+            let mut st = conn
+                .prepare_cached("SELECT seq FROM checkpoints WHERE consumer = ?1 AND shard = ?2")?;
+            Ok(st.query_row((consumer, idx), |r| r.get(0)).optional()?)
+        })
     }
 
     async fn save_checkpoint(
@@ -255,12 +272,16 @@ impl ChangeStream for EmbeddedStream {
     ) -> Result<(), StreamError> {
         let idx = self.shard(shard)?;
         parse_sequence(sequence)?;
-        let conn = self.store.lock();
-        let mut st = conn.prepare_cached(
-            "INSERT INTO checkpoints (consumer, shard, seq) VALUES (?1, ?2, ?3)
-             ON CONFLICT (consumer, shard) DO UPDATE SET seq = excluded.seq",
-        )?;
-        st.execute((consumer, idx, sequence))?;
-        Ok(())
+        let (consumer, sequence) = (consumer.to_owned(), sequence.to_owned());
+        self.store
+            .submit(move |b| {
+                let mut st = b.tx.prepare_cached(
+                    "INSERT INTO checkpoints (consumer, shard, seq) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (consumer, shard) DO UPDATE SET seq = excluded.seq",
+                )?;
+                st.execute((consumer, idx, sequence))?;
+                Ok::<_, StreamError>(())
+            })
+            .await
     }
 }

@@ -2,17 +2,15 @@
 //! write appends its change-stream record in the same transaction.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
-use tokio::sync::oneshot;
 
 use super::faults::FaultTarget;
-use super::store::{now_ms, EmbeddedStore};
-use super::stream::StreamSeq;
+use super::store::EmbeddedStore;
+use super::writer::Batch;
 use crate::ports::{Capabilities, Condition, Item, Key, Table, TableError, TxOp};
 
 /// DynamoDB's limits, kept so the embedded table refuses what AWS would.
@@ -29,6 +27,17 @@ impl From<rusqlite::Error> for TableError {
             }
             _ => TableError::Backend(e.to_string()),
         }
+    }
+}
+
+impl super::writer::OpError for TableError {
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            TableError::ConditionFailed { .. }
+                | TableError::TransactionCancelled { .. }
+                | TableError::InvalidItem(_)
+        )
     }
 }
 
@@ -100,7 +109,7 @@ fn decode(body: &str) -> Result<Item, TableError> {
         .map_err(|e| TableError::Backend(format!("stored item is not JSON: {e}")))
 }
 
-fn current(tx: &Transaction<'_>, key: &Key) -> Result<Option<String>, TableError> {
+fn current(tx: &Connection, key: &Key) -> Result<Option<String>, TableError> {
     let mut st = tx.prepare_cached("SELECT body FROM items WHERE pk = ?1 AND sk = ?2")?;
     Ok(st.query_row((&key.pk, &key.sk), |r| r.get(0)).optional()?)
 }
@@ -137,14 +146,8 @@ fn failed_item(body: Option<String>) -> Result<Option<Box<Item>>, TableError> {
 
 /// Applies one write and appends its stream record. A delete of an absent
 /// item changes nothing and records nothing, as on DynamoDB.
-fn apply(
-    store: &EmbeddedStore,
-    tx: &Transaction<'_>,
-    seq: &mut StreamSeq,
-    w: &Write,
-    old: Option<&str>,
-    at_ms: i64,
-) -> Result<bool, TableError> {
+fn apply(b: &mut Batch<'_>, w: &Write, old: Option<&str>) -> Result<(), TableError> {
+    let tx = b.tx;
     let event = match (&w.body, old) {
         (Some(body), _) => {
             let mut st = tx.prepare_cached(
@@ -164,23 +167,25 @@ fn apply(
             st.execute((&w.key.pk, &w.key.sk))?;
             "REMOVE"
         }
-        (None, None) => return Ok(false),
+        (None, None) => return Ok(()),
     };
+    let shard = b.shard_of(&w.key.pk);
     let mut st = tx.prepare_cached(
         "INSERT INTO stream (shard, seq, event, pk, sk, new_image, old_image, at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     st.execute((
-        store.shard_of(&w.key.pk),
-        seq.take(),
+        shard,
+        b.seq.take(),
         event,
         &w.key.pk,
         &w.key.sk,
         w.body.as_deref(),
         old,
-        at_ms,
+        b.at_ms,
     ))?;
-    Ok(true)
+    b.wake_shard(shard);
+    Ok(())
 }
 
 /// One op of a transaction, validated.
@@ -191,90 +196,32 @@ struct Planned {
     writes: bool,
 }
 
-/// A table write waiting for the group commit.
+/// A table write for the group commit.
 enum JobKind {
     One(Write, Condition),
     Many(Vec<Planned>),
 }
 
-struct Job {
-    kind: JobKind,
-    reply: oneshot::Sender<Result<(), TableError>>,
-}
-
-/// Group commit for table writes: concurrent writers queue their writes and
-/// one of them commits the whole queue in a single SQLite transaction, so
-/// the per-commit cost (WAL frames, locks) is shared. A write is
-/// acknowledged only after its transaction committed.
-#[derive(Default)]
-pub(crate) struct WriteQueue {
-    pending: Mutex<Vec<Job>>,
-    /// Set while some task runs the commit loop.
-    committing: AtomicBool,
-}
-
-/// Resets `committing` even if a commit panics, so writers never hang.
-struct CommitterGuard<'a>(&'a AtomicBool);
-
-impl Drop for CommitterGuard<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl WriteQueue {
-    fn push(&self, job: Job) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(job);
-    }
-
-    fn take(&self) -> Vec<Job> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    fn is_empty(&self) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-    }
-}
-
-/// Whether a job's own condition failed (the rest of the batch goes on).
-fn is_refusal(e: &TableError) -> bool {
-    matches!(
-        e,
-        TableError::ConditionFailed { .. } | TableError::TransactionCancelled { .. }
-    )
-}
-
-/// Runs one job inside the batch transaction; `Ok(true)` if it recorded changes.
-fn run_job(
-    store: &EmbeddedStore,
-    tx: &Transaction<'_>,
-    seq: &mut StreamSeq,
-    kind: &JobKind,
-    at_ms: i64,
-) -> Result<bool, TableError> {
+/// Runs one write inside the writer's batch transaction. A refusal (a
+/// condition that does not hold) writes nothing.
+fn run_job(b: &mut Batch<'_>, kind: &JobKind) -> Result<(), TableError> {
     match kind {
         JobKind::One(w, condition) => {
-            let old = current(tx, &w.key)?;
+            let old = current(b.tx, &w.key)?;
             if !holds(condition, old.as_deref()) {
                 return Err(TableError::ConditionFailed {
                     key: w.key.clone(),
                     current: failed_item(old)?,
                 });
             }
-            apply(store, tx, seq, w, old.as_deref(), at_ms)
+            apply(b, w, old.as_deref())
         }
         JobKind::Many(planned) => {
             // Check every condition before writing anything.
             let mut olds = Vec::with_capacity(planned.len());
             let mut failures = Vec::with_capacity(planned.len());
             for p in planned {
-                let old = current(tx, &p.write.key)?;
+                let old = current(b.tx, &p.write.key)?;
                 failures.push(if holds(&p.condition, old.as_deref()) {
                     None
                 } else {
@@ -285,95 +232,12 @@ fn run_job(
             if failures.iter().any(Option::is_some) {
                 return Err(TableError::TransactionCancelled { failures });
             }
-            let mut recorded = false;
             for (p, old) in planned.iter().zip(&olds) {
                 if p.writes {
-                    recorded |= apply(store, tx, seq, &p.write, old.as_deref(), at_ms)?;
+                    apply(b, &p.write, old.as_deref())?;
                 }
             }
-            Ok(recorded)
-        }
-    }
-}
-
-/// Commits a batch of jobs in one transaction and answers each. A job whose
-/// caller has gone (cancelled) before the batch started is dropped unwritten.
-fn commit_batch(store: &EmbeddedStore, jobs: Vec<Job>) {
-    let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
-    if jobs.is_empty() {
-        return;
-    }
-    let shards = store.shard_ids.len();
-    let mut guard = store.lock();
-    let (db, seq) = guard.parts();
-    let outcome = (|| {
-        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        seq.refresh(&tx, shards)?;
-        let at_ms = now_ms();
-        let mut results = Vec::with_capacity(jobs.len());
-        let mut recorded = false;
-        for job in &jobs {
-            match run_job(store, &tx, seq, &job.kind, at_ms) {
-                Ok(r) => {
-                    recorded |= r;
-                    results.push(Ok(()));
-                }
-                Err(e) if is_refusal(&e) => results.push(Err(e)),
-                // Anything else is the database failing: nothing of the batch lands.
-                Err(e) => return Err(e),
-            }
-        }
-        tx.commit()?;
-        Ok::<_, TableError>((results, recorded))
-    })();
-    drop(guard);
-    match outcome {
-        Ok((results, recorded)) => {
-            if recorded {
-                store.stream_notify.notify_waiters();
-            }
-            for (job, result) in jobs.into_iter().zip(results) {
-                let _ = job.reply.send(result);
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, writes = jobs.len(), "table batch failed; nothing of it was written");
-            let msg = e.to_string();
-            let transient = matches!(e, TableError::Transient(_));
-            for job in jobs {
-                let _ = job.reply.send(Err(if transient {
-                    TableError::Transient(msg.clone())
-                } else {
-                    TableError::Backend(msg.clone())
-                }));
-            }
-        }
-    }
-}
-
-impl EmbeddedStore {
-    /// Commits pending table writes unless another task is already doing so
-    /// (it will pick them up: it loops until the queue is empty).
-    fn commit_pending(&self) {
-        loop {
-            if self.writes.committing.swap(true, Ordering::AcqRel) {
-                return;
-            }
-            {
-                let _guard = CommitterGuard(&self.writes.committing);
-                loop {
-                    let batch = self.writes.take();
-                    if batch.is_empty() {
-                        break;
-                    }
-                    commit_batch(self, batch);
-                }
-            }
-            // A write queued between the last take and the reset has no
-            // committer yet: go round again.
-            if self.writes.is_empty() {
-                return;
-            }
+            Ok(())
         }
     }
 }
@@ -382,21 +246,7 @@ impl EmbeddedTable {
     /// Queues a write for the group commit and waits for its outcome.
     async fn submit(&self, kind: JobKind) -> Result<(), TableError> {
         self.maybe_fail()?;
-        let (reply, mut outcome) = oneshot::channel();
-        self.store.writes.push(Job { kind, reply });
-        // Let other ready writers queue theirs, so they share this commit.
-        tokio::task::yield_now().await;
-        // Commit only if no one has yet: a writer whose job went out with
-        // someone else's batch must not commit the next writer's job alone.
-        if let Ok(result) = outcome.try_recv() {
-            return result;
-        }
-        self.store.commit_pending();
-        outcome.await.unwrap_or_else(|_| {
-            Err(TableError::Backend(
-                "the write was dropped: its committing task panicked".to_owned(),
-            ))
-        })
+        self.store.submit(move |b| run_job(b, &kind)).await
     }
 }
 
@@ -405,9 +255,7 @@ impl Table for EmbeddedTable {
     async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
         self.maybe_fail()?;
         validate_key(key)?;
-        let conn = self.store.lock();
-        let mut st = conn.prepare_cached("SELECT body FROM items WHERE pk = ?1 AND sk = ?2")?;
-        let body: Option<String> = st.query_row((&key.pk, &key.sk), |r| r.get(0)).optional()?;
+        let body = self.store.read(|conn| current(conn, key))?;
         body.map(|b| decode(&b)).transpose()
     }
 
@@ -466,28 +314,32 @@ impl Table for EmbeddedTable {
     async fn query(&self, pk: &str, sk_prefix: Option<&str>) -> Result<Vec<Item>, TableError> {
         self.maybe_fail()?;
         let prefix = sk_prefix.unwrap_or("");
-        let conn = self.store.lock();
-        // Range scan from the prefix, stopping at the first key past it.
-        let mut st = conn
-            .prepare_cached("SELECT sk, body FROM items WHERE pk = ?1 AND sk >= ?2 ORDER BY sk")?;
-        let mut rows = st.query((pk, prefix))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let sk: String = row.get(0)?;
-            if !sk.starts_with(prefix) {
-                break;
+        self.store.read(|conn| {
+            // Range scan from the prefix, stopping at the first key past it.
+            let mut st = conn.prepare_cached(
+                "SELECT sk, body FROM items WHERE pk = ?1 AND sk >= ?2 ORDER BY sk",
+            )?;
+            let mut rows = st.query((pk, prefix))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let sk: String = row.get(0)?;
+                if !sk.starts_with(prefix) {
+                    break;
+                }
+                out.push(decode(&row.get::<_, String>(1)?)?);
             }
-            out.push(decode(&row.get::<_, String>(1)?)?);
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     async fn scan(&self) -> Result<Vec<Item>, TableError> {
-        let conn = self.store.lock();
-        let mut st = conn.prepare_cached("SELECT body FROM items ORDER BY pk, sk")?;
-        let bodies = st
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
+        let bodies = self.store.read(|conn| {
+            let mut st = conn.prepare_cached("SELECT body FROM items ORDER BY pk, sk")?;
+            let bodies = st
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>();
+            bodies
+        })?;
         bodies.iter().map(|b| decode(b)).collect()
     }
 }
