@@ -13,8 +13,7 @@
 
 mod aws_common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use router_rules::Topology;
@@ -28,22 +27,6 @@ use switchyard_shared::ports::{BlobStore, Queue, Table};
 use switchyard_shared::BlobKey;
 
 const FLOW_DEADLINE: Duration = Duration::from_secs(90);
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn switchyard(endpoint: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    cmd.env("SWITCHYARD_AWS_ENDPOINT", endpoint)
-        .env("AWS_REGION", "us-east-1");
-    cmd
-}
 
 /// Runs the aws CLI against moto; panics with its output if it fails.
 fn aws(endpoint: &str, args: &[&str]) -> Value {
@@ -136,7 +119,7 @@ async fn order_and_image_flow_through_moto() {
     let clients = aws_common::clients(&endpoint).await;
 
     // 1. provision, with the CLI.
-    let out = switchyard(&endpoint)
+    let out = aws_common::switchyard(&endpoint)
         .args(["provision", "--backend", "aws"])
         .output()
         .unwrap();
@@ -148,22 +131,7 @@ async fn order_and_image_flow_through_moto() {
     let observer = observe_status_changes(&clients, &topology).await;
 
     // 2. up, against moto; it prints its API address once ready.
-    let mut up = Reaped(
-        switchyard(&endpoint)
-            .args(["up", "--backend", "aws", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(up.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(
-        line.contains("API on http://127.0.0.1:"),
-        "up said: {line:?}"
-    );
+    let _up = aws_common::up_on_aws(&endpoint);
     let resources = AwsResources::connect(&topology, &clients).await.unwrap();
 
     // 3. OrderPlaced via the aws CLI onto the bus -> the order item.

@@ -18,8 +18,7 @@
 
 mod aws_common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use router_rules::Topology;
@@ -28,22 +27,6 @@ use switchyard::replay::{replay_embedded, EmbeddedTarget, ReplayOptions};
 use switchyard::state::StateSnapshot;
 use switchyard_shared::items::order_key;
 use switchyard_shared::ports::Table;
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn switchyard(endpoint: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    cmd.env("SWITCHYARD_AWS_ENDPOINT", endpoint)
-        .env("AWS_REGION", "us-east-1");
-    cmd
-}
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
@@ -80,23 +63,11 @@ async fn a_log_replayed_into_moto_reaches_the_embedded_state() {
     let expected_path = dir.path().join("expected.json");
     std::fs::write(&expected_path, embedded.snapshot.to_json()).unwrap();
 
-    run_ok(switchyard(&endpoint).args(["provision", "--backend", "aws"]));
-    let mut up = Reaped(
-        switchyard(&endpoint)
-            .args(["up", "--backend", "aws", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(up.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("API on"), "up said: {line:?}");
+    run_ok(aws_common::switchyard(&endpoint).args(["provision", "--backend", "aws"]));
+    let _up = aws_common::up_on_aws(&endpoint);
 
     // Consumer-side faults need the embedded runtime: refused, not ignored.
-    let refused = switchyard(&endpoint)
+    let refused = aws_common::switchyard(&endpoint)
         .args(["replay", "--backend", "aws", "--faults", "crash=0.1"])
         .arg(&log_path)
         .output()
@@ -109,7 +80,7 @@ async fn a_log_replayed_into_moto_reaches_the_embedded_state() {
     );
 
     let report = run_ok(
-        switchyard(&endpoint)
+        aws_common::switchyard(&endpoint)
             .args([
                 "replay",
                 "--backend",
@@ -134,7 +105,8 @@ async fn a_log_replayed_into_moto_reaches_the_embedded_state() {
         "{report}"
     );
 
-    let dumped = run_ok(switchyard(&endpoint).args(["state", "dump", "--backend", "aws"]));
+    let dumped =
+        run_ok(aws_common::switchyard(&endpoint).args(["state", "dump", "--backend", "aws"]));
     let dumped: StateSnapshot = serde_json::from_str(&dumped).unwrap();
     assert_eq!(dumped.diff(&embedded.snapshot), Vec::<String>::new());
 
@@ -148,7 +120,7 @@ async fn a_log_replayed_into_moto_reaches_the_embedded_state() {
     let event_path = dir.path().join("event.json");
     std::fs::write(&event_path, event.to_string()).unwrap();
     let out = run_ok(
-        switchyard(&endpoint)
+        aws_common::switchyard(&endpoint)
             .args(["publish", "--backend", "aws"])
             .arg(&event_path),
     );

@@ -255,24 +255,33 @@ async fn replay(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
         "  state:               `switchyard state dump --data-dir {}`",
         data_dir.root.display()
     );
-    let mut ok = outcome.report.unaccounted.is_empty();
-    if let Some(expected) = expected {
-        let diff = outcome.snapshot.diff(&expected);
-        if diff.is_empty() {
-            println!("  expected state:      matches");
-        } else {
+    let diff = expected.map(|e| outcome.snapshot.diff(&e));
+    Ok(verdict(outcome.report.unaccounted.is_empty(), diff, ""))
+}
+
+/// Prints how the final state compares with `--expect` (when given) and
+/// turns the outcome into the exit code.
+fn verdict(accounted: bool, diff: Option<Vec<String>>, waited: &str) -> ExitCode {
+    let mut ok = accounted;
+    match diff {
+        None => {}
+        Some(diff) if diff.is_empty() => println!("  expected state:      matches"),
+        Some(diff) => {
             ok = false;
-            println!("  expected state:      DIFFERS ({} lines)", diff.len());
+            println!(
+                "  expected state:      DIFFERS{waited} ({} lines)",
+                diff.len()
+            );
             for line in diff {
                 println!("    {line}");
             }
         }
     }
-    Ok(if ok {
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
 /// `--backend aws`: publish into the provisioned resources; with `--expect`,
@@ -286,34 +295,20 @@ async fn replay_into_aws(
 ) -> anyhow::Result<ExitCode> {
     let outcome = switchyard::replay::aws::replay_aws(log, topology, endpoint, options).await?;
     println!("{outcome}");
-    let mut ok = outcome.refused.is_empty();
-    if let Some(expected) = expected {
-        let diff = switchyard::replay::aws::await_state(
-            topology,
-            endpoint,
-            &expected,
-            options.quiet_timeout,
-        )
-        .await?;
-        if diff.is_empty() {
-            println!("  expected state:      matches");
-        } else {
-            ok = false;
-            println!(
-                "  expected state:      DIFFERS after {:?} ({} lines)",
+    let diff = match expected {
+        Some(expected) => Some(
+            switchyard::replay::aws::await_state(
+                topology,
+                endpoint,
+                &expected,
                 options.quiet_timeout,
-                diff.len()
-            );
-            for line in diff {
-                println!("    {line}");
-            }
-        }
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let waited = format!(" after {:?}", options.quiet_timeout);
+    Ok(verdict(outcome.refused.is_empty(), diff, &waited))
 }
 
 #[derive(Debug, Args)]

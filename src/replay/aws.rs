@@ -18,7 +18,9 @@ use switchyard_shared::ports::BlobStore;
 use switchyard_shared::BlobKey;
 
 use super::log::EventLog;
-use super::replayer::{planned, progress_bar, publish_paced, Refusal, ReplayOptions};
+use super::replayer::{
+    planned, progress_bar, publish_paced, publish_refusals, Refusal, ReplayOptions,
+};
 use crate::provision::resources::publish_targets;
 use crate::state::StateSnapshot;
 
@@ -97,19 +99,7 @@ pub async fn replay_aws(
     .await?;
     bar.finish_and_clear();
     let mut refused = plan.refused;
-    for failure in &published.failed {
-        let detail_type = plan
-            .to_publish
-            .iter()
-            .find(|e| e.id == failure.event_id)
-            .map(|e| e.detail_type.clone())
-            .unwrap_or_default();
-        refused.push(Refusal {
-            event_id: failure.event_id,
-            detail_type,
-            reason: format!("publish failed: {}", failure.reason),
-        });
-    }
+    refused.extend(publish_refusals(&published, &plan.to_publish));
     Ok(AwsReplayOutcome {
         selected: plan.selection.events.len(),
         outside_window: plan.selection.outside_window,

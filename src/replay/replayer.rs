@@ -251,6 +251,23 @@ pub fn planned<'a>(
     })
 }
 
+/// The events a publish could not deliver, as refusals.
+pub fn publish_refusals(report: &PublishReport, sent: &[Envelope]) -> Vec<Refusal> {
+    report
+        .failed
+        .iter()
+        .map(|f| Refusal {
+            event_id: f.event_id,
+            detail_type: sent
+                .iter()
+                .find(|e| e.id == f.event_id)
+                .map(|e| e.detail_type.clone())
+                .unwrap_or_default(),
+            reason: format!("publish failed: {}", f.reason),
+        })
+        .collect()
+}
+
 /// Why an event cannot be published as logged, if it cannot.
 fn refusal(topology: &Topology, e: &LoggedEvent) -> Option<String> {
     if let Err(err) = DomainEvent::validate(&e.event) {
@@ -524,18 +541,7 @@ pub async fn replay_embedded(
         }
     };
     let publish_time = publish_started.elapsed();
-    for f in &published.failed {
-        let detail_type = to_publish
-            .iter()
-            .find(|e| e.id == f.event_id)
-            .map(|e| e.detail_type.clone())
-            .unwrap_or_default();
-        refused.push(Refusal {
-            event_id: f.event_id,
-            detail_type,
-            reason: format!("publish failed: {}", f.reason),
-        });
-    }
+    refused.extend(publish_refusals(&published, &to_publish));
     bar.set_message("settling");
     let quiet = system.wait_quiet(options.quiet_timeout).await;
     let settle_time = publish_started.elapsed();

@@ -9,6 +9,8 @@
 #![allow(dead_code)] // each test file uses part of this
 
 use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use router_rules::topology::{RouteSpec, Subscription};
@@ -117,4 +119,44 @@ pub async fn queue_url(clients: &AwsClients, name: &str) -> String {
     out.unwrap_or_else(|e| panic!("queue {name}: {e}"))
         .queue_url
         .expect("a queue URL")
+}
+
+/// A child process killed and reaped when the test ends, pass or fail.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `switchyard` binary, pointed at the moto server.
+pub fn switchyard(endpoint: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.env("SWITCHYARD_AWS_ENDPOINT", endpoint)
+        .env("AWS_REGION", "us-east-1");
+    cmd
+}
+
+/// Starts `switchyard up --backend aws` and returns once it printed its API
+/// address (its pollers are running by then).
+pub fn up_on_aws(endpoint: &str) -> Reaped {
+    let mut up = Reaped(
+        switchyard(endpoint)
+            .args(["up", "--backend", "aws", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting switchyard up"),
+    );
+    let mut line = String::new();
+    BufReader::new(up.0.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("reading up's first line");
+    assert!(
+        line.contains("API on http://127.0.0.1:"),
+        "up said: {line:?}"
+    );
+    up
 }
