@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use router_rules::topology::ConsumerSpec;
 use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_consumers::SqsBatchHandler;
 use switchyard_shared::envelope::LOCAL_REGION;
@@ -16,6 +17,9 @@ use switchyard_shared::ports::{
     ChangeStream, OutgoingMessage, Queue, QueueError, ReceivedMessage, StreamRecord,
 };
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::system::RuntimeOptions;
 
 /// How a queue worker polls and retries.
 #[derive(Debug, Clone)]
@@ -42,6 +46,40 @@ impl QueueWorkerConfig {
             .min(self.retry_cap)
             .min(self.visibility_timeout)
     }
+}
+
+/// Starts `options.queue_pollers` workers for consumer `c` on `queue` (as
+/// Lambda's event source mapping runs concurrent batches), each receiving
+/// with a long-poll `wait`. Both backends start their consumers this way.
+pub fn spawn_queue_workers(
+    c: &ConsumerSpec,
+    queue: Arc<dyn Queue>,
+    handler: SqsBatchHandler,
+    wait: Duration,
+    options: &RuntimeOptions,
+    shutdown: &watch::Sender<bool>,
+) -> Vec<JoinHandle<()>> {
+    let config = QueueWorkerConfig {
+        consumer: c.name.clone(),
+        batch_size: c.queue.batch_size as usize,
+        visibility_timeout: options
+            .visibility_timeout
+            .unwrap_or(Duration::from_secs(u64::from(c.queue.visibility_timeout_s))),
+        wait,
+        retry_base: options.retry_base,
+        retry_cap: options.retry_cap,
+    };
+    (0..options.queue_pollers.max(1))
+        .map(|_| {
+            tokio::spawn(run_queue_worker_with(
+                queue.clone(),
+                handler.clone(),
+                config.clone(),
+                options.hooks.clone(),
+                shutdown.subscribe(),
+            ))
+        })
+        .collect()
 }
 
 /// What goes wrong with one batch, on purpose (replays with faults).

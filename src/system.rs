@@ -21,7 +21,7 @@ use switchyard_shared::ports::{BlobStore, ChangeStream, EventPublisher, Queue, T
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::runtime::{self, QueueWorkerConfig, RecordWaiter, StreamWorkerConfig};
+use crate::runtime::{self, RecordWaiter, StreamWorkerConfig};
 
 /// How the consumers run.
 #[derive(Debug, Clone)]
@@ -177,27 +177,15 @@ impl EmbeddedSystem {
                     c.name, c.handler
                 )
             })?;
-            let config = QueueWorkerConfig {
-                consumer: c.name.clone(),
-                batch_size: c.queue.batch_size as usize,
-                visibility_timeout: options
-                    .visibility_timeout
-                    .unwrap_or(Duration::from_secs(u64::from(c.queue.visibility_timeout_s))),
-                wait: options.poll_wait,
-                retry_base: options.retry_base,
-                retry_cap: options.retry_cap,
-            };
             let queue: Arc<dyn Queue> = Arc::new(self.store.queue(&c.queue_name())?);
-            for _ in 0..options.queue_pollers.max(1) {
-                self.workers
-                    .push(tokio::spawn(runtime::run_queue_worker_with(
-                        queue.clone(),
-                        handler.clone(),
-                        config.clone(),
-                        options.hooks.clone(),
-                        self.shutdown.subscribe(),
-                    )));
-            }
+            self.workers.extend(runtime::spawn_queue_workers(
+                c,
+                queue,
+                handler,
+                options.poll_wait,
+                options,
+                &self.shutdown,
+            ));
         }
         let shards = self.stream.shards().await?;
         for s in &self.topology.stream_consumers {

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::AwsResources;
-use crate::runtime::{self, QueueWorkerConfig, RecordWaiter, StreamWorkerConfig, WorkerHooks};
+use crate::runtime::{self, RecordWaiter, StreamWorkerConfig, WorkerHooks};
 use crate::RuntimeOptions;
 
 /// SQS long-poll wait per receive (SQS allows up to 20 s).
@@ -86,25 +86,15 @@ impl AwsSystem {
                     c.name, c.handler
                 )
             })?;
-            let config = QueueWorkerConfig {
-                consumer: c.name.clone(),
-                batch_size: c.queue.batch_size as usize,
-                visibility_timeout: Duration::from_secs(u64::from(c.queue.visibility_timeout_s)),
-                wait: LONG_POLL,
-                retry_base: options.retry_base,
-                retry_cap: options.retry_cap,
-            };
             let queue: Arc<dyn Queue> = self.resources.queues[&c.name].clone();
-            for _ in 0..options.queue_pollers.max(1) {
-                self.workers
-                    .push(tokio::spawn(runtime::run_queue_worker_with(
-                        queue.clone(),
-                        handler.clone(),
-                        config.clone(),
-                        options.hooks.clone(),
-                        self.shutdown.subscribe(),
-                    )));
-            }
+            self.workers.extend(runtime::spawn_queue_workers(
+                c,
+                queue,
+                handler,
+                LONG_POLL,
+                options,
+                &self.shutdown,
+            ));
         }
         for s in &self.topology.stream_consumers {
             let reactor = Arc::new(registry::stream_handler(&s.handler, &deps).with_context(
