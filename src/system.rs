@@ -15,7 +15,7 @@ use switchyard_producer::api::ApiState;
 use switchyard_producer::LocalFanout;
 use switchyard_shared::config::DataDir;
 use switchyard_shared::embedded::{
-    EmbeddedStore, EmbeddedStream, FolderBlobStore, QueueConfig, QueueStats,
+    EmbeddedStore, EmbeddedStream, FolderBlobStore, QueueConfig, QueueStats, StoreError,
 };
 use switchyard_shared::ports::{BlobStore, ChangeStream, EventPublisher, Queue, Table};
 use tokio::sync::watch;
@@ -68,8 +68,6 @@ pub struct EmbeddedSystem {
     stream: EmbeddedStream,
     /// The data dir, for file-backed stores (`None` in memory).
     data_dir: Option<DataDir>,
-    /// Held while consumers run: one runtime per data dir.
-    runtime_lock: Option<std::fs::File>,
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -87,6 +85,20 @@ impl EmbeddedSystem {
         Ok(system)
     }
 
+    /// Like [`EmbeddedSystem::open`], but while another process owns the
+    /// data dir (`switchyard up`), opens it read-only as of its last commit:
+    /// for commands that only look (`state dump`, `dlq list`, `dlq show`).
+    pub fn open_for_reading(data_dir: &DataDir, topology: Arc<Topology>) -> anyhow::Result<Self> {
+        let store = match EmbeddedStore::open(data_dir.database()) {
+            Err(StoreError::InUse { .. }) => EmbeddedStore::open_read_only(data_dir.database()),
+            other => other,
+        }
+        .with_context(|| format!("opening {}", data_dir.database().display()))?;
+        let mut system = Self::with_store(store, &data_dir.blobs(), topology)?;
+        system.data_dir = Some(data_dir.clone());
+        Ok(system)
+    }
+
     /// An in-memory store (for tests), with blobs in `blob_dir`.
     pub fn in_memory(blob_dir: &Path, topology: Arc<Topology>) -> anyhow::Result<Self> {
         Self::with_store(EmbeddedStore::in_memory()?, blob_dir, topology)
@@ -98,15 +110,22 @@ impl EmbeddedSystem {
         topology: Arc<Topology>,
     ) -> anyhow::Result<Self> {
         let mut queues: BTreeMap<String, Arc<dyn Queue>> = BTreeMap::new();
+        // A read-only store has the queues its owner created.
+        let create = |cfg: QueueConfig| -> anyhow::Result<()> {
+            if !store.is_read_only() {
+                store.create_queue(cfg)?;
+            }
+            Ok(())
+        };
         for c in &topology.consumers {
-            store.create_queue(QueueConfig::new(c.dlq_name()))?;
-            store.create_queue(
+            create(QueueConfig::new(c.dlq_name()))?;
+            create(
                 QueueConfig::new(c.queue_name()).with_dlq(c.dlq_name(), c.queue.max_receive_count),
             )?;
             queues.insert(c.queue_name(), Arc::new(store.queue(&c.queue_name())?));
         }
         for s in &topology.stream_consumers {
-            store.create_queue(QueueConfig::new(s.on_failure_queue()))?;
+            create(QueueConfig::new(s.on_failure_queue()))?;
         }
         let publisher = Arc::new(LocalFanout::new(topology.clone(), queues)?);
         // One fault switch for table and blobs, so one seed drives both.
@@ -122,7 +141,6 @@ impl EmbeddedSystem {
             topology,
             blob_root: blob_dir.to_path_buf(),
             data_dir: None,
-            runtime_lock: None,
             store,
             shutdown,
             workers: Vec::new(),
@@ -149,26 +167,6 @@ impl EmbeddedSystem {
 
     /// Starts one worker per consumer and one per stream shard.
     pub async fn start(&mut self, options: &RuntimeOptions) -> anyhow::Result<()> {
-        if let Some(dir) = &self.data_dir {
-            let path = dir.root.join("runtime.lock");
-            let lock = std::fs::File::create(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            if lock.try_lock().is_err() {
-                bail!(
-                    "another switchyard runtime is using {}; stop it first",
-                    dir.root.display()
-                );
-            }
-            self.runtime_lock = Some(lock);
-            // We own the store now: whatever was in flight belonged to a process that died.
-            let reclaimed = self.store.reclaim_in_flight()?;
-            if reclaimed > 0 {
-                tracing::warn!(
-                    reclaimed,
-                    "made messages left in flight by a previous run visible again"
-                );
-            }
-        }
         let deps = self.deps(options);
         for c in &self.topology.consumers {
             let handler = registry::sqs_handler(&c.handler, &c.name, &deps).with_context(|| {
