@@ -154,7 +154,6 @@ pub(super) fn import(conn: &Connection, shown: &str) -> Result<(), StoreError> {
             sequence: &seq,
         })?;
     }
-    drop(apply);
     let parts = super::store::snapshot_parts(&state);
     super::store::write_parts(conn, &parts).map_err(sql)?;
     conn.execute_batch(
