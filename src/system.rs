@@ -61,7 +61,12 @@ pub struct EmbeddedSystem {
     pub store: Arc<EmbeddedStore>,
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
+    /// Publishes and answers once what it published is durable: for
+    /// publishers outside the pipeline (the HTTP API, the CLI, replays).
     pub publisher: Arc<dyn EventPublisher>,
+    /// Publishes without waiting for the commit: for the consumers, whose
+    /// work a crash redoes (the stream reactor's outbox).
+    fanout: Arc<dyn EventPublisher>,
     pub topology: Arc<Topology>,
     /// Where blob keys live on disk.
     pub blob_root: PathBuf,
@@ -127,7 +132,11 @@ impl EmbeddedSystem {
         for s in &topology.stream_consumers {
             create(QueueConfig::new(s.on_failure_queue()))?;
         }
-        let publisher = Arc::new(LocalFanout::new(topology.clone(), queues)?);
+        let fanout: Arc<dyn EventPublisher> = Arc::new(LocalFanout::new(topology.clone(), queues)?);
+        let publisher = Arc::new(DurablePublisher {
+            inner: fanout.clone(),
+            store: store.clone(),
+        });
         // One fault switch for table and blobs, so one seed drives both.
         let blobs = FolderBlobStore::new(blob_dir)
             .with_context(|| format!("opening blob folder {}", blob_dir.display()))?
@@ -138,6 +147,7 @@ impl EmbeddedSystem {
             stream: store.stream(),
             blobs: Arc::new(blobs),
             publisher,
+            fanout,
             topology,
             blob_root: blob_dir.to_path_buf(),
             data_dir: None,
@@ -159,7 +169,7 @@ impl EmbeddedSystem {
         Deps {
             table: self.table.clone(),
             blobs: self.blobs.clone(),
-            publisher: self.publisher.clone(),
+            publisher: self.fanout.clone(),
             variants: options.variants.clone(),
             limits: options.limits.clone(),
         }
@@ -314,6 +324,29 @@ impl EmbeddedSystem {
         DataDir::new(
             arg.unwrap_or_else(|| PathBuf::from(switchyard_shared::config::DEFAULT_DATA_DIR)),
         )
+    }
+}
+
+/// The embedded publisher for the system's edge: publishes, then waits for
+/// the store's commit, so an acknowledged event survives `kill -9`.
+struct DurablePublisher {
+    inner: Arc<dyn EventPublisher>,
+    store: Arc<EmbeddedStore>,
+}
+
+#[async_trait::async_trait]
+impl EventPublisher for DurablePublisher {
+    async fn publish(
+        &self,
+        events: &[switchyard_shared::Envelope],
+    ) -> Result<switchyard_shared::ports::PublishReport, switchyard_shared::ports::PublishError>
+    {
+        let report = self.inner.publish(events).await?;
+        self.store
+            .sync()
+            .await
+            .map_err(|e| switchyard_shared::ports::PublishError::Backend(e.to_string()))?;
+        Ok(report)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod envelope;
 pub mod events;
+pub mod images;
 pub mod items;
 pub mod ports;
 

@@ -22,9 +22,10 @@
 //!
 //! Changes are group-committed: everything that changed while the last
 //! commit was being written (handlers of one batch run concurrently, several
-//! consumers) goes out as one journal row from one commit thread. Sends and
-//! table writes are acknowledged once that committed; a crash loses at most
-//! the changes after the last commit, never one in the middle. One process
+//! consumers) goes out as one journal row from one commit thread. A crash
+//! loses at most the changes after the last commit, never one in the middle;
+//! [`EmbeddedStore::sync`] waits for the commit, before acknowledging to the
+//! outside world. One process
 //! owns a data dir at a time; [`EmbeddedStore::open_read_only`] reads one
 //! beside it.
 
@@ -41,7 +42,7 @@ pub mod table;
 pub use blobs::FolderBlobStore;
 pub use faults::{FaultPlan, FaultTarget, Faults, InvalidFaultPlan};
 pub use queue::{EmbeddedQueue, PeekedMessage, QueueConfig, QueueStats};
-pub use store::{EmbeddedStore, StoreError, StoreOptions};
+pub use store::{EmbeddedStore, StoreError, StoreOptions, Unwritable};
 pub use stream::{format_sequence, EmbeddedStream};
 pub use table::EmbeddedTable;
 

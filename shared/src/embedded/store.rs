@@ -4,11 +4,11 @@
 //! Every change is applied in memory and appended, under the same lock and
 //! so in the same order, to a pending journal buffer. A commit thread
 //! writes what is pending as one row of the `journal` table: everything in
-//! flight together shares one commit. Sends and table writes are
-//! acknowledged once their commit is done; everything else (receives,
-//! deletes, checkpoints) becomes durable with the next commit, in order, so
-//! a crash loses at most a suffix of the changes, never one in the middle,
-//! and the state after a restart is one the running process went through.
+//! flight together shares one commit. Changes are visible at once and
+//! durable with the next commit, in order, so a crash loses at most a
+//! suffix of the changes, never one in the middle, and the state after a
+//! restart is one the running process went through. What acknowledges to
+//! the outside world waits for [`EmbeddedStore::sync`] first.
 //! WAL with `synchronous=NORMAL` makes a commit survive `kill -9` without
 //! an fsync each.
 //!
@@ -103,9 +103,9 @@ pub enum StoreError {
     },
 }
 
-/// A change was refused because the store cannot take it.
+/// A change was refused, or cannot be made durable.
 #[derive(Debug, Clone, thiserror::Error)]
-pub(super) enum Unwritable {
+pub enum Unwritable {
     #[error("the store was opened read-only (another process owns the data dir)")]
     ReadOnly,
     #[error("the store's journal failed and it takes no more changes: {0}")]
@@ -163,6 +163,7 @@ struct Core {
 pub struct EmbeddedStore {
     core: Arc<Core>,
     committer: Option<JoinHandle<()>>,
+    checkpointer: Option<JoinHandle<()>>,
     read_only: bool,
     path: String,
     pub(super) shard_ids: Vec<String>,
@@ -192,6 +193,10 @@ impl Drop for EmbeddedStore {
         self.core.stop.store(true, Ordering::SeqCst);
         self.core.wake.notify_all();
         if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.checkpointer.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -313,6 +318,22 @@ impl EmbeddedStore {
             failed: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
+        let checkpointer = match &conn {
+            Some(_) if journaling => {
+                let side = open_file(path, &options, Mode::Owner).map_err(sql)?;
+                let core = Arc::clone(&core);
+                Some(
+                    std::thread::Builder::new()
+                        .name("switchyard-checkpoint".to_owned())
+                        .spawn(move || checkpoint_loop(&core, &side))
+                        .map_err(|source| StoreError::Io {
+                            path: shown.clone(),
+                            source,
+                        })?,
+                )
+            }
+            _ => None,
+        };
         let committer = match conn {
             Some(conn) if journaling => {
                 let core = Arc::clone(&core);
@@ -336,6 +357,7 @@ impl EmbeddedStore {
         Ok(Arc::new(EmbeddedStore {
             core,
             committer,
+            checkpointer,
             read_only: mode == Mode::ReadOnly,
             path: shown,
             shard_ids: (0..shards).map(shard_id).collect(),
@@ -418,6 +440,23 @@ impl EmbeddedStore {
         Ok((out, batch))
     }
 
+    /// Waits until every change applied so far is durable: what a system's
+    /// edge calls before it acknowledges anything to the outside world (the
+    /// HTTP API's 202, `switchyard publish`). Inside the pipeline nothing
+    /// waits: a crash loses only a suffix of the changes, so a handled
+    /// message whose delete was lost is redelivered and handled again.
+    pub async fn sync(&self) -> Result<(), Unwritable> {
+        let batch = {
+            let g = self.lock();
+            if g.pending.is_empty() {
+                g.batch - 1
+            } else {
+                g.batch
+            }
+        };
+        self.durable(batch).await
+    }
+
     /// Waits until commit `batch` is durable (at once in memory).
     pub(super) async fn durable(&self, batch: u64) -> Result<(), Unwritable> {
         if self.committer.is_some() {
@@ -492,6 +531,8 @@ fn open_file(path: &Path, options: &StoreOptions, mode: Mode) -> rusqlite::Resul
         // no fsync each; only a power loss can drop the last commits.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The checkpointer thread does it (see `checkpoint_loop`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     }
     Ok(conn)
 }
@@ -642,6 +683,21 @@ fn commit_loop(core: &Core, conn: &Connection, shown: &str) {
         }
         core.durable.send_replace(batch);
         g = core.inner.lock().unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Copies committed WAL frames into the database file on a connection of
+/// its own (PASSIVE: it never blocks the commit thread), so a commit never
+/// pays for a checkpoint's copying and fsync.
+fn checkpoint_loop(core: &Core, conn: &Connection) {
+    while !core.stop.load(Ordering::SeqCst) {
+        std::thread::park_timeout(CHECKPOINT_EVERY);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "checkpoint skipped");
+        }
     }
 }
 

@@ -137,8 +137,7 @@ impl EmbeddedStream {
             };
             let value: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body)
                 .map_err(|e| StreamError::Backend(format!("stream image is not JSON: {e}")))?;
-            serde_dynamo::to_item(value)
-                .map_err(|e| StreamError::Backend(format!("stream image: {e}")))
+            Ok(crate::images::image_from_json(value))
         };
         let size = r.new.as_ref().map_or(0, |b| b.len()) + r.old.as_ref().map_or(0, |b| b.len());
         let mut change = Change::default();
@@ -173,6 +172,29 @@ impl EmbeddedStream {
         rec.event_source_arn = Some(self.store.stream_arn.clone());
         Ok(rec)
     }
+}
+
+/// Records kept per shard even once every consumer has read them, for a
+/// consumer that starts late and for tests that read the stream afterwards.
+const KEEP_READ_RECORDS: usize = 4096;
+
+/// What can go from a shard once a consumer checkpointed at `seq`: the
+/// records every consumer with a checkpoint there has passed, beyond the
+/// last [`KEEP_READ_RECORDS`]. Without this the stream would hold every
+/// version of every item in memory (DynamoDB keeps records 24 hours).
+fn consumed(state: &super::state::State, shard: u32, seq: u64) -> Option<u64> {
+    let records = &state.shards[shard as usize];
+    let excess = records.len().checked_sub(KEEP_READ_RECORDS)?;
+    let read_by_all = state
+        .checkpoints
+        .iter()
+        .filter(|((_, s), _)| *s == shard)
+        .map(|(_, c)| c.parse::<u64>().unwrap_or(0))
+        .min()
+        .unwrap_or(seq);
+    let oldest_kept = records.get(excess)?.seq;
+    let upto = read_by_all.min(oldest_kept.saturating_sub(1));
+    (records.front()?.seq <= upto).then_some(upto)
 }
 
 #[async_trait]
@@ -217,13 +239,16 @@ impl ChangeStream for EmbeddedStream {
         sequence: &str,
     ) -> Result<(), StreamError> {
         let idx = self.shard(shard)? as u32;
-        parse_sequence(sequence)?;
+        let seq = parse_sequence(sequence)?;
         self.store.change(|c| {
             c.apply(Op::Checkpoint {
                 consumer,
                 shard: idx,
                 sequence,
             });
+            if let Some(upto) = consumed(c.state, idx, seq) {
+                c.apply(Op::Trim { shard: idx, upto });
+            }
             Ok::<_, StreamError>(())
         })?;
         Ok(())

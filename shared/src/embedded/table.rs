@@ -195,15 +195,16 @@ fn run_job(c: &mut Changes<'_>, kind: &JobKind, woken: &mut Vec<usize>) -> Resul
 }
 
 impl EmbeddedTable {
-    /// Applies a write, wakes the stream's readers, and waits until it is durable.
+    /// Applies a write and wakes the stream's readers. It is durable with
+    /// the next commit (see [`EmbeddedStore::sync`]).
     async fn submit(&self, kind: JobKind) -> Result<(), TableError> {
         self.maybe_fail()?;
         let mut woken = Vec::new();
-        let ((), batch) = self.store.change(|c| run_job(c, &kind, &mut woken))?;
+        self.store.change(|c| run_job(c, &kind, &mut woken))?;
         for shard in woken {
             self.store.stream_notify(shard).notify_waiters();
         }
-        Ok(self.store.durable(batch).await?)
+        Ok(())
     }
 
     fn read<T>(&self, f: impl FnOnce(&super::state::State) -> T) -> T {
