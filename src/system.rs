@@ -64,9 +64,10 @@ pub struct EmbeddedSystem {
     /// Publishes and answers once what it published is durable: for
     /// publishers outside the pipeline (the HTTP API, the CLI, replays).
     pub publisher: Arc<dyn EventPublisher>,
-    /// Publishes without waiting for the commit: for the consumers, whose
-    /// work a crash redoes (the stream reactor's outbox).
-    fanout: Arc<dyn EventPublisher>,
+    /// What the consumers publish through (the stream reactor's outbox):
+    /// no wait for the commit, as a crash redoes their work. Replace it
+    /// before [`EmbeddedSystem::start`] to watch what they emit.
+    pub consumer_publisher: Arc<dyn EventPublisher>,
     pub topology: Arc<Topology>,
     /// Where blob keys live on disk.
     pub blob_root: PathBuf,
@@ -147,7 +148,7 @@ impl EmbeddedSystem {
             stream: store.stream(),
             blobs: Arc::new(blobs),
             publisher,
-            fanout,
+            consumer_publisher: fanout,
             topology,
             blob_root: blob_dir.to_path_buf(),
             data_dir: None,
@@ -169,7 +170,7 @@ impl EmbeddedSystem {
         Deps {
             table: self.table.clone(),
             blobs: self.blobs.clone(),
-            publisher: self.fanout.clone(),
+            publisher: self.consumer_publisher.clone(),
             variants: options.variants.clone(),
             limits: options.limits.clone(),
         }

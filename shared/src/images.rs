@@ -103,7 +103,10 @@ mod tests {
         let theirs_back: Map<String, Value> = serde_dynamo::from_item(theirs).unwrap();
         assert_eq!(back, theirs_back);
         assert_eq!(
-            image_to_json(&serde_dynamo::Item::from(HashMap::new())).unwrap(),
+            image_to_json(&serde_dynamo::Item::from(
+                HashMap::<String, AttributeValue>::new()
+            ))
+            .unwrap(),
             None
         );
     }

@@ -103,6 +103,24 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// `map_err` for SQLite errors on the database at `path`.
+    pub(super) fn sqlite(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// `map_err` for a damaged journal or snapshot of the database at `path`.
+    pub(super) fn corrupt(path: &str) -> impl Fn(CorruptJournal) -> StoreError + '_ {
+        move |source| StoreError::Corrupt {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
 /// A change was refused, or cannot be made durable.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Unwritable {
@@ -247,10 +265,7 @@ impl EmbeddedStore {
                 "external_poll must be above zero".to_owned(),
             ));
         }
-        let sql = |source| StoreError::Sqlite {
-            path: shown.clone(),
-            source,
-        };
+        let sql = StoreError::sqlite(&shown);
         let in_memory = shown == ":memory:";
         let created_ms = now_ms();
         let (state, shards, label, conn, owner) = if in_memory {
@@ -261,14 +276,14 @@ impl EmbeddedStore {
                 Mode::Owner => Some(take_ownership(path, &shown)?),
                 Mode::ReadOnly => None,
             };
-            let conn = open_file(path, &options, mode).map_err(sql)?;
+            let conn = open_file(path, &options, mode).map_err(&sql)?;
             if mode == Mode::Owner {
                 upgrade_schema(&conn, &shown)?;
             }
-            let shards: u32 = match meta_get(&conn, "shards").map_err(sql)? {
+            let shards: u32 = match meta_get(&conn, "shards").map_err(&sql)? {
                 Some(s) => s.parse().unwrap_or(options.shards),
                 None if mode == Mode::Owner => {
-                    meta_set(&conn, "shards", &options.shards.to_string()).map_err(sql)?;
+                    meta_set(&conn, "shards", &options.shards.to_string()).map_err(&sql)?;
                     options.shards
                 }
                 None => options.shards,
@@ -276,12 +291,12 @@ impl EmbeddedStore {
             if shards != options.shards {
                 tracing::warn!(db = %shown, stored = shards, asked = options.shards, "keeping the shard count the database was created with");
             }
-            let label = match meta_get(&conn, "stream_label").map_err(sql)? {
+            let label = match meta_get(&conn, "stream_label").map_err(&sql)? {
                 Some(l) => l,
                 None => {
                     let l = stream_label(created_ms);
                     if mode == Mode::Owner {
-                        meta_set(&conn, "stream_label", &l).map_err(sql)?;
+                        meta_set(&conn, "stream_label", &l).map_err(&sql)?;
                     }
                     l
                 }
@@ -291,7 +306,7 @@ impl EmbeddedStore {
             let reclaimed = state.reclaim_in_flight(created_ms);
             if mode == Mode::Owner && replayed > 0 {
                 // Start from a fresh snapshot: the next load is quick.
-                write_parts(&conn, &snapshot_parts(&state)).map_err(sql)?;
+                write_parts(&conn, &snapshot_parts(&state)).map_err(&sql)?;
             }
             if reclaimed > 0 {
                 tracing::info!(db = %shown, reclaimed, "messages in flight when the store last closed are visible again");
@@ -320,7 +335,7 @@ impl EmbeddedStore {
         });
         let checkpointer = match &conn {
             Some(_) if journaling => {
-                let side = open_file(path, &options, Mode::Owner).map_err(sql)?;
+                let side = open_file(path, &options, Mode::Owner).map_err(&sql)?;
                 let core = Arc::clone(&core);
                 Some(
                     std::thread::Builder::new()
@@ -359,7 +374,7 @@ impl EmbeddedStore {
             committer,
             checkpointer,
             read_only: mode == Mode::ReadOnly,
-            path: shown,
+            path: shown.clone(),
             shard_ids: (0..shards).map(shard_id).collect(),
             table_name: options.table_name,
             stream_arn,
@@ -539,25 +554,22 @@ fn open_file(path: &Path, options: &StoreOptions, mode: Mode) -> rusqlite::Resul
 
 /// Creates the schema, or brings an older database to this one.
 fn upgrade_schema(conn: &Connection, shown: &str) -> Result<(), StoreError> {
-    let sql = |source| StoreError::Sqlite {
-        path: shown.to_owned(),
-        source,
-    };
+    let sql = StoreError::sqlite(shown);
     let found: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(sql)?;
+        .map_err(&sql)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
             path: shown.to_owned(),
             found,
         });
     }
-    conn.execute_batch(SCHEMA).map_err(sql)?;
+    conn.execute_batch(SCHEMA).map_err(&sql)?;
     if found == 1 {
         super::legacy::import(conn, shown)?;
     }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(sql)?;
+        .map_err(&sql)?;
     Ok(())
 }
 
@@ -565,41 +577,35 @@ fn upgrade_schema(conn: &Connection, shown: &str) -> Result<(), StoreError> {
 /// there were. One read transaction, so a concurrent commit is either
 /// wholly in or wholly out.
 fn load(conn: &Connection, state: &mut State, shown: &str) -> Result<usize, StoreError> {
-    let sql = |source| StoreError::Sqlite {
-        path: shown.to_owned(),
-        source,
-    };
-    let corrupt = |source| StoreError::Corrupt {
-        path: shown.to_owned(),
-        source,
-    };
+    let sql = StoreError::sqlite(shown);
+    let corrupt = StoreError::corrupt(shown);
     let has_tables: bool = conn
         .query_row(
             "SELECT COUNT(*) = 2 FROM sqlite_master WHERE name IN ('snapshot', 'journal')",
             [],
             |r| r.get(0),
         )
-        .map_err(sql)?;
+        .map_err(&sql)?;
     if !has_tables {
         return Ok(0);
     }
-    conn.execute_batch("BEGIN").map_err(sql)?;
+    conn.execute_batch("BEGIN").map_err(&sql)?;
     let result = (|| {
         for table in ["snapshot", "journal"] {
             let mut st = conn
                 .prepare(&format!("SELECT ops FROM {table} ORDER BY rowid"))
-                .map_err(sql)?;
-            let mut rows = st.query([]).map_err(sql)?;
+                .map_err(&sql)?;
+            let mut rows = st.query([]).map_err(&sql)?;
             let mut n = 0;
-            while let Some(row) = rows.next().map_err(sql)? {
-                let blob = row.get_ref(0).map_err(sql)?.as_blob().map_err(|e| {
+            while let Some(row) = rows.next().map_err(&sql)? {
+                let blob = row.get_ref(0).map_err(&sql)?.as_blob().map_err(|e| {
                     sql(rusqlite::Error::FromSqlConversionFailure(
                         0,
                         rusqlite::types::Type::Blob,
                         Box::new(e),
                     ))
                 })?;
-                decode_all(blob, |op| state.apply(&op)).map_err(corrupt)?;
+                decode_all(blob, |op| state.apply(&op)).map_err(&corrupt)?;
                 n += 1;
             }
             if table == "journal" {
