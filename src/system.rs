@@ -1,4 +1,4 @@
-//! The embedded system: one SQLite store, a blob folder, the local fan-out
+//! The embedded system: one journaled in-memory store, a blob folder, the local fan-out
 //! and, when started, one queue worker per consumer and one stream worker
 //! per shard, all in this process.
 
