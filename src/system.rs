@@ -1,4 +1,4 @@
-//! The embedded system: one SQLite store, a blob folder, the local fan-out
+//! The embedded system: one journaled in-memory store, a blob folder, the local fan-out
 //! and, when started, one queue worker per consumer and one stream worker
 //! per shard, all in this process.
 
@@ -15,7 +15,7 @@ use switchyard_producer::api::ApiState;
 use switchyard_producer::LocalFanout;
 use switchyard_shared::config::DataDir;
 use switchyard_shared::embedded::{
-    EmbeddedStore, EmbeddedStream, FolderBlobStore, QueueConfig, QueueStats,
+    EmbeddedStore, EmbeddedStream, FolderBlobStore, QueueConfig, QueueStats, StoreError,
 };
 use switchyard_shared::ports::{BlobStore, ChangeStream, EventPublisher, Queue, Table};
 use tokio::sync::watch;
@@ -61,15 +61,19 @@ pub struct EmbeddedSystem {
     pub store: Arc<EmbeddedStore>,
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
+    /// Publishes and answers once what it published is durable: for
+    /// publishers outside the pipeline (the HTTP API, the CLI, replays).
     pub publisher: Arc<dyn EventPublisher>,
+    /// What the consumers publish through (the stream reactor's outbox):
+    /// no wait for the commit, as a crash redoes their work. Replace it
+    /// before [`EmbeddedSystem::start`] to watch what they emit.
+    pub consumer_publisher: Arc<dyn EventPublisher>,
     pub topology: Arc<Topology>,
     /// Where blob keys live on disk.
     pub blob_root: PathBuf,
     stream: EmbeddedStream,
     /// The data dir, for file-backed stores (`None` in memory).
     data_dir: Option<DataDir>,
-    /// Held while consumers run: one runtime per data dir.
-    runtime_lock: Option<std::fs::File>,
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -87,6 +91,20 @@ impl EmbeddedSystem {
         Ok(system)
     }
 
+    /// Like [`EmbeddedSystem::open`], but while another process owns the
+    /// data dir (`switchyard up`), opens it read-only as of its last commit:
+    /// for commands that only look (`state dump`, `dlq list`, `dlq show`).
+    pub fn open_for_reading(data_dir: &DataDir, topology: Arc<Topology>) -> anyhow::Result<Self> {
+        let store = match EmbeddedStore::open(data_dir.database()) {
+            Err(StoreError::InUse { .. }) => EmbeddedStore::open_read_only(data_dir.database()),
+            other => other,
+        }
+        .with_context(|| format!("opening {}", data_dir.database().display()))?;
+        let mut system = Self::with_store(store, &data_dir.blobs(), topology)?;
+        system.data_dir = Some(data_dir.clone());
+        Ok(system)
+    }
+
     /// An in-memory store (for tests), with blobs in `blob_dir`.
     pub fn in_memory(blob_dir: &Path, topology: Arc<Topology>) -> anyhow::Result<Self> {
         Self::with_store(EmbeddedStore::in_memory()?, blob_dir, topology)
@@ -98,17 +116,28 @@ impl EmbeddedSystem {
         topology: Arc<Topology>,
     ) -> anyhow::Result<Self> {
         let mut queues: BTreeMap<String, Arc<dyn Queue>> = BTreeMap::new();
+        // A read-only store has the queues its owner created.
+        let create = |cfg: QueueConfig| -> anyhow::Result<()> {
+            if !store.is_read_only() {
+                store.create_queue(cfg)?;
+            }
+            Ok(())
+        };
         for c in &topology.consumers {
-            store.create_queue(QueueConfig::new(c.dlq_name()))?;
-            store.create_queue(
+            create(QueueConfig::new(c.dlq_name()))?;
+            create(
                 QueueConfig::new(c.queue_name()).with_dlq(c.dlq_name(), c.queue.max_receive_count),
             )?;
             queues.insert(c.queue_name(), Arc::new(store.queue(&c.queue_name())?));
         }
         for s in &topology.stream_consumers {
-            store.create_queue(QueueConfig::new(s.on_failure_queue()))?;
+            create(QueueConfig::new(s.on_failure_queue()))?;
         }
-        let publisher = Arc::new(LocalFanout::new(topology.clone(), queues)?);
+        let fanout: Arc<dyn EventPublisher> = Arc::new(LocalFanout::new(topology.clone(), queues)?);
+        let publisher = Arc::new(DurablePublisher {
+            inner: fanout.clone(),
+            store: store.clone(),
+        });
         // One fault switch for table and blobs, so one seed drives both.
         let blobs = FolderBlobStore::new(blob_dir)
             .with_context(|| format!("opening blob folder {}", blob_dir.display()))?
@@ -119,10 +148,10 @@ impl EmbeddedSystem {
             stream: store.stream(),
             blobs: Arc::new(blobs),
             publisher,
+            consumer_publisher: fanout,
             topology,
             blob_root: blob_dir.to_path_buf(),
             data_dir: None,
-            runtime_lock: None,
             store,
             shutdown,
             workers: Vec::new(),
@@ -141,7 +170,7 @@ impl EmbeddedSystem {
         Deps {
             table: self.table.clone(),
             blobs: self.blobs.clone(),
-            publisher: self.publisher.clone(),
+            publisher: self.consumer_publisher.clone(),
             variants: options.variants.clone(),
             limits: options.limits.clone(),
         }
@@ -149,26 +178,6 @@ impl EmbeddedSystem {
 
     /// Starts one worker per consumer and one per stream shard.
     pub async fn start(&mut self, options: &RuntimeOptions) -> anyhow::Result<()> {
-        if let Some(dir) = &self.data_dir {
-            let path = dir.root.join("runtime.lock");
-            let lock = std::fs::File::create(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            if lock.try_lock().is_err() {
-                bail!(
-                    "another switchyard runtime is using {}; stop it first",
-                    dir.root.display()
-                );
-            }
-            self.runtime_lock = Some(lock);
-            // We own the store now: whatever was in flight belonged to a process that died.
-            let reclaimed = self.store.reclaim_in_flight()?;
-            if reclaimed > 0 {
-                tracing::warn!(
-                    reclaimed,
-                    "made messages left in flight by a previous run visible again"
-                );
-            }
-        }
         let deps = self.deps(options);
         for c in &self.topology.consumers {
             let handler = registry::sqs_handler(&c.handler, &c.name, &deps).with_context(|| {
@@ -316,6 +325,29 @@ impl EmbeddedSystem {
         DataDir::new(
             arg.unwrap_or_else(|| PathBuf::from(switchyard_shared::config::DEFAULT_DATA_DIR)),
         )
+    }
+}
+
+/// The embedded publisher for the system's edge: publishes, then waits for
+/// the store's commit, so an acknowledged event survives `kill -9`.
+struct DurablePublisher {
+    inner: Arc<dyn EventPublisher>,
+    store: Arc<EmbeddedStore>,
+}
+
+#[async_trait::async_trait]
+impl EventPublisher for DurablePublisher {
+    async fn publish(
+        &self,
+        events: &[switchyard_shared::Envelope],
+    ) -> Result<switchyard_shared::ports::PublishReport, switchyard_shared::ports::PublishError>
+    {
+        let report = self.inner.publish(events).await?;
+        self.store
+            .sync()
+            .await
+            .map_err(|e| switchyard_shared::ports::PublishError::Backend(e.to_string()))?;
+        Ok(report)
     }
 }
 

@@ -134,9 +134,11 @@ async fn kill_9_mid_run_then_restart_loses_nothing_acknowledged() {
     }
 
     let data_dir = DataDir::new(dir.path());
-    let observer = EmbeddedSystem::open(&data_dir, Arc::new(Topology::builtin())).unwrap();
+    // `up` owns the data dir: look at it read-only, as of its last commit, afresh each round.
+    let observe = || EmbeddedSystem::open_for_reading(&data_dir, Arc::new(Topology::builtin()));
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    let observer = loop {
+        let observer = observe().unwrap();
         let snapshot = StateSnapshot::of(&*observer.table).await.unwrap();
         let wrong: Vec<String> = (0..ORDERS)
             .filter(|i| {
@@ -154,7 +156,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_acknowledged() {
             })
             .collect();
         if wrong.is_empty() {
-            break;
+            break observer;
         }
         assert!(
             Instant::now() < deadline,
@@ -163,7 +165,7 @@ async fn kill_9_mid_run_then_restart_loses_nothing_acknowledged() {
             &wrong[..wrong.len().min(5)]
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     let dead: u64 = observer
         .queue_stats()
         .unwrap()

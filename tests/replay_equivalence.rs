@@ -125,7 +125,10 @@ async fn equivalent_under_every_fault(fixture: &str, clean: &ScenarioRun) {
         if faults.visibility_expiry > 0.0 {
             assert!(c(|x| x.expired) > 0, "{name}: no expiries");
         }
-        if faults.hits_consumers() {
+        // Crashes and transient errors always bring messages back. An expiry
+        // does only if another poller receives the message before the handler
+        // deletes it (as on SQS), so it is not asked to here.
+        if faults.crash > 0.0 || faults.transient > 0.0 {
             assert!(r.retries() > 0, "{name}: nothing was retried");
         }
     }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use serde_json::Value;
 use switchyard_shared::events::{EventType, ImageProcessed, OrderStatusChanged};
 use switchyard_shared::items::{item_type, ImageRecord, ImageStatus, Order, TableRecord};
 use switchyard_shared::ports::{EventPublisher, Item};
@@ -86,14 +85,7 @@ impl StreamReactor {
 }
 
 fn image_of(item: &serde_dynamo::Item) -> Result<Option<Item>, String> {
-    if item.is_empty() {
-        return Ok(None);
-    }
-    match serde_dynamo::from_item::<_, Value>(item.clone()) {
-        Ok(Value::Object(map)) => Ok(Some(map)),
-        Ok(_) => Err("stream image is not a map".to_owned()),
-        Err(e) => Err(format!("stream image: {e}")),
-    }
+    switchyard_shared::images::image_to_json(item)
 }
 
 /// The `type` attribute of a stream image, read without converting it.

@@ -8,7 +8,7 @@ pub const DEFAULT_DATA_DIR: &str = ".switchyard";
 /// Which backend carries events and holds state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendKind {
-    /// In-process topics, buses and queues over one SQLite file (the default).
+    /// In-process topics, buses and queues, journaled to one SQLite file (the default).
     #[default]
     Embedded,
     /// aws-sdk clients against AWS, or against an emulator at an endpoint.

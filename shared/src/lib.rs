@@ -1,5 +1,5 @@
 //! Switchyard's shared core: the event model, the ports every backend
-//! implements, and the embedded adapters (SQLite + a blob folder).
+//! implements, and the embedded adapters (memory journaled to SQLite, a blob folder).
 //!
 //! Ports are deliberately small traits so that the embedded backend, the AWS
 //! backend and test doubles can all stand behind them.
@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod envelope;
 pub mod events;
+pub mod images;
 pub mod items;
 pub mod ports;
 

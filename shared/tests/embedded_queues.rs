@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_shared::conformance::eventually;
-use switchyard_shared::embedded::{EmbeddedQueue, EmbeddedStore, QueueConfig, StoreOptions};
+use switchyard_shared::embedded::{
+    EmbeddedQueue, EmbeddedStore, QueueConfig, StoreError, StoreOptions,
+};
 use switchyard_shared::events::SnsAttribute;
 use switchyard_shared::ports::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 
@@ -493,22 +495,36 @@ async fn a_long_poll_wakes_when_a_hidden_message_becomes_visible() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_process_on_the_same_file_sees_sends() {
+async fn one_owner_per_file_and_read_only_opens_see_what_it_committed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
-    // Two stores on one file stand in for `switchyard up` and `switchyard publish`.
-    let runtime = EmbeddedStore::open(&path).unwrap();
-    runtime.create_queue(QueueConfig::new("q")).unwrap();
-    let publisher = EmbeddedStore::open(&path).unwrap();
-    let rq = runtime.queue("q").unwrap();
-    let pq = publisher.queue("q").unwrap();
-    let (got, sent) = tokio::join!(
-        rq.receive(1, LONG, WAIT),
-        pq.send_batch(vec![OutgoingMessage::new("from cli")])
-    );
-    sent.unwrap();
-    assert_eq!(bodies(&got.unwrap()), ["from cli"]);
-    // a queue created by the other process is found too
-    publisher.create_queue(QueueConfig::new("late")).unwrap();
-    assert!(runtime.queue("late").is_ok());
+    // The owner stands in for `switchyard up`, the others for CLI commands beside it.
+    let owner = EmbeddedStore::open(&path).unwrap();
+    owner.create_queue(QueueConfig::new("q")).unwrap();
+    owner
+        .queue("q")
+        .unwrap()
+        .send_batch(vec![OutgoingMessage::new("sent")])
+        .await
+        .unwrap();
+    match EmbeddedStore::open(&path) {
+        Err(StoreError::InUse { path: p }) => assert!(p.ends_with("s.db")),
+        other => panic!("a second owner must be refused, got {other:?}"),
+    }
+    let reader = EmbeddedStore::open_read_only(&path).unwrap();
+    assert!(reader.is_read_only());
+    let peeked = reader.list_messages("q", 10).unwrap();
+    assert_eq!(peeked.len(), 1);
+    assert_eq!(peeked[0].body, "sent", "an acknowledged send is committed");
+    let refused = reader
+        .queue("q")
+        .unwrap()
+        .send_batch(vec![OutgoingMessage::new("no")])
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("read-only"), "{refused}");
+    // Once the owner is gone, the file can be owned again.
+    drop(owner);
+    let again = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(again.list_messages("q", 10).unwrap().len(), 1);
 }

@@ -439,22 +439,23 @@ async fn writers_sharing_a_commit_each_get_their_own_outcome() {
 }
 
 #[tokio::test]
-async fn a_write_cancelled_before_its_commit_never_lands() {
-    let store = EmbeddedStore::in_memory().unwrap();
-    let table = store.table();
-    let mut cancelled = table.put(item(json!({ "pk": "gone", "sk": "s" })), Condition::Always);
-    assert!(
-        futures::poll!(&mut cancelled).is_pending(),
-        "queued, waiting for its commit"
-    );
-    drop(cancelled);
-    put(
-        &table,
-        json!({ "pk": "kept", "sk": "s" }),
-        Condition::Always,
-    )
-    .await;
-    let pks: Vec<String> = table
+async fn a_write_whose_caller_stops_waiting_still_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        let store = EmbeddedStore::open(&path).unwrap();
+        let table = store.table();
+        let mut abandoned = table.put(item(json!({ "pk": "kept", "sk": "s" })), Condition::Always);
+        // The first poll applies the write; the caller then stops waiting for its commit.
+        let _ = futures::poll!(&mut abandoned);
+        drop(abandoned);
+        let seen = table.get(&Key::new("kept", "s")).await.unwrap();
+        assert!(seen.is_some(), "applied at once, visible to every reader");
+    }
+    // Dropping the store waits for the commit thread: nothing applied is lost.
+    let store = EmbeddedStore::open(&path).unwrap();
+    let pks: Vec<String> = store
+        .table()
         .scan()
         .await
         .unwrap()
@@ -465,13 +466,12 @@ async fn a_write_cancelled_before_its_commit_never_lands() {
 }
 
 #[tokio::test]
-async fn two_stores_on_one_file_hand_out_distinct_sequence_numbers() {
+async fn reopened_stores_hand_out_distinct_sequence_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
-    let a = EmbeddedStore::open(&path).unwrap();
-    let b = EmbeddedStore::open(&path).unwrap();
     for n in 0..10 {
-        let store = if n % 2 == 0 { &a } else { &b };
+        // A store per write: each continues after the last one's numbers.
+        let store = EmbeddedStore::open(&path).unwrap();
         put(
             &store.table(),
             json!({ "pk": "same", "sk": "s", "n": n }),
@@ -479,7 +479,6 @@ async fn two_stores_on_one_file_hand_out_distinct_sequence_numbers() {
         )
         .await;
     }
-    drop((a, b));
     // A reopened store continues after the last number.
     let store = EmbeddedStore::open(&path).unwrap();
     put(
@@ -501,4 +500,99 @@ async fn two_stores_on_one_file_hand_out_distinct_sequence_numbers() {
         (0..=10).collect::<Vec<_>>(),
         "one shard, in write order, none lost to a clash"
     );
+}
+
+#[tokio::test]
+async fn a_schema_1_database_is_imported_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    // The tables the SQLite-per-row store (schema 1) wrote, with one row of each kind.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        r#"
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE items (pk TEXT NOT NULL, sk TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID;
+        CREATE TABLE stream (shard INTEGER NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,
+            pk TEXT NOT NULL, sk TEXT NOT NULL, new_image TEXT, old_image TEXT, at_ms INTEGER NOT NULL,
+            PRIMARY KEY (shard, seq)) WITHOUT ROWID;
+        CREATE TABLE checkpoints (consumer TEXT NOT NULL, shard INTEGER NOT NULL, seq TEXT NOT NULL,
+            PRIMARY KEY (consumer, shard)) WITHOUT ROWID;
+        CREATE TABLE queues (name TEXT PRIMARY KEY, fifo INTEGER NOT NULL, max_receive_count INTEGER NOT NULL, dlq TEXT) WITHOUT ROWID;
+        CREATE TABLE messages (id INTEGER PRIMARY KEY, queue TEXT NOT NULL, message_id TEXT NOT NULL, body TEXT NOT NULL,
+            attributes TEXT, group_id TEXT, sent_at_ms INTEGER NOT NULL, visible_at_ms INTEGER NOT NULL,
+            receive_count INTEGER NOT NULL DEFAULT 0, receipt INTEGER, reason TEXT, source_queue TEXT);
+        CREATE TABLE dedup (queue TEXT NOT NULL, dedup_id TEXT NOT NULL, message_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
+            PRIMARY KEY (queue, dedup_id)) WITHOUT ROWID;
+        INSERT INTO meta VALUES ('shards', '1'), ('stream_label', '2026-01-01T00:00:00.000'), ('stream_high_water', '40');
+        INSERT INTO items VALUES ('order#1', 'meta', '{"pk":"order#1","sk":"meta","version":2}');
+        INSERT INTO stream VALUES (0, 41, 'MODIFY', 'order#1', 'meta',
+            '{"pk":"order#1","sk":"meta","version":2}', '{"pk":"order#1","sk":"meta","version":1}', 1000);
+        INSERT INTO checkpoints VALUES ('reactor', 0, '000000000000000000040');
+        INSERT INTO queues VALUES ('work-dlq', 0, 0, NULL), ('work', 0, 3, 'work-dlq');
+        INSERT INTO messages (queue, message_id, body, sent_at_ms, visible_at_ms, receive_count, receipt, reason)
+            VALUES ('work', 'm-1', 'in flight when it stopped', 1, 99999999999999, 2, 7, 'boom');
+        PRAGMA user_version = 1;
+        "#,
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = EmbeddedStore::open(&path).unwrap();
+    let item = store
+        .table()
+        .get(&Key::new("order#1", "meta"))
+        .await
+        .unwrap()
+        .expect("the item came over");
+    assert_eq!(item["version"], json!(2));
+    let stream = store.stream();
+    let shards = stream.shards().await.unwrap();
+    assert_eq!(shards.len(), 1, "the stored shard count is kept");
+    assert_eq!(
+        stream
+            .checkpoint("reactor", &shards[0])
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("000000000000000000040")
+    );
+    let records = all_records(&stream).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].event_name, "MODIFY");
+    // The message that was in flight is receivable at once, its count and reason kept.
+    let peeked = store.list_messages("work", 10).unwrap();
+    assert_eq!(peeked.len(), 1);
+    assert_eq!(peeked[0].receive_count, 2);
+    assert_eq!(peeked[0].last_failure.as_deref(), Some("boom"));
+    assert!(!peeked[0].in_flight);
+    // New writes continue the sequence after the old high-water mark.
+    put(
+        &store.table(),
+        json!({ "pk": "order#1", "sk": "meta", "version": 3 }),
+        Condition::Always,
+    )
+    .await;
+    let seqs: Vec<u64> = all_records(&stream)
+        .await
+        .iter()
+        .map(|r| {
+            r.change
+                .sequence_number
+                .as_deref()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, [41, 42]);
+    drop((stream, store));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let old: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('items', 'messages', 'stream')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0, "the old tables are gone");
 }

@@ -37,7 +37,8 @@ pub enum DlqCommand {
 
 pub async fn run(global: &GlobalArgs, args: DlqArgs) -> anyhow::Result<ExitCode> {
     let topology = Arc::new(super::load_topology(global)?);
-    let system = EmbeddedSystem::open(&EmbeddedSystem::data_dir(args.data_dir), topology)?;
+    let system =
+        EmbeddedSystem::open_for_reading(&EmbeddedSystem::data_dir(args.data_dir), topology)?;
     let dlqs = system.dead_letter_queues();
     let known = |q: &str| -> anyhow::Result<()> {
         if dlqs.iter().any(|d| d == q) {

@@ -332,6 +332,11 @@ pub struct BenchE2eArgs {
     /// Pollers per consumer queue (Lambda's SQS event source mapping starts with five).
     #[arg(long, default_value_t = 5)]
     pub pollers: usize,
+    /// Full speed: at most this many events published and not yet consumed
+    /// (the embedded queues hold their backlog in memory); 0 publishes the
+    /// whole log without waiting.
+    #[arg(long, default_value_t = 10_000)]
+    pub window: usize,
     /// Where the runs' durable data dirs go (removed after each run).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -350,6 +355,7 @@ pub async fn bench_e2e(_global: &GlobalArgs, args: BenchE2eArgs) -> anyhow::Resu
         moto_events: args.moto_events,
         moto_endpoint: args.moto_endpoint,
         pollers: args.pollers,
+        window: args.window,
         dir: args.dir.unwrap_or_else(std::env::temp_dir),
         seed: args.seed,
         progress: !args.quiet,

@@ -43,7 +43,8 @@ pub async fn run(global: &GlobalArgs, args: StateArgs) -> anyhow::Result<ExitCod
     let topology = Arc::new(super::load_topology(global)?);
     let snapshot = match backend {
         BackendKind::Embedded => {
-            let system = EmbeddedSystem::open(&EmbeddedSystem::data_dir(data_dir), topology)?;
+            let system =
+                EmbeddedSystem::open_for_reading(&EmbeddedSystem::data_dir(data_dir), topology)?;
             StateSnapshot::of(&*system.table).await?
         }
         BackendKind::Aws => {

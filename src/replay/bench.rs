@@ -22,6 +22,7 @@ use anyhow::{bail, Context};
 use router_rules::Topology;
 use serde::Deserialize;
 use switchyard_shared::config::DataDir;
+use switchyard_shared::ports::{EventPublisher, PublishError, PublishReport};
 use switchyard_shared::Envelope;
 
 use super::generate;
@@ -44,6 +45,9 @@ pub struct E2eOptions {
     /// Pollers per consumer queue: Lambda's SQS event source mapping
     /// starts with five concurrent batches per queue.
     pub pollers: usize,
+    /// Full speed: at most this many events in flight (published, not yet
+    /// consumed); 0 for no limit.
+    pub window: usize,
     /// Where the durable data dirs go (a fresh one per run, removed after).
     pub dir: PathBuf,
     pub seed: u64,
@@ -61,6 +65,7 @@ impl Default for E2eOptions {
             moto_events: 500,
             moto_endpoint: None,
             pollers: 5,
+            window: 10_000,
             dir: std::env::temp_dir(),
             seed: 42,
             timeout: Duration::from_secs(600),
@@ -213,6 +218,8 @@ pub struct ConsumedClock {
     expected: usize,
     state: Mutex<ClockState>,
     done: tokio::sync::Notify,
+    /// Fired whenever the count goes up.
+    progress: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -232,6 +239,7 @@ impl ConsumedClock {
                 count: 0,
             }),
             done: tokio::sync::Notify::new(),
+            progress: tokio::sync::Notify::new(),
         }
     }
 
@@ -256,6 +264,19 @@ impl ConsumedClock {
                     self.expected
                 );
             }
+        }
+    }
+
+    /// Waits until at most `window` of the `published` events are not consumed yet.
+    pub async fn wait_within(&self, published: usize, window: usize) {
+        loop {
+            let notified = self.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if published.saturating_sub(self.consumed()) <= window {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -296,6 +317,29 @@ impl WorkerHooks for ConsumedClock {
         if state.count >= self.expected {
             self.done.notify_waiters();
         }
+        self.progress.notify_waiters();
+    }
+}
+
+/// Holds full-speed publishing to a window of events in flight.
+struct Windowed<'a> {
+    inner: &'a dyn EventPublisher,
+    clock: &'a ConsumedClock,
+    window: usize,
+    published: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl EventPublisher for Windowed<'_> {
+    async fn publish(&self, events: &[Envelope]) -> Result<PublishReport, PublishError> {
+        use std::sync::atomic::Ordering;
+        let before = self.published.load(Ordering::Relaxed);
+        self.clock
+            .wait_within(before + events.len(), self.window)
+            .await;
+        self.published
+            .store(before + events.len(), Ordering::Relaxed);
+        self.inner.publish(events).await
     }
 }
 
@@ -339,9 +383,19 @@ pub async fn embedded_run(
     };
     let mut published_at: Vec<Option<Instant>> = vec![None; 3 * events];
     let mut versions = Versions::default();
+    let windowed = Windowed {
+        inner: &*system.publisher,
+        clock: &clock,
+        window: options.window,
+        published: Default::default(),
+    };
+    let publisher: &dyn EventPublisher = match rate {
+        Rate::Max if options.window > 0 => &windowed,
+        _ => &*system.publisher,
+    };
     let start = Instant::now();
     let report = publish_paced(
-        &*system.publisher,
+        publisher,
         generate::BenchEvents::new(options.seed, events),
         rate,
         500,

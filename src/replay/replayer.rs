@@ -496,11 +496,11 @@ pub async fn replay_embedded(
     }
     let replay_publisher = system.publisher.clone();
     let tap = Arc::new(Tap {
-        inner: replay_publisher.clone(),
+        inner: system.consumer_publisher.clone(),
         seen: Mutex::new((BTreeSet::new(), Vec::new())),
     });
     // The consumers publish through the tap; the replay publishes around it.
-    system.publisher = tap.clone();
+    system.consumer_publisher = tap.clone();
     let hooks = Arc::new(ReplayHooks::new(
         options.faults,
         options.seed ^ 0x5157_4f52_4b45_5253,

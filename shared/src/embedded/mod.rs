@@ -1,5 +1,5 @@
-//! Embedded adapters: one SQLite database for the table, its change stream
-//! and the queues; a folder for blobs.
+//! Embedded adapters: the table, its change stream and the queues in memory,
+//! made durable by a journal in one SQLite file; a folder for blobs.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -20,23 +20,29 @@
 //! # let _ = (batch, table, stream, blobs, Condition::Always); Ok(()) }
 //! ```
 //!
-//! Writes are group-committed: table writes, stream appends and queue
-//! operations that are in flight together (handlers of one batch run
-//! concurrently, several consumers) share one SQLite transaction on one
-//! writer thread, and each is acknowledged only once that committed.
+//! Changes are group-committed: everything that changed while the last
+//! commit was being written (handlers of one batch run concurrently, several
+//! consumers) goes out as one journal row from one commit thread. A crash
+//! loses at most the changes after the last commit, never one in the middle;
+//! [`EmbeddedStore::sync`] waits for the commit, before acknowledging to the
+//! outside world. One process
+//! owns a data dir at a time; [`EmbeddedStore::open_read_only`] reads one
+//! beside it.
 
 pub mod blobs;
 pub mod faults;
+mod journal;
+mod legacy;
 pub mod queue;
+mod state;
 pub mod store;
 pub mod stream;
 pub mod table;
-mod writer;
 
 pub use blobs::FolderBlobStore;
 pub use faults::{FaultPlan, FaultTarget, Faults, InvalidFaultPlan};
 pub use queue::{EmbeddedQueue, PeekedMessage, QueueConfig, QueueStats};
-pub use store::{EmbeddedStore, StoreError, StoreOptions};
+pub use store::{EmbeddedStore, StoreError, StoreOptions, Unwritable};
 pub use stream::{format_sequence, EmbeddedStream};
 pub use table::EmbeddedTable;
 

@@ -1,28 +1,27 @@
-//! Queues with SQS semantics on SQLite.
+//! Queues with SQS semantics.
 //!
-//! A message row is visible when `visible_at_ms <= now`. Receiving hides it
+//! A message is visible when `visible_at_ms <= now`. Receiving hides it
 //! until `now + visibility` and gives it a fresh receipt (older receipts go
 //! stale). In FIFO queues only the head of each message group is ever
 //! eligible: later messages of a group wait with `visible_at_ms = BLOCKED`
 //! and are promoted when the head leaves (deleted or moved to the DLQ), so
-//! the receive query never scans messages stuck behind an in-flight head.
+//! a receive never scans messages stuck behind an in-flight head.
+//! Visibility and receipts live only in memory: after a restart every
+//! message is visible again, with its receive count kept.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::Notify;
 
-use super::store::{ms, now_ms, wait_until, EmbeddedStore};
-use super::writer::Batch;
+use super::journal::{MessageOp, Op};
+use super::state::{Msg, QState, BLOCKED};
+use super::store::{ms, now_ms, wait_until, Changes, EmbeddedStore, Unwritable};
 use crate::events::SnsAttribute;
 use crate::ports::{Capabilities, OutgoingMessage, Queue, QueueError, ReceivedMessage};
-
-/// `visible_at_ms` of a FIFO message waiting behind its group's head.
-const BLOCKED: i64 = i64::MAX;
 /// SQS limits.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
@@ -32,15 +31,9 @@ const MAX_NAME_CHARS: usize = 80;
 /// How often (in dedup inserts, a power of two) expired dedup ids are swept.
 const DEDUP_SWEEP_EVERY: u64 = 256;
 
-impl From<rusqlite::Error> for QueueError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<Unwritable> for QueueError {
+    fn from(e: Unwritable) -> Self {
         QueueError::Backend(e.to_string())
-    }
-}
-
-impl super::writer::OpError for QueueError {
-    fn is_refusal(&self) -> bool {
-        !matches!(self, QueueError::Backend(_))
     }
 }
 
@@ -152,44 +145,18 @@ pub struct PeekedMessage {
     pub in_flight: bool,
 }
 
-/// Per-queue state shared by every handle of the queue.
-#[derive(Debug)]
+/// Per-queue wake-ups shared by every handle of the queue.
+#[derive(Debug, Default)]
 pub(crate) struct QueueMeta {
-    config: RwLock<Arc<QueueConfig>>,
-    /// Fired on commits that may make a message receivable.
+    /// Fired on changes that may make a message receivable.
     notify: Notify,
     dedup_inserts: AtomicU64,
 }
 
 impl QueueMeta {
-    pub(super) fn new(cfg: QueueConfig) -> Self {
-        QueueMeta {
-            config: RwLock::new(Arc::new(cfg)),
-            notify: Notify::new(),
-            dedup_inserts: AtomicU64::new(0),
-        }
+    pub(super) fn new() -> Self {
+        QueueMeta::default()
     }
-    /// Wakes the receivers long-polling this queue.
-    pub(super) fn wake_receivers(&self) {
-        self.notify.notify_waiters();
-    }
-
-    fn config(&self) -> Arc<QueueConfig> {
-        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-pub(super) fn load_queue_configs(conn: &Connection) -> rusqlite::Result<Vec<QueueConfig>> {
-    let mut st = conn.prepare("SELECT name, fifo, max_receive_count, dlq FROM queues")?;
-    let rows = st.query_map([], |r| {
-        Ok(QueueConfig {
-            name: r.get(0)?,
-            fifo: r.get(1)?,
-            max_receive_count: r.get(2)?,
-            dead_letter_queue: r.get(3)?,
-        })
-    })?;
-    rows.collect()
 }
 
 /// A queue port over an [`EmbeddedStore`]; get one with [`EmbeddedStore::queue`].
@@ -198,31 +165,6 @@ pub struct EmbeddedQueue {
     store: Arc<EmbeddedStore>,
     meta: Arc<QueueMeta>,
     name: String,
-}
-
-/// One message row as the receive path reads it.
-struct Row {
-    id: i64,
-    message_id: String,
-    body: String,
-    attributes: Option<String>,
-    group_id: Option<String>,
-    sent_at_ms: i64,
-    visible_at_ms: i64,
-    receive_count: u32,
-}
-
-fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok(Row {
-        id: r.get(0)?,
-        message_id: r.get(1)?,
-        body: r.get(2)?,
-        attributes: r.get(3)?,
-        group_id: r.get(4)?,
-        sent_at_ms: r.get(5)?,
-        visible_at_ms: r.get(6)?,
-        receive_count: r.get(7)?,
-    })
 }
 
 fn decode_attributes(text: Option<&str>) -> Result<BTreeMap<String, SnsAttribute>, QueueError> {
@@ -242,73 +184,37 @@ fn new_message_id() -> String {
         .to_string()
 }
 
-fn receipt_handle(id: i64, nonce: u64) -> String {
+fn receipt_handle(id: u64, nonce: u64) -> String {
     format!("{id}:{nonce}")
 }
 
 /// Splits a receipt handle; anything malformed is simply unknown (stale).
-fn parse_receipt(handle: &str) -> Result<(i64, i64), QueueError> {
+fn parse_receipt(handle: &str) -> Result<(u64, u64), QueueError> {
     let stale = || QueueError::StaleReceipt(handle.to_owned());
     let (id, nonce) = handle.split_once(':').ok_or_else(stale)?;
-    let nonce: u64 = nonce.parse().map_err(|_| stale())?;
-    Ok((id.parse().map_err(|_| stale())?, nonce as i64))
+    Ok((
+        id.parse().map_err(|_| stale())?,
+        nonce.parse().map_err(|_| stale())?,
+    ))
 }
 
-/// Whether a FIFO group has any message in the queue (then a new one waits behind it).
-fn group_busy(tx: &Connection, queue: &str, group: &str) -> rusqlite::Result<bool> {
-    let mut st =
-        tx.prepare_cached("SELECT 1 FROM messages WHERE queue = ?1 AND group_id = ?2 LIMIT 1")?;
-    st.exists((queue, group))
+fn no_queue(name: &str) -> QueueError {
+    QueueError::NoSuchQueue(name.to_owned())
 }
 
-/// After a FIFO group's head left, makes the next message the head.
-fn promote(tx: &Connection, queue: &str, group: &str, now: i64) -> rusqlite::Result<bool> {
-    let mut st = tx.prepare_cached(
-        "UPDATE messages SET visible_at_ms = ?3
-         WHERE id = (SELECT MIN(id) FROM messages WHERE queue = ?1 AND group_id = ?2) AND visible_at_ms = ?4",
-    )?;
-    Ok(st.execute((queue, group, now, BLOCKED))? > 0)
-}
-
-/// Where a moved message goes, and what it keeps.
-enum Move<'a> {
-    /// To a DLQ: keeps its receive count and last failure, remembers its source.
-    ToDlq { source: &'a str },
-    /// Back to its source queue: a fresh start.
-    Redrive,
-}
-
-/// Moves a message to the end of another queue (a new row, so that row order
-/// stays arrival order in every queue).
-fn transfer(
-    tx: &Connection,
-    id: i64,
-    group: Option<&str>,
-    to: &str,
-    mode: Move<'_>,
-    now: i64,
-) -> rusqlite::Result<()> {
-    let to_fifo = to.ends_with(".fifo");
-    let visible_at = match group {
-        Some(g) if to_fifo && group_busy(tx, to, g)? => BLOCKED,
-        _ => now,
-    };
-    let (reset, source) = match mode {
-        Move::ToDlq { source } => (false, Some(source)),
-        Move::Redrive => (true, None),
-    };
-    let mut st = tx.prepare_cached(
-        "INSERT INTO messages (queue, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms,
-                               receive_count, receipt, reason, source_queue)
-         SELECT ?1, message_id, body, attributes, group_id, sent_at_ms, ?2,
-                CASE WHEN ?3 THEN 0 ELSE receive_count END, NULL,
-                CASE WHEN ?3 THEN NULL ELSE reason END, ?4
-         FROM messages WHERE id = ?5",
-    )?;
-    st.execute((to, visible_at, reset, source, id))?;
-    tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
-        .execute([id])?;
-    Ok(())
+/// Moves a message to the end of another queue: to its DLQ (keeping its
+/// receive count and last failure, remembering its source) or, with
+/// `redrive`, back to its source with a fresh start.
+fn transfer(c: &mut Changes<'_>, from: &str, id: u64, to: &str, redrive: bool, at_ms: i64) {
+    let new_id = c.state.next_message;
+    c.apply(Op::Transfer {
+        from,
+        id,
+        to,
+        new_id,
+        redrive,
+        at_ms,
+    });
 }
 
 impl EmbeddedStore {
@@ -316,28 +222,30 @@ impl EmbeddedStore {
     /// must be created before the queues that name it.
     pub fn create_queue(&self, cfg: QueueConfig) -> Result<(), QueueError> {
         cfg.validate()?;
-        if let Some(dlq) = &cfg.dead_letter_queue {
-            self.queue_meta(dlq).map_err(|_| {
-                QueueError::Invalid(format!(
-                    "dead-letter queue {dlq:?} of {:?} does not exist; create it first",
-                    cfg.name
-                ))
-            })?;
-        }
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO queues (name, fifo, max_receive_count, dlq) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (name) DO UPDATE SET max_receive_count = excluded.max_receive_count, dlq = excluded.dlq",
-                (&cfg.name, cfg.fifo, cfg.max_receive_count, &cfg.dead_letter_queue),
-            )
-        })?;
-        let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
-        match queues.get(&cfg.name) {
-            Some(meta) => *meta.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg),
-            None => {
-                queues.insert(cfg.name.clone(), Arc::new(QueueMeta::new(cfg)));
+        let ((), batch) = self.change(|c| {
+            if let Some(dlq) = &cfg.dead_letter_queue {
+                if !c.state.queues.contains_key(dlq) {
+                    return Err(QueueError::Invalid(format!(
+                        "dead-letter queue {dlq:?} of {:?} does not exist; create it first",
+                        cfg.name
+                    )));
+                }
             }
-        }
+            c.apply(Op::CreateQueue {
+                name: &cfg.name,
+                fifo: cfg.fifo,
+                max_receive_count: cfg.max_receive_count,
+                dlq: cfg.dead_letter_queue.as_deref(),
+            });
+            Ok(())
+        })?;
+        self.queues
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(cfg.name.clone())
+            .or_default();
+        // Admin calls are synchronous: wait for the commit without a runtime.
+        futures::executor::block_on(self.durable(batch))?;
         Ok(())
     }
 
@@ -351,7 +259,6 @@ impl EmbeddedStore {
         })
     }
 
-    /// The queue's shared state; loads queues another process created.
     pub(super) fn queue_meta(&self, name: &str) -> Result<Arc<QueueMeta>, QueueError> {
         if let Some(meta) = self
             .queues
@@ -361,17 +268,11 @@ impl EmbeddedStore {
         {
             return Ok(Arc::clone(meta));
         }
-        let cfg = self
-            .read(load_queue_configs)?
-            .into_iter()
-            .find(|c| c.name == name);
-        let cfg = cfg.ok_or_else(|| QueueError::NoSuchQueue(name.to_owned()))?;
+        if !self.lock().state.queues.contains_key(name) {
+            return Err(no_queue(name));
+        }
         let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
-        Ok(Arc::clone(
-            queues
-                .entry(name.to_owned())
-                .or_insert_with(|| Arc::new(QueueMeta::new(cfg))),
-        ))
+        Ok(Arc::clone(queues.entry(name.to_owned()).or_default()))
     }
 
     fn notify_queue(&self, name: &str) {
@@ -387,48 +288,45 @@ impl EmbeddedStore {
 
     /// The configs of every queue, sorted by name.
     pub fn queue_configs(&self) -> Result<Vec<QueueConfig>, QueueError> {
-        let mut all = self.read(load_queue_configs)?;
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(all)
+        let g = self.lock();
+        Ok(g.state
+            .queues
+            .values()
+            .map(|q| QueueConfig::clone(&q.cfg))
+            .collect())
     }
 
     /// Message counts of every queue, sorted by name.
     pub fn queue_stats(&self) -> Result<Vec<QueueStats>, QueueError> {
-        let configs = self.queue_configs()?;
-        let dlqs: HashSet<&str> = configs
-            .iter()
-            .filter_map(|c| c.dead_letter_queue.as_deref())
-            .collect();
         let now = now_ms();
-        let counts = self.read(|conn| {
-            let mut st = conn.prepare_cached(
-                "SELECT queue,
-                    SUM(CASE WHEN visible_at_ms <= ?1 OR visible_at_ms = ?2 THEN 1 ELSE 0 END),
-                    SUM(CASE WHEN visible_at_ms > ?1 AND visible_at_ms < ?2 AND receive_count > 0 THEN 1 ELSE 0 END),
-                    SUM(CASE WHEN visible_at_ms > ?1 AND visible_at_ms < ?2 AND receive_count = 0 THEN 1 ELSE 0 END)
-                 FROM messages GROUP BY queue",
-            )?;
-            let mut counts = std::collections::HashMap::new();
-            for row in st.query_map((now, BLOCKED), |r| {
-                Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
-            })? {
-                let (name, c): (String, (u64, u64, u64)) = row?;
-                counts.insert(name, c);
-            }
-            Ok::<_, QueueError>(counts)
-        })?;
-        Ok(configs
+        let g = self.lock();
+        let dlqs: HashSet<&str> = g
+            .state
+            .queues
+            .values()
+            .filter_map(|q| q.cfg.dead_letter_queue.as_deref())
+            .collect();
+        Ok(g.state
+            .queues
             .iter()
-            .map(|c| {
-                let (visible, in_flight, delayed) =
-                    counts.get(&c.name).copied().unwrap_or_default();
-                QueueStats {
-                    name: c.name.clone(),
-                    visible,
-                    in_flight,
-                    delayed,
-                    is_dlq: dlqs.contains(c.name.as_str()),
+            .map(|(name, q)| {
+                let mut stats = QueueStats {
+                    name: name.clone(),
+                    visible: 0,
+                    in_flight: 0,
+                    delayed: 0,
+                    is_dlq: dlqs.contains(name.as_str()),
+                };
+                for m in q.msgs.values() {
+                    if m.visible_at_ms <= now || m.visible_at_ms == BLOCKED {
+                        stats.visible += 1;
+                    } else if m.receive_count > 0 {
+                        stats.in_flight += 1;
+                    } else {
+                        stats.delayed += 1;
+                    }
                 }
+                stats
             })
             .collect())
     }
@@ -439,103 +337,97 @@ impl EmbeddedStore {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<PeekedMessage>, QueueError> {
-        self.queue_meta(queue)?;
         let now = now_ms();
-        self.read(|conn| {
-            let mut st = conn.prepare_cached(
-                "SELECT message_id, body, attributes, group_id, sent_at_ms, receive_count, reason, source_queue, visible_at_ms
-                 FROM messages WHERE queue = ?1 ORDER BY id LIMIT ?2",
-            )?;
-            let rows = st.query_map((queue, i64::try_from(limit).unwrap_or(i64::MAX)), |r| {
-                let visible_at: i64 = r.get(8)?;
-                let receive_count: u32 = r.get(5)?;
-                Ok((
-                    PeekedMessage {
-                        message_id: r.get(0)?,
-                        body: r.get(1)?,
-                        attributes: BTreeMap::new(),
-                        group_id: r.get(3)?,
-                        sent_at_ms: r.get(4)?,
-                        receive_count,
-                        last_failure: r.get(6)?,
-                        source_queue: r.get(7)?,
-                        in_flight: visible_at > now && visible_at < BLOCKED && receive_count > 0,
-                    },
-                    r.get::<_, Option<String>>(2)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (mut msg, attrs) = row?;
-                msg.attributes = decode_attributes(attrs.as_deref())?;
-                out.push(msg);
-            }
-            Ok(out)
-        })
+        let g = self.lock();
+        let q = g.state.queues.get(queue).ok_or_else(|| no_queue(queue))?;
+        q.msgs
+            .values()
+            .take(limit)
+            .map(|m| {
+                Ok(PeekedMessage {
+                    message_id: m.message_id.to_string(),
+                    body: m.body.to_string(),
+                    attributes: decode_attributes(m.attributes.as_deref())?,
+                    group_id: m.group.as_deref().map(str::to_owned),
+                    sent_at_ms: m.sent_at_ms,
+                    receive_count: m.receive_count,
+                    last_failure: m.reason.as_deref().map(str::to_owned),
+                    source_queue: m.source.as_deref().map(str::to_owned),
+                    in_flight: m.visible_at_ms > now
+                        && m.visible_at_ms < BLOCKED
+                        && m.receive_count > 0,
+                })
+            })
+            .collect()
     }
 
     /// Moves up to `max` messages of a DLQ back to the queues they came from,
     /// with a fresh receive count. Returns how many moved. Messages sent to
     /// the DLQ directly (no source queue) stay.
     pub fn redrive(&self, dlq: &str, max: usize) -> Result<usize, QueueError> {
-        self.queue_meta(dlq)?;
-        let configs = self.queue_configs()?;
-        if !configs
-            .iter()
-            .any(|c| c.dead_letter_queue.as_deref() == Some(dlq))
-        {
-            return Err(QueueError::Invalid(format!(
-                "queue {dlq:?} is not the dead-letter queue of any queue"
-            )));
-        }
         let now = now_ms();
-        let (moved, targets) = self.write(|tx| {
-            let rows: Vec<(i64, Option<String>, String)> = tx
-                .prepare_cached(
-                    "SELECT id, group_id, source_queue FROM messages
-                     WHERE queue = ?1 AND source_queue IS NOT NULL ORDER BY id LIMIT ?2",
-                )?
-                .query_map((dlq, i64::try_from(max).unwrap_or(i64::MAX)), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<Result<_, _>>()?;
-            let mut targets = HashSet::new();
-            for (id, group, source) in &rows {
-                if !configs.iter().any(|c| &c.name == source) {
-                    return Err(QueueError::NoSuchQueue(source.clone()));
-                }
-                transfer(tx, *id, group.as_deref(), source, Move::Redrive, now)?;
-                if let (Some(g), true) = (group, dlq.ends_with(".fifo")) {
-                    promote(tx, dlq, g, now)?;
-                }
-                targets.insert(source.clone());
+        let (targets, batch) = self.change(|c| {
+            let queues = &c.state.queues;
+            let q = queues.get(dlq).ok_or_else(|| no_queue(dlq))?;
+            if !queues
+                .values()
+                .any(|o| o.cfg.dead_letter_queue.as_deref() == Some(dlq))
+            {
+                return Err(QueueError::Invalid(format!(
+                    "queue {dlq:?} is not the dead-letter queue of any queue"
+                )));
             }
-            Ok::<_, QueueError>((rows.len(), targets))
+            let moves: Vec<(u64, Arc<str>)> = q
+                .msgs
+                .iter()
+                .filter_map(|(id, m)| m.source.as_ref().map(|s| (*id, Arc::clone(s))))
+                .take(max)
+                .collect();
+            if let Some((_, missing)) = moves.iter().find(|(_, s)| !queues.contains_key(&**s)) {
+                return Err(no_queue(missing));
+            }
+            let mut targets = Vec::new();
+            for (id, source) in moves {
+                transfer(c, dlq, id, &source, true, now);
+                targets.push(source);
+            }
+            Ok(targets)
         })?;
-        for t in &targets {
+        let moved = targets.len();
+        let unique: HashSet<Arc<str>> = targets.into_iter().collect();
+        for t in &unique {
             self.notify_queue(t);
         }
+        futures::executor::block_on(self.durable(batch))?;
         Ok(moved)
     }
 
     /// Deletes every message of a queue; returns how many.
     pub fn purge(&self, queue: &str) -> Result<usize, QueueError> {
-        self.queue_meta(queue)?;
-        self.write(|tx| Ok(tx.execute("DELETE FROM messages WHERE queue = ?1", [queue])?))
+        let (n, batch) = self.change(|c| {
+            let n = c
+                .state
+                .queues
+                .get(queue)
+                .ok_or_else(|| no_queue(queue))?
+                .msgs
+                .len();
+            c.apply(Op::Purge { queue });
+            Ok::<_, QueueError>(n)
+        })?;
+        futures::executor::block_on(self.durable(batch))?;
+        Ok(n)
     }
 
     /// Makes every in-flight message of every queue visible again, keeping its
-    /// receive count. Only for a runtime that owns the store exclusively and
-    /// starts after a crash: the receipts it finds belonged to a dead process,
-    /// and waiting out their visibility timeouts would only delay recovery.
+    /// receive count. Opening a store already does this for the messages of
+    /// the process before; this is for a runtime that takes over in-process.
     pub fn reclaim_in_flight(&self) -> Result<usize, QueueError> {
-        let now = now_ms();
-        self.write(|tx| {
-            Ok(tx.execute(
-                "UPDATE messages SET visible_at_ms = ?1, receipt = NULL WHERE receipt IS NOT NULL AND visible_at_ms > ?1",
-                [now],
-            )?)
-        })
+        let n = self.lock().state.reclaim_in_flight(now_ms());
+        for name in self.lock().state.queues.keys() {
+            self.notify_queue(name);
+        }
+        Ok(n)
     }
 }
 
@@ -545,7 +437,8 @@ impl EmbeddedQueue {
     }
 
     pub fn config(&self) -> Arc<QueueConfig> {
-        self.meta.config()
+        let g = self.store.lock();
+        Arc::clone(&g.state.queues[&self.name].cfg)
     }
 
     fn validate(&self, m: &OutgoingMessage, fifo: bool) -> Result<(), QueueError> {
@@ -622,49 +515,30 @@ impl EmbeddedQueue {
 
     /// One receive attempt: the messages, and (when none) the earliest time a
     /// hidden message becomes visible, for the long poll to wake at.
-    async fn receive_once(
+    fn receive_once(
         &self,
         max: usize,
         visibility_ms: i64,
     ) -> Result<(Vec<ReceivedMessage>, Option<i64>), QueueError> {
-        let cfg = self.meta.config();
-        let dlq_meta = match &cfg.dead_letter_queue {
-            Some(dlq) => Some(self.store.queue_meta(dlq)?),
-            None => None,
-        };
-        let meta = Arc::clone(&self.meta);
-        let queue = self.name.clone();
-        self.store
-            .submit(move |b| {
-                let now = now_ms();
-                let hidden_until = now.saturating_add(visibility_ms);
-                let out = receive_in(b, &cfg, &queue, max, now, hidden_until)?;
-                if out.moved {
-                    if let Some(dlq) = &dlq_meta {
-                        b.wake_queue(dlq);
-                    }
-                }
-                if out.promoted {
-                    b.wake_queue(&meta);
-                }
-                if !out.messages.is_empty() {
-                    return Ok((out.messages, None));
-                }
-                let next: Option<i64> = b
-                    .tx
-                    .prepare_cached(
-                        "SELECT MIN(visible_at_ms) FROM messages WHERE queue = ?1 AND visible_at_ms > ?2 AND visible_at_ms < ?3",
-                    )?
-                    .query_row((&queue, now, BLOCKED), |r| r.get(0))?;
-                Ok((out.messages, next))
-            })
-            .await
+        let now = now_ms();
+        let hidden_until = now.saturating_add(visibility_ms);
+        let (out, _) = self
+            .store
+            .change(|c| receive_in(c, &self.store, &self.name, max, now, hidden_until))?;
+        if let Some(dlq) = &out.moved_to {
+            self.store.notify_queue(dlq);
+        }
+        if out.promoted {
+            self.meta.notify.notify_waiters();
+        }
+        Ok((out.messages, out.next_visible_at))
     }
 
     /// Changes a received message's visibility; `cascade` (FIFO release) also
     /// releases the later in-flight messages of its group, which must not be
-    /// handled before it.
-    async fn set_visibility(
+    /// handled before it. Visibility is not journaled (it does not outlive
+    /// the process); a reason is.
+    fn set_visibility(
         &self,
         handle: &str,
         visibility: Duration,
@@ -673,211 +547,228 @@ impl EmbeddedQueue {
     ) -> Result<(), QueueError> {
         check_visibility(visibility)?;
         let (id, nonce) = parse_receipt(handle)?;
-        let queue = self.name.clone();
-        let fifo = self.meta.config().fifo;
-        let meta = Arc::clone(&self.meta);
-        let handle = handle.to_owned();
-        let reason = reason.map(str::to_owned);
-        self.store
-            .submit(move |b| {
-                let now = now_ms();
-                let visible_at = now.saturating_add(ms(visibility));
-                let tx = b.tx;
-                let group: Option<Option<String>> = tx
-                    .prepare_cached(
-                        "UPDATE messages SET visible_at_ms = ?4, reason = COALESCE(?5, reason)
-                         WHERE id = ?1 AND queue = ?2 AND receipt = ?3 RETURNING group_id",
-                    )?
-                    .query_row((id, &queue, nonce, visible_at, &reason), |r| r.get(0))
-                    .optional()?;
-                let group = group.ok_or(QueueError::StaleReceipt(handle))?;
-                if let (true, true, Some(g)) = (cascade, fifo, group) {
-                    tx.prepare_cached(
-                        "UPDATE messages SET visible_at_ms = ?4
-                         WHERE queue = ?1 AND group_id = ?2 AND id > ?3 AND receive_count > 0
-                           AND visible_at_ms > ?5 AND visible_at_ms < ?6",
-                    )?
-                    .execute((&queue, &g, id, visible_at, now, BLOCKED))?;
+        let now = now_ms();
+        let visible_at = now.saturating_add(ms(visibility));
+        self.store.change(|c| {
+            let q = c
+                .state
+                .queues
+                .get_mut(&self.name)
+                .ok_or_else(|| no_queue(&self.name))?;
+            let group = match q.msgs.get(&id) {
+                Some(m) if m.receipt == nonce => m.group.clone(),
+                _ => return Err(QueueError::StaleReceipt(handle.to_owned())),
+            };
+            q.set_visible_at(id, visible_at);
+            if let (true, true, Some(g)) = (cascade, q.cfg.fifo, group) {
+                let later: Vec<u64> = q.groups[&g]
+                    .range(id + 1..)
+                    .copied()
+                    .filter(|later| {
+                        let m = &q.msgs[later];
+                        m.receive_count > 0 && m.visible_at_ms > now && m.visible_at_ms < BLOCKED
+                    })
+                    .collect();
+                for later in later {
+                    q.set_visible_at(later, visible_at);
                 }
-                b.wake_queue(&meta);
-                Ok(())
-            })
-            .await
+            }
+            if let Some(reason) = reason {
+                c.apply(Op::Reason {
+                    queue: &self.name,
+                    id,
+                    reason,
+                });
+            }
+            Ok(())
+        })?;
+        self.meta.notify.notify_waiters();
+        Ok(())
     }
 }
 
-/// What one receive did inside the writer's batch.
+/// What one receive did.
 struct Received {
     messages: Vec<ReceivedMessage>,
-    /// Some message went to the DLQ.
-    moved: bool,
+    /// The DLQ some message went to.
+    moved_to: Option<String>,
     /// A FIFO group got a new head.
     promoted: bool,
+    /// When nothing was received: when the next hidden message shows again.
+    next_visible_at: Option<i64>,
 }
 
 /// The receive itself: picks up to `max` visible messages (FIFO: only group
 /// heads and what follows them), hides them until `hidden_until` and moves
 /// those past `maxReceiveCount` to the DLQ.
 fn receive_in(
-    b: &Batch<'_>,
-    cfg: &QueueConfig,
+    c: &mut Changes<'_>,
+    store: &EmbeddedStore,
     queue: &str,
     max: usize,
     now: i64,
     hidden_until: i64,
 ) -> Result<Received, QueueError> {
-    let tx = b.tx;
+    let q = c.state.queues.get(queue).ok_or_else(|| no_queue(queue))?;
+    let cfg = Arc::clone(&q.cfg);
     let dlq = cfg.dead_letter_queue.as_deref();
-    let over_limit = |row: &Row| dlq.is_some() && row.receive_count >= cfg.max_receive_count;
-    let mut moved = false;
-    let mut promoted = false;
-    let mut out: Vec<ReceivedMessage> = Vec::new();
-    let mut picked: HashSet<i64> = HashSet::new();
-    let deliver = |row: Row, out: &mut Vec<ReceivedMessage>| -> Result<(), QueueError> {
-        let nonce = b.next_receipt();
-        tx.prepare_cached(
-            "UPDATE messages SET receive_count = receive_count + 1, visible_at_ms = ?2, receipt = ?3 WHERE id = ?1",
-        )?
-        .execute((row.id, hidden_until, nonce as i64))?;
-        out.push(ReceivedMessage {
-            message_id: row.message_id,
-            receipt_handle: receipt_handle(row.id, nonce),
-            attributes: decode_attributes(row.attributes.as_deref())?,
-            body: row.body,
-            receive_count: row.receive_count + 1,
-            group_id: row.group_id,
-            sent_at_ms: row.sent_at_ms,
-        });
-        Ok(())
+    let over_limit = |m: &Msg| dlq.is_some() && m.receive_count >= cfg.max_receive_count;
+    let mut out = Received {
+        messages: Vec::new(),
+        moved_to: None,
+        promoted: false,
+        next_visible_at: None,
     };
-    // Keyset pagination over visible messages, in the order they became visible.
-    let mut cursor = (i64::MIN, i64::MIN);
-    'scan: while out.len() < max {
-        let want = (max - out.len()).max(if cfg.fifo { 32 } else { 1 });
-        let rows: Vec<Row> = tx
-            .prepare_cached(
-                "SELECT id, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms, receive_count
-                 FROM messages
-                 WHERE queue = ?1 AND visible_at_ms <= ?2 AND (visible_at_ms, id) > (?3, ?4)
-                 ORDER BY visible_at_ms, id LIMIT ?5",
-            )?
-            .query_map((queue, now, cursor.0, cursor.1, want as i64), read_row)?
-            .collect::<Result<_, _>>()?;
-        if rows.is_empty() {
+    let mut picked: HashSet<u64> = HashSet::new();
+    // Candidates in the order they became visible; decided first, applied after.
+    let mut cursor = (i64::MIN, 0u64);
+    while out.messages.len() < max {
+        let q = &c.state.queues[queue];
+        let Some(&(at, id)) = q
+            .ready
+            .range((
+                std::ops::Bound::Excluded(cursor),
+                std::ops::Bound::Unbounded,
+            ))
+            .next()
+        else {
+            break;
+        };
+        if at > now {
             break;
         }
-        for row in rows {
-            if out.len() >= max {
-                break 'scan;
-            }
-            cursor = (row.visible_at_ms, row.id);
-            let group = if cfg.fifo { row.group_id.clone() } else { None };
-            if let Some(g) = &group {
-                let head: Option<i64> = tx
-                    .prepare_cached(
-                        "SELECT MIN(id) FROM messages WHERE queue = ?1 AND group_id = ?2",
-                    )?
-                    .query_row((queue, g), |r| r.get(0))?;
-                if picked.contains(&row.id) || head != Some(row.id) {
-                    continue;
-                }
-            }
-            if over_limit(&row) {
-                let dlq = dlq.expect("over_limit implies a DLQ");
-                transfer(
-                    tx,
-                    row.id,
-                    row.group_id.as_deref(),
-                    dlq,
-                    Move::ToDlq { source: queue },
-                    now,
-                )?;
-                moved = true;
-                if let Some(g) = &group {
-                    promoted |= promote(tx, queue, g, now)?;
-                }
+        cursor = (at, id);
+        let m = &q.msgs[&id];
+        let group = if cfg.fifo { m.group.clone() } else { None };
+        if let Some(g) = &group {
+            if picked.contains(&id) || q.head(g) != Some(id) {
                 continue;
             }
-            let after = row.id;
-            picked.insert(row.id);
-            deliver(row, &mut out)?;
-            // FIFO: the rest of the group may come in the same batch, in order.
+        }
+        if over_limit(m) {
+            let dlq = dlq.expect("over_limit implies a DLQ");
+            transfer(c, queue, id, dlq, false, now);
+            out.moved_to = Some(dlq.to_owned());
             if let Some(g) = &group {
-                let next: Vec<Row> = tx
-                    .prepare_cached(
-                        "SELECT id, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms, receive_count
-                         FROM messages WHERE queue = ?1 AND group_id = ?2 AND id > ?3
-                         ORDER BY id LIMIT ?4",
-                    )?
-                    .query_map((queue, g, after, (max - out.len()) as i64), read_row)?
-                    .collect::<Result<_, _>>()?;
-                for row in next {
-                    let waiting = row.visible_at_ms == BLOCKED || row.visible_at_ms <= now;
-                    if !waiting || over_limit(&row) {
-                        break;
-                    }
-                    picked.insert(row.id);
-                    deliver(row, &mut out)?;
-                }
+                out.promoted |= promoted_head(&c.state.queues[queue], g, now);
+            }
+            continue;
+        }
+        picked.insert(id);
+        deliver(c, store, queue, id, hidden_until, &mut out.messages)?;
+        // FIFO: the rest of the group may come in the same batch, in order.
+        if let Some(g) = &group {
+            let q = &c.state.queues[queue];
+            let next: Vec<u64> = q.groups[g]
+                .range(id + 1..)
+                .copied()
+                .take(max - out.messages.len())
+                .take_while(|n| {
+                    let m = &q.msgs[n];
+                    (m.visible_at_ms == BLOCKED || m.visible_at_ms <= now) && !over_limit(m)
+                })
+                .collect();
+            for n in next {
+                picked.insert(n);
+                deliver(c, store, queue, n, hidden_until, &mut out.messages)?;
             }
         }
     }
-    Ok(Received {
-        messages: out,
-        moved,
-        promoted,
-    })
+    if out.messages.is_empty() {
+        let q = &c.state.queues[queue];
+        out.next_visible_at = q.ready.range((now + 1, 0)..).next().map(|(at, _)| *at);
+    }
+    Ok(out)
 }
 
-/// Inserts messages (dropping FIFO duplicates within the dedup window);
+/// Whether a FIFO group's head was just promoted (made visible at `now`).
+fn promoted_head(q: &QState, group: &str, now: i64) -> bool {
+    q.cfg.fifo
+        && q.head(group)
+            .is_some_and(|h| q.msgs[&h].visible_at_ms == now)
+}
+
+/// Hands one message out: a receive count more, hidden, a fresh receipt.
+fn deliver(
+    c: &mut Changes<'_>,
+    store: &EmbeddedStore,
+    queue: &str,
+    id: u64,
+    hidden_until: i64,
+    out: &mut Vec<ReceivedMessage>,
+) -> Result<(), QueueError> {
+    c.apply(Op::Receive { queue, id });
+    let nonce = store.next_receipt();
+    let q: &mut QState = c.state.queues.get_mut(queue).expect("checked");
+    q.set_visible_at(id, hidden_until);
+    let m = q.msgs.get_mut(&id).expect("listed");
+    m.receipt = nonce;
+    out.push(ReceivedMessage {
+        message_id: m.message_id.to_string(),
+        receipt_handle: receipt_handle(id, nonce),
+        attributes: decode_attributes(m.attributes.as_deref())?,
+        body: m.body.to_string(),
+        receive_count: m.receive_count,
+        group_id: m.group.as_deref().map(str::to_owned),
+        sent_at_ms: m.sent_at_ms,
+    });
+    Ok(())
+}
+
+/// Adds messages (dropping FIFO duplicates within the dedup window);
 /// returns their ids (a duplicate gets its original's).
 fn send_in(
-    b: &Batch<'_>,
-    cfg: &QueueConfig,
+    c: &mut Changes<'_>,
     meta: &QueueMeta,
     queue: &str,
     messages: &[(OutgoingMessage, Option<String>)],
     dedup_window: i64,
 ) -> Result<Vec<String>, QueueError> {
-    let tx = b.tx;
     let now = now_ms();
-    let mut sweep = false;
     let mut ids = Vec::with_capacity(messages.len());
     for (m, attributes) in messages {
+        let q = c.state.queues.get(queue).ok_or_else(|| no_queue(queue))?;
         if let Some(dedup) = &m.dedup_id {
-            let earlier: Option<(String, i64)> = tx
-                .prepare_cached(
-                    "SELECT message_id, expires_ms FROM dedup WHERE queue = ?1 AND dedup_id = ?2",
-                )?
-                .query_row((queue, dedup), |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((id, expires)) = earlier.filter(|(_, expires)| *expires > now) {
+            if let Some((id, expires)) = q.dedup.get(dedup).filter(|(_, e)| *e > now) {
                 tracing::debug!(queue, dedup_id = %dedup, message_id = %id, expires, "duplicate dropped");
-                ids.push(id);
+                ids.push(id.to_string());
                 continue;
             }
         }
-        let message_id = new_message_id();
         let visible_at = match &m.group_id {
-            Some(g) if cfg.fifo && group_busy(tx, queue, g)? => BLOCKED,
+            Some(g) if q.cfg.fifo && q.group_busy(g) => BLOCKED,
             _ => now.saturating_add(ms(m.delay)),
         };
-        tx.prepare_cached(
-            "INSERT INTO messages (queue, message_id, body, attributes, group_id, sent_at_ms, visible_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute((queue, &message_id, &m.body, attributes, &m.group_id, now, visible_at))?;
+        let message_id = new_message_id();
+        let id = c.state.next_message;
+        c.apply(Op::Message(MessageOp {
+            queue,
+            id,
+            message_id: &message_id,
+            body: &m.body,
+            attributes: attributes.as_deref(),
+            group: m.group_id.as_deref(),
+            sent_at_ms: now,
+            visible_at_ms: visible_at,
+            receive_count: 0,
+            reason: None,
+            source: None,
+        }));
         if let Some(dedup) = &m.dedup_id {
-            tx.prepare_cached("INSERT OR REPLACE INTO dedup (queue, dedup_id, message_id, expires_ms) VALUES (?1, ?2, ?3, ?4)")?
-                .execute((queue, dedup, &message_id, now.saturating_add(dedup_window)))?;
-            sweep |=
-                meta.dedup_inserts.fetch_add(1, Ordering::Relaxed) & (DEDUP_SWEEP_EVERY - 1) == 0;
+            c.apply(Op::Dedup {
+                queue,
+                dedup_id: dedup,
+                message_id: &message_id,
+                expires_ms: now.saturating_add(dedup_window),
+            });
+            if meta.dedup_inserts.fetch_add(1, Ordering::Relaxed) & (DEDUP_SWEEP_EVERY - 1) == 0 {
+                // Expired ids only matter in memory; a load skips them too.
+                if let Some(q) = c.state.queues.get_mut(queue) {
+                    q.dedup.retain(|_, (_, expires)| *expires > now);
+                }
+            }
         }
         ids.push(message_id);
-    }
-    if sweep {
-        tx.prepare_cached("DELETE FROM dedup WHERE expires_ms <= ?1")?
-            .execute([now])?;
     }
     Ok(ids)
 }
@@ -898,14 +789,14 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
-        let cfg = self.meta.config();
+        let fifo = self.config().fifo;
         for m in &messages {
-            self.validate(m, cfg.fifo)?;
+            self.validate(m, fifo)?;
         }
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        // Encoded before the writer runs: a refusal must come before any write.
+        // Encoded before the change: a refusal must come before any write.
         let messages = messages
             .into_iter()
             .map(|m| {
@@ -920,16 +811,13 @@ impl Queue for EmbeddedQueue {
                 Ok((m, attributes))
             })
             .collect::<Result<Vec<_>, QueueError>>()?;
-        let queue = self.name.clone();
         let dedup_window = self.store.dedup_window_ms;
-        let meta = Arc::clone(&self.meta);
-        self.store
-            .submit(move |b| {
-                let ids = send_in(b, &cfg, &meta, &queue, &messages, dedup_window)?;
-                b.wake_queue(&meta);
-                Ok(ids)
-            })
-            .await
+        let (ids, batch) = self
+            .store
+            .change(|c| send_in(c, &self.meta, &self.name, &messages, dedup_window))?;
+        self.meta.notify.notify_waiters();
+        self.store.durable(batch).await?;
+        Ok(ids)
     }
 
     async fn receive(
@@ -951,48 +839,51 @@ impl Queue for EmbeddedQueue {
             &self.meta.notify,
             deadline,
             self.store.external_poll,
-            || self.receive_once(max, visibility_ms),
+            || std::future::ready(self.receive_once(max, visibility_ms)),
             |msgs| !msgs.is_empty(),
         )
         .await
     }
 
+    /// Durable with the next commit: after a crash the message is at worst
+    /// delivered again (at least once).
     async fn delete_batch(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
-        let queue = self.name.clone();
-        let fifo = self.meta.config().fifo;
-        let meta = Arc::clone(&self.meta);
-        let handles = receipt_handles.to_vec();
-        let stale = self
-            .store
-            .submit(move |b| {
-                let now = now_ms();
-                let tx = b.tx;
-                let mut stale = Vec::new();
-                let mut promoted = false;
-                for handle in handles {
-                    let Ok((id, nonce)) = parse_receipt(&handle) else {
-                        stale.push(handle);
+        let now = now_ms();
+        let (stale, _) = self.store.change(|c| {
+            let mut stale = Vec::new();
+            let mut promoted = false;
+            for handle in receipt_handles {
+                let q = c
+                    .state
+                    .queues
+                    .get(&self.name)
+                    .ok_or_else(|| no_queue(&self.name))?;
+                let id = match parse_receipt(handle) {
+                    Ok((id, nonce)) if q.msgs.get(&id).is_some_and(|m| m.receipt == nonce) => id,
+                    _ => {
+                        stale.push(handle.as_str());
                         continue;
-                    };
-                    let group: Option<Option<String>> = tx
-                        .prepare_cached("DELETE FROM messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3 RETURNING group_id")?
-                        .query_row((id, &queue, nonce), |r| r.get(0))
-                        .optional()?;
-                    match group {
-                        None => stale.push(handle),
-                        Some(Some(g)) if fifo => promoted |= promote(tx, &queue, &g, now)?,
-                        Some(_) => {}
                     }
+                };
+                let group = q.msgs[&id].group.clone();
+                c.apply(Op::Delete {
+                    queue: &self.name,
+                    id,
+                    at_ms: now,
+                });
+                if let Some(g) = group {
+                    promoted |= promoted_head(&c.state.queues[&self.name], &g, now);
                 }
-                if promoted {
-                    b.wake_queue(&meta);
-                }
-                Ok::<_, QueueError>(stale)
-            })
-            .await?;
+            }
+            Ok::<_, QueueError>((stale.join(", "), promoted))
+        })?;
+        let (stale, promoted) = stale;
+        if promoted {
+            self.meta.notify.notify_waiters();
+        }
         // The valid handles are deleted either way; report the rest.
         if !stale.is_empty() {
-            return Err(QueueError::StaleReceipt(stale.join(", ")));
+            return Err(QueueError::StaleReceipt(stale));
         }
         Ok(())
     }
@@ -1004,7 +895,6 @@ impl Queue for EmbeddedQueue {
         reason: Option<&str>,
     ) -> Result<(), QueueError> {
         self.set_visibility(receipt_handle, visibility, reason, true)
-            .await
     }
 
     async fn change_visibility(
@@ -1013,6 +903,5 @@ impl Queue for EmbeddedQueue {
         visibility: Duration,
     ) -> Result<(), QueueError> {
         self.set_visibility(receipt_handle, visibility, None, false)
-            .await
     }
 }

@@ -1,30 +1,51 @@
-//! The one SQLite database behind the embedded table, change stream and queues.
+//! The embedded store: the table, its change stream and the queues, held in
+//! memory and made durable by a journal in one SQLite file.
 //!
-//! Writes go to one writer thread that group-commits everything in flight
-//! (see `writer`), so a table write and its stream record commit together
-//! (the stream is an outbox) and many callers share one commit. Reads run
-//! on a small pool of separate connections, which WAL lets run beside the
-//! writer. WAL with `synchronous=NORMAL` means a committed transaction
-//! survives `kill -9` of the process without an fsync per commit; the WAL
-//! is checkpointed off the commit path, on a connection of its own.
+//! Every change is applied in memory and appended, under the same lock and
+//! so in the same order, to a pending journal buffer. A commit thread
+//! writes what is pending as one row of the `journal` table: everything in
+//! flight together shares one commit. Changes are visible at once and
+//! durable with the next commit, in order, so a crash loses at most a
+//! suffix of the changes, never one in the middle, and the state after a
+//! restart is one the running process went through. What acknowledges to
+//! the outside world waits for [`EmbeddedStore::sync`] first.
+//! WAL with `synchronous=NORMAL` makes a commit survive `kill -9` without
+//! an fsync each.
+//!
+//! The journal is folded into a snapshot (the state written out as ops)
+//! when a store opens and whenever it grows past [`COMPACT_BYTES`].
+//!
+//! One process owns a data dir at a time (an exclusive lock on
+//! `<database>.lock`); others can open it read-only, seeing the state as of
+//! the last commit.
 use std::collections::HashMap;
+use std::fs::File;
 use std::future::Future;
-use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use tokio::sync::Notify;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::{watch, Notify};
 
 use super::faults::Faults;
+use super::journal::{decode_all, CorruptJournal, Op};
 use super::queue::QueueMeta;
-use super::stream::StreamSeq;
-use super::writer::{Batch, Writer};
+use super::state::State;
 use crate::envelope::{LOCAL_ACCOUNT, LOCAL_REGION};
 
-/// The schema this code writes; a database from a newer build is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The file format this code writes: 2 is the journal (1 was a table per
+/// kind of row, imported on open); a database from a newer build is refused.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Journal bytes past which the commit thread folds the journal into a new
+/// snapshot. The state is serialised under the store's lock, so this is
+/// kept large: the pause is rare, and a load replays at most this much.
+const COMPACT_BYTES: usize = 256 << 20;
+/// Snapshot rows are cut at about this size.
+const SNAPSHOT_PART_BYTES: usize = 4 << 20;
 
 /// Options for opening a store. Defaults suit `switchyard up` and tests.
 #[derive(Debug, Clone)]
@@ -34,11 +55,9 @@ pub struct StoreOptions {
     pub shards: u32,
     /// The table name shown in stream ARNs.
     pub table_name: String,
-    /// How long a write waits for another process holding the database lock.
+    /// How long a commit waits for a reader holding the database lock.
     pub busy_timeout: Duration,
-    /// Upper bound on a wait (long poll, stream wait) between re-checks, so
-    /// writes by another process (e.g. `switchyard publish` into a running
-    /// data dir), which fire no in-process notification, are still seen.
+    /// Upper bound on a wait (long poll, stream wait) between re-checks.
     pub external_poll: Duration,
     /// FIFO deduplication window (SQS: 5 minutes).
     pub dedup_window: Duration,
@@ -74,84 +93,143 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path} is in use by another Switchyard process (`switchyard up`?); stop it, or talk to it through its HTTP API (read-only commands still work)")]
+    InUse { path: String },
+    #[error("{path}: {source}")]
+    Corrupt {
+        path: String,
+        #[source]
+        source: CorruptJournal,
+    },
+}
+
+impl StoreError {
+    /// `map_err` for SQLite errors on the database at `path`.
+    pub(super) fn sqlite(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// `map_err` for a damaged journal or snapshot of the database at `path`.
+    pub(super) fn corrupt(path: &str) -> impl Fn(CorruptJournal) -> StoreError + '_ {
+        move |source| StoreError::Corrupt {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// A change was refused, or cannot be made durable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unwritable {
+    #[error("the store was opened read-only (another process owns the data dir)")]
+    ReadOnly,
+    #[error("the store's journal failed and it takes no more changes: {0}")]
+    Failed(String),
 }
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS items (
-    pk TEXT NOT NULL, sk TEXT NOT NULL, body TEXT NOT NULL,
-    PRIMARY KEY (pk, sk)
-) WITHOUT ROWID;
--- Keyed by (shard, seq): one B-tree page touched per record. `seq` is
--- global and handed out by the writer (see stream::next_sequence).
-CREATE TABLE IF NOT EXISTS stream (
-    shard INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    pk TEXT NOT NULL, sk TEXT NOT NULL,
-    new_image TEXT, old_image TEXT,
-    at_ms INTEGER NOT NULL,
-    PRIMARY KEY (shard, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS checkpoints (
-    consumer TEXT NOT NULL, shard INTEGER NOT NULL, seq TEXT NOT NULL,
-    PRIMARY KEY (consumer, shard)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS queues (
-    name TEXT PRIMARY KEY, fifo INTEGER NOT NULL,
-    max_receive_count INTEGER NOT NULL, dlq TEXT
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY,
-    queue TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    body TEXT NOT NULL,
-    attributes TEXT,
-    group_id TEXT,
-    sent_at_ms INTEGER NOT NULL,
-    visible_at_ms INTEGER NOT NULL,
-    receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt INTEGER,
-    reason TEXT,
-    source_queue TEXT
-);
-CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_at_ms, id);
-CREATE INDEX IF NOT EXISTS messages_group ON messages (queue, group_id, id) WHERE group_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS dedup (
-    queue TEXT NOT NULL, dedup_id TEXT NOT NULL, message_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
-    PRIMARY KEY (queue, dedup_id)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshot (part INTEGER PRIMARY KEY, ops BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (batch INTEGER PRIMARY KEY, ops BLOB NOT NULL);
 "#;
 
-/// The embedded backend's database. Open it once and share the `Arc`; the
+/// What the lock guards: the state and the journal bytes not yet committed.
+pub(super) struct Inner {
+    pub(super) state: State,
+    pending: Vec<u8>,
+    /// The number of the commit that `pending` will go out with.
+    batch: u64,
+    journaling: bool,
+}
+
+/// The changes one caller makes under the lock.
+pub(super) struct Changes<'a> {
+    pub(super) state: &'a mut State,
+    pending: &'a mut Vec<u8>,
+    journaling: bool,
+}
+
+impl Changes<'_> {
+    /// Applies a change and journals it.
+    pub(super) fn apply(&mut self, op: Op<'_>) {
+        if let Err(e) = self.state.apply(&op) {
+            // Live callers only build ops that fit the state.
+            unreachable!("a live change did not apply: {e}");
+        }
+        if self.journaling {
+            op.encode(self.pending);
+        }
+    }
+}
+
+/// Shared with the commit thread.
+struct Core {
+    inner: Mutex<Inner>,
+    /// Woken when `pending` stops being empty, and on shutdown.
+    wake: Condvar,
+    /// The last commit that is durable.
+    durable: watch::Sender<u64>,
+    failed: Mutex<Option<String>>,
+    stop: AtomicBool,
+}
+
+/// The embedded backend's store. Open it once and share the `Arc`; the
 /// table, stream and queues are cheap handles onto it.
 pub struct EmbeddedStore {
-    writer: Writer,
-    /// Idle read connections (file databases; in memory, reads share the writer's).
-    readers: Mutex<Vec<Connection>>,
-    /// How to open another reader (`None` in memory).
-    reader_path: Option<(PathBuf, Duration)>,
+    core: Arc<Core>,
+    committer: Option<JoinHandle<()>>,
+    checkpointer: Option<JoinHandle<()>>,
+    read_only: bool,
     path: String,
     pub(super) shard_ids: Vec<String>,
     pub(super) table_name: String,
     pub(super) stream_arn: String,
     pub(super) queues: RwLock<HashMap<String, Arc<QueueMeta>>>,
+    stream_notify: Vec<Notify>,
     pub(super) faults: Arc<Faults>,
     pub(super) external_poll: Duration,
     pub(super) dedup_window_ms: i64,
+    receipts: AtomicU64,
+    /// Held while open: the exclusive lock on the data dir.
+    _owner: Option<File>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedStore")
             .field("path", &self.path)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
 
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        self.core.stop.store(true, Ordering::SeqCst);
+        self.core.wake.notify_all();
+        if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.checkpointer.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// How a store opens its file.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Owner,
+    ReadOnly,
+}
+
 impl EmbeddedStore {
-    /// Opens (creating if needed) the database at `path`; `":memory:"` gives a
-    /// private in-memory database.
+    /// Opens (creating if needed) the database at `path`, owning it until
+    /// dropped; `":memory:"` gives a private store with no file.
     pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
         Self::open_with(path, StoreOptions::default())
     }
@@ -164,7 +242,17 @@ impl EmbeddedStore {
         path: impl AsRef<Path>,
         options: StoreOptions,
     ) -> Result<Arc<Self>, StoreError> {
-        let path = path.as_ref();
+        Self::open_mode(path.as_ref(), options, Mode::Owner)
+    }
+
+    /// Opens an existing database read-only, as it was at its last commit,
+    /// whether or not another process owns it (`state dump`, `dlq list`
+    /// beside a running `switchyard up`). Changes are refused.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Arc<Self>, StoreError> {
+        Self::open_mode(path.as_ref(), StoreOptions::default(), Mode::ReadOnly)
+    }
+
+    fn open_mode(path: &Path, options: StoreOptions, mode: Mode) -> Result<Arc<Self>, StoreError> {
         let shown = path.display().to_string();
         if options.shards == 0 || options.shards > 1024 {
             return Err(StoreError::InvalidOption(format!(
@@ -177,100 +265,127 @@ impl EmbeddedStore {
                 "external_poll must be above zero".to_owned(),
             ));
         }
+        let sql = StoreError::sqlite(&shown);
         let in_memory = shown == ":memory:";
-        if !in_memory {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                    path: shown.clone(),
-                    source,
-                })?;
-            }
-        }
-        let sql = |source| StoreError::Sqlite {
-            path: shown.clone(),
-            source,
-        };
-        let conn = if in_memory {
-            Connection::open_in_memory().map_err(sql)?
-        } else {
-            Connection::open_with_flags(PathBuf::from(path), OPEN_FLAGS).map_err(sql)?
-        };
-        conn.busy_timeout(options.busy_timeout).map_err(sql)?;
-        // WAL + NORMAL: commits are durable against a process crash and need
-        // no fsync each; only a power loss can drop the last commits.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "OFF")
-            .map_err(sql)?;
-        // Sort and statement journals in memory: never a temporary file.
-        conn.pragma_update(None, "temp_store", "MEMORY")
-            .map_err(sql)?;
-        conn.set_prepared_statement_cache_capacity(64);
-        stable_plans(&conn).map_err(sql)?;
-
-        let found: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(sql)?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew { path: shown, found });
-        }
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        ))
-        .map_err(sql)?;
-
         let created_ms = now_ms();
-        let shards = meta_get_or_init(&conn, "shards", &options.shards.to_string()).map_err(sql)?;
-        let shards: u32 = shards.parse().unwrap_or(options.shards);
-        if shards != options.shards {
-            tracing::warn!(db = %shown, stored = shards, asked = options.shards, "keeping the shard count the database was created with");
-        }
-        let label =
-            meta_get_or_init(&conn, "stream_label", &stream_label(created_ms)).map_err(sql)?;
+        let (state, shards, label, conn, owner) = if in_memory {
+            let state = State::new(options.shards as usize);
+            (state, options.shards, stream_label(created_ms), None, None)
+        } else {
+            let owner = match mode {
+                Mode::Owner => Some(take_ownership(path, &shown)?),
+                Mode::ReadOnly => None,
+            };
+            let conn = open_file(path, &options, mode).map_err(&sql)?;
+            if mode == Mode::Owner {
+                upgrade_schema(&conn, &shown)?;
+            }
+            let shards: u32 = match meta_get(&conn, "shards").map_err(&sql)? {
+                Some(s) => s.parse().unwrap_or(options.shards),
+                None if mode == Mode::Owner => {
+                    meta_set(&conn, "shards", &options.shards.to_string()).map_err(&sql)?;
+                    options.shards
+                }
+                None => options.shards,
+            };
+            if shards != options.shards {
+                tracing::warn!(db = %shown, stored = shards, asked = options.shards, "keeping the shard count the database was created with");
+            }
+            let label = match meta_get(&conn, "stream_label").map_err(&sql)? {
+                Some(l) => l,
+                None => {
+                    let l = stream_label(created_ms);
+                    if mode == Mode::Owner {
+                        meta_set(&conn, "stream_label", &l).map_err(&sql)?;
+                    }
+                    l
+                }
+            };
+            let mut state = State::new(shards as usize);
+            let replayed = load(&conn, &mut state, &shown)?;
+            let reclaimed = state.reclaim_in_flight(created_ms);
+            if mode == Mode::Owner && replayed > 0 {
+                // Start from a fresh snapshot: the next load is quick.
+                write_parts(&conn, &snapshot_parts(&state)).map_err(&sql)?;
+            }
+            if reclaimed > 0 {
+                tracing::info!(db = %shown, reclaimed, "messages in flight when the store last closed are visible again");
+            }
+            (state, shards, label, Some(conn), owner)
+        };
 
-        let queues = super::queue::load_queue_configs(&conn)
-            .map_err(sql)?
-            .into_iter()
-            .map(|cfg| (cfg.name.clone(), Arc::new(QueueMeta::new(cfg))))
+        let queues = state
+            .queues
+            .keys()
+            .map(|name| (name.clone(), Arc::new(QueueMeta::new())))
             .collect();
-
+        let journaling = mode == Mode::Owner && conn.is_some();
+        let (durable, _) = watch::channel(0u64);
+        let core = Arc::new(Core {
+            inner: Mutex::new(Inner {
+                state,
+                pending: Vec::new(),
+                batch: 1,
+                journaling,
+            }),
+            wake: Condvar::new(),
+            durable,
+            failed: Mutex::new(None),
+            stop: AtomicBool::new(false),
+        });
+        let checkpointer = match &conn {
+            Some(_) if journaling => {
+                let side = open_file(path, &options, Mode::Owner).map_err(&sql)?;
+                let core = Arc::clone(&core);
+                Some(
+                    std::thread::Builder::new()
+                        .name("switchyard-checkpoint".to_owned())
+                        .spawn(move || checkpoint_loop(&core, &side))
+                        .map_err(|source| StoreError::Io {
+                            path: shown.clone(),
+                            source,
+                        })?,
+                )
+            }
+            _ => None,
+        };
+        let committer = match conn {
+            Some(conn) if journaling => {
+                let core = Arc::clone(&core);
+                let db = shown.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("switchyard-commit".to_owned())
+                        .spawn(move || commit_loop(&core, &conn, &db))
+                        .map_err(|source| StoreError::Io {
+                            path: shown.clone(),
+                            source,
+                        })?,
+                )
+            }
+            _ => None,
+        };
         let stream_arn = format!(
             "arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{}/stream/{label}",
             options.table_name
         );
-        // The checkpointer's connection: the writer never checkpoints itself.
-        let checkpoint_conn = if in_memory {
-            None
-        } else {
-            let c = open_side_connection(path, options.busy_timeout).map_err(sql)?;
-            conn.pragma_update(None, "wal_autocheckpoint", 0)
-                .map_err(sql)?;
-            Some(c)
-        };
-        let writer = Writer::start(
-            Conn {
-                db: conn,
-                stream_seq: StreamSeq::default(),
-            },
-            shards as usize,
-            // Seeded from the clock so handles stay unique across restarts.
-            created_ms as u64 * 1000,
-            checkpoint_conn,
-        );
         Ok(Arc::new(EmbeddedStore {
-            writer,
-            readers: Mutex::new(Vec::new()),
-            reader_path: (!in_memory).then(|| (path.to_path_buf(), options.busy_timeout)),
-            path: shown,
+            core,
+            committer,
+            checkpointer,
+            read_only: mode == Mode::ReadOnly,
+            path: shown.clone(),
             shard_ids: (0..shards).map(shard_id).collect(),
             table_name: options.table_name,
             stream_arn,
             queues: RwLock::new(queues),
+            stream_notify: (0..shards).map(|_| Notify::new()).collect(),
             faults: Arc::new(Faults::default()),
             external_poll: options.external_poll,
-            dedup_window_ms: options.dedup_window.as_millis() as i64,
+            dedup_window_ms: ms(options.dedup_window),
+            // Seeded from the clock so receipts stay unique across restarts.
+            receipts: AtomicU64::new(created_ms as u64 * 1000),
+            _owner: owner,
         }))
     }
 
@@ -284,151 +399,341 @@ impl EmbeddedStore {
         &self.path
     }
 
+    /// Whether this store was opened with [`EmbeddedStore::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// The fault-injection switch (off by default). Pass it to
     /// `FolderBlobStore::with_faults` to drive blob faults from the same seed.
     pub fn faults(&self) -> &Arc<Faults> {
         &self.faults
     }
 
-    /// The write connection, for synchronous admin writes (queue creation,
-    /// redrive, trim); the hot path goes through [`EmbeddedStore::submit`].
-    pub(super) fn lock(&self) -> MutexGuard<'_, Conn> {
-        self.writer.shared.lock_conn()
+    /// The state, for reads.
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.core.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` in one write transaction (BEGIN IMMEDIATE, so another process
-    /// cannot make it fail half-way with a lock upgrade), committing if `f` returns Ok.
-    pub(super) fn write<T, E>(
+    /// Runs `f` under the lock; the changes it applies are journaled and go
+    /// out with the returned commit (see [`EmbeddedStore::durable`]). A
+    /// refusal (`Err` from `f`) must come before `f` applies anything.
+    pub(super) fn change<T, E>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
-    ) -> Result<T, E>
+        f: impl FnOnce(&mut Changes<'_>) -> Result<T, E>,
+    ) -> Result<(T, u64), E>
     where
-        E: From<rusqlite::Error>,
+        E: From<Unwritable>,
     {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
-    }
-
-    /// Queues `op` for the writer's next group commit and waits until it
-    /// committed. An `Err` from `op` rolls back its own writes only.
-    pub(super) async fn submit<T, E>(
-        &self,
-        op: impl FnOnce(&mut Batch<'_>) -> Result<T, E> + Send + 'static,
-    ) -> Result<T, E>
-    where
-        T: Send + 'static,
-        E: super::writer::OpError + Send + 'static,
-    {
-        self.writer.submit(op).await
-    }
-
-    /// Runs `f` on a read connection: it sees every committed write and
-    /// never waits for the writer (WAL). In memory, the writer's connection.
-    pub(super) fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
-    where
-        E: From<rusqlite::Error>,
-    {
-        let Some((path, busy)) = &self.reader_path else {
-            return f(&self.lock());
-        };
-        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => open_side_connection(path, *busy)?,
-        };
-        let out = f(&conn);
-        let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
+        if self.read_only {
+            return Err(Unwritable::ReadOnly.into());
         }
-        out
+        if let Some(e) = self.failure() {
+            return Err(Unwritable::Failed(e).into());
+        }
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let was_empty = inner.pending.is_empty();
+        let mut changes = Changes {
+            state: &mut inner.state,
+            pending: &mut inner.pending,
+            journaling: inner.journaling,
+        };
+        let out = f(&mut changes)?;
+        // Nothing pending: what this saw is in the commit being written (or
+        // already durable), so that is the one to wait for.
+        let batch = if inner.pending.is_empty() {
+            inner.batch - 1
+        } else {
+            inner.batch
+        };
+        let wake = was_empty && !inner.pending.is_empty();
+        drop(g);
+        if wake {
+            self.core.wake.notify_one();
+        }
+        Ok((out, batch))
     }
 
-    /// Fired when a commit appended records to shard `idx`.
-    pub(super) fn stream_notify(&self, idx: i64) -> &Notify {
-        &self.writer.shared.stream_notify[idx as usize]
+    /// Waits until every change applied so far is durable: what a system's
+    /// edge calls before it acknowledges anything to the outside world (the
+    /// HTTP API's 202, `switchyard publish`). Inside the pipeline nothing
+    /// waits: a crash loses only a suffix of the changes, so a handled
+    /// message whose delete was lost is redelivered and handled again.
+    pub async fn sync(&self) -> Result<(), Unwritable> {
+        let batch = {
+            let g = self.lock();
+            if g.pending.is_empty() {
+                g.batch - 1
+            } else {
+                g.batch
+            }
+        };
+        self.durable(batch).await
     }
 
-    pub(super) fn shard_index(&self, shard: &str) -> Option<i64> {
-        self.shard_ids
-            .iter()
-            .position(|s| s == shard)
-            .map(|i| i as i64)
+    /// Waits until commit `batch` is durable (at once in memory).
+    pub(super) async fn durable(&self, batch: u64) -> Result<(), Unwritable> {
+        if self.committer.is_some() {
+            let mut rx = self.core.durable.subscribe();
+            // The sender lives as long as the store, which `self` borrows.
+            let _ = rx.wait_for(|d| *d >= batch).await;
+        }
+        match self.failure() {
+            Some(e) => Err(Unwritable::Failed(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.core
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A fresh receipt nonce (never 0).
+    pub(super) fn next_receipt(&self) -> u64 {
+        self.receipts.fetch_add(1, Ordering::Relaxed) | 1
+    }
+
+    /// Fired when records were appended to shard `idx`.
+    pub(super) fn stream_notify(&self, idx: usize) -> &Notify {
+        &self.stream_notify[idx]
+    }
+
+    pub(super) fn shard_index(&self, shard: &str) -> Option<usize> {
+        self.shard_ids.iter().position(|s| s == shard)
     }
 }
 
-/// Read connections kept open between reads.
-const MAX_IDLE_READERS: usize = 8;
+/// Takes the data dir's exclusive lock, or says who has it.
+fn take_ownership(path: &Path, shown: &str) -> Result<File, StoreError> {
+    let io = |source| StoreError::Io {
+        path: shown.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(PathBuf::from(lock_path))
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: shown.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
 
-const OPEN_FLAGS: OpenFlags = OpenFlags::SQLITE_OPEN_READ_WRITE
-    .union(OpenFlags::SQLITE_OPEN_CREATE)
-    .union(OpenFlags::SQLITE_OPEN_NO_MUTEX);
-
-/// Another connection to a file database in WAL mode (a reader, the checkpointer).
-fn open_side_connection(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(path, OPEN_FLAGS)?;
-    conn.busy_timeout(busy)?;
-    conn.set_prepared_statement_cache_capacity(32);
-    stable_plans(&conn)?;
+fn open_file(path: &Path, options: &StoreOptions, mode: Mode) -> rusqlite::Result<Connection> {
+    let flags = match mode {
+        Mode::Owner => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        Mode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(options.busy_timeout)?;
+    if mode == Mode::Owner {
+        // WAL + NORMAL: commits are durable against a process crash and need
+        // no fsync each; only a power loss can drop the last commits.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The checkpointer thread does it (see `checkpoint_loop`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    }
     Ok(conn)
 }
 
-/// Plans that do not depend on bound values. Without this, SQLite (built
-/// with STAT4) re-prepares a cached statement every time a parameter its
-/// plan looked at is bound again, e.g. every `LIMIT ?`.
-fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-        true,
-    )?;
+/// Creates the schema, or brings an older database to this one.
+fn upgrade_schema(conn: &Connection, shown: &str) -> Result<(), StoreError> {
+    let sql = StoreError::sqlite(shown);
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(&sql)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: shown.to_owned(),
+            found,
+        });
+    }
+    conn.execute_batch(SCHEMA).map_err(&sql)?;
+    if found == 1 {
+        super::legacy::import(conn, shown)?;
+    }
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(&sql)?;
     Ok(())
 }
 
-/// The connection and the writer's stream-sequence state, locked together.
-pub(super) struct Conn {
-    db: Connection,
-    pub(super) stream_seq: StreamSeq,
+/// Applies the snapshot, then the journal; returns how many journal rows
+/// there were. One read transaction, so a concurrent commit is either
+/// wholly in or wholly out.
+fn load(conn: &Connection, state: &mut State, shown: &str) -> Result<usize, StoreError> {
+    let sql = StoreError::sqlite(shown);
+    let corrupt = StoreError::corrupt(shown);
+    let has_tables: bool = conn
+        .query_row(
+            "SELECT COUNT(*) = 2 FROM sqlite_master WHERE name IN ('snapshot', 'journal')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(&sql)?;
+    if !has_tables {
+        return Ok(0);
+    }
+    conn.execute_batch("BEGIN").map_err(&sql)?;
+    let result = (|| {
+        for table in ["snapshot", "journal"] {
+            let mut st = conn
+                .prepare(&format!("SELECT ops FROM {table} ORDER BY rowid"))
+                .map_err(&sql)?;
+            let mut rows = st.query([]).map_err(&sql)?;
+            let mut n = 0;
+            while let Some(row) = rows.next().map_err(&sql)? {
+                let blob = row.get_ref(0).map_err(&sql)?.as_blob().map_err(|e| {
+                    sql(rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Blob,
+                        Box::new(e),
+                    ))
+                })?;
+                decode_all(blob, |op| state.apply(&op)).map_err(&corrupt)?;
+                n += 1;
+            }
+            if table == "journal" {
+                return Ok(n);
+            }
+        }
+        Ok(0)
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    result
 }
 
-impl Conn {
-    pub(super) fn db(&self) -> &Connection {
-        &self.db
-    }
+/// The state as snapshot rows.
+pub(super) fn snapshot_parts(state: &State) -> Vec<Vec<u8>> {
+    let mut parts: Vec<Vec<u8>> = vec![Vec::new()];
+    state.snapshot(|op| {
+        let last = parts.last_mut().expect("one part at least");
+        op.encode(last);
+        if last.len() >= SNAPSHOT_PART_BYTES {
+            parts.push(Vec::new());
+        }
+    });
+    parts
+}
 
-    /// Both halves at once, so a transaction on `db` can use `stream_seq`.
-    pub(super) fn parts(&mut self) -> (&mut Connection, &mut StreamSeq) {
-        (&mut self.db, &mut self.stream_seq)
+/// Replaces the snapshot with these rows and empties the journal, in one transaction.
+pub(super) fn write_parts(conn: &Connection, parts: &[Vec<u8>]) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM snapshot; DELETE FROM journal;")?;
+    let result = (|| {
+        let mut st = conn.prepare("INSERT INTO snapshot (part, ops) VALUES (?1, ?2)")?;
+        for (i, part) in parts.iter().enumerate() {
+            st.execute((i as i64, part))?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
 }
 
-impl Deref for Conn {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        &self.db
+/// The commit thread: writes each pending buffer as one journal row and
+/// marks its batch durable; folds the journal into a snapshot when it is big.
+fn commit_loop(core: &Core, conn: &Connection, shown: &str) {
+    let mut journal_bytes = 0usize;
+    let mut insert = match conn.prepare("INSERT INTO journal (batch, ops) VALUES (?1, ?2)") {
+        Ok(st) => st,
+        Err(e) => return fail(core, shown, format!("preparing the journal insert: {e}")),
+    };
+    let mut g = core.inner.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        while g.pending.is_empty() && !core.stop.load(Ordering::SeqCst) {
+            g = core.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        if g.pending.is_empty() {
+            return; // stopping, and everything is committed
+        }
+        let batch = g.batch;
+        g.batch += 1;
+        let result = if journal_bytes + g.pending.len() > COMPACT_BYTES {
+            // The state includes the pending changes: the snapshot covers them.
+            g.pending.clear();
+            let parts = snapshot_parts(&g.state);
+            drop(g);
+            journal_bytes = 0;
+            let started = std::time::Instant::now();
+            let r = write_parts(conn, &parts);
+            tracing::debug!(db = %shown, parts = parts.len(), ms = started.elapsed().as_millis() as u64, "journal folded into a snapshot");
+            r
+        } else {
+            let buf = std::mem::take(&mut g.pending);
+            drop(g);
+            journal_bytes += buf.len();
+            insert.execute((batch as i64, &buf)).map(|_| ())
+        };
+        if let Err(e) = result {
+            return fail(core, shown, format!("writing the journal: {e}"));
+        }
+        core.durable.send_replace(batch);
+        g = core.inner.lock().unwrap_or_else(|e| e.into_inner());
     }
 }
 
-impl DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut Connection {
-        &mut self.db
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Copies committed WAL frames into the database file on a connection of
+/// its own (PASSIVE: it never blocks the commit thread), so a commit never
+/// pays for a checkpoint's copying and fsync.
+fn checkpoint_loop(core: &Core, conn: &Connection) {
+    while !core.stop.load(Ordering::SeqCst) {
+        std::thread::park_timeout(CHECKPOINT_EVERY);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "checkpoint skipped");
+        }
     }
 }
 
-pub(super) fn meta_get_or_init(
-    conn: &Connection,
-    key: &str,
-    default: &str,
-) -> rusqlite::Result<String> {
-    conn.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
-        (key, default),
+/// Stops the store taking changes and releases every waiter with the error:
+/// what is in memory can no longer be made durable.
+fn fail(core: &Core, shown: &str, error: String) {
+    tracing::error!(db = %shown, %error, "the store's journal failed");
+    *core.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+    core.durable.send_replace(u64::MAX);
+}
+
+fn meta_get(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    let exists: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'meta'",
+        [],
+        |r| r.get(0),
     )?;
+    if !exists {
+        return Ok(None);
+    }
     conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()
-        .map(|v| v.unwrap_or_else(|| default.to_owned()))
+}
+
+fn meta_set(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+        (key, value),
+    )?;
+    Ok(())
 }
 
 /// DynamoDB names a stream by its creation time, e.g. `2024-01-01T00:00:00.000`.
@@ -473,7 +778,7 @@ where
     loop {
         let notified = notify.notified();
         tokio::pin!(notified);
-        // Register before checking, so a commit between the check and the
+        // Register before checking, so a change between the check and the
         // wait still wakes us.
         notified.as_mut().enable();
         let (value, next_at_ms) = check().await?;

@@ -1,29 +1,25 @@
-//! The change stream: the `stream` table the table writes fill, read back as
-//! DynamoDB Streams records (NEW_AND_OLD_IMAGES) exactly as Lambda hands them over.
+//! The change stream: the records the table writes append, per shard, read
+//! back as DynamoDB Streams records (NEW_AND_OLD_IMAGES) exactly as Lambda
+//! hands them over.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::{StreamRecord as Change, StreamViewType};
-use rusqlite::{Connection, OptionalExtension};
 
-use super::store::{now_ms, wait_until, EmbeddedStore};
+use super::journal::Op;
+use super::state::Rec;
+use super::store::{now_ms, wait_until, EmbeddedStore, Unwritable};
 use crate::envelope::LOCAL_REGION;
 use crate::ports::{Capabilities, ChangeStream, StreamError, StreamRecord};
 
 /// Sequence numbers are zero-padded to this many digits so they sort as strings.
 pub const SEQUENCE_DIGITS: usize = 21;
 
-impl From<rusqlite::Error> for StreamError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<Unwritable> for StreamError {
+    fn from(e: Unwritable) -> Self {
         StreamError::Backend(e.to_string())
-    }
-}
-
-impl super::writer::OpError for StreamError {
-    fn is_refusal(&self) -> bool {
-        matches!(self, StreamError::NoSuchShard(_))
     }
 }
 
@@ -42,63 +38,14 @@ impl EmbeddedStore {
 }
 
 /// A sequence number as the stream prints it.
-pub fn format_sequence(seq: i64) -> String {
+pub fn format_sequence(seq: u64) -> String {
     format!("{seq:0width$}", width = SEQUENCE_DIGITS)
 }
 
-fn parse_sequence(s: &str) -> Result<i64, StreamError> {
-    s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+fn parse_sequence(s: &str) -> Result<u64, StreamError> {
+    s.parse::<u64>().map_err(|_| {
         StreamError::Backend(format!("malformed sequence number {s:?} (expected digits)"))
     })
-}
-
-/// The writer's next global sequence number, cached between transactions.
-#[derive(Debug, Default)]
-pub(crate) struct StreamSeq {
-    /// `PRAGMA data_version` when `next` was last known right.
-    seen_version: Option<i64>,
-    next: i64,
-}
-
-impl StreamSeq {
-    /// Makes `next` right for this write transaction. The cache holds while
-    /// no other connection has committed (data_version unchanged); otherwise
-    /// it is reloaded from each shard's last record and the trim high-water mark.
-    pub(super) fn refresh(&mut self, tx: &Connection, shards: usize) -> rusqlite::Result<()> {
-        let version: i64 = tx
-            .prepare_cached("PRAGMA data_version")?
-            .query_row([], |r| r.get(0))?;
-        if self.seen_version == Some(version) {
-            return Ok(());
-        }
-        let mut max = high_water(tx)?;
-        let mut st = tx.prepare_cached("SELECT MAX(seq) FROM stream WHERE shard = ?1")?;
-        for shard in 0..shards as i64 {
-            max = max.max(
-                st.query_row([shard], |r| r.get::<_, Option<i64>>(0))?
-                    .unwrap_or(0),
-            );
-        }
-        self.next = max + 1;
-        self.seen_version = Some(version);
-        Ok(())
-    }
-
-    /// The next sequence number (call `refresh` first in the transaction).
-    pub(super) fn take(&mut self) -> i64 {
-        let seq = self.next;
-        self.next += 1;
-        seq
-    }
-}
-
-/// The highest sequence number ever trimmed away, so none is reused.
-fn high_water(tx: &Connection) -> rusqlite::Result<i64> {
-    let v: Option<String> = tx
-        .prepare_cached("SELECT value FROM meta WHERE key = 'stream_high_water'")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
-    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 impl EmbeddedStream {
@@ -106,7 +53,7 @@ impl EmbeddedStream {
         super::CAPABILITIES
     }
 
-    fn shard(&self, shard: &str) -> Result<i64, StreamError> {
+    fn shard(&self, shard: &str) -> Result<usize, StreamError> {
         self.store
             .shard_index(shard)
             .ok_or_else(|| StreamError::NoSuchShard(shard.to_owned()))
@@ -121,18 +68,15 @@ impl EmbeddedStream {
     /// so a runtime can tell when a consumer has caught up.
     pub fn latest_sequence(&self, shard: &str) -> Result<Option<String>, StreamError> {
         let idx = self.shard(shard)?;
-        Ok(self.latest(idx)?.map(format_sequence))
+        Ok(self.latest(idx).map(format_sequence))
     }
 
-    fn latest(&self, idx: i64) -> Result<Option<i64>, StreamError> {
-        self.store.read(|conn| {
-            let mut st = conn.prepare_cached("SELECT MAX(seq) FROM stream WHERE shard = ?1")?;
-            Ok(st.query_row([idx], |r| r.get::<_, Option<i64>>(0))?)
-        })
+    fn latest(&self, idx: usize) -> Option<u64> {
+        self.store.lock().state.shards[idx].back().map(|r| r.seq)
     }
 
     /// Waits until the shard has a record after `after`, or `timeout` passes.
-    /// Woken by commits, never by polling hot. Returns whether records are there.
+    /// Woken by writes, never by polling hot. Returns whether records are there.
     pub async fn wait_for_records(
         &self,
         shard: &str,
@@ -147,10 +91,10 @@ impl EmbeddedStream {
             deadline,
             self.store.external_poll,
             || {
-                std::future::ready(
-                    self.latest(idx)
-                        .map(|l| (l.is_some_and(|s| s > after), None)),
-                )
+                std::future::ready(Ok::<_, StreamError>((
+                    self.latest(idx).is_some_and(|s| s > after),
+                    None,
+                )))
             },
             |found| *found,
         )
@@ -161,69 +105,96 @@ impl EmbeddedStream {
     /// Returns how many went. Checkpoints are untouched.
     pub fn trim(&self, retention: Duration) -> Result<usize, StreamError> {
         let cutoff = now_ms() - super::store::ms(retention);
-        let shards = self.store.shard_ids.len();
-        self.store.write(|tx| {
-            // Remember the highest number first: it must not come back.
-            let mut seq = StreamSeq::default();
-            seq.refresh(tx, shards)?;
-            let highest = (seq.take() - 1).to_string();
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('stream_high_water', ?1)",
-                [highest],
-            )?;
-            Ok(tx.execute("DELETE FROM stream WHERE at_ms <= ?1", [cutoff])?)
-        })
+        let (trimmed, _) = self.store.change(|c| {
+            let mut trimmed = 0;
+            for shard in 0..c.state.shards.len() {
+                let old = c.state.shards[shard]
+                    .iter()
+                    .take_while(|r| r.at_ms <= cutoff)
+                    .map(|r| r.seq)
+                    .enumerate()
+                    .last();
+                if let Some((n, upto)) = old {
+                    c.apply(Op::Trim {
+                        shard: shard as u32,
+                        upto,
+                    });
+                    trimmed += n + 1;
+                }
+            }
+            Ok::<_, StreamError>(trimmed)
+        })?;
+        Ok(trimmed)
     }
 
-    fn record(&self, row: &rusqlite::Row<'_>) -> Result<StreamRecord, StreamError> {
-        let seq: i64 = row.get(0)?;
-        let event: String = row.get(1)?;
-        let pk: String = row.get(2)?;
-        let sk: String = row.get(3)?;
-        let new_image: Option<String> = row.get(4)?;
-        let old_image: Option<String> = row.get(5)?;
-        let at_ms: i64 = row.get(6)?;
-
-        let image = |body: Option<String>| -> Result<serde_dynamo::Item, StreamError> {
+    fn record(&self, r: &Rec) -> Result<StreamRecord, StreamError> {
+        let image = |body: Option<&str>| -> Result<serde_dynamo::Item, StreamError> {
             let Some(body) = body else {
                 return Ok(serde_dynamo::Item::from(std::collections::HashMap::<
                     String,
                     serde_dynamo::AttributeValue,
                 >::new()));
             };
-            let value: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&body)
+            let value: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body)
                 .map_err(|e| StreamError::Backend(format!("stream image is not JSON: {e}")))?;
-            serde_dynamo::to_item(value)
-                .map_err(|e| StreamError::Backend(format!("stream image: {e}")))
+            Ok(crate::images::image_from_json(value))
         };
-        let size =
-            new_image.as_ref().map_or(0, String::len) + old_image.as_ref().map_or(0, String::len);
+        let size = r.new.as_ref().map_or(0, |b| b.len()) + r.old.as_ref().map_or(0, |b| b.len());
         let mut change = Change::default();
         // Lambda reports whole seconds here.
         change.approximate_creation_date_time =
-            chrono::DateTime::from_timestamp(at_ms.div_euclid(1000), 0).unwrap_or_default();
+            chrono::DateTime::from_timestamp(r.at_ms.div_euclid(1000), 0).unwrap_or_default();
         // Built directly: both keys are strings.
         let mut keys = std::collections::HashMap::with_capacity(2);
-        keys.insert("pk".to_owned(), serde_dynamo::AttributeValue::S(pk.clone()));
-        keys.insert("sk".to_owned(), serde_dynamo::AttributeValue::S(sk.clone()));
+        keys.insert(
+            "pk".to_owned(),
+            serde_dynamo::AttributeValue::S(r.key.pk.clone()),
+        );
+        keys.insert(
+            "sk".to_owned(),
+            serde_dynamo::AttributeValue::S(r.key.sk.clone()),
+        );
         change.keys = serde_dynamo::Item::from(keys);
-        change.new_image = image(new_image)?;
-        change.old_image = image(old_image)?;
-        change.sequence_number = Some(format_sequence(seq));
-        change.size_bytes = (size + pk.len() + sk.len()) as i64;
+        change.new_image = image(r.new.as_deref())?;
+        change.old_image = image(r.old.as_deref())?;
+        change.sequence_number = Some(format_sequence(r.seq));
+        change.size_bytes = (size + r.key.pk.len() + r.key.sk.len()) as i64;
         change.stream_view_type = Some(StreamViewType::NewAndOldImages);
 
         let mut rec = StreamRecord::default();
         rec.aws_region = LOCAL_REGION.to_owned();
         rec.change = change;
         // Derived from the sequence number: unique, and stable across reads.
-        rec.event_id = format!("{seq:032x}");
-        rec.event_name = event;
+        rec.event_id = format!("{:032x}", r.seq);
+        rec.event_name = r.change.name().to_owned();
         rec.event_source = Some("aws:dynamodb".to_owned());
         rec.event_version = Some("1.1".to_owned());
         rec.event_source_arn = Some(self.store.stream_arn.clone());
         Ok(rec)
     }
+}
+
+/// Records kept per shard even once every consumer has read them, for a
+/// consumer that starts late and for tests that read the stream afterwards.
+const KEEP_READ_RECORDS: usize = 4096;
+
+/// What can go from a shard once a consumer checkpointed at `seq`: the
+/// records every consumer with a checkpoint there has passed, beyond the
+/// last [`KEEP_READ_RECORDS`]. Without this the stream would hold every
+/// version of every item in memory (DynamoDB keeps records 24 hours).
+fn consumed(state: &super::state::State, shard: u32, seq: u64) -> Option<u64> {
+    let records = &state.shards[shard as usize];
+    let excess = records.len().checked_sub(KEEP_READ_RECORDS)?;
+    let read_by_all = state
+        .checkpoints
+        .iter()
+        .filter(|((_, s), _)| *s == shard)
+        .map(|(_, c)| c.parse::<u64>().unwrap_or(0))
+        .min()
+        .unwrap_or(seq);
+    let oldest_kept = records.get(excess)?.seq;
+    let upto = read_by_all.min(oldest_kept.saturating_sub(1));
+    (records.front()?.seq <= upto).then_some(upto)
 }
 
 #[async_trait]
@@ -240,48 +211,46 @@ impl ChangeStream for EmbeddedStream {
     ) -> Result<Vec<StreamRecord>, StreamError> {
         let idx = self.shard(shard)?;
         let after = after.map(parse_sequence).transpose()?.unwrap_or(0);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.store.read(|conn| {
-            let mut st = conn.prepare_cached(
-                "SELECT seq, event, pk, sk, new_image, old_image, at_ms FROM stream
-                 WHERE shard = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )?;
-            let mut rows = st.query((idx, after, limit))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(self.record(row)?);
-            }
-            Ok(out)
-        })
+        // Copied out under the lock (cheap: the images are shared), converted outside it.
+        let records: Vec<Rec> = {
+            let g = self.store.lock();
+            let records = &g.state.shards[idx];
+            let start = records.partition_point(|r| r.seq <= after);
+            records.range(start..).take(limit).cloned().collect()
+        };
+        records.iter().map(|r| self.record(r)).collect()
     }
 
     async fn checkpoint(&self, consumer: &str, shard: &str) -> Result<Option<String>, StreamError> {
-        let idx = self.shard(shard)?;
-        self.store.read(|conn| {
-            let mut st = conn
-                .prepare_cached("SELECT seq FROM checkpoints WHERE consumer = ?1 AND shard = ?2")?;
-            Ok(st.query_row((consumer, idx), |r| r.get(0)).optional()?)
-        })
+        let idx = self.shard(shard)? as u32;
+        let g = self.store.lock();
+        Ok(g.state
+            .checkpoints
+            .get(&(consumer.to_owned(), idx))
+            .cloned())
     }
 
+    /// Durable with the next commit: after a crash the consumer at worst
+    /// reads again from an earlier checkpoint (at least once).
     async fn save_checkpoint(
         &self,
         consumer: &str,
         shard: &str,
         sequence: &str,
     ) -> Result<(), StreamError> {
-        let idx = self.shard(shard)?;
-        parse_sequence(sequence)?;
-        let (consumer, sequence) = (consumer.to_owned(), sequence.to_owned());
-        self.store
-            .submit(move |b| {
-                let mut st = b.tx.prepare_cached(
-                    "INSERT INTO checkpoints (consumer, shard, seq) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (consumer, shard) DO UPDATE SET seq = excluded.seq",
-                )?;
-                st.execute((consumer, idx, sequence))?;
-                Ok::<_, StreamError>(())
-            })
-            .await
+        let idx = self.shard(shard)? as u32;
+        let seq = parse_sequence(sequence)?;
+        self.store.change(|c| {
+            c.apply(Op::Checkpoint {
+                consumer,
+                shard: idx,
+                sequence,
+            });
+            if let Some(upto) = consumed(c.state, idx, seq) {
+                c.apply(Op::Trim { shard: idx, upto });
+            }
+            Ok::<_, StreamError>(())
+        })?;
+        Ok(())
     }
 }

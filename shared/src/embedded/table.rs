@@ -1,16 +1,17 @@
-//! The single table on SQLite: items as JSON text keyed by (pk, sk). Every
-//! write appends its change-stream record in the same transaction.
+//! The single table: items as JSON text keyed by (pk, sk), in key order.
+//! Every write appends its change-stream record under the same lock, and
+//! the two are journaled together (the stream is an outbox).
 
 use std::collections::HashSet;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension};
 use serde::Deserialize;
 
 use super::faults::FaultTarget;
-use super::store::EmbeddedStore;
-use super::writer::Batch;
+use super::journal::Op;
+use super::store::{now_ms, Changes, EmbeddedStore, Unwritable};
 use crate::ports::{Capabilities, Condition, Item, Key, Table, TableError, TxOp};
 
 /// DynamoDB's limits, kept so the embedded table refuses what AWS would.
@@ -19,25 +20,9 @@ const MAX_PK_BYTES: usize = 2048;
 const MAX_SK_BYTES: usize = 1024;
 const MAX_TX_OPS: usize = 100;
 
-impl From<rusqlite::Error> for TableError {
-    fn from(e: rusqlite::Error) -> Self {
-        match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                TableError::Transient(e.to_string())
-            }
-            _ => TableError::Backend(e.to_string()),
-        }
-    }
-}
-
-impl super::writer::OpError for TableError {
-    fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            TableError::ConditionFailed { .. }
-                | TableError::TransactionCancelled { .. }
-                | TableError::InvalidItem(_)
-        )
+impl From<Unwritable> for TableError {
+    fn from(e: Unwritable) -> Self {
+        TableError::Backend(e.to_string())
     }
 }
 
@@ -109,11 +94,6 @@ fn decode(body: &str) -> Result<Item, TableError> {
         .map_err(|e| TableError::Backend(format!("stored item is not JSON: {e}")))
 }
 
-fn current(tx: &Connection, key: &Key) -> Result<Option<String>, TableError> {
-    let mut st = tx.prepare_cached("SELECT body FROM items WHERE pk = ?1 AND sk = ?2")?;
-    Ok(st.query_row((&key.pk, &key.sk), |r| r.get(0)).optional()?)
-}
-
 /// Whether `condition` holds on the item as stored (`body`).
 fn holds(condition: &Condition, body: Option<&str>) -> bool {
     match condition {
@@ -140,52 +120,28 @@ fn version_of(body: &str) -> Option<u64> {
     })
 }
 
-fn failed_item(body: Option<String>) -> Result<Option<Box<Item>>, TableError> {
-    body.map(|b| decode(&b).map(Box::new)).transpose()
+fn failed_item(body: Option<&Arc<str>>) -> Result<Option<Box<Item>>, TableError> {
+    body.map(|b| decode(b).map(Box::new)).transpose()
 }
 
-/// Applies one write and appends its stream record. A delete of an absent
-/// item changes nothing and records nothing, as on DynamoDB.
-fn apply(b: &mut Batch<'_>, w: &Write, old: Option<&str>) -> Result<(), TableError> {
-    let tx = b.tx;
-    let event = match (&w.body, old) {
-        (Some(body), _) => {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO items (pk, sk, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (pk, sk) DO UPDATE SET body = excluded.body",
-            )?;
-            st.execute((&w.key.pk, &w.key.sk, body))?;
-            // A put of an identical item is still a MODIFY, as on DynamoDB.
-            if old.is_some() {
-                "MODIFY"
-            } else {
-                "INSERT"
-            }
-        }
-        (None, Some(_)) => {
-            let mut st = tx.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")?;
-            st.execute((&w.key.pk, &w.key.sk))?;
-            "REMOVE"
-        }
-        (None, None) => return Ok(()),
-    };
-    let shard = b.shard_of(&w.key.pk);
-    let mut st = tx.prepare_cached(
-        "INSERT INTO stream (shard, seq, event, pk, sk, new_image, old_image, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    st.execute((
-        shard,
-        b.seq.take(),
-        event,
-        &w.key.pk,
-        &w.key.sk,
-        w.body.as_deref(),
-        old,
-        b.at_ms,
-    ))?;
-    b.wake_shard(shard);
-    Ok(())
+/// Applies one write with its stream record. A delete of an absent item
+/// changes nothing and records nothing, as on DynamoDB.
+fn apply(c: &mut Changes<'_>, w: &Write, at_ms: i64, woken: &mut Vec<usize>) {
+    if w.body.is_none() && !c.state.items.contains_key(&w.key) {
+        return;
+    }
+    let seq = c.state.next_seq;
+    c.apply(Op::Write {
+        pk: &w.key.pk,
+        sk: &w.key.sk,
+        body: w.body.as_deref(),
+        seq,
+        at_ms,
+    });
+    let shard = c.state.shard_of(&w.key.pk);
+    if !woken.contains(&shard) {
+        woken.push(shard);
+    }
 }
 
 /// One op of a transaction, validated.
@@ -196,57 +152,63 @@ struct Planned {
     writes: bool,
 }
 
-/// A table write for the group commit.
+/// A table write, checked and applied under the store's lock.
 enum JobKind {
     One(Write, Condition),
     Many(Vec<Planned>),
 }
 
-/// Runs one write inside the writer's batch transaction. A refusal (a
-/// condition that does not hold) writes nothing.
-fn run_job(b: &mut Batch<'_>, kind: &JobKind) -> Result<(), TableError> {
+/// Checks the conditions, then writes; a refusal writes nothing.
+fn run_job(c: &mut Changes<'_>, kind: &JobKind, woken: &mut Vec<usize>) -> Result<(), TableError> {
+    let at_ms = now_ms();
     match kind {
         JobKind::One(w, condition) => {
-            let old = current(b.tx, &w.key)?;
-            if !holds(condition, old.as_deref()) {
+            let old = c.state.items.get(&w.key);
+            if !holds(condition, old.map(|b| &**b)) {
                 return Err(TableError::ConditionFailed {
                     key: w.key.clone(),
                     current: failed_item(old)?,
                 });
             }
-            apply(b, w, old.as_deref())
+            apply(c, w, at_ms, woken);
         }
         JobKind::Many(planned) => {
             // Check every condition before writing anything.
-            let mut olds = Vec::with_capacity(planned.len());
             let mut failures = Vec::with_capacity(planned.len());
             for p in planned {
-                let old = current(b.tx, &p.write.key)?;
-                failures.push(if holds(&p.condition, old.as_deref()) {
+                let old = c.state.items.get(&p.write.key);
+                failures.push(if holds(&p.condition, old.map(|b| &**b)) {
                     None
                 } else {
-                    Some(failed_item(old.clone())?)
+                    Some(failed_item(old)?)
                 });
-                olds.push(old);
             }
             if failures.iter().any(Option::is_some) {
                 return Err(TableError::TransactionCancelled { failures });
             }
-            for (p, old) in planned.iter().zip(&olds) {
-                if p.writes {
-                    apply(b, &p.write, old.as_deref())?;
-                }
+            for p in planned.iter().filter(|p| p.writes) {
+                apply(c, &p.write, at_ms, woken);
             }
-            Ok(())
         }
     }
+    Ok(())
 }
 
 impl EmbeddedTable {
-    /// Queues a write for the group commit and waits for its outcome.
+    /// Applies a write and wakes the stream's readers. It is durable with
+    /// the next commit (see [`EmbeddedStore::sync`]).
     async fn submit(&self, kind: JobKind) -> Result<(), TableError> {
         self.maybe_fail()?;
-        self.store.submit(move |b| run_job(b, &kind)).await
+        let mut woken = Vec::new();
+        self.store.change(|c| run_job(c, &kind, &mut woken))?;
+        for shard in woken {
+            self.store.stream_notify(shard).notify_waiters();
+        }
+        Ok(())
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&super::state::State) -> T) -> T {
+        f(&self.store.lock().state)
     }
 }
 
@@ -255,7 +217,7 @@ impl Table for EmbeddedTable {
     async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
         self.maybe_fail()?;
         validate_key(key)?;
-        let body = self.store.read(|conn| current(conn, key))?;
+        let body = self.read(|s| s.items.get(key).cloned());
         body.map(|b| decode(&b)).transpose()
     }
 
@@ -314,32 +276,19 @@ impl Table for EmbeddedTable {
     async fn query(&self, pk: &str, sk_prefix: Option<&str>) -> Result<Vec<Item>, TableError> {
         self.maybe_fail()?;
         let prefix = sk_prefix.unwrap_or("");
-        self.store.read(|conn| {
-            // Range scan from the prefix, stopping at the first key past it.
-            let mut st = conn.prepare_cached(
-                "SELECT sk, body FROM items WHERE pk = ?1 AND sk >= ?2 ORDER BY sk",
-            )?;
-            let mut rows = st.query((pk, prefix))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let sk: String = row.get(0)?;
-                if !sk.starts_with(prefix) {
-                    break;
-                }
-                out.push(decode(&row.get::<_, String>(1)?)?);
-            }
-            Ok(out)
-        })
+        let from = Key::new(pk, prefix);
+        let bodies: Vec<Arc<str>> = self.read(|s| {
+            s.items
+                .range((Bound::Included(&from), Bound::Unbounded))
+                .take_while(|(k, _)| k.pk == pk && k.sk.starts_with(prefix))
+                .map(|(_, b)| Arc::clone(b))
+                .collect()
+        });
+        bodies.iter().map(|b| decode(b)).collect()
     }
 
     async fn scan(&self) -> Result<Vec<Item>, TableError> {
-        let bodies = self.store.read(|conn| {
-            let mut st = conn.prepare_cached("SELECT body FROM items ORDER BY pk, sk")?;
-            let bodies = st
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>();
-            bodies
-        })?;
+        let bodies: Vec<Arc<str>> = self.read(|s| s.items.values().cloned().collect());
         bodies.iter().map(|b| decode(b)).collect()
     }
 }
