@@ -528,3 +528,22 @@ async fn one_owner_per_file_and_read_only_opens_see_what_it_committed() {
     let again = EmbeddedStore::open(&path).unwrap();
     assert_eq!(again.list_messages("q", 10).unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_zero_visibility_receive_hands_each_message_out_once_per_batch() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let q = queue(&store, QueueConfig::new("q"));
+    q.send_batch(["a", "b", "c"].map(OutgoingMessage::new).to_vec())
+        .await
+        .unwrap();
+    let got = q.receive(10, Duration::ZERO, WAIT).await.unwrap();
+    let mut seen = bodies(&got);
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        ["a", "b", "c"],
+        "visible again at once, but not twice in one batch"
+    );
+    // Still visible: the next receive gets them again, as SQS does.
+    assert_eq!(q.receive(10, Duration::ZERO, WAIT).await.unwrap().len(), 3);
+}

@@ -640,10 +640,9 @@ fn receive_in(
         cursor = (at, id);
         let m = &q.msgs[&id];
         let group = if cfg.fifo { m.group.clone() } else { None };
-        if let Some(g) = &group {
-            if picked.contains(&id) || q.head(g) != Some(id) {
-                continue;
-            }
+        // A message just delivered with a zero visibility comes round again.
+        if picked.contains(&id) || group.as_deref().is_some_and(|g| q.head(g) != Some(id)) {
+            continue;
         }
         if over_limit(m) {
             let dlq = dlq.expect("over_limit implies a DLQ");

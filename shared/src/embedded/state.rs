@@ -422,7 +422,14 @@ impl State {
                     attributes: m.attributes.as_deref(),
                     group: m.group.as_deref(),
                     sent_at_ms: m.sent_at_ms,
-                    visible_at_ms: m.visible_at_ms,
+                    // A snapshot is only read after this process is gone,
+                    // and its receipts with it: what is in flight now is
+                    // visible then (as `reclaim_in_flight` does on a load).
+                    visible_at_ms: if m.in_flight || m.receipt != 0 {
+                        m.sent_at_ms.min(m.visible_at_ms)
+                    } else {
+                        m.visible_at_ms
+                    },
                     receive_count: m.receive_count,
                     reason: m.reason.as_deref(),
                     source: m.source.as_deref(),
@@ -490,5 +497,58 @@ impl State {
             }
         }
         reclaimed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message<'a>(queue: &'a str, id: u64, visible_at_ms: i64) -> Op<'a> {
+        Op::Message(MessageOp {
+            queue,
+            id,
+            message_id: "m",
+            body: "b",
+            attributes: None,
+            group: None,
+            sent_at_ms: 10,
+            visible_at_ms,
+            receive_count: 0,
+            reason: None,
+            source: None,
+        })
+    }
+
+    #[test]
+    fn a_snapshot_taken_with_messages_in_flight_loads_them_visible() {
+        let mut live = State::new(1);
+        let create = Op::CreateQueue {
+            name: "q",
+            fifo: false,
+            max_receive_count: 0,
+            dlq: None,
+        };
+        live.apply(&create).unwrap();
+        live.apply(&message("q", 1, 10)).unwrap();
+        live.apply(&message("q", 2, 5_000)).unwrap(); // delayed, not received
+        live.apply(&Op::Receive { queue: "q", id: 1 }).unwrap();
+        // Received and hidden until far in the future, as a live receive does.
+        let q = live.queues.get_mut("q").unwrap();
+        q.set_visible_at(1, 1_000_000);
+        q.msgs.get_mut(&1).unwrap().receipt = 42;
+
+        let mut ops = Vec::new();
+        live.snapshot(|op| op.encode(&mut ops));
+        let mut loaded = State::new(1);
+        super::super::journal::decode_all(&ops, |op| loaded.apply(&op)).unwrap();
+        let q = &loaded.queues["q"];
+        assert_eq!(q.msgs[&1].receive_count, 1, "the receive count is kept");
+        assert!(
+            q.msgs[&1].visible_at_ms <= 10,
+            "in flight at the snapshot: visible after it"
+        );
+        assert_eq!(q.msgs[&2].visible_at_ms, 5_000, "a delay is kept");
+        assert_eq!(q.ready.len(), 2);
     }
 }
