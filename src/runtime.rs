@@ -8,8 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
-use router_rules::topology::ConsumerSpec;
+use router_rules::topology::{ConsumerSpec, StreamConsumerSpec};
+use switchyard_consumers::registry::{self, Deps};
 use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_consumers::SqsBatchHandler;
 use switchyard_shared::envelope::LOCAL_REGION;
@@ -46,6 +48,27 @@ impl QueueWorkerConfig {
             .min(self.retry_cap)
             .min(self.visibility_timeout)
     }
+}
+
+/// The handler consumer `c` names, or why this build has none.
+pub fn queue_handler(c: &ConsumerSpec, deps: &Deps) -> anyhow::Result<SqsBatchHandler> {
+    registry::sqs_handler(&c.handler, &c.name, deps).with_context(|| {
+        format!(
+            "consumer {}: no handler named {:?} in this build",
+            c.name, c.handler
+        )
+    })
+}
+
+/// The handler stream consumer `s` names, or why this build has none.
+pub fn stream_reactor(s: &StreamConsumerSpec, deps: &Deps) -> anyhow::Result<Arc<StreamReactor>> {
+    let reactor = registry::stream_handler(&s.handler, deps).with_context(|| {
+        format!(
+            "stream consumer {}: no handler named {:?}",
+            s.name, s.handler
+        )
+    })?;
+    Ok(Arc::new(reactor))
 }
 
 /// Starts `options.queue_pollers` workers for consumer `c` on `queue` (as

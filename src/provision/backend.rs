@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use router_rules::Topology;
-use switchyard_consumers::registry::{self, Deps};
+use switchyard_consumers::registry::Deps;
 use switchyard_producer::api::ApiState;
 use switchyard_shared::aws::AwsClients;
 use switchyard_shared::ports::{ChangeStream, Queue};
@@ -80,12 +80,7 @@ impl AwsSystem {
     pub async fn start(&mut self, options: &RuntimeOptions) -> anyhow::Result<()> {
         let deps = self.deps(options);
         for c in &self.topology.consumers {
-            let handler = registry::sqs_handler(&c.handler, &c.name, &deps).with_context(|| {
-                format!(
-                    "consumer {}: no handler named {:?} in this build",
-                    c.name, c.handler
-                )
-            })?;
+            let handler = runtime::queue_handler(c, &deps)?;
             let queue: Arc<dyn Queue> = self.resources.queues[&c.name].clone();
             self.workers.extend(runtime::spawn_queue_workers(
                 c,
@@ -97,14 +92,7 @@ impl AwsSystem {
             ));
         }
         for s in &self.topology.stream_consumers {
-            let reactor = Arc::new(registry::stream_handler(&s.handler, &deps).with_context(
-                || {
-                    format!(
-                        "stream consumer {}: no handler named {:?}",
-                        s.name, s.handler
-                    )
-                },
-            )?);
+            let reactor = runtime::stream_reactor(s, &deps)?;
             let on_failure: Arc<dyn Queue> = self.resources.stream_failures[&s.name].clone();
             let config = StreamWorkerConfig {
                 consumer: s.name.clone(),

@@ -423,8 +423,13 @@ impl EmbeddedStore {
     /// receive count. Opening a store already does this for the messages of
     /// the process before; this is for a runtime that takes over in-process.
     pub fn reclaim_in_flight(&self) -> Result<usize, QueueError> {
-        let n = self.lock().state.reclaim_in_flight(now_ms());
-        for name in self.lock().state.queues.keys() {
+        let (n, names): (usize, Vec<String>) = {
+            let mut g = self.lock();
+            let n = g.state.reclaim_in_flight(now_ms());
+            (n, g.state.queues.keys().cloned().collect())
+        };
+        // Woken outside the lock: a woken receiver takes it at once.
+        for name in &names {
             self.notify_queue(name);
         }
         Ok(n)

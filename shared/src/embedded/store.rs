@@ -145,6 +145,18 @@ pub(super) struct Inner {
     journaling: bool,
 }
 
+impl Inner {
+    /// The commit that holds every change applied so far. With nothing
+    /// pending, that is the one being written (or already durable).
+    fn latest_batch(&self) -> u64 {
+        if self.pending.is_empty() {
+            self.batch - 1
+        } else {
+            self.batch
+        }
+    }
+}
+
 /// The changes one caller makes under the lock.
 pub(super) struct Changes<'a> {
     pub(super) state: &'a mut State,
@@ -440,13 +452,7 @@ impl EmbeddedStore {
             journaling: inner.journaling,
         };
         let out = f(&mut changes)?;
-        // Nothing pending: what this saw is in the commit being written (or
-        // already durable), so that is the one to wait for.
-        let batch = if inner.pending.is_empty() {
-            inner.batch - 1
-        } else {
-            inner.batch
-        };
+        let batch = inner.latest_batch();
         let wake = was_empty && !inner.pending.is_empty();
         drop(g);
         if wake {
@@ -461,14 +467,7 @@ impl EmbeddedStore {
     /// waits: a crash loses only a suffix of the changes, so a handled
     /// message whose delete was lost is redelivered and handled again.
     pub async fn sync(&self) -> Result<(), Unwritable> {
-        let batch = {
-            let g = self.lock();
-            if g.pending.is_empty() {
-                g.batch - 1
-            } else {
-                g.batch
-            }
-        };
+        let batch = self.lock().latest_batch();
         self.durable(batch).await
     }
 
