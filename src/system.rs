@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use router_rules::Topology;
-use switchyard_consumers::registry::{self, Deps};
+use switchyard_consumers::registry::Deps;
 use switchyard_imaging::{Limits, VariantSpec};
 use switchyard_producer::api::ApiState;
 use switchyard_producer::LocalFanout;
@@ -180,12 +180,7 @@ impl EmbeddedSystem {
     pub async fn start(&mut self, options: &RuntimeOptions) -> anyhow::Result<()> {
         let deps = self.deps(options);
         for c in &self.topology.consumers {
-            let handler = registry::sqs_handler(&c.handler, &c.name, &deps).with_context(|| {
-                format!(
-                    "consumer {}: no handler named {:?} in this build",
-                    c.name, c.handler
-                )
-            })?;
+            let handler = runtime::queue_handler(c, &deps)?;
             let queue: Arc<dyn Queue> = Arc::new(self.store.queue(&c.queue_name())?);
             self.workers.extend(runtime::spawn_queue_workers(
                 c,
@@ -198,14 +193,7 @@ impl EmbeddedSystem {
         }
         let shards = self.stream.shards().await?;
         for s in &self.topology.stream_consumers {
-            let reactor = Arc::new(registry::stream_handler(&s.handler, &deps).with_context(
-                || {
-                    format!(
-                        "stream consumer {}: no handler named {:?}",
-                        s.name, s.handler
-                    )
-                },
-            )?);
+            let reactor = runtime::stream_reactor(s, &deps)?;
             let on_failure: Arc<dyn Queue> = Arc::new(self.store.queue(&s.on_failure_queue())?);
             for shard in &shards {
                 let config = StreamWorkerConfig {
@@ -317,6 +305,10 @@ impl EmbeddedSystem {
         let _ = self.shutdown.send(true);
         for w in self.workers.drain(..) {
             let _ = w.await;
+        }
+        // What the consumers did is committed before the process goes.
+        if let Err(e) = self.store.sync().await {
+            tracing::error!(error = %e, "the last changes could not be committed");
         }
     }
 

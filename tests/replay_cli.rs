@@ -207,6 +207,21 @@ fn an_sns_export_becomes_a_log() {
 
 struct Up(Child);
 
+impl Up {
+    /// Stops `up` as a user does (SIGTERM): it finishes its batches and
+    /// commits everything, so the data dir holds the state it reached.
+    /// (`kill -9` would leave the last changes to be redone on restart.)
+    fn stop(mut self) {
+        let term = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success(), "kill -TERM failed");
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "up exited with {status}");
+    }
+}
+
 impl Drop for Up {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -301,7 +316,7 @@ async fn a_recording_of_up_replays_to_the_same_state() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    drop(up);
+    up.stop();
 
     let log = EventLog::read(&record).unwrap();
     assert_eq!(log.events.len(), 11, "5 placed, 5 paid, 1 upload");
