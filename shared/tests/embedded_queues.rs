@@ -11,7 +11,9 @@ use switchyard_shared::embedded::{
     EmbeddedQueue, EmbeddedStore, QueueConfig, StoreError, StoreOptions,
 };
 use switchyard_shared::events::SnsAttribute;
-use switchyard_shared::ports::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use switchyard_shared::ports::{
+    ChangeStream, Condition, OutgoingMessage, Queue, QueueError, ReceivedMessage, Table,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(10);
@@ -546,4 +548,119 @@ async fn a_zero_visibility_receive_hands_each_message_out_once_per_batch() {
     );
     // Still visible: the next receive gets them again, as SQS does.
     assert_eq!(q.receive(10, Duration::ZERO, WAIT).await.unwrap().len(), 3);
+}
+
+/// The bodies waiting in queue `q` of the store at `path`, opened afresh.
+async fn bodies_after_reopening(path: &std::path::Path) -> Vec<String> {
+    let store = EmbeddedStore::open(path).unwrap();
+    let mut seen: Vec<String> = store
+        .list_messages("q", 100)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    seen.sort();
+    seen
+}
+
+async fn send_and_close(path: &std::path::Path, body: &str) {
+    let store = EmbeddedStore::open(path).unwrap();
+    if store.queue("q").is_err() {
+        store.create_queue(QueueConfig::new("q")).unwrap();
+    }
+    let q = store.queue("q").unwrap();
+    q.send_batch(vec![OutgoingMessage::new(body)])
+        .await
+        .unwrap();
+    // A table write too: replayed twice, it would append its stream record twice.
+    let item = serde_json::json!({ "pk": body, "sk": "s" });
+    store
+        .table()
+        .put(item.as_object().unwrap().clone(), Condition::Always)
+        .await
+        .unwrap();
+    store.sync().await.unwrap();
+}
+
+/// How many stream records the store at `path` holds.
+async fn stream_records(path: &std::path::Path) -> usize {
+    let store = EmbeddedStore::open(path).unwrap();
+    let stream = store.stream();
+    let mut n = 0;
+    for shard in stream.shards().await.unwrap() {
+        n += stream.read(&shard, None, 1000).await.unwrap().len();
+    }
+    n
+}
+
+fn journal_of(path: &std::path::Path) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".journal");
+    p.into()
+}
+
+#[tokio::test]
+async fn a_journal_the_snapshot_already_covers_is_not_replayed_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    send_and_close(&path, "one").await;
+    // The journal as a crash would leave it between writing the next
+    // snapshot and starting the next journal.
+    let before_fold = std::fs::read(journal_of(&path)).unwrap();
+    assert_eq!(bodies_after_reopening(&path).await, ["one"]); // folds
+    std::fs::write(journal_of(&path), before_fold).unwrap();
+    assert_eq!(
+        (
+            bodies_after_reopening(&path).await,
+            stream_records(&path).await
+        ),
+        (vec!["one".to_owned()], 1),
+        "the old journal is ignored, not applied on top of its own snapshot"
+    );
+    send_and_close(&path, "two").await;
+    assert_eq!(bodies_after_reopening(&path).await, ["one", "two"]);
+}
+
+#[tokio::test]
+async fn a_commit_torn_by_a_crash_is_dropped_and_the_journal_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        let store = EmbeddedStore::open(&path).unwrap();
+        let q = queue(&store, QueueConfig::new("q"));
+        q.send_batch(vec![OutgoingMessage::new("whole")])
+            .await
+            .unwrap();
+        store.sync().await.unwrap();
+        q.send_batch(vec![OutgoingMessage::new("torn")])
+            .await
+            .unwrap();
+        store.sync().await.unwrap();
+    }
+    // Cut the last commit short, as a crash in the middle of its write would.
+    let journal = std::fs::OpenOptions::new()
+        .write(true)
+        .open(journal_of(&path))
+        .unwrap();
+    journal
+        .set_len(journal.metadata().unwrap().len() - 5)
+        .unwrap();
+    drop(journal);
+    assert_eq!(bodies_after_reopening(&path).await, ["whole"]);
+    send_and_close(&path, "after").await;
+    assert_eq!(bodies_after_reopening(&path).await, ["after", "whole"]);
+}
+
+#[tokio::test]
+async fn a_damaged_journal_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    send_and_close(&path, "one").await;
+    std::fs::write(journal_of(&path), b"not a journal at all").unwrap();
+    let err = EmbeddedStore::open(&path).unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains("s.db.journal") && shown.contains("journal header"),
+        "{shown}"
+    );
 }

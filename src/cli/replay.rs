@@ -363,8 +363,12 @@ pub async fn bench_e2e(_global: &GlobalArgs, args: BenchE2eArgs) -> anyhow::Resu
     };
     let r = bench::run(&options).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let cpu = match r.throughput.cpu_per_event() {
+        Some(c) => format!(", process CPU {:.1} µs/event", c.as_secs_f64() * 1e6),
+        None => String::new(),
+    };
     println!(
-        "full speed:  {} events end to end in {:.2}s = {:.0} events/s (durable data dir)",
+        "full speed:  {} events end to end in {:.2}s = {:.0} events/s (durable data dir{cpu})",
         r.throughput.events,
         r.throughput.elapsed.as_secs_f64(),
         r.throughput.events_per_sec

@@ -82,6 +82,10 @@ pub struct RunFigures {
     pub events_per_sec: f64,
     /// Publish → consumption, sorted.
     pub latencies: Vec<Duration>,
+    /// The process's CPU time (user and system, all threads) over the run,
+    /// where measured: unlike events/s, barely moved by other load on a
+    /// shared machine.
+    pub cpu: Option<Duration>,
 }
 
 impl RunFigures {
@@ -105,7 +109,13 @@ impl RunFigures {
             elapsed,
             events_per_sec: events as f64 / elapsed.as_secs_f64().max(1e-9),
             latencies,
+            cpu: None,
         }
+    }
+
+    /// CPU time per event, where measured.
+    pub fn cpu_per_event(&self) -> Option<Duration> {
+        Some(self.cpu? / self.events.max(1) as u32)
     }
 
     pub fn percentile(&self, p: f64) -> Duration {
@@ -172,6 +182,18 @@ pub fn peak_rss_mb() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The process's CPU time so far (user and system, every thread), from
+/// /proc; `None` where it is missing.
+pub fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count fields after it.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // In clock ticks, which Linux fixes at 100 per second for user space.
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// Where an event of the benchmark's log keeps its times: order
@@ -394,6 +416,7 @@ pub async fn embedded_run(
         _ => &*system.publisher,
     };
     let start = Instant::now();
+    let cpu_at_start = process_cpu();
     let report = publish_paced(
         publisher,
         generate::BenchEvents::new(options.seed, events),
@@ -419,14 +442,15 @@ pub async fn embedded_run(
         Ok(_) => clock.wait_all(options.timeout).await,
         Err(e) => Err(e),
     };
+    let cpu = process_cpu()
+        .zip(cpu_at_start)
+        .map(|(end, start)| end.saturating_sub(start));
     system.shutdown().await;
     outcome.with_context(|| format!("the {label} run"))?;
-    Ok(RunFigures::from_times(
-        events,
-        start,
-        &published_at,
-        &clock.times(),
-    ))
+    Ok(RunFigures {
+        cpu,
+        ..RunFigures::from_times(events, start, &published_at, &clock.times())
+    })
 }
 
 /// The moto leg: the same events through the AWS backend against a moto

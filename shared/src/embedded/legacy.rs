@@ -138,7 +138,8 @@ pub(super) fn import(conn: &Connection, shown: &str) -> Result<(), StoreError> {
         })?;
     }
     let parts = super::store::snapshot_parts(&state);
-    super::store::write_parts(conn, &parts).map_err(&sql)?;
+    // A schema-1 database never had a journal file: generation 0 starts one.
+    super::store::write_parts(conn, &parts, 0).map_err(&sql)?;
     conn.execute_batch(
         "DROP TABLE IF EXISTS items; DROP TABLE IF EXISTS stream; DROP TABLE IF EXISTS checkpoints;
          DROP TABLE IF EXISTS messages; DROP TABLE IF EXISTS dedup; DROP TABLE IF EXISTS queues;",

@@ -1,5 +1,5 @@
 //! Embedded adapters: the table, its change stream and the queues in memory,
-//! made durable by a journal in one SQLite file; a folder for blobs.
+//! made durable by a journal file and a snapshot in SQLite; a folder for blobs.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -22,7 +22,7 @@
 //!
 //! Changes are group-committed: everything that changed while the last
 //! commit was being written (handlers of one batch run concurrently, several
-//! consumers) goes out as one journal row from one commit thread. A crash
+//! consumers) goes out as one journal frame from one commit thread. A crash
 //! loses at most the changes after the last commit, never one in the middle;
 //! [`EmbeddedStore::sync`] waits for the commit, before acknowledging to the
 //! outside world. One process
@@ -32,6 +32,7 @@
 pub mod blobs;
 pub mod faults;
 mod journal;
+mod journal_file;
 mod legacy;
 pub mod queue;
 mod state;

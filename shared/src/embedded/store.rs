@@ -1,19 +1,23 @@
 //! The embedded store: the table, its change stream and the queues, held in
-//! memory and made durable by a journal in one SQLite file.
+//! memory and made durable by a snapshot in a SQLite file and a journal
+//! file beside it.
 //!
 //! Every change is applied in memory and appended, under the same lock and
 //! so in the same order, to a pending journal buffer. A commit thread
-//! writes what is pending as one row of the `journal` table: everything in
-//! flight together shares one commit. Changes are visible at once and
-//! durable with the next commit, in order, so a crash loses at most a
-//! suffix of the changes, never one in the middle, and the state after a
-//! restart is one the running process went through. What acknowledges to
-//! the outside world waits for [`EmbeddedStore::sync`] first.
-//! WAL with `synchronous=NORMAL` makes a commit survive `kill -9` without
-//! an fsync each.
+//! appends what is pending as one frame of the journal file (see
+//! [`super::journal_file`]): everything in flight together shares one
+//! commit. Changes are visible at once and durable with the next commit, in
+//! order, so a crash loses at most a suffix of the changes, never one in the
+//! middle, and the state after a restart is one the running process went
+//! through. What acknowledges to the outside world waits for
+//! [`EmbeddedStore::sync`] first. A commit is in the page cache once its
+//! `write` returns, so it survives `kill -9`; a sync thread flushes the file
+//! to disk every [`SYNC_EVERY`], off the commit path (as SQLite's
+//! `synchronous=NORMAL` leaves the last commits to a power loss).
 //!
-//! The journal is folded into a snapshot (the state written out as ops)
-//! when a store opens and whenever it grows past [`COMPACT_BYTES`].
+//! The journal is folded into a snapshot (the state written out as ops, in
+//! the database's `snapshot` table) when a store opens and whenever it
+//! grows past [`COMPACT_BYTES`].
 //!
 //! One process owns a data dir at a time (an exclusive lock on
 //! `<database>.lock`); others can open it read-only, seeing the state as of
@@ -32,13 +36,16 @@ use tokio::sync::{watch, Notify};
 
 use super::faults::Faults;
 use super::journal::{decode_all, CorruptJournal, Op};
+use super::journal_file::{self, Found, JournalFileError, JournalWriter};
 use super::queue::QueueMeta;
 use super::state::State;
 use crate::envelope::{LOCAL_ACCOUNT, LOCAL_REGION};
 
-/// The file format this code writes: 2 is the journal (1 was a table per
-/// kind of row, imported on open); a database from a newer build is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The file format this code writes: 3 is the snapshot with a journal file
+/// beside it (2 kept the journal in the database, 1 was a table per kind
+/// of row; both are read and converted on open); a database from a newer
+/// build is refused, so an older build never ignores a journal file.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Journal bytes past which the commit thread folds the journal into a new
 /// snapshot. The state is serialised under the store's lock, so this is
@@ -101,6 +108,12 @@ pub enum StoreError {
         #[source]
         source: CorruptJournal,
     },
+    #[error("{path}: {source}")]
+    JournalFile {
+        path: String,
+        #[source]
+        source: JournalFileError,
+    },
 }
 
 impl StoreError {
@@ -108,6 +121,14 @@ impl StoreError {
     pub(super) fn sqlite(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         move |source| StoreError::Sqlite {
             path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// `map_err` for the journal file at `path`.
+    fn journal_file(path: &Path) -> impl Fn(JournalFileError) -> StoreError + '_ {
+        move |source| StoreError::JournalFile {
+            path: path.display().to_string(),
             source,
         }
     }
@@ -135,10 +156,16 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 CREATE TABLE IF NOT EXISTS snapshot (part INTEGER PRIMARY KEY, ops BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (batch INTEGER PRIMARY KEY, ops BLOB NOT NULL);
 "#;
+// The `journal` table is schema 2's journal: read on open, then emptied.
+
+/// The meta key naming the generation of the journal file that continues
+/// the snapshot.
+const JOURNAL_GENERATION: &str = "journal_generation";
 
 /// What the lock guards: the state and the journal bytes not yet committed.
 pub(super) struct Inner {
     pub(super) state: State,
+    /// A journal frame: the ops after [`JournalWriter::frame`]'s header.
     pending: Vec<u8>,
     /// The number of the commit that `pending` will go out with.
     batch: u64,
@@ -149,11 +176,15 @@ impl Inner {
     /// The commit that holds every change applied so far. With nothing
     /// pending, that is the one being written (or already durable).
     fn latest_batch(&self) -> u64 {
-        if self.pending.is_empty() {
+        if !self.has_pending() {
             self.batch - 1
         } else {
             self.batch
         }
+    }
+
+    fn has_pending(&self) -> bool {
+        !JournalWriter::frame_is_empty(&self.pending)
     }
 }
 
@@ -186,6 +217,10 @@ struct Core {
     durable: watch::Sender<u64>,
     failed: Mutex<Option<String>>,
     stop: AtomicBool,
+    /// The journal file being appended to, for the sync thread.
+    journal: Mutex<Option<File>>,
+    /// Set by each commit, cleared by the sync thread.
+    unsynced: AtomicBool,
 }
 
 /// The embedded backend's store. Open it once and share the `Arc`; the
@@ -193,7 +228,7 @@ struct Core {
 pub struct EmbeddedStore {
     core: Arc<Core>,
     committer: Option<JoinHandle<()>>,
-    checkpointer: Option<JoinHandle<()>>,
+    syncer: Option<JoinHandle<()>>,
     read_only: bool,
     path: String,
     pub(super) shard_ids: Vec<String>,
@@ -225,7 +260,7 @@ impl Drop for EmbeddedStore {
         if let Some(t) = self.committer.take() {
             let _ = t.join();
         }
-        if let Some(t) = self.checkpointer.take() {
+        if let Some(t) = self.syncer.take() {
             t.thread().unpark();
             let _ = t.join();
         }
@@ -280,9 +315,16 @@ impl EmbeddedStore {
         let sql = StoreError::sqlite(&shown);
         let in_memory = shown == ":memory:";
         let created_ms = now_ms();
-        let (state, shards, label, conn, owner) = if in_memory {
+        let (state, shards, label, conn, owner, journal) = if in_memory {
             let state = State::new(options.shards as usize);
-            (state, options.shards, stream_label(created_ms), None, None)
+            (
+                state,
+                options.shards,
+                stream_label(created_ms),
+                None,
+                None,
+                None,
+            )
         } else {
             let owner = match mode {
                 Mode::Owner => Some(take_ownership(path, &shown)?),
@@ -313,17 +355,26 @@ impl EmbeddedStore {
                     l
                 }
             };
-            let mut state = State::new(shards as usize);
-            let replayed = load(&conn, &mut state, &shown)?;
+            let journal_path = journal_file::path_for(path);
+            let loaded = load(&conn, shards as usize, &journal_path, &shown)?;
+            let mut state = loaded.state;
             let reclaimed = state.reclaim_in_flight(created_ms);
-            if mode == Mode::Owner && replayed > 0 {
-                // Start from a fresh snapshot: the next load is quick.
-                write_parts(&conn, &snapshot_parts(&state)).map_err(&sql)?;
-            }
+            let journal = match mode {
+                Mode::Owner => Some(start_journal(
+                    &conn,
+                    &state,
+                    loaded.generation,
+                    loaded.rows,
+                    loaded.found,
+                    &journal_path,
+                    &shown,
+                )?),
+                Mode::ReadOnly => None,
+            };
             if reclaimed > 0 {
                 tracing::info!(db = %shown, reclaimed, "messages in flight when the store last closed are visible again");
             }
-            (state, shards, label, Some(conn), owner)
+            (state, shards, label, Some(conn), owner, journal)
         };
 
         let queues = state
@@ -331,12 +382,12 @@ impl EmbeddedStore {
             .keys()
             .map(|name| (name.clone(), Arc::new(QueueMeta::new())))
             .collect();
-        let journaling = mode == Mode::Owner && conn.is_some();
+        let journaling = journal.is_some();
         let (durable, _) = watch::channel(0u64);
         let core = Arc::new(Core {
             inner: Mutex::new(Inner {
                 state,
-                pending: Vec::new(),
+                pending: JournalWriter::frame(),
                 batch: 1,
                 journaling,
             }),
@@ -344,38 +395,30 @@ impl EmbeddedStore {
             durable,
             failed: Mutex::new(None),
             stop: AtomicBool::new(false),
+            journal: Mutex::new(None),
+            unsynced: AtomicBool::new(false),
         });
-        let checkpointer = match &conn {
-            Some(_) if journaling => {
-                let side = open_file(path, &options, Mode::Owner).map_err(&sql)?;
-                let core = Arc::clone(&core);
-                Some(
-                    std::thread::Builder::new()
-                        .name("switchyard-checkpoint".to_owned())
-                        .spawn(move || checkpoint_loop(&core, &side))
-                        .map_err(|source| StoreError::Io {
-                            path: shown.clone(),
-                            source,
-                        })?,
-                )
-            }
-            _ => None,
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(run)
+                .map_err(|source| StoreError::Io {
+                    path: shown.clone(),
+                    source,
+                })
         };
-        let committer = match conn {
-            Some(conn) if journaling => {
-                let core = Arc::clone(&core);
-                let db = shown.clone();
-                Some(
-                    std::thread::Builder::new()
-                        .name("switchyard-commit".to_owned())
-                        .spawn(move || commit_loop(&core, &conn, &db))
-                        .map_err(|source| StoreError::Io {
-                            path: shown.clone(),
-                            source,
-                        })?,
-                )
+        let (committer, syncer) = match (conn, journal) {
+            (Some(conn), Some(journal)) => {
+                let (c, db) = (Arc::clone(&core), shown.clone());
+                let committer = spawn(
+                    "switchyard-commit",
+                    Box::new(move || commit_loop(&c, &conn, journal, &db)),
+                )?;
+                let c = Arc::clone(&core);
+                let syncer = spawn("switchyard-sync", Box::new(move || sync_loop(&c)))?;
+                (Some(committer), Some(syncer))
             }
-            _ => None,
+            _ => (None, None),
         };
         let stream_arn = format!(
             "arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{}/stream/{label}",
@@ -384,7 +427,7 @@ impl EmbeddedStore {
         Ok(Arc::new(EmbeddedStore {
             core,
             committer,
-            checkpointer,
+            syncer,
             read_only: mode == Mode::ReadOnly,
             path: shown.clone(),
             shard_ids: (0..shards).map(shard_id).collect(),
@@ -445,7 +488,7 @@ impl EmbeddedStore {
         }
         let mut g = self.lock();
         let inner = &mut *g;
-        let was_empty = inner.pending.is_empty();
+        let was_empty = !inner.has_pending();
         let mut changes = Changes {
             state: &mut inner.state,
             pending: &mut inner.pending,
@@ -453,7 +496,7 @@ impl EmbeddedStore {
         };
         let out = f(&mut changes)?;
         let batch = inner.latest_batch();
-        let wake = was_empty && !inner.pending.is_empty();
+        let wake = was_empty && inner.has_pending();
         drop(g);
         if wake {
             self.core.wake.notify_one();
@@ -541,12 +584,10 @@ fn open_file(path: &Path, options: &StoreOptions, mode: Mode) -> rusqlite::Resul
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(options.busy_timeout)?;
     if mode == Mode::Owner {
-        // WAL + NORMAL: commits are durable against a process crash and need
-        // no fsync each; only a power loss can drop the last commits.
+        // WAL, so a read-only open reads beside the owner's snapshot writes.
+        // Only snapshots are written here (the journal is a file of its own).
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // The checkpointer thread does it (see `checkpoint_loop`).
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     }
     Ok(conn)
 }
@@ -572,10 +613,58 @@ fn upgrade_schema(conn: &Connection, shown: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Applies the snapshot, then the journal; returns how many journal rows
-/// there were. One read transaction, so a concurrent commit is either
-/// wholly in or wholly out.
-fn load(conn: &Connection, state: &mut State, shown: &str) -> Result<usize, StoreError> {
+/// A database and its journal file, read.
+struct Loaded {
+    state: State,
+    /// Rows of schema 2's journal table replayed.
+    rows: usize,
+    /// The generation of the journal file that continues the snapshot.
+    generation: u64,
+    found: Found,
+}
+
+/// Reads the snapshot (and any schema-2 journal rows), then the journal
+/// file that continues it. A read-only open racing the owner's fold can
+/// find a journal newer than the snapshot it read: it reads again.
+fn load(
+    conn: &Connection,
+    shards: usize,
+    journal: &Path,
+    shown: &str,
+) -> Result<Loaded, StoreError> {
+    let corrupt = StoreError::corrupt(shown);
+    for _ in 0..10 {
+        let mut state = State::new(shards);
+        let (rows, generation) = load_database(conn, &mut state, shown)?;
+        let found = journal_file::read(journal, generation, |ops| {
+            decode_all(ops, |op| state.apply(&op))
+        });
+        let found = match found {
+            Err(JournalFileError::Ops(e)) => return Err(corrupt(e)),
+            other => other.map_err(StoreError::journal_file(journal))?,
+        };
+        if found != Found::Newer {
+            return Ok(Loaded {
+                state,
+                rows,
+                generation,
+                found,
+            });
+        }
+    }
+    Err(StoreError::journal_file(journal)(
+        JournalFileError::AheadOfSnapshot,
+    ))
+}
+
+/// Applies the database's snapshot and journal rows; returns how many rows
+/// there were and the journal generation. One read transaction, so a
+/// concurrent fold is either wholly in or wholly out.
+fn load_database(
+    conn: &Connection,
+    state: &mut State,
+    shown: &str,
+) -> Result<(usize, u64), StoreError> {
     let sql = StoreError::sqlite(shown);
     let corrupt = StoreError::corrupt(shown);
     let has_tables: bool = conn
@@ -586,17 +675,17 @@ fn load(conn: &Connection, state: &mut State, shown: &str) -> Result<usize, Stor
         )
         .map_err(&sql)?;
     if !has_tables {
-        return Ok(0);
+        return Ok((0, 0));
     }
     conn.execute_batch("BEGIN").map_err(&sql)?;
     let result = (|| {
+        let mut rows = 0;
         for table in ["snapshot", "journal"] {
             let mut st = conn
                 .prepare(&format!("SELECT ops FROM {table} ORDER BY rowid"))
                 .map_err(&sql)?;
-            let mut rows = st.query([]).map_err(&sql)?;
-            let mut n = 0;
-            while let Some(row) = rows.next().map_err(&sql)? {
+            let mut found = st.query([]).map_err(&sql)?;
+            while let Some(row) = found.next().map_err(&sql)? {
                 let blob = row.get_ref(0).map_err(&sql)?.as_blob().map_err(|e| {
                     sql(rusqlite::Error::FromSqlConversionFailure(
                         0,
@@ -605,16 +694,68 @@ fn load(conn: &Connection, state: &mut State, shown: &str) -> Result<usize, Stor
                     ))
                 })?;
                 decode_all(blob, |op| state.apply(&op)).map_err(&corrupt)?;
-                n += 1;
-            }
-            if table == "journal" {
-                return Ok(n);
+                if table == "journal" {
+                    rows += 1;
+                }
             }
         }
-        Ok(0)
+        let generation = meta_get(conn, JOURNAL_GENERATION)
+            .map_err(&sql)?
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0);
+        Ok((rows, generation))
     })();
     let _ = conn.execute_batch("COMMIT");
     result
+}
+
+/// The owner's journal: what was replayed is folded into a fresh snapshot
+/// first, so the next load is quick, and a new journal continues it.
+fn start_journal(
+    conn: &Connection,
+    state: &State,
+    generation: u64,
+    rows: usize,
+    found: Found,
+    path: &Path,
+    shown: &str,
+) -> Result<OpenJournal, StoreError> {
+    let io = |e: std::io::Error| StoreError::journal_file(path)(e.into());
+    let (writer, generation) = match found {
+        Found::Current {
+            frames: 0,
+            valid_end,
+        } if rows == 0 => (
+            JournalWriter::resume(path, valid_end).map_err(io)?,
+            generation,
+        ),
+        Found::Missing | Found::Stale if rows == 0 => (
+            JournalWriter::create(path, generation).map_err(io)?,
+            generation,
+        ),
+        Found::Newer => {
+            return Err(StoreError::journal_file(path)(
+                JournalFileError::AheadOfSnapshot,
+            ))
+        }
+        _ => {
+            let next = generation + 1;
+            write_parts(conn, &snapshot_parts(state), next).map_err(StoreError::sqlite(shown))?;
+            (JournalWriter::create(path, next).map_err(io)?, next)
+        }
+    };
+    Ok(OpenJournal {
+        writer,
+        generation,
+        path: path.to_owned(),
+    })
+}
+
+/// The journal file the commit thread appends to.
+struct OpenJournal {
+    writer: JournalWriter,
+    generation: u64,
+    path: PathBuf,
 }
 
 /// The state as snapshot rows.
@@ -630,78 +771,122 @@ pub(super) fn snapshot_parts(state: &State) -> Vec<Vec<u8>> {
     parts
 }
 
-/// Replaces the snapshot with these rows and empties the journal, in one transaction.
-pub(super) fn write_parts(conn: &Connection, parts: &[Vec<u8>]) -> rusqlite::Result<()> {
+/// Replaces the snapshot with these rows, continued by the journal file of
+/// `generation`, and empties the journal table, in one transaction; then
+/// copies the WAL into the database so it does not keep the snapshot twice.
+pub(super) fn write_parts(
+    conn: &Connection,
+    parts: &[Vec<u8>],
+    generation: u64,
+) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM snapshot; DELETE FROM journal;")?;
     let result = (|| {
         let mut st = conn.prepare("INSERT INTO snapshot (part, ops) VALUES (?1, ?2)")?;
         for (i, part) in parts.iter().enumerate() {
             st.execute((i as i64, part))?;
         }
-        Ok(())
+        meta_set(conn, JOURNAL_GENERATION, &generation.to_string())
     })();
     match result {
-        Ok(()) => conn.execute_batch("COMMIT"),
+        Ok(()) => conn.execute_batch("COMMIT")?,
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
+            return Err(e);
         }
     }
+    // A reader in the way only delays this to the next fold.
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::debug!(error = %e, "checkpoint after the snapshot skipped");
+    }
+    Ok(())
 }
 
-/// The commit thread: writes each pending buffer as one journal row and
+/// The commit thread: appends each pending frame to the journal file and
 /// marks its batch durable; folds the journal into a snapshot when it is big.
-fn commit_loop(core: &Core, conn: &Connection, shown: &str) {
-    let mut journal_bytes = 0usize;
-    let mut insert = match conn.prepare("INSERT INTO journal (batch, ops) VALUES (?1, ?2)") {
-        Ok(st) => st,
-        Err(e) => return fail(core, shown, format!("preparing the journal insert: {e}")),
+fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, shown: &str) {
+    let OpenJournal {
+        mut writer,
+        mut generation,
+        path,
+    } = journal;
+    let share = |writer: &JournalWriter| {
+        *core.journal.lock().unwrap_or_else(|e| e.into_inner()) = writer.sync_handle().ok();
     };
+    share(&writer);
+    // Swapped with `pending` each commit, so neither buffer is reallocated.
+    let mut frame = JournalWriter::frame();
     let mut g = core.inner.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        while g.pending.is_empty() && !core.stop.load(Ordering::SeqCst) {
+        while !g.has_pending() && !core.stop.load(Ordering::SeqCst) {
             g = core.wake.wait(g).unwrap_or_else(|e| e.into_inner());
         }
-        if g.pending.is_empty() {
-            return; // stopping, and everything is committed
+        if !g.has_pending() {
+            drop(g);
+            // Stopping, and everything is written: flush it to disk too.
+            if let Err(e) = core.sync_now() {
+                tracing::warn!(db = %shown, error = %e, "flushing the journal at close failed");
+            }
+            return;
         }
         let batch = g.batch;
         g.batch += 1;
-        let result = if journal_bytes + g.pending.len() > COMPACT_BYTES {
+        let result = if writer.bytes + g.pending.len() as u64 > COMPACT_BYTES as u64 {
             // The state includes the pending changes: the snapshot covers them.
-            g.pending.clear();
+            g.pending.truncate(0);
+            g.pending.extend_from_slice(&JournalWriter::frame());
             let parts = snapshot_parts(&g.state);
             drop(g);
-            journal_bytes = 0;
             let started = std::time::Instant::now();
-            let r = write_parts(conn, &parts);
+            let next = generation + 1;
+            let r = write_parts(conn, &parts, next)
+                .map_err(|e| e.to_string())
+                .and_then(|()| JournalWriter::create(&path, next).map_err(|e| e.to_string()));
             tracing::debug!(db = %shown, parts = parts.len(), ms = started.elapsed().as_millis() as u64, "journal folded into a snapshot");
-            r
+            r.map(|w| {
+                writer = w;
+                generation = next;
+                share(&writer);
+            })
         } else {
-            let buf = std::mem::take(&mut g.pending);
+            std::mem::swap(&mut g.pending, &mut frame);
             drop(g);
-            journal_bytes += buf.len();
-            insert.execute((batch as i64, &buf)).map(|_| ())
+            let r = writer.append(&mut frame).map_err(|e| e.to_string());
+            frame.truncate(0);
+            frame.extend_from_slice(&JournalWriter::frame());
+            r
         };
         if let Err(e) = result {
             return fail(core, shown, format!("writing the journal: {e}"));
         }
+        core.unsynced.store(true, Ordering::Release);
         core.durable.send_replace(batch);
         g = core.inner.lock().unwrap_or_else(|e| e.into_inner());
     }
 }
 
-/// How often the checkpointer copies the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// How often the sync thread flushes the journal file to disk.
+const SYNC_EVERY: Duration = Duration::from_millis(100);
 
-/// Copies committed WAL frames into the database file on a connection of
-/// its own (PASSIVE: it never blocks the commit thread), so a commit never
-/// pays for a checkpoint's copying and fsync.
-fn checkpoint_loop(core: &Core, conn: &Connection) {
+/// Flushes committed journal frames to disk on a thread of its own, so a
+/// commit never waits for the disk.
+fn sync_loop(core: &Core) {
     while !core.stop.load(Ordering::SeqCst) {
-        std::thread::park_timeout(CHECKPOINT_EVERY);
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "checkpoint skipped");
+        std::thread::park_timeout(SYNC_EVERY);
+        if let Err(e) = core.sync_now() {
+            tracing::warn!(error = %e, "flushing the journal failed");
+        }
+    }
+}
+
+impl Core {
+    fn sync_now(&self) -> std::io::Result<()> {
+        if !self.unsynced.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let file = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        match &*file {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
         }
     }
 }
@@ -794,5 +979,53 @@ where
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(wake) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_2_database_with_journal_rows_is_carried_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        let sequence = "000000000000000000007";
+        // Schema 2 kept its journal as rows of the database's `journal` table.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        let mut ops = Vec::new();
+        Op::Checkpoint {
+            consumer: "c",
+            shard: 0,
+            sequence,
+        }
+        .encode(&mut ops);
+        conn.execute("INSERT INTO journal (batch, ops) VALUES (1, ?1)", [&ops])
+            .unwrap();
+        drop(conn);
+        let checkpoint = |store: &EmbeddedStore| {
+            store
+                .lock()
+                .state
+                .checkpoints
+                .get(&("c".to_owned(), 0))
+                .cloned()
+        };
+        let store = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(checkpoint(&store).as_deref(), Some(sequence));
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
+            .unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!((rows, version), (0, SCHEMA_VERSION), "folded and upgraded");
+        drop(conn);
+        let store = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(checkpoint(&store).as_deref(), Some(sequence));
     }
 }
