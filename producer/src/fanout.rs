@@ -126,12 +126,12 @@ impl LocalFanout {
 impl EventPublisher for LocalFanout {
     async fn publish(&self, events: &[Envelope]) -> Result<PublishReport, PublishError> {
         // Validate everything first: one bad event publishes nothing.
-        for e in events {
-            DomainEvent::validate(e)?;
+        let bodies: Vec<String> = events.iter().map(Envelope::to_json).collect();
+        for (e, body) in events.iter().zip(&bodies) {
+            DomainEvent::validate_serialized(e, body)?;
         }
         let mut per_queue: BTreeMap<&str, Vec<(usize, OutgoingMessage)>> = BTreeMap::new();
-        for (index, e) in events.iter().enumerate() {
-            let body = e.to_json();
+        for (index, (e, body)) in events.iter().zip(bodies).enumerate() {
             let (targets, message) = self.route(e, &body)?;
             for queue in targets {
                 let Some((name, _)) = self.queues.get_key_value(&queue) else {

@@ -167,7 +167,11 @@ impl Envelope {
 
     /// Checks the publish-time limits (size) on the serialised form.
     pub fn check_size(&self) -> Result<usize, EnvelopeError> {
-        let size = self.to_json().len();
+        Self::check_wire_size(self.to_json().len())
+    }
+
+    /// [`Envelope::check_size`] for an envelope whose JSON is `size` bytes.
+    pub fn check_wire_size(size: usize) -> Result<usize, EnvelopeError> {
         if size > MAX_EVENT_BYTES {
             Err(EnvelopeError::TooLarge { size })
         } else {

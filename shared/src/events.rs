@@ -261,6 +261,13 @@ impl DomainEvent {
         Self::from_envelope(envelope)
     }
 
+    /// [`DomainEvent::validate`] for an envelope already serialised as
+    /// `json`, so a publisher that sends the text serialises it once.
+    pub fn validate_serialized(envelope: &Envelope, json: &str) -> Result<Self, EnvelopeError> {
+        Envelope::check_wire_size(json.len())?;
+        Self::from_envelope(envelope)
+    }
+
     pub fn order_id(&self) -> &str {
         match self {
             DomainEvent::OrderPlaced(e) => &e.order_id,

@@ -9,7 +9,8 @@
 //! EVENT#<id>      <consumer>         applied-event  idempotency marker
 //! ```
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::de::{value::MapDeserializer, DeserializeOwned};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -97,7 +98,9 @@ pub trait TableRecord: Serialize + DeserializeOwned {
     }
 
     fn from_item(item: &Item) -> Result<Self, TableError> {
-        serde_json::from_value(Value::Object(item.clone()))
+        // Read in place: no copy of the item to hand serde a `Value`.
+        let fields = item.iter().map(|(k, v)| (k.as_str(), v));
+        Self::deserialize(MapDeserializer::<_, serde_json::Error>::new(fields))
             .map_err(|e| TableError::InvalidItem(format!("{} item: {e}", Self::TYPE)))
     }
 }

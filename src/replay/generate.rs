@@ -394,8 +394,10 @@ impl BenchEvents {
             self.left -= evs.len();
             histories.push(evs);
         }
+        // Every order's first event, then every second one, then every third.
+        let mut histories: Vec<_> = histories.into_iter().map(Vec::into_iter).collect();
         (0..3)
-            .flat_map(|step| histories.iter().filter_map(move |h| h.get(step).cloned()))
+            .flat_map(|_| histories.iter_mut().filter_map(Iterator::next).collect::<Vec<_>>())
             .collect()
     }
 }
