@@ -189,6 +189,7 @@ async fn a_stream_batch_retries_from_its_failed_record() {
         retry_attempts: 3,
         retry_delay: Duration::from_millis(1),
         idle_wait: Duration::from_millis(5),
+        filter: None,
     };
     let (stop, stopped) = watch::channel(false);
     let on_failure: Arc<dyn Queue> = Arc::new(store.queue("reactor-failures").unwrap());
