@@ -307,7 +307,7 @@ fn check_typed(p: &[&str]) -> Result<(), String> {
             "give the attribute's DynamoDB type, as the record has it: {\"S\": [...]}, {\"N\": [...]}, ..."
                 .into(),
         ),
-        ["M"] | ["M", _] => Err("under `M`, name a field and its type".into()),
+        ["M"] => Err("under `M`, name a field and its type".into()),
         ["M", _, rest @ ..] => check_typed(rest),
         ["L"] => Err("under `L`, give the elements' type".into()),
         ["L", rest @ ..] => check_typed(rest),
