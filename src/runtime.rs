@@ -317,9 +317,7 @@ impl StreamWorkerConfig {
             retry_attempts: s.retry_attempts,
             retry_delay,
             idle_wait,
-            filter: s
-                .filter()?
-                .map(|f| Arc::new(f) as Arc<dyn RecordFilter>),
+            filter: s.filter()?.map(|f| Arc::new(f) as Arc<dyn RecordFilter>),
         })
     }
 }

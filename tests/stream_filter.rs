@@ -60,7 +60,8 @@ async fn place(table: &dyn Table, order_id: &str) {
 
 /// An idempotency marker, as the consumers write them: never an event.
 async fn marker(table: &dyn Table, n: usize) {
-    let item = json!({ "pk": format!("EVENT#{n}"), "sk": "order-processor", "type": "applied-event" });
+    let item =
+        json!({ "pk": format!("EVENT#{n}"), "sk": "order-processor", "type": "applied-event" });
     table
         .put(item.as_object().unwrap().clone(), Condition::Absent)
         .await

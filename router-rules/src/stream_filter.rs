@@ -195,10 +195,11 @@ impl StreamFilter {
         let mut undecided = false;
         for p in &self.plain {
             match p {
-                Some(p) if p.branches.iter().any(|b| {
-                    b.iter()
-                        .all(|leaf| leaf_accepts(&leaf.conds, value(leaf.source)))
-                }) =>
+                Some(p)
+                    if p.branches.iter().any(|b| {
+                        b.iter()
+                            .all(|leaf| leaf_accepts(&leaf.conds, value(leaf.source)))
+                    }) =>
                 {
                     return Some(true)
                 }

@@ -47,7 +47,10 @@ fn filters_that_name_what_no_stream_record_has_are_rejected() {
             json!({"dynamodb": {"NewImage": {"items": {"M": {"sku": ["x"]}}}}}),
             "give the attribute's DynamoDB type",
         ),
-        (json!({"eventName": "INSERT"}), "invalid pattern at eventName"),
+        (
+            json!({"eventName": "INSERT"}),
+            "invalid pattern at eventName",
+        ),
         (json!({}), "an empty pattern passes every record"),
     ];
     for (pattern, expected) in cases {
@@ -95,8 +98,14 @@ fn the_builtin_filter_keeps_orders_and_images_only() {
             old_image: None,
         })
     };
-    assert_eq!(decide(Some(r#"{"pk":"ORDER#1","type":"order"}"#)), Some(true));
-    assert_eq!(decide(Some(r#"{"type":"image","v":[1,{"a":null}]}"#)), Some(true));
+    assert_eq!(
+        decide(Some(r#"{"pk":"ORDER#1","type":"order"}"#)),
+        Some(true)
+    );
+    assert_eq!(
+        decide(Some(r#"{"type":"image","v":[1,{"a":null}]}"#)),
+        Some(true)
+    );
     assert_eq!(decide(Some(r#"{"type":"applied-event"}"#)), Some(false));
     assert_eq!(decide(Some(r#"{"type":["order"]}"#)), Some(false));
     assert_eq!(decide(None), Some(false));
@@ -106,7 +115,13 @@ fn the_builtin_filter_keeps_orders_and_images_only() {
 }
 
 /// The record as the embedded stream builds it.
-fn record(event_name: &str, pk: &str, sk: &str, new: Option<&Value>, old: Option<&Value>) -> StreamRecord {
+fn record(
+    event_name: &str,
+    pk: &str,
+    sk: &str,
+    new: Option<&Value>,
+    old: Option<&Value>,
+) -> StreamRecord {
     let image = |v: Option<&Value>| {
         image_from_json(v.and_then(Value::as_object).cloned().unwrap_or_default())
     };
@@ -122,8 +137,19 @@ fn record(event_name: &str, pk: &str, sk: &str, new: Option<&Value>, old: Option
 }
 
 const WORDS: &[&str] = &[
-    "order", "image", "Order", "ord", "image-x", "", "a\"b", "é", "ORDER#1", "IMAGE#9",
-    "applied-event", "INSERT", "MODIFY",
+    "order",
+    "image",
+    "Order",
+    "ord",
+    "image-x",
+    "",
+    "a\"b",
+    "é",
+    "ORDER#1",
+    "IMAGE#9",
+    "applied-event",
+    "INSERT",
+    "MODIFY",
 ];
 const ATTRS: &[&str] = &["type", "status", "note"];
 
@@ -146,9 +172,13 @@ fn attribute() -> impl Strategy<Value = Value> {
 fn item() -> impl Strategy<Value = Option<Value>> {
     prop::option::weighted(
         0.85,
-        prop::collection::btree_map(prop::sample::select(ATTRS), attribute(), 0..4).prop_map(
-            |m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>()),
-        ),
+        prop::collection::btree_map(prop::sample::select(ATTRS), attribute(), 0..4).prop_map(|m| {
+            Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect::<Map<_, _>>(),
+            )
+        }),
     )
 }
 
@@ -195,15 +225,13 @@ fn insert(into: &mut Map<String, Value>, path: &[String], leaf: Value) {
 }
 
 fn conjunction() -> impl Strategy<Value = Value> {
-    prop::collection::vec((path(), prop::collection::vec(cond(), 1..3)), 1..4).prop_map(
-        |leaves| {
-            let mut m = Map::new();
-            for (p, conds) in leaves {
-                insert(&mut m, &p, Value::Array(conds));
-            }
-            Value::Object(m)
-        },
-    )
+    prop::collection::vec((path(), prop::collection::vec(cond(), 1..3)), 1..4).prop_map(|leaves| {
+        let mut m = Map::new();
+        for (p, conds) in leaves {
+            insert(&mut m, &p, Value::Array(conds));
+        }
+        Value::Object(m)
+    })
 }
 
 fn pattern() -> impl Strategy<Value = Value> {

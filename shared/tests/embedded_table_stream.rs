@@ -635,18 +635,33 @@ async fn filtered_reads_skip_what_the_filter_drops_and_say_how_far_they_looked()
             7 => "ask",
             _ => "skip",
         };
-        put(&table, json!({ "pk": "p", "sk": format!("{i:02}"), "type": ty }), Condition::Absent).await;
+        put(
+            &table,
+            json!({ "pk": "p", "sk": format!("{i:02}"), "type": ty }),
+            Condition::Absent,
+        )
+        .await;
         if ty == "keep" {
             expected.push(format!("{i:02}"));
         }
         if ty == "ask" {
             // INSERT (dropped by the record check), then MODIFY (kept).
-            put(&table, json!({ "pk": "p", "sk": format!("{i:02}"), "type": ty, "v": 2 }), Condition::Present).await;
+            put(
+                &table,
+                json!({ "pk": "p", "sk": format!("{i:02}"), "type": ty, "v": 2 }),
+                Condition::Present,
+            )
+            .await;
             expected.push(format!("{i:02}"));
         }
     }
     for i in 40..60 {
-        put(&table, json!({ "pk": "p", "sk": format!("{i:02}"), "type": "skip" }), Condition::Absent).await;
+        put(
+            &table,
+            json!({ "pk": "p", "sk": format!("{i:02}"), "type": "skip" }),
+            Condition::Absent,
+        )
+        .await;
     }
     let stream = store.stream();
     let shard = shard_with_records(&stream).await;
@@ -672,7 +687,10 @@ async fn filtered_reads_skip_what_the_filter_drops_and_say_how_far_they_looked()
             assert!(r.change.sequence_number.as_deref().unwrap() <= scanned.as_str());
         }
         seen.extend(read.records.iter().map(|r| {
-            assert_eq!(r.change.keys["pk"], serde_dynamo::AttributeValue::S("p".into()));
+            assert_eq!(
+                r.change.keys["pk"],
+                serde_dynamo::AttributeValue::S("p".into())
+            );
             match &r.change.keys["sk"] {
                 serde_dynamo::AttributeValue::S(sk) => sk.clone(),
                 other => panic!("sk {other:?}"),
