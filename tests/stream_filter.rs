@@ -10,17 +10,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use router_rules::Topology;
 use serde_json::json;
-use switchyard::runtime::{run_stream_worker, RecordWaiter, StreamWorkerConfig};
-use switchyard_consumers::order_processor::state::{decide, Decision};
+use switchyard::runtime::{run_stream_worker, StreamWorkerConfig};
 use switchyard_consumers::stream_reactor::StreamReactor;
-use switchyard_shared::embedded::{EmbeddedStore, QueueConfig, StoreOptions};
-use switchyard_shared::items::TableRecord;
 use switchyard_shared::ports::{
     ChangeStream, Condition, EventPublisher, PublishError, PublishReport, Queue, Table,
 };
-use switchyard_shared::{DomainEvent, Envelope};
+use switchyard_shared::Envelope;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 /// Keeps the `order_id` of every event published.
 #[derive(Default)]
@@ -42,22 +38,6 @@ impl EventPublisher for Published {
     }
 }
 
-struct NoWait;
-#[async_trait]
-impl RecordWaiter for NoWait {
-    async fn wait_for_records(&self, _: &str, _: Option<&str>, timeout: Duration) {
-        tokio::time::sleep(timeout).await;
-    }
-}
-
-async fn place(table: &dyn Table, order_id: &str) {
-    let event = DomainEvent::from_envelope(&common::placed(order_id, 1)).unwrap();
-    let Decision::Write(order) = decide(None, &event, Uuid::now_v7(), Uuid::now_v7()) else {
-        panic!("placing must write")
-    };
-    table.put(order.to_item(), Condition::Absent).await.unwrap();
-}
-
 /// An idempotency marker, as the consumers write them: never an event.
 async fn marker(table: &dyn Table, n: usize) {
     let item =
@@ -70,24 +50,14 @@ async fn marker(table: &dyn Table, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_records_never_reach_the_reactor_and_the_checkpoint_passes_them() {
-    let store = EmbeddedStore::open_with(
-        ":memory:",
-        StoreOptions {
-            shards: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    store
-        .create_queue(QueueConfig::new("reactor-failures"))
-        .unwrap();
+    let store = common::one_shard_store("reactor-failures");
     let table = store.table();
     // Orders the reactor would turn into events, half of them filtered out,
     // between markers; the tail is markers only, so the last reads pass nothing.
     for i in 0..4 {
-        place(&table, &format!("keep-{i}")).await;
+        common::place_order(&table, &format!("keep-{i}")).await;
         marker(&table, 2 * i).await;
-        place(&table, &format!("drop-{i}")).await;
+        common::place_order(&table, &format!("drop-{i}")).await;
         marker(&table, 2 * i + 1).await;
     }
     for n in 100..120 {
@@ -111,7 +81,7 @@ async fn dropped_records_never_reach_the_reactor_and_the_checkpoint_passes_them(
     let on_failure: Arc<dyn Queue> = Arc::new(store.queue("reactor-failures").unwrap());
     let worker = tokio::spawn(run_stream_worker(
         stream.clone(),
-        Arc::new(NoWait),
+        Arc::new(common::NoWait),
         shard.clone(),
         Arc::new(StreamReactor::new(published.clone())),
         on_failure,
