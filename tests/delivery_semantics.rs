@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use switchyard::runtime::{
-    run_queue_worker, run_stream_worker, QueueWorkerConfig, StreamWorkerConfig,
-};
+use switchyard::runtime::{run_queue_worker, QueueWorkerConfig, StreamWorkerConfig};
 use switchyard_consumers::layers::message_service;
 use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_consumers::{Delivery, HandlerError, MessageHandler, SqsBatchHandler};
@@ -166,30 +164,8 @@ async fn a_stream_batch_retries_from_its_failed_record() {
         idle_wait: Duration::from_millis(5),
         filter: None,
     };
-    let (stop, stopped) = watch::channel(false);
-    let on_failure: Arc<dyn Queue> = Arc::new(store.queue("reactor-failures").unwrap());
-    let worker = tokio::spawn(run_stream_worker(
-        stream.clone(),
-        Arc::new(common::NoWait),
-        shard.clone(),
-        reactor,
-        on_failure,
-        config,
-        stopped,
-    ));
     let last = records[4].change.sequence_number.clone();
-    let s2 = stream.clone();
-    let shard2 = shard.clone();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s2.checkpoint("reactor", &shard2).await.unwrap() != last {
-        assert!(
-            Instant::now() < deadline,
-            "the stream worker never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    stop.send(true).unwrap();
-    worker.await.unwrap();
+    common::run_stream_worker_until(&store, "reactor-failures", reactor, config, last).await;
     let calls = publisher.calls.lock().unwrap().clone();
     let ids = |call: &Vec<Envelope>| {
         call.iter()

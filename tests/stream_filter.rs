@@ -5,18 +5,17 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use router_rules::Topology;
 use serde_json::json;
-use switchyard::runtime::{run_stream_worker, StreamWorkerConfig};
+use switchyard::runtime::StreamWorkerConfig;
 use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_shared::ports::{
-    ChangeStream, Condition, EventPublisher, PublishError, PublishReport, Queue, Table,
+    ChangeStream, Condition, EventPublisher, PublishError, PublishReport, Table,
 };
 use switchyard_shared::Envelope;
-use tokio::sync::watch;
 
 /// Keeps the `order_id` of every event published.
 #[derive(Default)]
@@ -77,27 +76,8 @@ async fn dropped_records_never_reach_the_reactor_and_the_checkpoint_passes_them(
         StreamWorkerConfig::for_consumer(&spec, Duration::from_millis(1), Duration::from_millis(5))
             .unwrap();
     let published = Arc::new(Published::default());
-    let (stop, stopped) = watch::channel(false);
-    let on_failure: Arc<dyn Queue> = Arc::new(store.queue("reactor-failures").unwrap());
-    let worker = tokio::spawn(run_stream_worker(
-        stream.clone(),
-        Arc::new(common::NoWait),
-        shard.clone(),
-        Arc::new(StreamReactor::new(published.clone())),
-        on_failure,
-        config,
-        stopped,
-    ));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while stream.checkpoint(&spec.name, &shard).await.unwrap() != latest {
-        assert!(
-            Instant::now() < deadline,
-            "the checkpoint never reached the last (filtered-out) record"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    stop.send(true).unwrap();
-    worker.await.unwrap();
+    let reactor = Arc::new(StreamReactor::new(published.clone()));
+    common::run_stream_worker_until(&store, "reactor-failures", reactor, config, latest).await;
 
     let mut seen = published.0.lock().unwrap().clone();
     seen.sort();

@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use router_rules::Topology;
-use switchyard::runtime::RecordWaiter;
+use switchyard::runtime::{run_stream_worker, RecordWaiter, StreamWorkerConfig};
 use switchyard::{EmbeddedSystem, RuntimeOptions};
 use switchyard_consumers::order_processor::state::{decide, Decision};
+use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_shared::embedded::{EmbeddedStore, QueueConfig, StoreOptions};
 use switchyard_shared::events::{
     EventType, LineItem, OrderCancelled, OrderPaid, OrderPlaced, OrderShipped,
 };
 use switchyard_shared::items::TableRecord;
-use switchyard_shared::ports::{Condition, Table};
+use switchyard_shared::ports::{ChangeStream, Condition, Queue, Table};
 use switchyard_shared::DomainEvent;
 use switchyard_shared::Envelope;
 
@@ -45,6 +46,41 @@ pub async fn place_order(table: &dyn Table, order_id: &str) {
         panic!("placing must write")
     };
     table.put(order.to_item(), Condition::Absent).await.unwrap();
+}
+
+/// Runs a stream worker over the only shard of a [`one_shard_store`] until
+/// the consumer's checkpoint is `until` (or 20 s pass: a failure), then stops it.
+pub async fn run_stream_worker_until(
+    store: &Arc<EmbeddedStore>,
+    on_failure_queue: &str,
+    reactor: Arc<StreamReactor>,
+    config: StreamWorkerConfig,
+    until: Option<String>,
+) {
+    let stream = Arc::new(store.stream());
+    let shard = stream.shards().await.unwrap().remove(0);
+    let consumer = config.consumer.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let on_failure: Arc<dyn Queue> = Arc::new(store.queue(on_failure_queue).unwrap());
+    let worker = tokio::spawn(run_stream_worker(
+        stream.clone(),
+        Arc::new(NoWait),
+        shard.clone(),
+        reactor,
+        on_failure,
+        config,
+        stopped,
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stream.checkpoint(&consumer, &shard).await.unwrap() != until {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream worker's checkpoint never reached {until:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(true).unwrap();
+    worker.await.unwrap();
 }
 
 /// A stream worker's waiter that just lets the idle wait pass.
