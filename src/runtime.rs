@@ -16,7 +16,8 @@ use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_consumers::SqsBatchHandler;
 use switchyard_shared::envelope::LOCAL_REGION;
 use switchyard_shared::ports::{
-    ChangeStream, OutgoingMessage, Queue, QueueError, ReceivedMessage, StreamRecord,
+    ChangeStream, FilteredRead, OutgoingMessage, Queue, QueueError, ReceivedMessage, RecordFilter,
+    StreamRecord,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -298,6 +299,27 @@ pub struct StreamWorkerConfig {
     pub retry_delay: Duration,
     /// How long to wait for new records before reading again.
     pub idle_wait: Duration,
+    /// The consumer's `filter_criteria`: records it drops never reach the
+    /// handler, and the checkpoint moves past them.
+    pub filter: Option<Arc<dyn RecordFilter>>,
+}
+
+impl StreamWorkerConfig {
+    /// The worker settings of stream consumer `s`, its filter compiled.
+    pub fn for_consumer(
+        s: &StreamConsumerSpec,
+        retry_delay: Duration,
+        idle_wait: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(StreamWorkerConfig {
+            consumer: s.name.clone(),
+            batch_size: s.batch_size as usize,
+            retry_attempts: s.retry_attempts,
+            retry_delay,
+            idle_wait,
+            filter: s.filter()?.map(|f| Arc::new(f) as Arc<dyn RecordFilter>),
+        })
+    }
 }
 
 /// Something that can wait for new records of a shard (the embedded stream
@@ -355,10 +377,21 @@ pub async fn run_stream_worker_with(
                 }
             },
         };
-        let records = match stream
-            .read(&shard, after.as_deref(), config.batch_size)
-            .await
-        {
+        let read = match &config.filter {
+            Some(filter) => {
+                stream
+                    .read_filtered(&shard, after.as_deref(), config.batch_size, &**filter)
+                    .await
+            }
+            None => stream
+                .read(&shard, after.as_deref(), config.batch_size)
+                .await
+                .map(|records| FilteredRead {
+                    scanned: records.last().map(sequence_of),
+                    records,
+                }),
+        };
+        let FilteredRead { records, scanned } = match read {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(shard = %shard, error = %e, "reading stream failed");
@@ -367,9 +400,18 @@ pub async fn run_stream_worker_with(
             }
         };
         if records.is_empty() {
-            tokio::select! {
-                _ = waiter.wait_for_records(&shard, after.as_deref(), config.idle_wait) => {}
-                _ = shutdown.changed() => break,
+            match scanned {
+                // Everything read was filtered out: processed, as Lambda counts it.
+                Some(seq) => {
+                    if !save_position(&*stream, &config, &shard, seq, &mut position).await {
+                        // Nothing else slows this loop down while the store fails.
+                        tokio::time::sleep(config.retry_delay).await;
+                    }
+                }
+                None => tokio::select! {
+                    _ = waiter.wait_for_records(&shard, after.as_deref(), config.idle_wait) => {}
+                    _ = shutdown.changed() => break,
+                },
             }
             continue;
         }
@@ -393,7 +435,8 @@ pub async fn run_stream_worker_with(
             .filter_map(|id| sequences.iter().position(|s| s == id))
             .min();
         let checkpoint = match failed_at {
-            None => sequences.last().cloned(),
+            // Past the records the filter dropped after the last one handled, too.
+            None => scanned.or_else(|| sequences.last().cloned()),
             Some(index) => {
                 let failed_seq = &sequences[index];
                 let tries = attempts.entry(failed_seq.clone()).or_insert(0);
@@ -418,13 +461,30 @@ pub async fn run_stream_worker_with(
             }
         };
         if let Some(seq) = checkpoint {
-            match stream.save_checkpoint(&config.consumer, &shard, &seq).await {
-                Ok(()) => position = Some(Some(seq)),
-                Err(e) => {
-                    tracing::error!(shard = %shard, error = %e, "saving checkpoint failed; records will be redelivered");
-                    position = None;
-                }
-            }
+            save_position(&*stream, &config, &shard, seq, &mut position).await;
+        }
+    }
+}
+
+/// Checkpoints `seq` and keeps it as the worker's position; if the save
+/// fails, the position is read back from the store (records are redelivered).
+/// Returns whether it was saved.
+async fn save_position(
+    stream: &dyn ChangeStream,
+    config: &StreamWorkerConfig,
+    shard: &str,
+    seq: String,
+    position: &mut Option<Option<String>>,
+) -> bool {
+    match stream.save_checkpoint(&config.consumer, shard, &seq).await {
+        Ok(()) => {
+            *position = Some(Some(seq));
+            true
+        }
+        Err(e) => {
+            tracing::error!(shard = %shard, error = %e, "saving checkpoint failed; records will be redelivered");
+            *position = None;
+            false
         }
     }
 }

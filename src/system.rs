@@ -196,13 +196,8 @@ impl EmbeddedSystem {
             let reactor = runtime::stream_reactor(s, &deps)?;
             let on_failure: Arc<dyn Queue> = Arc::new(self.store.queue(&s.on_failure_queue())?);
             for shard in &shards {
-                let config = StreamWorkerConfig {
-                    consumer: s.name.clone(),
-                    batch_size: s.batch_size as usize,
-                    retry_attempts: s.retry_attempts,
-                    retry_delay: options.retry_base,
-                    idle_wait: options.poll_wait,
-                };
+                let config =
+                    StreamWorkerConfig::for_consumer(s, options.retry_base, options.poll_wait)?;
                 self.workers
                     .push(tokio::spawn(runtime::run_stream_worker_with(
                         Arc::new(self.stream.clone()),

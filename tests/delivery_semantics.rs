@@ -7,22 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use switchyard::runtime::{
-    run_queue_worker, run_stream_worker, QueueWorkerConfig, RecordWaiter, StreamWorkerConfig,
-};
+use switchyard::runtime::{run_queue_worker, QueueWorkerConfig, StreamWorkerConfig};
 use switchyard_consumers::layers::message_service;
-use switchyard_consumers::order_processor::state::{decide, Decision};
 use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_consumers::{Delivery, HandlerError, MessageHandler, SqsBatchHandler};
 use switchyard_shared::embedded::{EmbeddedStore, QueueConfig};
-use switchyard_shared::items::TableRecord;
 use switchyard_shared::ports::{
-    ChangeStream, Condition, EventPublisher, OutgoingMessage, PublishError, PublishFailure,
-    PublishReport, Queue, Table,
+    ChangeStream, EventPublisher, OutgoingMessage, PublishError, PublishFailure, PublishReport,
+    Queue,
 };
-use switchyard_shared::{DomainEvent, Envelope};
+use switchyard_shared::Envelope;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -140,35 +135,13 @@ impl EventPublisher for FlakyPublisher {
     }
 }
 
-struct NoWait;
-#[async_trait]
-impl RecordWaiter for NoWait {
-    async fn wait_for_records(&self, _: &str, _: Option<&str>, timeout: Duration) {
-        tokio::time::sleep(timeout).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_batch_retries_from_its_failed_record() {
-    let store = EmbeddedStore::open_with(
-        ":memory:",
-        switchyard_shared::embedded::StoreOptions {
-            shards: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    store
-        .create_queue(QueueConfig::new("reactor-failures"))
-        .unwrap();
+    let store = common::one_shard_store("reactor-failures");
     let table = store.table();
     // Five orders placed: five INSERT records, each a status change.
     for i in 0..5 {
-        let event = DomainEvent::from_envelope(&common::placed(&format!("s{i}"), 1)).unwrap();
-        let Decision::Write(order) = decide(None, &event, Uuid::now_v7(), Uuid::now_v7()) else {
-            panic!("placing must write")
-        };
-        table.put(order.to_item(), Condition::Absent).await.unwrap();
+        common::place_order(&table, &format!("s{i}")).await;
     }
     let stream = Arc::new(store.stream());
     let shard = stream.shards().await.unwrap().remove(0);
@@ -189,31 +162,10 @@ async fn a_stream_batch_retries_from_its_failed_record() {
         retry_attempts: 3,
         retry_delay: Duration::from_millis(1),
         idle_wait: Duration::from_millis(5),
+        filter: None,
     };
-    let (stop, stopped) = watch::channel(false);
-    let on_failure: Arc<dyn Queue> = Arc::new(store.queue("reactor-failures").unwrap());
-    let worker = tokio::spawn(run_stream_worker(
-        stream.clone(),
-        Arc::new(NoWait),
-        shard.clone(),
-        reactor,
-        on_failure,
-        config,
-        stopped,
-    ));
     let last = records[4].change.sequence_number.clone();
-    let s2 = stream.clone();
-    let shard2 = shard.clone();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while s2.checkpoint("reactor", &shard2).await.unwrap() != last {
-        assert!(
-            Instant::now() < deadline,
-            "the stream worker never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    stop.send(true).unwrap();
-    worker.await.unwrap();
+    common::run_stream_worker_until(&store, "reactor-failures", reactor, config, last).await;
     let calls = publisher.calls.lock().unwrap().clone();
     let ids = |call: &Vec<Envelope>| {
         call.iter()

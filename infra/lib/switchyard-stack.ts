@@ -641,6 +641,8 @@ export class SwitchyardStack extends cdk.Stack {
       bisectBatchOnError: s.bisect_batch_on_error,
       reportBatchItemFailures: true,
       onFailure: new SqsDlq(failures),
+      // The same filter the local runtime applies: records it drops never invoke the function.
+      filters: s.filter_criteria.length ? s.filter_criteria.map((p) => lambda.FilterCriteria.filter(p)) : undefined,
     });
   }
 

@@ -65,7 +65,12 @@ export interface StreamConsumerSpec {
   bisect_batch_on_error: boolean;
   function: FunctionSpec;
   permissions: Permissions;
+  /** Lambda event filtering: EventBridge patterns over the stream record (typed images). Empty: every record. */
+  filter_criteria: Record<string, unknown>[];
 }
+
+/** Lambda's default quota of filters per event source mapping (the Rust side checks the same). */
+export const MAX_STREAM_FILTERS = 5;
 
 export interface ApiSpec {
   name: string;
@@ -283,7 +288,16 @@ class Reader {
       bisect_batch_on_error: this.bool(o.bisect_batch_on_error, `${path}.bisect_batch_on_error`),
       function: this.fn(o.function, `${path}.function`),
       permissions: this.permissions(o.permissions, `${path}.permissions`),
+      filter_criteria: this.filterCriteria(o.filter_criteria, `${path}.filter_criteria`),
     };
+  }
+
+  // The patterns themselves were checked when the Rust side loaded the topology.
+  filterCriteria(v: unknown, path: string): Record<string, unknown>[] {
+    if (v === undefined) return [];
+    const patterns = this.array(v, path).map((p, i) => this.object(p, `${path}[${i}]`));
+    if (patterns.length > MAX_STREAM_FILTERS) this.fail(path, `at most ${MAX_STREAM_FILTERS} filters (Lambda's limit)`);
+    return patterns;
   }
 }
 

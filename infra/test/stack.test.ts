@@ -197,6 +197,28 @@ describe('the stream consumer', () => {
       assert.equal(esm.Properties.StartingPosition, 'TRIM_HORIZON');
       const [failuresId] = queueByName(onFailureQueueName(sc));
       assert.equal(refId(esm.Properties.DestinationConfig.OnFailure.Destination), failuresId);
+      assert.deepEqual(
+        esm.Properties.FilterCriteria?.Filters?.map((f: { Pattern: string }) => JSON.parse(f.Pattern)),
+        sc.filter_criteria.length ? sc.filter_criteria : undefined,
+      );
+    }
+  });
+
+  it('hands AWS the filter the local runtime applies: only orders and images reach the stream reactor', () => {
+    const reactor = topology.stream_consumers.find((c) => c.handler === 'stream-reactor')!;
+    const [fnId] = functionOf(reactor.name);
+    const [, esm] = only(s, 'AWS::Lambda::EventSourceMapping', (p) => refId(p.FunctionName) === fnId);
+    assert.deepEqual(esm.Properties.FilterCriteria, {
+      Filters: [{ Pattern: JSON.stringify({ dynamodb: { NewImage: { type: { S: ['order', 'image'] } } } }) }],
+    });
+  });
+
+  it('sets no FilterCriteria for a stream consumer without filter_criteria', () => {
+    const t = exportedTopology();
+    t.stream_consumers.forEach((c) => (c.filter_criteria = []));
+    const unfiltered = synth(t);
+    for (const [, esm] of resourcesOfType(unfiltered, 'AWS::Lambda::EventSourceMapping')) {
+      assert.equal(esm.Properties.FilterCriteria, undefined);
     }
   });
 });

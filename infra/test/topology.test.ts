@@ -227,6 +227,10 @@ describe('bad topologies', () => {
     rejects((t) => (t.consumers[0].subscriptions = []), /has no subscription/);
     rejects((t) => (t.buses[0].fifo = true), /EventBridge buses cannot be FIFO/);
     rejects((t) => delete t.consumers[onBus].subscriptions[0].pattern, /pattern: expected an object/);
+    rejects(
+      (t) => (t.stream_consumers[0].filter_criteria = ['{"eventName": ["INSERT"]}']),
+      /stream_consumers\[0\]\.filter_criteria\[0\]: expected an object/,
+    );
   });
 
   it('refuses what Lambda cannot do, instead of deploying something else', () => {
@@ -235,6 +239,10 @@ describe('bad topologies', () => {
       t.consumers[0].queue.batch_size = 50;
       t.consumers[0].queue.batching_window_ms = 0;
     }, /batching_window_ms > 0 for batches over 10/);
+    rejects(
+      (t) => (t.stream_consumers[0].filter_criteria = Array(6).fill({ eventName: ['INSERT'] })),
+      /stream_consumers\[0\]\.filter_criteria: at most 5 filters \(Lambda's limit\)/,
+    );
   });
 
   it('says how to make the file when it is missing', () => {

@@ -29,10 +29,12 @@ pub mod flat;
 pub mod matcher;
 pub mod pattern;
 pub mod reference;
+pub mod stream_filter;
 pub mod topology;
 
 pub use matcher::{
     parse_sns_attributes, AttributeError, BusMatcher, PatternError, TopicMatcher, Verdict,
 };
 pub use pattern::{Dialect, Pattern};
+pub use stream_filter::{FilterError, StreamFilter};
 pub use topology::{Topology, TopologyError};

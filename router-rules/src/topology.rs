@@ -9,6 +9,8 @@ use serde_json::Value;
 use switchyard_shared::events::EVENT_TYPES;
 use switchyard_shared::ports::Destination;
 
+use crate::stream_filter::StreamFilter;
+
 /// The topology shipped with Switchyard (`router-rules/topology.yaml`).
 pub const DEFAULT_TOPOLOGY_YAML: &str = include_str!("../topology.yaml");
 
@@ -196,12 +198,23 @@ pub struct StreamConsumerSpec {
     pub function: FunctionSpec,
     #[serde(default)]
     pub permissions: Permissions,
+    /// Lambda event filtering: EventBridge patterns over the stream record
+    /// as Lambda sees it (typed images). A record reaches the handler when
+    /// any pattern matches; the rest count as processed. Empty: every record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filter_criteria: Vec<Value>,
 }
 
 impl StreamConsumerSpec {
     /// The queue that receives records the consumer gave up on.
     pub fn on_failure_queue(&self) -> String {
         format!("{}-failures", self.name)
+    }
+
+    /// The compiled `filter_criteria` (`None` when there are none).
+    pub fn filter(&self) -> Result<Option<StreamFilter>, TopologyError> {
+        StreamFilter::compile(&self.filter_criteria)
+            .map_err(|e| TopologyError::Invalid(format!("stream consumer {}: {e}", self.name)))
     }
 }
 
@@ -253,7 +266,8 @@ impl Topology {
     }
 
     /// Structural checks: names unique, every reference resolves, every known
-    /// detail-type routed. (Pattern validity is the rule engine's job.)
+    /// detail-type routed, stream filters valid. (Rule pattern validity is the
+    /// rule engine's job.)
     pub fn validate(&self) -> Result<(), TopologyError> {
         let invalid = |m: String| Err(TopologyError::Invalid(m));
         let buses: BTreeSet<&str> = self.buses.iter().map(|b| b.name.as_str()).collect();
@@ -336,6 +350,9 @@ impl Topology {
             for r in &c.permissions.publish {
                 check_route(r, &format!("consumer {} permissions.publish", c.name))?;
             }
+        }
+        for s in &self.stream_consumers {
+            s.filter()?;
         }
         Ok(())
     }

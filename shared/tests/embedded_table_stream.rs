@@ -596,3 +596,113 @@ async fn a_schema_1_database_is_imported_whole() {
         .unwrap();
     assert_eq!(old, 0, "the old tables are gone");
 }
+
+/// Keeps items of type "keep" from their stored JSON; for type "ask" it
+/// needs the built record (and keeps MODIFYs). Counts what it was asked.
+#[derive(Debug, Default)]
+struct TypeFilter {
+    built: std::sync::atomic::AtomicUsize,
+}
+
+impl switchyard_shared::ports::RecordFilter for TypeFilter {
+    fn decide(&self, parts: &switchyard_shared::ports::RecordParts<'_>) -> Option<bool> {
+        let Some(new) = parts.new_image else {
+            return Some(false);
+        };
+        let item: Value = serde_json::from_str(new).unwrap();
+        match item["type"].as_str() {
+            Some("keep") => Some(true),
+            Some("ask") => None,
+            _ => Some(false),
+        }
+    }
+    fn matches(&self, record: &StreamRecord) -> bool {
+        self.built
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        record.event_name == "MODIFY"
+    }
+}
+
+#[tokio::test]
+async fn filtered_reads_skip_what_the_filter_drops_and_say_how_far_they_looked() {
+    let store = EmbeddedStore::in_memory().unwrap();
+    let table = store.table();
+    // One partition key: one shard, in write order.
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let ty = match i % 10 {
+            3 => "keep",
+            7 => "ask",
+            _ => "skip",
+        };
+        put(
+            &table,
+            json!({ "pk": "p", "sk": format!("{i:02}"), "type": ty }),
+            Condition::Absent,
+        )
+        .await;
+        if ty == "keep" {
+            expected.push(format!("{i:02}"));
+        }
+        if ty == "ask" {
+            // INSERT (dropped by the record check), then MODIFY (kept).
+            put(
+                &table,
+                json!({ "pk": "p", "sk": format!("{i:02}"), "type": ty, "v": 2 }),
+                Condition::Present,
+            )
+            .await;
+            expected.push(format!("{i:02}"));
+        }
+    }
+    for i in 40..60 {
+        put(
+            &table,
+            json!({ "pk": "p", "sk": format!("{i:02}"), "type": "skip" }),
+            Condition::Absent,
+        )
+        .await;
+    }
+    let stream = store.stream();
+    let shard = shard_with_records(&stream).await;
+    let latest = stream.latest_sequence(&shard).unwrap();
+    let filter = TypeFilter::default();
+
+    let mut position: Option<String> = None;
+    let mut seen = Vec::new();
+    let mut reads = 0;
+    loop {
+        let read = stream
+            .read_filtered(&shard, position.as_deref(), 3, &filter)
+            .await
+            .unwrap();
+        reads += 1;
+        assert!(read.records.len() <= 3);
+        let Some(scanned) = read.scanned else {
+            assert!(read.records.is_empty());
+            break;
+        };
+        // Nothing past what the read says it looked at is handed over.
+        for r in &read.records {
+            assert!(r.change.sequence_number.as_deref().unwrap() <= scanned.as_str());
+        }
+        seen.extend(read.records.iter().map(|r| {
+            assert_eq!(
+                r.change.keys["pk"],
+                serde_dynamo::AttributeValue::S("p".into())
+            );
+            match &r.change.keys["sk"] {
+                serde_dynamo::AttributeValue::S(sk) => sk.clone(),
+                other => panic!("sk {other:?}"),
+            }
+        }));
+        position = Some(scanned);
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(position, latest, "the reads looked at every record");
+    // Built only to ask: the "ask" items' INSERTs and MODIFYs.
+    assert_eq!(filter.built.load(std::sync::atomic::Ordering::Relaxed), 8);
+    // The 20 dropped records at the end take more than one read at 3 a batch
+    // (a read looks 8 batches ahead at most), each moving the position.
+    assert!(reads > 4, "{reads} reads");
+}

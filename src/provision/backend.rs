@@ -94,13 +94,7 @@ impl AwsSystem {
         for s in &self.topology.stream_consumers {
             let reactor = runtime::stream_reactor(s, &deps)?;
             let on_failure: Arc<dyn Queue> = self.resources.stream_failures[&s.name].clone();
-            let config = StreamWorkerConfig {
-                consumer: s.name.clone(),
-                batch_size: s.batch_size as usize,
-                retry_attempts: s.retry_attempts,
-                retry_delay: options.retry_base,
-                idle_wait: STREAM_IDLE,
-            };
+            let config = StreamWorkerConfig::for_consumer(s, options.retry_base, STREAM_IDLE)?;
             let stream: Arc<dyn ChangeStream> = self.resources.stream.clone();
             // Fail now, not in the background, if the stream cannot be read at all.
             stream

@@ -12,7 +12,9 @@ use super::journal::Op;
 use super::state::Rec;
 use super::store::{now_ms, wait_until, EmbeddedStore, Unwritable};
 use crate::envelope::LOCAL_REGION;
-use crate::ports::{Capabilities, ChangeStream, StreamError, StreamRecord};
+use crate::ports::{
+    Capabilities, ChangeStream, FilteredRead, RecordFilter, RecordParts, StreamError, StreamRecord,
+};
 
 /// Sequence numbers are zero-padded to this many digits so they sort as strings.
 pub const SEQUENCE_DIGITS: usize = 21;
@@ -127,6 +129,15 @@ impl EmbeddedStream {
         Ok(trimmed)
     }
 
+    /// Up to `limit` records after `after`, copied out under the lock
+    /// (cheap: the images are shared) to be converted outside it.
+    fn copy_out(&self, idx: usize, after: u64, limit: usize) -> Vec<Rec> {
+        let g = self.store.lock();
+        let records = &g.state.shards[idx];
+        let start = records.partition_point(|r| r.seq <= after);
+        records.range(start..).take(limit).cloned().collect()
+    }
+
     fn record(&self, r: &Rec) -> Result<StreamRecord, StreamError> {
         let image = |body: Option<&str>| -> Result<serde_dynamo::Item, StreamError> {
             let Some(body) = body else {
@@ -174,6 +185,9 @@ impl EmbeddedStream {
     }
 }
 
+/// How many batches' worth of records one filtered read looks at, at most.
+const SCAN_BATCHES: usize = 8;
+
 /// Records kept per shard even once every consumer has read them, for a
 /// consumer that starts late and for tests that read the stream afterwards.
 const KEEP_READ_RECORDS: usize = 4096;
@@ -211,14 +225,59 @@ impl ChangeStream for EmbeddedStream {
     ) -> Result<Vec<StreamRecord>, StreamError> {
         let idx = self.shard(shard)?;
         let after = after.map(parse_sequence).transpose()?.unwrap_or(0);
-        // Copied out under the lock (cheap: the images are shared), converted outside it.
-        let records: Vec<Rec> = {
-            let g = self.store.lock();
-            let records = &g.state.shards[idx];
-            let start = records.partition_point(|r| r.seq <= after);
-            records.range(start..).take(limit).cloned().collect()
-        };
-        records.iter().map(|r| self.record(r)).collect()
+        self.copy_out(idx, after, limit)
+            .iter()
+            .map(|r| self.record(r))
+            .collect()
+    }
+
+    /// Decides on the stored form first, so records the filter drops (most
+    /// of them, for the stream reactor) are never built. Looks further than
+    /// `limit` records to fill a batch, but no further than [`SCAN_BATCHES`]
+    /// batches, so the checkpoint keeps moving over a long run of dropped records.
+    async fn read_filtered(
+        &self,
+        shard: &str,
+        after: Option<&str>,
+        limit: usize,
+        filter: &dyn RecordFilter,
+    ) -> Result<FilteredRead, StreamError> {
+        let idx = self.shard(shard)?;
+        let mut position = after.map(parse_sequence).transpose()?.unwrap_or(0);
+        let limit = limit.max(1);
+        let mut passed = Vec::new();
+        let mut scanned = None;
+        for _ in 0..SCAN_BATCHES {
+            let chunk = self.copy_out(idx, position, limit);
+            for r in &chunk {
+                let parts = RecordParts {
+                    event_name: r.change.name(),
+                    pk: &r.key.pk,
+                    sk: &r.key.sk,
+                    new_image: r.new.as_deref(),
+                    old_image: r.old.as_deref(),
+                };
+                let keep = match filter.decide(&parts) {
+                    Some(false) => None,
+                    Some(true) => Some(self.record(r)?),
+                    // The filter needs the record as Lambda's JSON: build it to ask.
+                    None => Some(self.record(r)?).filter(|rec| filter.matches(rec)),
+                };
+                passed.extend(keep);
+                scanned = Some(r.seq);
+                if passed.len() == limit {
+                    break;
+                }
+            }
+            if passed.len() == limit || chunk.len() < limit {
+                break;
+            }
+            position = scanned.unwrap_or(position);
+        }
+        Ok(FilteredRead {
+            records: passed,
+            scanned: scanned.map(format_sequence),
+        })
     }
 
     async fn checkpoint(&self, consumer: &str, shard: &str) -> Result<Option<String>, StreamError> {

@@ -12,7 +12,9 @@ pub mod table;
 pub use blobs::{Blob, BlobError, BlobStore};
 pub use publish::{Destination, EventPublisher, PublishError, PublishFailure, PublishReport};
 pub use queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
-pub use stream::{ChangeStream, StreamError, StreamRecord};
+pub use stream::{
+    ChangeStream, FilteredRead, RecordFilter, RecordParts, StreamError, StreamRecord,
+};
 pub use table::{Condition, Item, Key, Table, TableError, TxOp};
 
 /// What an adapter can do; conformance suites skip the cases it lacks.
