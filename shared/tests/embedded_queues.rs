@@ -664,3 +664,36 @@ async fn a_damaged_journal_is_refused_with_its_path() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn a_running_store_folds_its_journal_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let opts = StoreOptions {
+        fold_journal_bytes: 4096,
+        ..StoreOptions::default()
+    };
+    let store = EmbeddedStore::open_with(&path, opts).unwrap();
+    let q = queue(&store, QueueConfig::new("q"));
+    let body = "x".repeat(500);
+    let mut biggest_journal = 0;
+    for i in 0..100 {
+        q.send_batch(vec![OutgoingMessage::new(format!("{i}:{body}"))])
+            .await
+            .unwrap();
+        store.sync().await.unwrap();
+        biggest_journal = biggest_journal.max(std::fs::metadata(journal_of(&path)).unwrap().len());
+        if i == 50 {
+            // A reader beside the owner, between folds: everything committed so far.
+            let reader = EmbeddedStore::open_read_only(&path).unwrap();
+            assert_eq!(reader.list_messages("q", 1000).unwrap().len(), 51);
+        }
+    }
+    // 100 messages of 500 bytes are 50 KB of journal: it was folded again and again.
+    assert!(
+        biggest_journal < 8192,
+        "journal reached {biggest_journal} bytes"
+    );
+    drop((q, store));
+    assert_eq!(bodies_after_reopening(&path).await.len(), 100);
+}

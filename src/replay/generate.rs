@@ -397,7 +397,12 @@ impl BenchEvents {
         // Every order's first event, then every second one, then every third.
         let mut histories: Vec<_> = histories.into_iter().map(Vec::into_iter).collect();
         (0..3)
-            .flat_map(|_| histories.iter_mut().filter_map(Iterator::next).collect::<Vec<_>>())
+            .flat_map(|_| {
+                histories
+                    .iter_mut()
+                    .filter_map(Iterator::next)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 }

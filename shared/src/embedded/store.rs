@@ -17,7 +17,7 @@
 //!
 //! The journal is folded into a snapshot (the state written out as ops, in
 //! the database's `snapshot` table) when a store opens and whenever it
-//! grows past [`COMPACT_BYTES`].
+//! grows past [`StoreOptions::fold_journal_bytes`] (256 MB by default).
 //!
 //! One process owns a data dir at a time (an exclusive lock on
 //! `<database>.lock`); others can open it read-only, seeing the state as of
@@ -48,9 +48,9 @@ use crate::envelope::{LOCAL_ACCOUNT, LOCAL_REGION};
 pub const SCHEMA_VERSION: i64 = 3;
 
 /// Journal bytes past which the commit thread folds the journal into a new
-/// snapshot. The state is serialised under the store's lock, so this is
-/// kept large: the pause is rare, and a load replays at most this much.
-const COMPACT_BYTES: usize = 256 << 20;
+/// snapshot, by default. The state is serialised under the store's lock, so
+/// this is kept large: the pause is rare, and a load replays at most this much.
+const COMPACT_BYTES: u64 = 256 << 20;
 /// Snapshot rows are cut at about this size.
 const SNAPSHOT_PART_BYTES: usize = 4 << 20;
 
@@ -68,6 +68,9 @@ pub struct StoreOptions {
     pub external_poll: Duration,
     /// FIFO deduplication window (SQS: 5 minutes).
     pub dedup_window: Duration,
+    /// Journal bytes past which the running store folds the journal into a
+    /// new snapshot.
+    pub fold_journal_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -78,6 +81,7 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(5),
             external_poll: Duration::from_millis(500),
             dedup_window: Duration::from_secs(300),
+            fold_journal_bytes: COMPACT_BYTES,
         }
     }
 }
@@ -410,9 +414,10 @@ impl EmbeddedStore {
         let (committer, syncer) = match (conn, journal) {
             (Some(conn), Some(journal)) => {
                 let (c, db) = (Arc::clone(&core), shown.clone());
+                let fold = options.fold_journal_bytes;
                 let committer = spawn(
                     "switchyard-commit",
-                    Box::new(move || commit_loop(&c, &conn, journal, &db)),
+                    Box::new(move || commit_loop(&c, &conn, journal, fold, &db)),
                 )?;
                 let c = Arc::clone(&core);
                 let syncer = spawn("switchyard-sync", Box::new(move || sync_loop(&c)))?;
@@ -803,7 +808,7 @@ pub(super) fn write_parts(
 
 /// The commit thread: appends each pending frame to the journal file and
 /// marks its batch durable; folds the journal into a snapshot when it is big.
-fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, shown: &str) {
+fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, fold_bytes: u64, shown: &str) {
     let OpenJournal {
         mut writer,
         mut generation,
@@ -830,7 +835,7 @@ fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, shown: &str
         }
         let batch = g.batch;
         g.batch += 1;
-        let result = if writer.bytes + g.pending.len() as u64 > COMPACT_BYTES as u64 {
+        let result = if writer.bytes + g.pending.len() as u64 > fold_bytes {
             // The state includes the pending changes: the snapshot covers them.
             g.pending.truncate(0);
             g.pending.extend_from_slice(&JournalWriter::frame());
