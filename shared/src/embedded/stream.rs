@@ -146,9 +146,8 @@ impl EmbeddedStream {
                     serde_dynamo::AttributeValue,
                 >::new()));
             };
-            let value: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body)
-                .map_err(|e| StreamError::Backend(format!("stream image is not JSON: {e}")))?;
-            Ok(crate::images::image_from_json(value))
+            crate::images::image_from_json_str(body)
+                .map_err(|e| StreamError::Backend(format!("stream image is not JSON: {e}")))
         };
         let size = r.new.as_ref().map_or(0, |b| b.len()) + r.old.as_ref().map_or(0, |b| b.len());
         let mut change = Change::default();
