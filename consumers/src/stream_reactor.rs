@@ -10,10 +10,15 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use switchyard_shared::events::{EventType, ImageProcessed, OrderStatusChanged};
-use switchyard_shared::items::{item_type, ImageRecord, ImageStatus, Order, TableRecord};
-use switchyard_shared::ports::{EventPublisher, Item};
+use serde::Deserialize;
+use switchyard_shared::events::{
+    EventType, ImageProcessed, ImageVariant, OrderStatus, OrderStatusChanged,
+};
+use switchyard_shared::images::from_image;
+use switchyard_shared::items::{ImageRecord, ImageStatus, Order, TableRecord};
+use switchyard_shared::ports::{EventPublisher, TableError};
 use switchyard_shared::Envelope;
+use uuid::Uuid;
 
 pub const NAME: &str = "stream-reactor";
 
@@ -84,10 +89,6 @@ impl StreamReactor {
     }
 }
 
-fn image_of(item: &serde_dynamo::Item) -> Result<Option<Item>, String> {
-    switchyard_shared::images::image_to_json(item)
-}
-
 /// The `type` attribute of a stream image, read without converting it.
 fn type_in_image(item: &serde_dynamo::Item) -> Option<&str> {
     match item.get("type") {
@@ -96,35 +97,91 @@ fn type_in_image(item: &serde_dynamo::Item) -> Option<&str> {
     }
 }
 
-/// The event a change stands for, if any.
-pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
-    // Most changes (markers, notifications) stand for nothing: skip them
-    // before paying for converting their images.
-    if !matches!(
-        type_in_image(&record.change.new_image),
-        Some(Order::TYPE | ImageRecord::TYPE)
-    ) {
+/// An [`Order`] read in place from a stream image: the fields the events
+/// need, and every other field of an order checked as [`Order`] checks it
+/// (borrowed, not kept), so an image that is not a whole order still fails.
+#[derive(Deserialize)]
+#[allow(dead_code)] // The checked-only fields are never read.
+struct OrderImage<'a> {
+    order_id: &'a str,
+    status: OrderStatus,
+    version: u64,
+    correlation_id: Uuid,
+    last_event_id: Uuid,
+    customer_id: &'a str,
+    #[serde(borrow)]
+    items: Vec<LineItemImage<'a>>,
+    total_cents: u64,
+    currency: &'a str,
+    #[serde(default)]
+    paid: bool,
+    #[serde(default, borrow)]
+    payment_id: Option<&'a str>,
+    #[serde(default, borrow)]
+    carrier: Option<&'a str>,
+    #[serde(default, borrow)]
+    tracking_number: Option<&'a str>,
+    #[serde(default, borrow)]
+    cancel_reason: Option<&'a str>,
+}
+
+/// A [`LineItem`](switchyard_shared::events::LineItem), checked only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct LineItemImage<'a> {
+    sku: &'a str,
+    quantity: u32,
+    unit_price_cents: u64,
+}
+
+/// An [`ImageRecord`] read in place from a stream image, as [`OrderImage`].
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ImageImage<'a> {
+    image_id: &'a str,
+    order_id: &'a str,
+    status: ImageStatus,
+    #[serde(default)]
+    variants: Vec<ImageVariant>,
+    correlation_id: Uuid,
+    last_event_id: Uuid,
+    source_key: &'a str,
+    #[serde(default, borrow)]
+    reject_code: Option<&'a str>,
+    #[serde(default, borrow)]
+    reject_reason: Option<&'a str>,
+}
+
+/// A record of type `R` read from an image; `None` for an empty image (no item).
+/// Errors read as [`TableRecord::from_item`]'s.
+fn read_image<'a, R: TableRecord, T: Deserialize<'a>>(
+    image: &'a serde_dynamo::Item,
+) -> Result<Option<T>, String> {
+    if image.is_empty() {
         return Ok(None);
     }
-    let Some(new) = image_of(&record.change.new_image)? else {
-        return Ok(None);
-    };
-    let old = image_of(&record.change.old_image)?;
+    from_image(image)
+        .map(Some)
+        .map_err(|e| TableError::InvalidItem(format!("{} item: {e}", R::TYPE)).to_string())
+}
+
+/// The event a change stands for, if any.
+pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
+    let (new, old) = (&record.change.new_image, &record.change.old_image);
     let at = record.change.approximate_creation_date_time;
-    match item_type(&new) {
+    // Most changes (markers, notifications) stand for nothing.
+    match type_in_image(new) {
         Some(Order::TYPE) => {
-            let order = Order::from_item(&new).map_err(|e| e.to_string())?;
-            let before = old
-                .as_ref()
-                .map(Order::from_item)
-                .transpose()
-                .map_err(|e| e.to_string())?;
-            let from = before.map(|o| o.status);
+            let Some(order) = read_image::<Order, OrderImage>(new)? else {
+                return Ok(None);
+            };
+            let from = read_image::<Order, OrderImage>(old)?.map(|o| o.status);
             if from == Some(order.status) {
                 return Ok(None);
             }
             let mut event = OrderStatusChanged {
-                order_id: order.order_id.clone(),
+                order_id: order.order_id.to_owned(),
                 from,
                 to: order.status,
                 version: order.version,
@@ -137,20 +194,18 @@ pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
             Ok(Some(event))
         }
         Some(ImageRecord::TYPE) => {
-            let image = ImageRecord::from_item(&new).map_err(|e| e.to_string())?;
-            let was_ready = old
-                .as_ref()
-                .map(ImageRecord::from_item)
-                .transpose()
-                .map_err(|e| e.to_string())?
+            let Some(image) = read_image::<ImageRecord, ImageImage>(new)? else {
+                return Ok(None);
+            };
+            let was_ready = read_image::<ImageRecord, ImageImage>(old)?
                 .is_some_and(|i| i.status == ImageStatus::Ready);
             if image.status != ImageStatus::Ready || was_ready {
                 return Ok(None);
             }
             let mut event = ImageProcessed {
-                image_id: image.image_id.clone(),
-                order_id: image.order_id.clone(),
-                variants: image.variants.clone(),
+                image_id: image.image_id.to_owned(),
+                order_id: image.order_id.to_owned(),
+                variants: image.variants,
             }
             .into_envelope()
             .caused_by(image.correlation_id, image.last_event_id);

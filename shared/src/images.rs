@@ -245,10 +245,7 @@ impl<'de> Deserializer<'de> for Attribute<'de> {
                 de::Unexpected::Map,
                 &"a map with a single key",
             )),
-            _ => Err(de::Error::invalid_type(
-                de::Unexpected::Other(kind(self.0)),
-                &"string or map",
-            )),
+            _ => Err(self.invalid_type(&"string or map")),
         }
     }
 
@@ -265,10 +262,60 @@ impl<'de> Deserializer<'de> for Attribute<'de> {
         visitor.visit_newtype_struct(self)
     }
 
+    // Strings, lists and maps only from their own kind, as `Value` does
+    // (a visitor for strings may take a list too: `Uuid` does).
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            AttributeValue::S(s) => visitor.visit_borrowed_str(s),
+            _ => Err(self.invalid_type(&visitor)),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            AttributeValue::L(_) | AttributeValue::Ss(_) | AttributeValue::Ns(_) => {
+                self.deserialize_any(visitor)
+            }
+            _ => Err(self.invalid_type(&visitor)),
+        }
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            AttributeValue::M(_) => self.deserialize_any(visitor),
+            _ => Err(self.invalid_type(&visitor)),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            AttributeValue::M(_) => self.deserialize_any(visitor),
+            _ => self.deserialize_seq(visitor),
+        }
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple
-        tuple_struct map struct identifier
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char
+        bytes byte_buf unit unit_struct tuple tuple_struct
+    }
+}
+
+impl Attribute<'_> {
+    fn invalid_type(self, expected: &dyn de::Expected) -> serde_json::Error {
+        de::Error::invalid_type(de::Unexpected::Other(kind(self.0)), expected)
     }
 }
 
