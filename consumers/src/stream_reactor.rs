@@ -40,13 +40,16 @@ impl StreamReactor {
     pub async fn handle_records(&self, records: &[EventRecord]) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         // Derive every record's events first; one publish call for the batch.
-        let mut pending: Vec<(String, Envelope)> = Vec::new();
+        let mut pending = Pending::default();
         for record in records {
             let sequence = record.change.sequence_number.clone().unwrap_or_default();
             let span = tracing::info_span!("stream-record", consumer = NAME, sequence = %sequence);
             let _guard = span.enter();
             match derive_event(record) {
-                Ok(Some(envelope)) => pending.push((sequence, envelope)),
+                Ok(Some(envelope)) => {
+                    pending.sequences.push(sequence);
+                    pending.envelopes.push(envelope);
+                }
                 Ok(None) => {}
                 Err(reason) => {
                     // A record we cannot read will not read better on retry; say
@@ -66,13 +69,16 @@ impl StreamReactor {
     /// becomes the failure (replacing a later one already recorded).
     async fn publish_before(
         &self,
-        pending: Vec<(String, Envelope)>,
+        pending: Pending,
         mut response: DynamoDbEventResponse,
     ) -> DynamoDbEventResponse {
-        if pending.is_empty() {
+        let Pending {
+            sequences,
+            envelopes,
+        } = pending;
+        if envelopes.is_empty() {
             return response;
         }
-        let envelopes: Vec<Envelope> = pending.iter().map(|(_, e)| e.clone()).collect();
         let failed_ids: Vec<uuid::Uuid> = match self.publisher.publish(&envelopes).await {
             Ok(report) => report.failed.into_iter().map(|f| f.event_id).collect(),
             Err(e) => {
@@ -80,13 +86,21 @@ impl StreamReactor {
                 envelopes.iter().map(|e| e.id).collect()
             }
         };
-        if let Some((sequence, _)) = pending.iter().find(|(_, e)| failed_ids.contains(&e.id)) {
+        if let Some(index) = envelopes.iter().position(|e| failed_ids.contains(&e.id)) {
             let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(sequence.clone());
+            failure.item_identifier = Some(sequences[index].clone());
             response.batch_item_failures = vec![failure];
         }
         response
     }
+}
+
+/// The events derived from a batch and their records' sequence numbers, side
+/// by side, so the events are published without a copy.
+#[derive(Default)]
+struct Pending {
+    sequences: Vec<String>,
+    envelopes: Vec<Envelope>,
 }
 
 /// The `type` attribute of a stream image, read without converting it.

@@ -54,7 +54,8 @@ fn float_text(f: f64) -> String {
 /// without building the `serde_json::Value` tree first.
 pub fn image_from_json_str(body: &str) -> Result<serde_dynamo::Item, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(body);
-    let map = de.deserialize_map(ObjectVisitor)?;
+    // Sized for an order item up front: growing the map rehashes every key.
+    let map = de.deserialize_map(ObjectVisitor(ITEM_ATTRIBUTES))?;
     de.end()?;
     Ok(serde_dynamo::Item::from(map))
 }
@@ -109,12 +110,16 @@ impl<'de> Visitor<'de> for AttributeVisitor {
         Ok(AttributeValue::L(list))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AttributeValue, A::Error> {
-        ObjectVisitor.visit_map(map).map(AttributeValue::M)
+        ObjectVisitor(0).visit_map(map).map(AttributeValue::M)
     }
 }
 
-/// A JSON object as attribute values; a repeated key keeps its last value, as `Map` does.
-struct ObjectVisitor;
+/// Attributes of an order item, about: the capacity a top-level image starts with.
+const ITEM_ATTRIBUTES: usize = 16;
+
+/// A JSON object as attribute values, in a map of at least this capacity;
+/// a repeated key keeps its last value, as `Map` does.
+struct ObjectVisitor(usize);
 
 impl<'de> Visitor<'de> for ObjectVisitor {
     type Value = HashMap<String, AttributeValue>;
@@ -123,7 +128,7 @@ impl<'de> Visitor<'de> for ObjectVisitor {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = HashMap::with_capacity(map.size_hint().unwrap_or(0));
+        let mut out = HashMap::with_capacity(map.size_hint().unwrap_or(0).max(self.0));
         while let Some((k, JsonAttribute(v))) = map.next_entry::<String, JsonAttribute>()? {
             out.insert(k, v);
         }
