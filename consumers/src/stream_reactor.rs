@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use switchyard_shared::events::{
     EventType, ImageProcessed, ImageVariant, OrderStatus, OrderStatusChanged,
@@ -180,6 +181,20 @@ fn read_image<'a, R: TableRecord, T: Deserialize<'a>>(
         .map_err(|e| TableError::InvalidItem(format!("{} item: {e}", R::TYPE)).to_string())
 }
 
+/// An event on behalf of a change made at `at`, caused by the event that
+/// made it; its id derived from `seed`, so a retry keeps it.
+pub fn derived_event<E: EventType>(
+    detail: E,
+    seed: &str,
+    (correlation, cause): (Uuid, Uuid),
+    at: DateTime<Utc>,
+) -> Envelope {
+    let mut event = detail.into_envelope().caused_by(correlation, cause);
+    event.id = Envelope::derived_id(at, seed);
+    event.time = at;
+    event
+}
+
 /// The event a change stands for, if any.
 pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
     let (new, old) = (&record.change.new_image, &record.change.old_image);
@@ -194,18 +209,15 @@ pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
             if from == Some(order.status) {
                 return Ok(None);
             }
-            let mut event = OrderStatusChanged {
+            let seed = format!("status/{}/{}", order.order_id, order.version);
+            let detail = OrderStatusChanged {
                 order_id: order.order_id.to_owned(),
                 from,
                 to: order.status,
                 version: order.version,
-            }
-            .into_envelope()
-            .caused_by(order.correlation_id, order.last_event_id);
-            event.id =
-                Envelope::derived_id(at, &format!("status/{}/{}", order.order_id, order.version));
-            event.time = at;
-            Ok(Some(event))
+            };
+            let cause = (order.correlation_id, order.last_event_id);
+            Ok(Some(derived_event(detail, &seed, cause, at)))
         }
         Some(ImageRecord::TYPE) => {
             let Some(image) = read_image::<ImageRecord, ImageImage>(new)? else {
@@ -216,19 +228,14 @@ pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
             if image.status != ImageStatus::Ready || was_ready {
                 return Ok(None);
             }
-            let mut event = ImageProcessed {
+            let seed = format!("processed/{}/{}", image.order_id, image.image_id);
+            let detail = ImageProcessed {
                 image_id: image.image_id.to_owned(),
                 order_id: image.order_id.to_owned(),
                 variants: image.variants,
-            }
-            .into_envelope()
-            .caused_by(image.correlation_id, image.last_event_id);
-            event.id = Envelope::derived_id(
-                at,
-                &format!("processed/{}/{}", image.order_id, image.image_id),
-            );
-            event.time = at;
-            Ok(Some(event))
+            };
+            let cause = (image.correlation_id, image.last_event_id);
+            Ok(Some(derived_event(detail, &seed, cause, at)))
         }
         _ => Ok(None),
     }

@@ -10,10 +10,10 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use switchyard_consumers::stream_reactor::{derive_event, StreamReactor};
+use switchyard_consumers::stream_reactor::{derive_event, derived_event, StreamReactor};
 use switchyard_shared::embedded::{EmbeddedStore, StoreOptions};
 use switchyard_shared::events::{
-    EventType, ImageProcessed, ImageVariant, LineItem, OrderStatus, OrderStatusChanged,
+    ImageProcessed, ImageVariant, LineItem, OrderStatus, OrderStatusChanged,
 };
 use switchyard_shared::images::{image_from_json_str, image_to_json};
 use switchyard_shared::items::{item_type, ImageRecord, ImageStatus, Order, TableRecord};
@@ -39,18 +39,15 @@ fn derive_event_via_json(record: &EventRecord) -> Result<Option<Envelope>, Strin
             if from == Some(order.status) {
                 return Ok(None);
             }
-            let mut event = OrderStatusChanged {
+            let seed = format!("status/{}/{}", order.order_id, order.version);
+            let detail = OrderStatusChanged {
                 order_id: order.order_id.clone(),
                 from,
                 to: order.status,
                 version: order.version,
-            }
-            .into_envelope()
-            .caused_by(order.correlation_id, order.last_event_id);
-            event.id =
-                Envelope::derived_id(at, &format!("status/{}/{}", order.order_id, order.version));
-            event.time = at;
-            Ok(Some(event))
+            };
+            let cause = (order.correlation_id, order.last_event_id);
+            Ok(Some(derived_event(detail, &seed, cause, at)))
         }
         Some(ImageRecord::TYPE) => {
             let image = ImageRecord::from_item(&new).map_err(|e| e.to_string())?;
@@ -61,19 +58,14 @@ fn derive_event_via_json(record: &EventRecord) -> Result<Option<Envelope>, Strin
             if image.status != ImageStatus::Ready || was_ready {
                 return Ok(None);
             }
-            let mut event = ImageProcessed {
+            let seed = format!("processed/{}/{}", image.order_id, image.image_id);
+            let detail = ImageProcessed {
                 image_id: image.image_id.clone(),
                 order_id: image.order_id.clone(),
-                variants: image.variants.clone(),
-            }
-            .into_envelope()
-            .caused_by(image.correlation_id, image.last_event_id);
-            event.id = Envelope::derived_id(
-                at,
-                &format!("processed/{}/{}", image.order_id, image.image_id),
-            );
-            event.time = at;
-            Ok(Some(event))
+                variants: image.variants,
+            };
+            let cause = (image.correlation_id, image.last_event_id);
+            Ok(Some(derived_event(detail, &seed, cause, at)))
         }
         _ => Ok(None),
     }
@@ -313,9 +305,10 @@ struct Recording(Mutex<Vec<Envelope>>);
 impl EventPublisher for Recording {
     async fn publish(&self, events: &[Envelope]) -> Result<PublishReport, PublishError> {
         self.0.lock().unwrap().extend_from_slice(events);
-        let mut report = PublishReport::default();
-        report.published = events.iter().map(|e| e.id).collect();
-        Ok(report)
+        Ok(PublishReport {
+            published: events.iter().map(|e| e.id).collect(),
+            ..Default::default()
+        })
     }
 }
 
