@@ -10,10 +10,16 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use switchyard_shared::events::{EventType, ImageProcessed, OrderStatusChanged};
-use switchyard_shared::items::{item_type, ImageRecord, ImageStatus, Order, TableRecord};
-use switchyard_shared::ports::{EventPublisher, Item};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use switchyard_shared::events::{
+    EventType, ImageProcessed, ImageVariant, OrderStatus, OrderStatusChanged,
+};
+use switchyard_shared::images::from_image;
+use switchyard_shared::items::{ImageRecord, ImageStatus, Order, TableRecord};
+use switchyard_shared::ports::{EventPublisher, TableError};
 use switchyard_shared::Envelope;
+use uuid::Uuid;
 
 pub const NAME: &str = "stream-reactor";
 
@@ -35,13 +41,16 @@ impl StreamReactor {
     pub async fn handle_records(&self, records: &[EventRecord]) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         // Derive every record's events first; one publish call for the batch.
-        let mut pending: Vec<(String, Envelope)> = Vec::new();
+        let mut pending = Pending::default();
         for record in records {
             let sequence = record.change.sequence_number.clone().unwrap_or_default();
             let span = tracing::info_span!("stream-record", consumer = NAME, sequence = %sequence);
             let _guard = span.enter();
             match derive_event(record) {
-                Ok(Some(envelope)) => pending.push((sequence, envelope)),
+                Ok(Some(envelope)) => {
+                    pending.sequences.push(sequence);
+                    pending.envelopes.push(envelope);
+                }
                 Ok(None) => {}
                 Err(reason) => {
                     // A record we cannot read will not read better on retry; say
@@ -61,13 +70,16 @@ impl StreamReactor {
     /// becomes the failure (replacing a later one already recorded).
     async fn publish_before(
         &self,
-        pending: Vec<(String, Envelope)>,
+        pending: Pending,
         mut response: DynamoDbEventResponse,
     ) -> DynamoDbEventResponse {
-        if pending.is_empty() {
+        let Pending {
+            sequences,
+            envelopes,
+        } = pending;
+        if envelopes.is_empty() {
             return response;
         }
-        let envelopes: Vec<Envelope> = pending.iter().map(|(_, e)| e.clone()).collect();
         let failed_ids: Vec<uuid::Uuid> = match self.publisher.publish(&envelopes).await {
             Ok(report) => report.failed.into_iter().map(|f| f.event_id).collect(),
             Err(e) => {
@@ -75,17 +87,21 @@ impl StreamReactor {
                 envelopes.iter().map(|e| e.id).collect()
             }
         };
-        if let Some((sequence, _)) = pending.iter().find(|(_, e)| failed_ids.contains(&e.id)) {
+        if let Some(index) = envelopes.iter().position(|e| failed_ids.contains(&e.id)) {
             let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(sequence.clone());
+            failure.item_identifier = Some(sequences[index].clone());
             response.batch_item_failures = vec![failure];
         }
         response
     }
 }
 
-fn image_of(item: &serde_dynamo::Item) -> Result<Option<Item>, String> {
-    switchyard_shared::images::image_to_json(item)
+/// The events derived from a batch and their records' sequence numbers, side
+/// by side, so the events are published without a copy.
+#[derive(Default)]
+struct Pending {
+    sequences: Vec<String>,
+    envelopes: Vec<Envelope>,
 }
 
 /// The `type` attribute of a stream image, read without converting it.
@@ -96,70 +112,130 @@ fn type_in_image(item: &serde_dynamo::Item) -> Option<&str> {
     }
 }
 
-/// The event a change stands for, if any.
-pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
-    // Most changes (markers, notifications) stand for nothing: skip them
-    // before paying for converting their images.
-    if !matches!(
-        type_in_image(&record.change.new_image),
-        Some(Order::TYPE | ImageRecord::TYPE)
-    ) {
+/// An [`Order`] read in place from a stream image: the fields the events
+/// need, and every other field of an order checked as [`Order`] checks it
+/// (borrowed, not kept), so an image that is not a whole order still fails.
+#[derive(Deserialize)]
+#[allow(dead_code)] // The checked-only fields are never read.
+struct OrderImage<'a> {
+    order_id: &'a str,
+    status: OrderStatus,
+    version: u64,
+    correlation_id: Uuid,
+    last_event_id: Uuid,
+    customer_id: &'a str,
+    #[serde(borrow)]
+    items: Vec<LineItemImage<'a>>,
+    total_cents: u64,
+    currency: &'a str,
+    #[serde(default)]
+    paid: bool,
+    #[serde(default, borrow)]
+    payment_id: Option<&'a str>,
+    #[serde(default, borrow)]
+    carrier: Option<&'a str>,
+    #[serde(default, borrow)]
+    tracking_number: Option<&'a str>,
+    #[serde(default, borrow)]
+    cancel_reason: Option<&'a str>,
+}
+
+/// A [`LineItem`](switchyard_shared::events::LineItem), checked only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct LineItemImage<'a> {
+    sku: &'a str,
+    quantity: u32,
+    unit_price_cents: u64,
+}
+
+/// An [`ImageRecord`] read in place from a stream image, as [`OrderImage`].
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ImageImage<'a> {
+    image_id: &'a str,
+    order_id: &'a str,
+    status: ImageStatus,
+    #[serde(default)]
+    variants: Vec<ImageVariant>,
+    correlation_id: Uuid,
+    last_event_id: Uuid,
+    source_key: &'a str,
+    #[serde(default, borrow)]
+    reject_code: Option<&'a str>,
+    #[serde(default, borrow)]
+    reject_reason: Option<&'a str>,
+}
+
+/// A record of type `R` read from an image; `None` for an empty image (no item).
+/// Errors read as [`TableRecord::from_item`]'s.
+fn read_image<'a, R: TableRecord, T: Deserialize<'a>>(
+    image: &'a serde_dynamo::Item,
+) -> Result<Option<T>, String> {
+    if image.is_empty() {
         return Ok(None);
     }
-    let Some(new) = image_of(&record.change.new_image)? else {
-        return Ok(None);
-    };
-    let old = image_of(&record.change.old_image)?;
+    from_image(image)
+        .map(Some)
+        .map_err(|e| TableError::InvalidItem(format!("{} item: {e}", R::TYPE)).to_string())
+}
+
+/// An event on behalf of a change made at `at`, caused by the event that
+/// made it; its id derived from `seed`, so a retry keeps it.
+pub fn derived_event<E: EventType>(
+    detail: E,
+    seed: &str,
+    (correlation, cause): (Uuid, Uuid),
+    at: DateTime<Utc>,
+) -> Envelope {
+    let mut event = detail.into_envelope().caused_by(correlation, cause);
+    event.id = Envelope::derived_id(at, seed);
+    event.time = at;
+    event
+}
+
+/// The event a change stands for, if any.
+pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
+    let (new, old) = (&record.change.new_image, &record.change.old_image);
     let at = record.change.approximate_creation_date_time;
-    match item_type(&new) {
+    // Most changes (markers, notifications) stand for nothing.
+    match type_in_image(new) {
         Some(Order::TYPE) => {
-            let order = Order::from_item(&new).map_err(|e| e.to_string())?;
-            let before = old
-                .as_ref()
-                .map(Order::from_item)
-                .transpose()
-                .map_err(|e| e.to_string())?;
-            let from = before.map(|o| o.status);
+            let Some(order) = read_image::<Order, OrderImage>(new)? else {
+                return Ok(None);
+            };
+            let from = read_image::<Order, OrderImage>(old)?.map(|o| o.status);
             if from == Some(order.status) {
                 return Ok(None);
             }
-            let mut event = OrderStatusChanged {
-                order_id: order.order_id.clone(),
+            let seed = format!("status/{}/{}", order.order_id, order.version);
+            let detail = OrderStatusChanged {
+                order_id: order.order_id.to_owned(),
                 from,
                 to: order.status,
                 version: order.version,
-            }
-            .into_envelope()
-            .caused_by(order.correlation_id, order.last_event_id);
-            event.id =
-                Envelope::derived_id(at, &format!("status/{}/{}", order.order_id, order.version));
-            event.time = at;
-            Ok(Some(event))
+            };
+            let cause = (order.correlation_id, order.last_event_id);
+            Ok(Some(derived_event(detail, &seed, cause, at)))
         }
         Some(ImageRecord::TYPE) => {
-            let image = ImageRecord::from_item(&new).map_err(|e| e.to_string())?;
-            let was_ready = old
-                .as_ref()
-                .map(ImageRecord::from_item)
-                .transpose()
-                .map_err(|e| e.to_string())?
+            let Some(image) = read_image::<ImageRecord, ImageImage>(new)? else {
+                return Ok(None);
+            };
+            let was_ready = read_image::<ImageRecord, ImageImage>(old)?
                 .is_some_and(|i| i.status == ImageStatus::Ready);
             if image.status != ImageStatus::Ready || was_ready {
                 return Ok(None);
             }
-            let mut event = ImageProcessed {
-                image_id: image.image_id.clone(),
-                order_id: image.order_id.clone(),
-                variants: image.variants.clone(),
-            }
-            .into_envelope()
-            .caused_by(image.correlation_id, image.last_event_id);
-            event.id = Envelope::derived_id(
-                at,
-                &format!("processed/{}/{}", image.order_id, image.image_id),
-            );
-            event.time = at;
-            Ok(Some(event))
+            let seed = format!("processed/{}/{}", image.order_id, image.image_id);
+            let detail = ImageProcessed {
+                image_id: image.image_id.to_owned(),
+                order_id: image.order_id.to_owned(),
+                variants: image.variants,
+            };
+            let cause = (image.correlation_id, image.last_event_id);
+            Ok(Some(derived_event(detail, &seed, cause, at)))
         }
         _ => Ok(None),
     }
