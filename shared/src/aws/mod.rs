@@ -83,7 +83,13 @@ pub async fn load_sdk_config(endpoint: Option<&str>) -> SdkConfig {
         .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
     if let Some(url) = endpoint {
-        loader = loader.endpoint_url(url);
+        // An emulator is not on EC2: asking IMDS for a region only waits and warns.
+        let region = aws_config::meta::region::RegionProviderChain::first_try(
+            aws_config::environment::EnvironmentVariableRegionProvider::new(),
+        )
+        .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+        .or_else(Region::new(FALLBACK_REGION));
+        loader = loader.endpoint_url(url).region(region);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
             && std::env::var_os("AWS_PROFILE").is_none()
         {
