@@ -260,6 +260,9 @@ impl std::fmt::Debug for EmbeddedStore {
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
         self.core.stop.store(true, Ordering::SeqCst);
+        // Through the lock: the commit thread is then either before its
+        // check of `stop` or waiting, so the wake cannot fall in between.
+        drop(self.lock());
         self.core.wake.notify_all();
         if let Some(t) = self.committer.take() {
             let _ = t.join();
