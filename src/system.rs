@@ -195,9 +195,10 @@ impl EmbeddedSystem {
         for s in &self.topology.stream_consumers {
             let reactor = runtime::stream_reactor(s, &deps)?;
             let on_failure: Arc<dyn Queue> = Arc::new(self.store.queue(&s.on_failure_queue())?);
+            // One config (and one compiled filter) for every shard's worker.
+            let config =
+                StreamWorkerConfig::for_consumer(s, options.retry_base, options.poll_wait)?;
             for shard in &shards {
-                let config =
-                    StreamWorkerConfig::for_consumer(s, options.retry_base, options.poll_wait)?;
                 self.workers
                     .push(tokio::spawn(runtime::run_stream_worker_with(
                         Arc::new(self.stream.clone()),
@@ -205,7 +206,7 @@ impl EmbeddedSystem {
                         shard.clone(),
                         reactor.clone(),
                         on_failure.clone(),
-                        config,
+                        config.clone(),
                         options.hooks.clone(),
                         self.shutdown.subscribe(),
                     )));

@@ -55,6 +55,11 @@ impl JournalWriter {
         file.write_all(&header)?;
         file.sync_data()?;
         std::fs::rename(&temp, path)?;
+        // The rename on disk too: else a power loss could bring back the
+        // old journal under frames the sync thread already flushed.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
         Ok(JournalWriter { file, bytes: 0 })
     }
 
@@ -84,6 +89,11 @@ impl JournalWriter {
     /// An empty frame: the ops are encoded after its header.
     pub(super) fn frame() -> Vec<u8> {
         vec![0u8; FRAME_HEADER_BYTES]
+    }
+
+    /// Empties `frame` for the next commit's ops, keeping its buffer.
+    pub(super) fn clear_frame(frame: &mut Vec<u8>) {
+        frame.truncate(FRAME_HEADER_BYTES);
     }
 
     /// Whether `frame` holds no ops yet.

@@ -363,21 +363,13 @@ impl EmbeddedStore {
                 }
             };
             let journal_path = journal_file::path_for(path);
-            let loaded = load(&conn, shards as usize, &journal_path, &shown)?;
-            let mut state = loaded.state;
-            let reclaimed = state.reclaim_in_flight(created_ms);
+            let mut loaded = load(&conn, shards as usize, &journal_path, &shown)?;
+            let reclaimed = loaded.state.reclaim_in_flight(created_ms);
             let journal = match mode {
-                Mode::Owner => Some(start_journal(
-                    &conn,
-                    &state,
-                    loaded.generation,
-                    loaded.rows,
-                    loaded.found,
-                    &journal_path,
-                    &shown,
-                )?),
+                Mode::Owner => Some(start_journal(&conn, &loaded, &journal_path, &shown)?),
                 Mode::ReadOnly => None,
             };
+            let state = loaded.state;
             if reclaimed > 0 {
                 tracing::info!(db = %shown, reclaimed, "messages in flight when the store last closed are visible again");
             }
@@ -593,9 +585,11 @@ fn open_file(path: &Path, options: &StoreOptions, mode: Mode) -> rusqlite::Resul
     conn.busy_timeout(options.busy_timeout)?;
     if mode == Mode::Owner {
         // WAL, so a read-only open reads beside the owner's snapshot writes.
-        // Only snapshots are written here (the journal is a file of its own).
+        // Only snapshots are written here (the journal is a file of its own),
+        // rarely: FULL puts each on disk before the journal that continues
+        // it is started, at no cost to a commit.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
     }
     Ok(conn)
 }
@@ -721,14 +715,17 @@ fn load_database(
 /// first, so the next load is quick, and a new journal continues it.
 fn start_journal(
     conn: &Connection,
-    state: &State,
-    generation: u64,
-    rows: usize,
-    found: Found,
+    loaded: &Loaded,
     path: &Path,
     shown: &str,
 ) -> Result<OpenJournal, StoreError> {
     let io = |e: std::io::Error| StoreError::journal_file(path)(e.into());
+    let Loaded {
+        ref state,
+        rows,
+        generation,
+        found,
+    } = *loaded;
     let (writer, generation) = match found {
         Found::Current {
             frames: 0,
@@ -840,8 +837,7 @@ fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, fold_bytes:
         g.batch += 1;
         let result = if writer.bytes + g.pending.len() as u64 > fold_bytes {
             // The state includes the pending changes: the snapshot covers them.
-            g.pending.truncate(0);
-            g.pending.extend_from_slice(&JournalWriter::frame());
+            JournalWriter::clear_frame(&mut g.pending);
             let parts = snapshot_parts(&g.state);
             drop(g);
             let started = std::time::Instant::now();
@@ -859,8 +855,7 @@ fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, fold_bytes:
             std::mem::swap(&mut g.pending, &mut frame);
             drop(g);
             let r = writer.append(&mut frame).map_err(|e| e.to_string());
-            frame.truncate(0);
-            frame.extend_from_slice(&JournalWriter::frame());
+            JournalWriter::clear_frame(&mut frame);
             r
         };
         if let Err(e) = result {
