@@ -17,7 +17,16 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    match runtime.block_on(cli::run(args)) {
+    // The command runs as a task on the worker threads, not on this thread
+    // beside them: on a small machine a third busy thread only adds
+    // context switches.
+    let outcome = runtime.block_on(async {
+        match tokio::spawn(cli::run(args)).await {
+            Ok(outcome) => outcome,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    });
+    match outcome {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");

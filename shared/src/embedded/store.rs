@@ -174,6 +174,9 @@ pub(super) struct Inner {
     /// The number of the commit that `pending` will go out with.
     batch: u64,
     journaling: bool,
+    /// The commit thread waits for a wake (it naps on its own otherwise,
+    /// and a wake is a syscall that every change would pay).
+    committer_parked: bool,
 }
 
 impl Inner {
@@ -388,6 +391,7 @@ impl EmbeddedStore {
                 state,
                 pending: JournalWriter::frame(),
                 batch: 1,
+                committer_parked: false,
                 journaling,
             }),
             wake: Condvar::new(),
@@ -488,7 +492,6 @@ impl EmbeddedStore {
         }
         let mut g = self.lock();
         let inner = &mut *g;
-        let was_empty = !inner.has_pending();
         let mut changes = Changes {
             state: &mut inner.state,
             pending: &mut inner.pending,
@@ -496,7 +499,10 @@ impl EmbeddedStore {
         };
         let out = f(&mut changes)?;
         let batch = inner.latest_batch();
-        let wake = was_empty && inner.has_pending();
+        let wake = inner.committer_parked && inner.has_pending();
+        if wake {
+            inner.committer_parked = false;
+        }
         drop(g);
         if wake {
             self.core.wake.notify_one();
@@ -822,9 +828,20 @@ fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, fold_bytes:
     let mut frame = JournalWriter::frame();
     let mut g = core.inner.lock().unwrap_or_else(|e| e.into_inner());
     loop {
+        if !g.has_pending() && !core.stop.load(Ordering::SeqCst) {
+            // Under load the next change comes within the nap, so nobody
+            // needs to wake this thread; only an idle store parks it.
+            g = core
+                .wake
+                .wait_timeout(g, COMMIT_NAP)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
         while !g.has_pending() && !core.stop.load(Ordering::SeqCst) {
+            g.committer_parked = true;
             g = core.wake.wait(g).unwrap_or_else(|e| e.into_inner());
         }
+        g.committer_parked = false;
         if !g.has_pending() {
             drop(g);
             // Stopping, and everything is written: flush it to disk too.
@@ -866,6 +883,10 @@ fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, fold_bytes:
         g = core.inner.lock().unwrap_or_else(|e| e.into_inner());
     }
 }
+
+/// How long the commit thread waits for more changes before it parks
+/// (and what a change made meanwhile may wait for its commit).
+const COMMIT_NAP: Duration = Duration::from_micros(500);
 
 /// How often the sync thread flushes the journal file to disk.
 const SYNC_EVERY: Duration = Duration::from_millis(100);
