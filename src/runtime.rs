@@ -16,8 +16,8 @@ use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_consumers::SqsBatchHandler;
 use switchyard_shared::envelope::LOCAL_REGION;
 use switchyard_shared::ports::{
-    ChangeStream, FilteredRead, OutgoingMessage, Queue, QueueError, ReceivedMessage, RecordFilter,
-    StreamRecord,
+    ChangeRecord, ChangeStream, ChangeView, FilteredRead, OutgoingMessage, Queue, QueueError,
+    ReceivedMessage, RecordFilter,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -377,20 +377,14 @@ pub async fn run_stream_worker_with(
                 }
             },
         };
-        let read = match &config.filter {
-            Some(filter) => {
-                stream
-                    .read_filtered(&shard, after.as_deref(), config.batch_size, &**filter)
-                    .await
-            }
-            None => stream
-                .read(&shard, after.as_deref(), config.batch_size)
-                .await
-                .map(|records| FilteredRead {
-                    scanned: records.last().map(sequence_of),
-                    records,
-                }),
-        };
+        let read = stream
+            .read_changes(
+                &shard,
+                after.as_deref(),
+                config.batch_size,
+                config.filter.as_deref(),
+            )
+            .await;
         let FilteredRead { records, scanned } = match read {
             Ok(r) => r,
             Err(e) => {
@@ -426,7 +420,7 @@ pub async fn run_stream_worker_with(
             tracing::info!(consumer = %config.consumer, shard = %shard, "injected crash mid-batch");
             continue;
         }
-        let sequences: Vec<String> = records.iter().map(sequence_of).collect();
+        let sequences: Vec<String> = records.iter().map(|r| r.sequence().to_owned()).collect();
         let response = reactor.handle_records(&records).await;
         let failed_at = response
             .batch_item_failures
@@ -489,15 +483,12 @@ async fn save_position(
     }
 }
 
-fn sequence_of(record: &StreamRecord) -> String {
-    record.change.sequence_number.clone().unwrap_or_default()
-}
-
 async fn send_to_on_failure(
     queue: &dyn Queue,
-    record: &StreamRecord,
+    record: &ChangeRecord,
     reason: &str,
 ) -> Result<(), String> {
+    let record = record.to_record().map_err(|e| e.to_string())?;
     let body = serde_json::json!({ "reason": reason, "record": record }).to_string();
     queue
         .send_batch(vec![OutgoingMessage::new(body)])

@@ -6,18 +6,20 @@
 //! some record, the response names that record, so the stream retries from
 //! it; events derived from a record keep their id across retries.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::sync::Arc;
 
-use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use switchyard_shared::events::{
     EventType, ImageProcessed, ImageVariant, OrderStatus, OrderStatusChanged,
 };
-use switchyard_shared::images::from_image;
+use switchyard_shared::images::ImageRef;
 use switchyard_shared::items::{ImageRecord, ImageStatus, Order, TableRecord};
-use switchyard_shared::ports::{EventPublisher, TableError};
+use switchyard_shared::ports::{ChangeView, EventPublisher, TableError};
 use switchyard_shared::Envelope;
 use uuid::Uuid;
 
@@ -38,12 +40,12 @@ impl StreamReactor {
 
     /// [`StreamReactor::handle`] on borrowed records, so a poller that keeps
     /// the batch (for its on-failure destination) need not copy it.
-    pub async fn handle_records(&self, records: &[EventRecord]) -> DynamoDbEventResponse {
+    pub async fn handle_records<R: ChangeView>(&self, records: &[R]) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         // Derive every record's events first; one publish call for the batch.
         let mut pending = Pending::default();
         for record in records {
-            let sequence = record.change.sequence_number.clone().unwrap_or_default();
+            let sequence = record.sequence().to_owned();
             let span = tracing::info_span!("stream-record", consumer = NAME, sequence = %sequence);
             let _guard = span.enter();
             match derive_event(record) {
@@ -104,40 +106,35 @@ struct Pending {
     envelopes: Vec<Envelope>,
 }
 
-/// The `type` attribute of a stream image, read without converting it.
-fn type_in_image(item: &serde_dynamo::Item) -> Option<&str> {
-    match item.get("type") {
-        Some(serde_dynamo::AttributeValue::S(t)) => Some(t),
-        _ => None,
-    }
-}
-
 /// An [`Order`] read in place from a stream image: the fields the events
 /// need, and every other field of an order checked as [`Order`] checks it
 /// (borrowed, not kept), so an image that is not a whole order still fails.
 #[derive(Deserialize)]
 #[allow(dead_code)] // The checked-only fields are never read.
 struct OrderImage<'a> {
-    order_id: &'a str,
+    #[serde(borrow)]
+    order_id: Cow<'a, str>,
     status: OrderStatus,
     version: u64,
     correlation_id: Uuid,
     last_event_id: Uuid,
-    customer_id: &'a str,
+    #[serde(borrow)]
+    customer_id: Cow<'a, str>,
     #[serde(borrow)]
     items: Vec<LineItemImage<'a>>,
     total_cents: u64,
-    currency: &'a str,
+    #[serde(borrow)]
+    currency: Cow<'a, str>,
     #[serde(default)]
     paid: bool,
     #[serde(default, borrow)]
-    payment_id: Option<&'a str>,
+    payment_id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    carrier: Option<&'a str>,
+    carrier: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    tracking_number: Option<&'a str>,
+    tracking_number: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    cancel_reason: Option<&'a str>,
+    cancel_reason: Option<Cow<'a, str>>,
 }
 
 /// A [`LineItem`](switchyard_shared::events::LineItem), checked only.
@@ -145,7 +142,8 @@ struct OrderImage<'a> {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct LineItemImage<'a> {
-    sku: &'a str,
+    #[serde(borrow)]
+    sku: Cow<'a, str>,
     quantity: u32,
     unit_price_cents: u64,
 }
@@ -154,30 +152,31 @@ struct LineItemImage<'a> {
 #[derive(Deserialize)]
 #[allow(dead_code)]
 struct ImageImage<'a> {
-    image_id: &'a str,
-    order_id: &'a str,
+    #[serde(borrow)]
+    image_id: Cow<'a, str>,
+    #[serde(borrow)]
+    order_id: Cow<'a, str>,
     status: ImageStatus,
     #[serde(default)]
     variants: Vec<ImageVariant>,
     correlation_id: Uuid,
     last_event_id: Uuid,
-    source_key: &'a str,
+    #[serde(borrow)]
+    source_key: Cow<'a, str>,
     #[serde(default, borrow)]
-    reject_code: Option<&'a str>,
+    reject_code: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    reject_reason: Option<&'a str>,
+    reject_reason: Option<Cow<'a, str>>,
 }
 
-/// A record of type `R` read from an image; `None` for an empty image (no item).
+/// A record of type `R` read from an image; `None` for no item.
 /// Errors read as [`TableRecord::from_item`]'s.
 fn read_image<'a, R: TableRecord, T: Deserialize<'a>>(
-    image: &'a serde_dynamo::Item,
+    image: ImageRef<'a>,
+    spare: &'a OnceCell<serde_dynamo::Item>,
 ) -> Result<Option<T>, String> {
-    if image.is_empty() {
-        return Ok(None);
-    }
-    from_image(image)
-        .map(Some)
+    image
+        .read(spare)
         .map_err(|e| TableError::InvalidItem(format!("{} item: {e}", R::TYPE)).to_string())
 }
 
@@ -196,22 +195,23 @@ pub fn derived_event<E: EventType>(
 }
 
 /// The event a change stands for, if any.
-pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
-    let (new, old) = (&record.change.new_image, &record.change.old_image);
-    let at = record.change.approximate_creation_date_time;
+pub fn derive_event(record: &impl ChangeView) -> Result<Option<Envelope>, String> {
+    let (new, old) = (record.new_image(), record.old_image());
+    let (new_spare, old_spare) = (OnceCell::new(), OnceCell::new());
+    let at = record.created_at();
     // Most changes (markers, notifications) stand for nothing.
-    match type_in_image(new) {
+    match new.item_type().as_deref() {
         Some(Order::TYPE) => {
-            let Some(order) = read_image::<Order, OrderImage>(new)? else {
+            let Some(order) = read_image::<Order, OrderImage>(new, &new_spare)? else {
                 return Ok(None);
             };
-            let from = read_image::<Order, OrderImage>(old)?.map(|o| o.status);
+            let from = read_image::<Order, OrderImage>(old, &old_spare)?.map(|o| o.status);
             if from == Some(order.status) {
                 return Ok(None);
             }
             let seed = format!("status/{}/{}", order.order_id, order.version);
             let detail = OrderStatusChanged {
-                order_id: order.order_id.to_owned(),
+                order_id: order.order_id.into_owned(),
                 from,
                 to: order.status,
                 version: order.version,
@@ -220,18 +220,18 @@ pub fn derive_event(record: &EventRecord) -> Result<Option<Envelope>, String> {
             Ok(Some(derived_event(detail, &seed, cause, at)))
         }
         Some(ImageRecord::TYPE) => {
-            let Some(image) = read_image::<ImageRecord, ImageImage>(new)? else {
+            let Some(image) = read_image::<ImageRecord, ImageImage>(new, &new_spare)? else {
                 return Ok(None);
             };
-            let was_ready = read_image::<ImageRecord, ImageImage>(old)?
+            let was_ready = read_image::<ImageRecord, ImageImage>(old, &old_spare)?
                 .is_some_and(|i| i.status == ImageStatus::Ready);
             if image.status != ImageStatus::Ready || was_ready {
                 return Ok(None);
             }
             let seed = format!("processed/{}/{}", image.order_id, image.image_id);
             let detail = ImageProcessed {
-                image_id: image.image_id.to_owned(),
-                order_id: image.order_id.to_owned(),
+                image_id: image.image_id.into_owned(),
+                order_id: image.order_id.into_owned(),
                 variants: image.variants,
             };
             let cause = (image.correlation_id, image.last_event_id);

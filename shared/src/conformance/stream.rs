@@ -9,7 +9,10 @@ use serde_json::{json, Map, Value};
 
 use super::table::item;
 use super::{eventually, run_id, skip, DEADLINE};
-use crate::ports::{Capabilities, ChangeStream, Condition, Item, Key, StreamRecord, Table, TxOp};
+use crate::images::ImageRef;
+use crate::ports::{
+    Capabilities, ChangeStream, ChangeView, Condition, Item, Key, StreamRecord, Table, TxOp,
+};
 
 const SUITE: &str = "stream";
 
@@ -271,7 +274,57 @@ pub async fn stream_suite(table: &dyn Table, stream: &dyn ChangeStream, caps: Ca
     );
     assert_eq!(next_k0.change.sequence_number, k0[1].change.sequence_number);
 
+    changes_match_records(stream, k0_shard, start[k0_shard].clone()).await;
     checkpoints(stream, &run, k0_shard, &k0).await;
+}
+
+/// `read_changes` hands over the records `read` does, in whatever form: the
+/// same sequence numbers and images through [`ChangeView`], and the same
+/// record once built.
+async fn changes_match_records(stream: &dyn ChangeStream, shard: &str, after: Option<String>) {
+    let records = stream
+        .read(shard, after.as_deref(), 50)
+        .await
+        .expect("read shard");
+    let changes = stream
+        // No further than `read` got: later writes may have come since.
+        .read_changes(shard, after.as_deref(), records.len(), None)
+        .await
+        .expect("read changes");
+    assert!(
+        !records.is_empty(),
+        "{SUITE}/changes: the run wrote records"
+    );
+    assert_eq!(
+        changes.scanned,
+        records.last().unwrap().change.sequence_number,
+        "{SUITE}/changes: scanned up to the last record"
+    );
+    assert_eq!(
+        changes.records.len(),
+        records.len(),
+        "{SUITE}/changes: as many as read"
+    );
+    let as_json = |i: ImageRef<'_>| {
+        i.read::<Map<String, Value>>(&Default::default())
+            .expect("an image reads as JSON")
+    };
+    for (change, record) in changes.records.iter().zip(&records) {
+        let seq = record.change.sequence_number.as_deref();
+        assert_eq!(Some(change.sequence()), seq, "{SUITE}/changes: sequence");
+        assert_eq!(
+            change.created_at(),
+            record.change.approximate_creation_date_time,
+            "{SUITE}/changes: creation time"
+        );
+        assert_eq!(as_json(change.new_image()), image(&record.change.new_image));
+        assert_eq!(as_json(change.old_image()), image(&record.change.old_image));
+        assert_eq!(
+            &change.to_record().expect("the record builds"),
+            record,
+            "{SUITE}/changes: built, the record read returns"
+        );
+    }
 }
 
 async fn checkpoints(stream: &dyn ChangeStream, run: &str, shard: &str, recs: &[&StreamRecord]) {

@@ -240,7 +240,7 @@ pub struct EmbeddedStore {
     path: String,
     pub(super) shard_ids: Vec<String>,
     pub(super) table_name: String,
-    pub(super) stream_arn: String,
+    pub(super) stream_arn: Arc<str>,
     pub(super) queues: RwLock<HashMap<String, Arc<QueueMeta>>>,
     stream_notify: Vec<Notify>,
     pub(super) faults: Arc<Faults>,
@@ -427,7 +427,8 @@ impl EmbeddedStore {
         let stream_arn = format!(
             "arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT}:table/{}/stream/{label}",
             options.table_name
-        );
+        )
+        .into();
         Ok(Arc::new(EmbeddedStore {
             core,
             committer,

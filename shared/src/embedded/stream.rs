@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lambda_events::event::dynamodb::{StreamRecord as Change, StreamViewType};
 
 use super::journal::Op;
 use super::state::Rec;
 use super::store::{now_ms, wait_until, EmbeddedStore, Unwritable};
 use crate::envelope::LOCAL_REGION;
 use crate::ports::{
-    Capabilities, ChangeStream, FilteredRead, RecordFilter, RecordParts, StreamError, StreamRecord,
+    Capabilities, ChangeRecord, ChangeStream, FilteredRead, RecordFilter, RecordParts,
+    StoredChange, StreamError, StreamRecord,
 };
 
 /// Sequence numbers are zero-padded to this many digits so they sort as strings.
@@ -153,49 +153,21 @@ impl EmbeddedStream {
         records.range(start..).take(limit).cloned().collect()
     }
 
-    fn record(&self, r: &Rec) -> Result<StreamRecord, StreamError> {
-        let image = |body: Option<&str>| -> Result<serde_dynamo::Item, StreamError> {
-            let Some(body) = body else {
-                return Ok(serde_dynamo::Item::from(std::collections::HashMap::<
-                    String,
-                    serde_dynamo::AttributeValue,
-                >::new()));
-            };
-            crate::images::image_from_json_str(body)
-                .map_err(|e| StreamError::Backend(format!("stream image is not JSON: {e}")))
-        };
-        let size = r.new.as_ref().map_or(0, |b| b.len()) + r.old.as_ref().map_or(0, |b| b.len());
-        let mut change = Change::default();
-        // Lambda reports whole seconds here.
-        change.approximate_creation_date_time =
-            chrono::DateTime::from_timestamp(r.at_ms.div_euclid(1000), 0).unwrap_or_default();
-        // Built directly: both keys are strings.
-        let mut keys = std::collections::HashMap::with_capacity(2);
-        keys.insert(
-            "pk".to_owned(),
-            serde_dynamo::AttributeValue::S(r.key.pk.clone()),
-        );
-        keys.insert(
-            "sk".to_owned(),
-            serde_dynamo::AttributeValue::S(r.key.sk.clone()),
-        );
-        change.keys = serde_dynamo::Item::from(keys);
-        change.new_image = image(r.new.as_deref())?;
-        change.old_image = image(r.old.as_deref())?;
-        change.sequence_number = Some(format_sequence(r.seq));
-        change.size_bytes = (size + r.key.pk.len() + r.key.sk.len()) as i64;
-        change.stream_view_type = Some(StreamViewType::NewAndOldImages);
-
-        let mut rec = StreamRecord::default();
-        rec.aws_region = LOCAL_REGION.to_owned();
-        rec.change = change;
-        // Derived from the sequence number: unique, and stable across reads.
-        rec.event_id = padded_digits::<32>(r.seq, 16);
-        rec.event_name = r.change.name().to_owned();
-        rec.event_source = Some("aws:dynamodb".to_owned());
-        rec.event_version = Some("1.1".to_owned());
-        rec.event_source_arn = Some(self.store.stream_arn.clone());
-        Ok(rec)
+    /// `r` as the stream hands it to consumers in this process.
+    fn stored(&self, r: Rec) -> StoredChange {
+        StoredChange {
+            // Derived from the sequence number: unique, and stable across reads.
+            event_id: padded_digits::<32>(r.seq, 16),
+            sequence: format_sequence(r.seq),
+            event_name: r.change.name(),
+            pk: r.key.pk,
+            sk: r.key.sk,
+            new_image: r.new,
+            old_image: r.old,
+            created_ms: r.at_ms,
+            region: LOCAL_REGION,
+            source_arn: self.store.stream_arn.clone(),
+        }
     }
 }
 
@@ -240,15 +212,11 @@ impl ChangeStream for EmbeddedStream {
         let idx = self.shard(shard)?;
         let after = after.map(parse_sequence).transpose()?.unwrap_or(0);
         self.copy_out(idx, after, limit)
-            .iter()
-            .map(|r| self.record(r))
+            .into_iter()
+            .map(|r| self.stored(r).to_record())
             .collect()
     }
 
-    /// Decides on the stored form first, so records the filter drops (most
-    /// of them, for the stream reactor) are never built. Looks further than
-    /// `limit` records to fill a batch, but no further than [`SCAN_BATCHES`]
-    /// batches, so the checkpoint keeps moving over a long run of dropped records.
     async fn read_filtered(
         &self,
         shard: &str,
@@ -256,6 +224,30 @@ impl ChangeStream for EmbeddedStream {
         limit: usize,
         filter: &dyn RecordFilter,
     ) -> Result<FilteredRead, StreamError> {
+        let read = self.read_changes(shard, after, limit, Some(filter)).await?;
+        Ok(FilteredRead {
+            records: read
+                .records
+                .into_iter()
+                .map(ChangeRecord::into_record)
+                .collect::<Result<_, _>>()?,
+            scanned: read.scanned,
+        })
+    }
+
+    /// Hands over the stored form, so the images are never built into
+    /// attribute maps, and decides a filter on it too: records the filter
+    /// drops (most of them, for the stream reactor) are never built at all.
+    /// With a filter it looks further than `limit` records to fill a batch,
+    /// but no further than [`SCAN_BATCHES`] batches, so the checkpoint keeps
+    /// moving over a long run of dropped records.
+    async fn read_changes(
+        &self,
+        shard: &str,
+        after: Option<&str>,
+        limit: usize,
+        filter: Option<&dyn RecordFilter>,
+    ) -> Result<FilteredRead<ChangeRecord>, StreamError> {
         let idx = self.shard(shard)?;
         let mut position = after.map(parse_sequence).transpose()?.unwrap_or(0);
         let limit = limit.max(1);
@@ -263,7 +255,9 @@ impl ChangeStream for EmbeddedStream {
         let mut scanned = None;
         for _ in 0..SCAN_BATCHES {
             let chunk = self.copy_out(idx, position, limit);
-            for r in &chunk {
+            let full = chunk.len() == limit;
+            for r in chunk {
+                scanned = Some(r.seq);
                 let parts = RecordParts {
                     event_name: r.change.name(),
                     pk: &r.key.pk,
@@ -271,19 +265,22 @@ impl ChangeStream for EmbeddedStream {
                     new_image: r.new.as_deref(),
                     old_image: r.old.as_deref(),
                 };
-                let keep = match filter.decide(&parts) {
-                    Some(false) => None,
-                    Some(true) => Some(self.record(r)?),
+                let keep = match filter.map(|f| (f, f.decide(&parts))) {
+                    None | Some((_, Some(true))) => Some(ChangeRecord::Stored(self.stored(r))),
+                    Some((_, Some(false))) => None,
                     // The filter needs the record as Lambda's JSON: build it to ask.
-                    None => Some(self.record(r)?).filter(|rec| filter.matches(rec)),
+                    Some((f, None)) => {
+                        let record = self.stored(r).to_record()?;
+                        f.matches(&record)
+                            .then(|| ChangeRecord::Built(Box::new(record)))
+                    }
                 };
                 passed.extend(keep);
-                scanned = Some(r.seq);
                 if passed.len() == limit {
                     break;
                 }
             }
-            if passed.len() == limit || chunk.len() < limit {
+            if passed.len() == limit || !full || filter.is_none() {
                 break;
             }
             position = scanned.unwrap_or(position);

@@ -13,7 +13,8 @@ pub use blobs::{Blob, BlobError, BlobStore};
 pub use publish::{Destination, EventPublisher, PublishError, PublishFailure, PublishReport};
 pub use queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 pub use stream::{
-    ChangeStream, FilteredRead, RecordFilter, RecordParts, StreamError, StreamRecord,
+    ChangeRecord, ChangeStream, ChangeView, FilteredRead, RecordFilter, RecordParts, StoredChange,
+    StreamError, StreamRecord,
 };
 pub use table::{Condition, Item, Key, Table, TableError, TxOp};
 
