@@ -5,6 +5,7 @@
 //! stay readable through [`upcast`], which rewrites an old `detail` into the
 //! current shape before it is deserialised.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
@@ -178,17 +179,21 @@ macro_rules! event_types {
                 match self { $(DomainEvent::$ty(_) => stringify!($ty),)* }
             }
 
-            fn decode(detail_type: &str, detail: Value) -> Result<Self, EnvelopeError> {
+            fn decode(detail_type: &str, detail: &Value) -> Result<Self, EnvelopeError> {
                 match detail_type {
-                    $(stringify!($ty) => serde_path_to_error::deserialize::<_, $ty>(detail)
+                    // Read straight first; the path of an error is only
+                    // tracked (a second, slower read) once there is one.
+                    $(stringify!($ty) => $ty::deserialize(detail)
                         .map(DomainEvent::$ty)
-                        .map_err(|e| EnvelopeError::InvalidDetail {
-                            detail_type: detail_type.to_owned(),
-                            message: match e.path().to_string().as_str() {
-                                "." => e.into_inner().to_string(),
-                                path => format!("detail.{path}: {}", e.into_inner()),
-                            },
-                        }),)*
+                        .or_else(|_| serde_path_to_error::deserialize::<_, $ty>(detail)
+                            .map(DomainEvent::$ty)
+                            .map_err(|e| EnvelopeError::InvalidDetail {
+                                detail_type: detail_type.to_owned(),
+                                message: match e.path().to_string().as_str() {
+                                    "." => e.into_inner().to_string(),
+                                    path => format!("detail.{path}: {}", e.into_inner()),
+                                },
+                            })),)*
                     other => Err(EnvelopeError::UnknownType(other.to_owned())),
                 }
             }
@@ -223,16 +228,18 @@ pub fn schema_version_of(detail_type: &str) -> Option<u32> {
 }
 
 /// Rewrites an older `detail` into the current shape of its type.
-fn upcast(detail_type: &str, from_version: u32, mut detail: Value) -> Value {
+fn upcast<'a>(detail_type: &str, from_version: u32, detail: &'a Value) -> Cow<'a, Value> {
     if detail_type == "OrderPlaced" && from_version < 2 {
+        let mut detail = detail.clone();
         if let Some(obj) = detail.as_object_mut() {
             if let Some(customer) = obj.remove("customer") {
                 obj.insert("customer_id".into(), customer);
             }
             obj.entry("currency").or_insert_with(|| json!("EUR"));
         }
+        return Cow::Owned(detail);
     }
-    detail
+    Cow::Borrowed(detail)
 }
 
 impl DomainEvent {
@@ -250,9 +257,9 @@ impl DomainEvent {
         let detail = upcast(
             &envelope.detail_type,
             envelope.schema_version,
-            envelope.detail.clone(),
+            &envelope.detail,
         );
-        Self::decode(&envelope.detail_type, detail)
+        Self::decode(&envelope.detail_type, &detail)
     }
 
     /// Checks that an envelope is publishable: known type, valid detail, within limits.
