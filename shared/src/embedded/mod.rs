@@ -31,6 +31,7 @@
 
 pub mod blobs;
 pub mod faults;
+mod items;
 mod journal;
 mod journal_file;
 mod legacy;

@@ -157,7 +157,7 @@ impl QState {
 
 #[derive(Debug, Default)]
 pub(super) struct State {
-    pub items: BTreeMap<Key, Arc<str>>,
+    pub items: super::items::Items,
     pub shards: Vec<VecDeque<Rec>>,
     /// The next stream sequence number (global, never reused).
     pub next_seq: u64,
@@ -444,12 +444,8 @@ impl State {
                 });
             }
         }
-        for (key, body) in &self.items {
-            out(Op::Item {
-                pk: &key.pk,
-                sk: &key.sk,
-                body,
-            });
+        for (pk, sk, body) in self.items.iter() {
+            out(Op::Item { pk, sk, body });
         }
         for (shard, records) in self.shards.iter().enumerate() {
             for r in records {

@@ -3,7 +3,6 @@
 //! the two are journaled together (the stream is an outbox).
 
 use std::collections::HashSet;
-use std::ops::Bound;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -276,19 +275,13 @@ impl Table for EmbeddedTable {
     async fn query(&self, pk: &str, sk_prefix: Option<&str>) -> Result<Vec<Item>, TableError> {
         self.maybe_fail()?;
         let prefix = sk_prefix.unwrap_or("");
-        let from = Key::new(pk, prefix);
-        let bodies: Vec<Arc<str>> = self.read(|s| {
-            s.items
-                .range((Bound::Included(&from), Bound::Unbounded))
-                .take_while(|(k, _)| k.pk == pk && k.sk.starts_with(prefix))
-                .map(|(_, b)| Arc::clone(b))
-                .collect()
-        });
+        let bodies: Vec<Arc<str>> =
+            self.read(|s| s.items.query(pk, prefix).map(Arc::clone).collect());
         bodies.iter().map(|b| decode(b)).collect()
     }
 
     async fn scan(&self) -> Result<Vec<Item>, TableError> {
-        let bodies: Vec<Arc<str>> = self.read(|s| s.items.values().cloned().collect());
+        let bodies: Vec<Arc<str>> = self.read(|s| s.items.sorted().cloned().collect());
         bodies.iter().map(|b| decode(b)).collect()
     }
 }
