@@ -103,6 +103,18 @@ pub trait TableRecord: Serialize + DeserializeOwned {
         Self::deserialize(MapDeserializer::<_, serde_json::Error>::new(fields))
             .map_err(|e| TableError::InvalidItem(format!("{} item: {e}", Self::TYPE)))
     }
+
+    /// [`from_item`](Self::from_item) on the item's JSON text
+    /// ([`Table::get_text`](crate::ports::Table::get_text)), read straight
+    /// into the record. Only a failed read builds the item, so the verdict
+    /// and its message are `from_item`'s.
+    fn from_text(text: &str) -> Result<Self, TableError> {
+        serde_json::from_str(text).or_else(|_| {
+            let item: Item = serde_json::from_str(text)
+                .map_err(|e| TableError::InvalidItem(format!("{} item: {e}", Self::TYPE)))?;
+            Self::from_item(&item)
+        })
+    }
 }
 
 impl TableRecord for Order {
@@ -122,4 +134,63 @@ impl TableRecord for ImageRecord {
 /// The `type` attribute of an item, if any.
 pub fn item_type(item: &Item) -> Option<&str> {
     item.get("type").and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::OrderStatus;
+    use uuid::Uuid;
+
+    #[test]
+    fn from_text_reads_what_from_item_reads_and_fails_as_it_does() {
+        let order = Order {
+            order_id: "o\"1\\é".into(),
+            status: OrderStatus::Paid,
+            version: 3,
+            customer_id: "c".into(),
+            items: vec![],
+            total_cents: 10,
+            currency: "EUR".into(),
+            paid: true,
+            payment_id: Some("p".into()),
+            carrier: None,
+            tracking_number: None,
+            cancel_reason: None,
+            correlation_id: Uuid::from_u128(1),
+            last_event_id: Uuid::from_u128(2),
+        };
+        let item = order.to_item();
+        let text = Value::Object(item.clone()).to_string();
+        assert_eq!(Order::from_text(&text).unwrap(), order);
+        assert_eq!(Order::from_item(&item).unwrap(), order);
+
+        for (field, value) in [
+            ("status", json_value("\"LOST\"")),
+            ("version", json_value("\"3\"")),
+            ("items", json_value("{}")),
+        ] {
+            let mut broken = item.clone();
+            broken.insert(field.into(), value);
+            let text = Value::Object(broken.clone()).to_string();
+            let (a, b) = (Order::from_text(&text), Order::from_item(&broken));
+            assert_eq!(
+                a.unwrap_err().to_string(),
+                b.unwrap_err().to_string(),
+                "{field}"
+            );
+        }
+        let mut missing = item.clone();
+        missing.remove("customer_id");
+        let text = Value::Object(missing.clone()).to_string();
+        assert_eq!(
+            Order::from_text(&text).unwrap_err().to_string(),
+            Order::from_item(&missing).unwrap_err().to_string()
+        );
+        assert!(Order::from_text("not json").is_err());
+    }
+
+    fn json_value(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
 }

@@ -37,16 +37,16 @@ impl MessageHandler for OrderProcessor {
         let event = DomainEvent::from_envelope(&d.envelope)
             .map_err(|e| HandlerError::permanent(e.to_string()))?;
         let marker_key = applied_event_key(d.envelope.id, NAME);
-        if self.table.get(&marker_key).await?.is_some() {
+        if self.table.get_text(&marker_key).await?.is_some() {
             tracing::debug!("event already applied");
             return Ok(());
         }
         let key = order_key(event.order_id());
         let mut current = self
             .table
-            .get(&key)
+            .get_text(&key)
             .await?
-            .map(|item| Order::from_item(&item))
+            .map(|text| Order::from_text(&text))
             .transpose()?;
         for _ in 0..MAX_CONFLICTS {
             let order = match state::decide(
@@ -84,9 +84,9 @@ impl MessageHandler for OrderProcessor {
                         Some(Some(item)) => Some(Order::from_item(&item)?),
                         Some(None) | None => self
                             .table
-                            .get(&key)
+                            .get_text(&key)
                             .await?
-                            .map(|i| Order::from_item(&i))
+                            .map(|text| Order::from_text(&text))
                             .transpose()?,
                     };
                 }

@@ -63,6 +63,16 @@ pub async fn table_suite(table: &dyn Table, caps: Capabilities) {
         Some(&v1),
         "{SUITE}/get: returns what was put"
     );
+    let text = table
+        .get_text(&key)
+        .await
+        .unwrap()
+        .expect("get_text finds it");
+    assert_eq!(
+        serde_json::from_str::<Item>(&text).unwrap(),
+        v1,
+        "{SUITE}/get_text: the JSON of what was put"
+    );
     let r = table.put(v2.clone(), Condition::Absent).await;
     expect_condition_failed("put-absent-on-existing", r, &key, Some(&v1), caps);
     assert_eq!(
@@ -114,6 +124,7 @@ pub async fn table_suite(table: &dyn Table, caps: Capabilities) {
         .await
         .expect("delete Always of a missing item is a no-op");
     assert_eq!(table.get(&missing).await.unwrap(), None);
+    assert_eq!(table.get_text(&missing).await.unwrap(), None);
 
     // conditional delete
     let r = table.delete(&key, Condition::VersionIs(1)).await;

@@ -214,10 +214,14 @@ impl EmbeddedTable {
 #[async_trait]
 impl Table for EmbeddedTable {
     async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        let body = self.get_text(key).await?;
+        body.map(|b| decode(&b)).transpose()
+    }
+
+    async fn get_text(&self, key: &Key) -> Result<Option<Arc<str>>, TableError> {
         self.maybe_fail()?;
         validate_key(key)?;
-        let body = self.read(|s| s.items.get(key).cloned());
-        body.map(|b| decode(&b)).transpose()
+        Ok(self.read(|s| s.items.get(key).cloned()))
     }
 
     async fn put(&self, item: Item, condition: Condition) -> Result<(), TableError> {

@@ -1,6 +1,8 @@
 //! The single table: items keyed by `pk` + `sk`, conditional writes and
 //! transactions, as DynamoDB offers them.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
@@ -73,6 +75,15 @@ pub enum TableError {
 #[async_trait]
 pub trait Table: Send + Sync {
     async fn get(&self, key: &Key) -> Result<Option<Item>, TableError>;
+
+    /// [`get`](Self::get), the item as its JSON text: for a reader that
+    /// deserializes its own type (see [`TableRecord::from_text`](crate::items::TableRecord::from_text)).
+    /// The default serializes what `get` returns; an adapter that stores
+    /// the text hands it over as it is.
+    async fn get_text(&self, key: &Key) -> Result<Option<Arc<str>>, TableError> {
+        let item = self.get(key).await?;
+        Ok(item.map(|i| Arc::from(Value::Object(i).to_string())))
+    }
 
     async fn put(&self, item: Item, condition: Condition) -> Result<(), TableError>;
 
