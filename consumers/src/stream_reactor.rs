@@ -38,8 +38,10 @@ impl StreamReactor {
         self.handle_records(&event.records).await
     }
 
-    /// [`StreamReactor::handle`] on borrowed records, so a poller that keeps
-    /// the batch (for its on-failure destination) need not copy it.
+    /// [`StreamReactor::handle`] on borrowed records in either form: as
+    /// Lambda hands them over, or as the embedded stream stores them (images
+    /// still JSON). A poller that keeps the batch (for its on-failure
+    /// destination) need not copy it.
     pub async fn handle_records<R: ChangeView>(&self, records: &[R]) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         // Derive every record's events first; one publish call for the batch.
