@@ -6,6 +6,7 @@
 //! The mapping is serde_dynamo's: strings `S`, numbers `N` (their JSON
 //! text), booleans `BOOL`, null `NULL`, arrays `L`, objects `M`.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -346,6 +347,70 @@ fn kind(v: &AttributeValue) -> &'static str {
     }
 }
 
+/// One image of a stream record, in the form the record carries it: typed
+/// attributes (a record built as Lambda hands it over) or the item's plain
+/// JSON (a record the embedded stream has not built). Readers take either.
+#[derive(Debug, Clone, Copy)]
+pub enum ImageRef<'a> {
+    /// No item: an `INSERT`'s old image, a `REMOVE`'s new one.
+    Absent,
+    Attributes(&'a serde_dynamo::Item),
+    Json(&'a str),
+}
+
+/// The `type` attribute, and nothing else, of a JSON image.
+#[derive(Deserialize)]
+struct TypeOnly<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+}
+
+impl<'a> ImageRef<'a> {
+    /// An attribute image, [`Absent`](Self::Absent) when it has no attributes
+    /// (Lambda's form of a missing image).
+    pub fn of_item(item: &'a serde_dynamo::Item) -> Self {
+        match item.is_empty() {
+            true => ImageRef::Absent,
+            false => ImageRef::Attributes(item),
+        }
+    }
+
+    /// The item's `type` attribute when it is a string.
+    pub fn item_type(self) -> Option<Cow<'a, str>> {
+        match self {
+            ImageRef::Absent => None,
+            ImageRef::Attributes(item) => match item.get("type") {
+                Some(AttributeValue::S(t)) => Some(Cow::Borrowed(t)),
+                _ => None,
+            },
+            ImageRef::Json(text) => serde_json::from_str::<TypeOnly>(text).ok()?.kind,
+        }
+    }
+
+    /// The image read as `T`, as [`from_image`] reads it; `None` when absent.
+    ///
+    /// JSON is read directly. Only if that fails is it built into attribute
+    /// values (kept in `spare`, one per image) and read from those, whose
+    /// numbers have no integer/float kind (DynamoDB keeps `1.0` as `1`):
+    /// the verdict is the attribute image's either way.
+    pub fn read<T: Deserialize<'a>>(
+        self,
+        spare: &'a OnceCell<serde_dynamo::Item>,
+    ) -> Result<Option<T>, serde_json::Error> {
+        match self {
+            ImageRef::Absent => Ok(None),
+            ImageRef::Attributes(item) => from_image(item).map(Some),
+            ImageRef::Json(text) => match serde_json::from_str(text) {
+                Ok(value) => Ok(Some(value)),
+                Err(_) => {
+                    let built = image_from_json_str(text)?;
+                    from_image(spare.get_or_init(|| built)).map(Some)
+                }
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,69 +440,5 @@ mod tests {
             .unwrap(),
             None
         );
-    }
-}
-
-/// One image of a stream record, in the form the record carries it: typed
-/// attributes (a record built as Lambda hands it over) or the item's plain
-/// JSON (a record the embedded stream has not built). Readers take either.
-#[derive(Debug, Clone, Copy)]
-pub enum ImageRef<'a> {
-    /// No item: an `INSERT`'s old image, a `REMOVE`'s new one.
-    Absent,
-    Attributes(&'a serde_dynamo::Item),
-    Json(&'a str),
-}
-
-/// The `type` attribute, and nothing else, of a JSON image.
-#[derive(Deserialize)]
-struct TypeOnly<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<std::borrow::Cow<'a, str>>,
-}
-
-impl<'a> ImageRef<'a> {
-    /// An attribute image, [`Absent`](Self::Absent) when it has no attributes
-    /// (Lambda's form of a missing image).
-    pub fn of_item(item: &'a serde_dynamo::Item) -> Self {
-        match item.is_empty() {
-            true => ImageRef::Absent,
-            false => ImageRef::Attributes(item),
-        }
-    }
-
-    /// The item's `type` attribute when it is a string.
-    pub fn item_type(self) -> Option<std::borrow::Cow<'a, str>> {
-        match self {
-            ImageRef::Absent => None,
-            ImageRef::Attributes(item) => match item.get("type") {
-                Some(AttributeValue::S(t)) => Some(std::borrow::Cow::Borrowed(t)),
-                _ => None,
-            },
-            ImageRef::Json(text) => serde_json::from_str::<TypeOnly>(text).ok()?.kind,
-        }
-    }
-
-    /// The image read as `T`, as [`from_image`] reads it; `None` when absent.
-    ///
-    /// JSON is read directly. Only if that fails is it built into attribute
-    /// values (kept in `spare`, one per image) and read from those, whose
-    /// numbers have no integer/float kind (DynamoDB keeps `1.0` as `1`):
-    /// the verdict is the attribute image's either way.
-    pub fn read<T: Deserialize<'a>>(
-        self,
-        spare: &'a OnceCell<serde_dynamo::Item>,
-    ) -> Result<Option<T>, serde_json::Error> {
-        match self {
-            ImageRef::Absent => Ok(None),
-            ImageRef::Attributes(item) => from_image(item).map(Some),
-            ImageRef::Json(text) => match serde_json::from_str(text) {
-                Ok(value) => Ok(Some(value)),
-                Err(_) => {
-                    let built = image_from_json_str(text)?;
-                    from_image(spare.get_or_init(|| built)).map(Some)
-                }
-            },
-        }
     }
 }

@@ -57,13 +57,14 @@ pub trait ChangeStream: Send + Sync {
         limit: usize,
         filter: &dyn RecordFilter,
     ) -> Result<FilteredRead, StreamError> {
-        let records = self.read(shard, after, limit).await?;
-        let scanned = records
-            .last()
-            .and_then(|r| r.change.sequence_number.clone());
+        let read = FilteredRead::unfiltered(self.read(shard, after, limit).await?);
         Ok(FilteredRead {
-            records: records.into_iter().filter(|r| filter.matches(r)).collect(),
-            scanned,
+            records: read
+                .records
+                .into_iter()
+                .filter(|r| filter.matches(r))
+                .collect(),
+            scanned: read.scanned,
         })
     }
 
@@ -80,15 +81,7 @@ pub trait ChangeStream: Send + Sync {
     ) -> Result<FilteredRead<ChangeRecord>, StreamError> {
         let read = match filter {
             Some(filter) => self.read_filtered(shard, after, limit, filter).await?,
-            None => {
-                let records = self.read(shard, after, limit).await?;
-                FilteredRead {
-                    scanned: records
-                        .last()
-                        .and_then(|r| r.change.sequence_number.clone()),
-                    records,
-                }
-            }
+            None => FilteredRead::unfiltered(self.read(shard, after, limit).await?),
         };
         Ok(FilteredRead {
             records: read
@@ -109,6 +102,18 @@ pub struct FilteredRead<R = StreamRecord> {
     /// The last sequence number read, whether its record passed or not
     /// (`None` when the shard had nothing after the position).
     pub scanned: Option<String>,
+}
+
+impl FilteredRead {
+    /// `records` read with no filter: every one passed, the last scanned.
+    fn unfiltered(records: Vec<StreamRecord>) -> Self {
+        FilteredRead {
+            scanned: records
+                .last()
+                .and_then(|r| r.change.sequence_number.clone()),
+            records,
+        }
+    }
 }
 
 /// A change before it is built into a [`StreamRecord`]: its event name and
@@ -180,10 +185,7 @@ impl StoredChange {
     /// The record as Lambda hands it over (`NEW_AND_OLD_IMAGES`).
     pub fn to_record(&self) -> Result<StreamRecord, StreamError> {
         let image = |body: Option<&str>| match body {
-            None => Ok(serde_dynamo::Item::from(std::collections::HashMap::<
-                String,
-                serde_dynamo::AttributeValue,
-            >::new())),
+            None => Ok(serde_dynamo::Item::default()),
             Some(body) => crate::images::image_from_json_str(body)
                 .map_err(|e| StreamError::Backend(format!("stream image is not JSON: {e}"))),
         };
