@@ -67,8 +67,8 @@ pub fn negated_matches(neg: &Negated, v: &Val) -> bool {
     };
     match neg {
         Negated::Values(lits) => lits.iter().any(|l| lit_matches(l, v)),
-        Negated::Prefix(p) => s.is_some_and(|s| s.starts_with(p.as_str())),
-        Negated::Suffix(p) => s.is_some_and(|s| s.ends_with(p.as_str())),
+        Negated::Prefix(list) => s.is_some_and(|s| list.iter().any(|p| s.starts_with(p.as_str()))),
+        Negated::Suffix(list) => s.is_some_and(|s| list.iter().any(|p| s.ends_with(p.as_str()))),
         Negated::IgnoreCase(list) => s.is_some_and(|s| {
             let f = fold(s);
             list.iter().any(|x| fold(x) == f)

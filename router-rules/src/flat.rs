@@ -149,6 +149,9 @@ pub struct FieldTree {
 #[derive(Debug, Clone, Default)]
 struct TreeNode {
     keys: Vec<TreeKey>,
+    /// Whether any wanted key here is an object: only then can a dotted key
+    /// (`"a.b"`, the same as `a` → `b`) name a wanted path.
+    nested: bool,
 }
 
 impl TreeNode {
@@ -215,11 +218,29 @@ impl FieldTree {
                         self.nodes.push(TreeNode::default());
                         let c = (self.nodes.len() - 1) as u32;
                         self.nodes[node].keys[pos].child = Some(c);
+                        self.nodes[node].nested = true;
                         c
                     }
                 };
                 node = child as usize;
             }
+        }
+    }
+
+    /// The wanted key a dotted event key spells from `node` down (`"a.b"` is
+    /// `a` → `b`), as EventBridge reads field names with dots.
+    fn find_dotted(&self, mut node: usize, key: &[u8]) -> Option<&TreeKey> {
+        if !self.nodes[node].nested || memchr::memchr(b'.', key).is_none() {
+            return None;
+        }
+        let mut segments = key.split(|b| *b == b'.').peekable();
+        loop {
+            let here = &self.nodes[node];
+            let wanted = &here.keys[here.find(segments.next()?)?];
+            if segments.peek().is_none() {
+                return Some(wanted);
+            }
+            node = wanted.child? as usize;
         }
     }
 
@@ -238,6 +259,15 @@ impl FieldTree {
         s.i += 1;
         s.object(self, 0, out, true)
     }
+}
+
+/// What an event's key is to the rules.
+enum Found<'t> {
+    /// The wanted key at this position of the object's node.
+    Here(usize),
+    /// A wanted key further down, named by a dotted key.
+    Dotted(&'t TreeKey),
+    No,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -324,7 +354,8 @@ impl<'a> Scanner<'a> {
         let keys = &tree.nodes[node].keys;
         let wanted = keys.len();
         let mut seen: u64 = 0;
-        let can_stop_early = wanted <= 64;
+        // Past the last wanted key, a dotted key may still name a nested one.
+        let can_stop_early = wanted <= 64 && !tree.nodes[node].nested;
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
@@ -334,21 +365,25 @@ impl<'a> Scanner<'a> {
             self.expect(b'"', "expected a key")?;
             let start = self.i;
             let (end, escaped) = self.string_end()?;
+            let lookup = |key: &[u8]| match tree.nodes[node].find(key) {
+                Some(pos) => Found::Here(pos),
+                None => tree.find_dotted(node, key).map_or(Found::No, Found::Dotted),
+            };
             let found = if escaped {
                 let mut buf = std::mem::take(&mut out.key_buf);
                 buf.clear();
                 unescape(&self.b[start..end], &mut buf).map_err(|m| self.err(m))?;
-                let found = tree.nodes[node].find(&buf);
+                let found = lookup(&buf);
                 out.key_buf = buf;
                 found
             } else {
-                let key = &self.b[start..end];
-                tree.nodes[node].find(key)
+                lookup(&self.b[start..end])
             };
             self.expect(b':', "expected `:` after a key")?;
             self.ws();
             match found {
-                Some(pos) => {
+                Found::Dotted(k) => self.value(tree, k, out)?,
+                Found::Here(pos) => {
                     let k = &keys[pos];
                     self.value(tree, k, out)?;
                     if can_stop_early {
@@ -361,7 +396,7 @@ impl<'a> Scanner<'a> {
                         }
                     }
                 }
-                None => self.skip_value()?,
+                Found::No => self.skip_value()?,
             }
             self.ws();
             match self.peek() {

@@ -191,8 +191,10 @@ impl Wildcard {
 pub enum Negated {
     /// Strings or numbers (never mixed, never empty).
     Values(Vec<Lit>),
-    Prefix(String),
-    Suffix(String),
+    /// Any of these prefixes (one or more).
+    Prefix(Vec<String>),
+    /// Any of these suffixes (one or more).
+    Suffix(Vec<String>),
     IgnoreCase(Vec<String>),
     Wildcard(Vec<Wildcard>),
 }
@@ -318,7 +320,8 @@ impl Parser {
             let part = if key == "$or" {
                 self.or(value, path)?
             } else {
-                path.push(key.clone());
+                let depth = path.len();
+                self.push_key(path, key);
                 let part = match value {
                     Value::Object(nested) => {
                         if self.dialect == Dialect::SnsAttributes {
@@ -351,12 +354,29 @@ impl Parser {
                         ),
                     )),
                 };
-                path.pop();
+                path.truncate(depth);
                 part?
             };
             branches = product(branches, part, path)?;
         }
+        if path.is_empty() {
+            // A dotted key and the nested path it names can both appear: as in
+            // EventBridge (event-ruler compiles with overriding), the later one wins.
+            for branch in &mut branches {
+                dedupe_paths(branch);
+            }
+        }
         Ok(branches)
+    }
+
+    /// A key is a path step; EventBridge and SNS message bodies read a dotted
+    /// key as the nested path it spells (message attributes are flat names).
+    fn push_key(&self, path: &mut Vec<String>, key: &str) {
+        if self.dialect == Dialect::SnsAttributes || !key.contains('.') {
+            path.push(key.to_owned());
+        } else {
+            path.extend(key.split('.').map(str::to_owned));
+        }
     }
 
     fn or(&self, value: &Value, path: &mut Vec<String>) -> Result<Branches, PatternError> {
@@ -618,11 +638,16 @@ impl Parser {
                         if sns && name == "suffix" {
                             return nested_unsupported("`suffix`");
                         }
-                        let text = self.string(value, path, &inner_op)?;
-                        if text.is_empty() {
+                        // EventBridge takes one text or a list of them; SNS one text.
+                        let texts = if sns {
+                            vec![self.string(value, path, &inner_op)?.to_owned()]
+                        } else {
+                            strings(value)?
+                        };
+                        if texts.iter().any(String::is_empty) {
                             return Err(PatternError::new(path, Some(&inner_op), "the text must not be empty"));
                         }
-                        Ok(if name == "prefix" { Negated::Prefix(text.into()) } else { Negated::Suffix(text.into()) })
+                        Ok(if name == "prefix" { Negated::Prefix(texts) } else { Negated::Suffix(texts) })
                     }
                     "equals-ignore-case" => {
                         if sns {
@@ -774,6 +799,18 @@ fn collect_keys(v: &Value, keys: &mut std::collections::BTreeSet<String>, top_le
                     collect_keys(child, keys, top_level_only);
                 }
             }
+        }
+    }
+}
+
+/// Keeps the last leaf of each path in a conjunction, in the order written.
+fn dedupe_paths(branch: &mut Vec<Leaf>) {
+    let mut i = 0;
+    while i < branch.len() {
+        if branch[i + 1..].iter().any(|l| l.path == branch[i].path) {
+            branch.remove(i);
+        } else {
+            i += 1;
         }
     }
 }

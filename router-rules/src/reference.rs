@@ -61,9 +61,11 @@ fn walk(
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                path.push(k.clone());
+                // A dotted key is the nested path it spells (EventBridge, SNS bodies).
+                let depth = path.len();
+                path.extend(k.split('.').map(str::to_owned));
                 walk(child, path, trail, arrays, out);
-                path.pop();
+                path.truncate(depth);
             }
         }
         Value::Array(items) => {

@@ -12,7 +12,17 @@ use serde_json::{json, Map, Value};
 use switchyard_shared::events::SnsAttribute;
 
 fn key() -> impl Strategy<Value = String> {
-    prop_oneof![Just("a"), Just("b"), Just("c"), Just("k\"q"), Just("é")].prop_map(str::to_owned)
+    // Dotted keys ("a.b" is the path a → b) meet their nested spellings.
+    prop_oneof![
+        Just("a"),
+        Just("b"),
+        Just("c"),
+        Just("k\"q"),
+        Just("é"),
+        Just("a.b"),
+        Just("b.c.a"),
+    ]
+    .prop_map(str::to_owned)
 }
 
 fn string() -> impl Strategy<Value = String> {
@@ -122,6 +132,10 @@ fn cond(sns: bool) -> BoxedStrategy<Value> {
                 vec(string(), 1..3)
                     .prop_map(|v| json!({"anything-but": {"equals-ignore-case": v}})),
                 Just(json!({"anything-but": {"wildcard": ["x*", "*y"]}})),
+                vec(string().prop_filter("non-empty", |s| !s.is_empty()), 1..3)
+                    .prop_map(|v| json!({"anything-but": {"prefix": v}})),
+                vec(string().prop_filter("non-empty", |s| !s.is_empty()), 1..3)
+                    .prop_map(|v| json!({"anything-but": {"suffix": v}})),
             ]
             .boxed(),
         );
