@@ -152,6 +152,19 @@ struct TreeNode {
     /// Whether any wanted key here is an object: only then can a dotted key
     /// (`"a.b"`, the same as `a` → `b`) name a wanted path.
     nested: bool,
+    /// `"name.` for each such key: how a dotted key naming a wanted path
+    /// starts, looked for in the rest of an object before it is abandoned.
+    dotted_starts: Vec<memchr::memmem::Finder<'static>>,
+}
+
+impl TreeNode {
+    /// Might `rest` (the unread part of an object at this node) hold a dotted
+    /// key naming a wanted path? Any escape could spell one, so it counts too.
+    fn may_hold_dotted_key(&self, rest: &[u8]) -> bool {
+        self.nested
+            && (memchr::memchr(b'\\', rest).is_some()
+                || self.dotted_starts.iter().any(|f| f.find(rest).is_some()))
+    }
 }
 
 impl TreeNode {
@@ -217,8 +230,13 @@ impl FieldTree {
                     None => {
                         self.nodes.push(TreeNode::default());
                         let c = (self.nodes.len() - 1) as u32;
-                        self.nodes[node].keys[pos].child = Some(c);
-                        self.nodes[node].nested = true;
+                        let parent = &mut self.nodes[node];
+                        parent.keys[pos].child = Some(c);
+                        parent.nested = true;
+                        let start = [b"\"", seg.as_bytes(), b"."].concat();
+                        parent
+                            .dotted_starts
+                            .push(memchr::memmem::Finder::new(&start).into_owned());
                         c
                     }
                 };
@@ -230,7 +248,7 @@ impl FieldTree {
     /// The wanted key a dotted event key spells from `node` down (`"a.b"` is
     /// `a` → `b`), as EventBridge reads field names with dots.
     fn find_dotted(&self, mut node: usize, key: &[u8]) -> Option<&TreeKey> {
-        if !self.nodes[node].nested || memchr::memchr(b'.', key).is_none() {
+        if !self.nodes[node].nested || !key.contains(&b'.') {
             return None;
         }
         let mut segments = key.split(|b| *b == b'.').peekable();
@@ -262,11 +280,11 @@ impl FieldTree {
 }
 
 /// What an event's key is to the rules.
-enum Found<'t> {
+enum Found {
     /// The wanted key at this position of the object's node.
     Here(usize),
-    /// A wanted key further down, named by a dotted key.
-    Dotted(&'t TreeKey),
+    /// Perhaps a wanted key further down, named by a dotted key.
+    MaybeDotted,
     No,
 }
 
@@ -354,8 +372,7 @@ impl<'a> Scanner<'a> {
         let keys = &tree.nodes[node].keys;
         let wanted = keys.len();
         let mut seen: u64 = 0;
-        // Past the last wanted key, a dotted key may still name a nested one.
-        let can_stop_early = wanted <= 64 && !tree.nodes[node].nested;
+        let mut can_stop_early = wanted <= 64;
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
@@ -365,34 +382,51 @@ impl<'a> Scanner<'a> {
             self.expect(b'"', "expected a key")?;
             let start = self.i;
             let (end, escaped) = self.string_end()?;
-            let lookup = |key: &[u8]| match tree.nodes[node].find(key) {
-                Some(pos) => Found::Here(pos),
-                None => tree.find_dotted(node, key).map_or(Found::No, Found::Dotted),
-            };
             let found = if escaped {
                 let mut buf = std::mem::take(&mut out.key_buf);
                 buf.clear();
                 unescape(&self.b[start..end], &mut buf).map_err(|m| self.err(m))?;
-                let found = lookup(&buf);
+                let found = tree.nodes[node].find(&buf);
                 out.key_buf = buf;
                 found
             } else {
-                lookup(&self.b[start..end])
+                tree.nodes[node].find(&self.b[start..end])
+            };
+            let found = match found {
+                Some(pos) => Found::Here(pos),
+                // An escaped key is unescaped first: its dots may be escapes too.
+                None if tree.nodes[node].nested
+                    && (escaped || self.b[start..end].contains(&b'.')) =>
+                {
+                    Found::MaybeDotted
+                }
+                None => Found::No,
             };
             self.expect(b':', "expected `:` after a key")?;
             self.ws();
             match found {
-                Found::Dotted(k) => self.value(tree, k, out)?,
+                Found::MaybeDotted => self.dotted_value(tree, node, (start, end), escaped, out)?,
                 Found::Here(pos) => {
                     let k = &keys[pos];
                     self.value(tree, k, out)?;
                     if can_stop_early {
                         seen |= 1 << pos;
                         if seen.count_ones() as usize == wanted {
+                            // Past the last wanted key, only a dotted key can
+                            // still name a wanted path: read on only if one may.
+                            let from = self.i;
                             if top {
-                                return Ok(());
+                                if !tree.nodes[node].may_hold_dotted_key(&self.b[from..]) {
+                                    return Ok(());
+                                }
+                            } else {
+                                self.skip_rest_of_object()?;
+                                if !tree.nodes[node].may_hold_dotted_key(&self.b[from..self.i]) {
+                                    return Ok(());
+                                }
+                                self.i = from;
                             }
-                            return self.skip_rest_of_object();
+                            can_stop_early = false;
                         }
                     }
                 }
@@ -407,6 +441,33 @@ impl<'a> Scanner<'a> {
                 }
                 _ => return Err(self.err("expected `,` or `}` in an object")),
             }
+        }
+    }
+
+    /// The value of a key with a dot (or an escape) that is no wanted key of
+    /// its object: read if the key spells a wanted path, skipped if not.
+    #[cold]
+    #[inline(never)]
+    fn dotted_value(
+        &mut self,
+        tree: &FieldTree,
+        node: usize,
+        (start, end): (usize, usize),
+        escaped: bool,
+        out: &mut Flat,
+    ) -> Result<(), ScanError> {
+        let mut buf = std::mem::take(&mut out.key_buf);
+        buf.clear();
+        if escaped {
+            unescape(&self.b[start..end], &mut buf).map_err(|m| self.err(m))?;
+        } else {
+            buf.extend_from_slice(&self.b[start..end]);
+        }
+        let wanted = tree.find_dotted(node, &buf);
+        out.key_buf = buf;
+        match wanted {
+            Some(k) => self.value(tree, k, out),
+            None => self.skip_value(),
         }
     }
 
