@@ -15,7 +15,7 @@ use switchyard_producer::api::ApiState;
 use switchyard_producer::LocalFanout;
 use switchyard_shared::config::DataDir;
 use switchyard_shared::embedded::{
-    EmbeddedStore, EmbeddedStream, FolderBlobStore, QueueConfig, QueueStats, StoreError,
+    EmbeddedStore, EmbeddedStream, FolderBlobStore, QueueConfig, QueueStats,
 };
 use switchyard_shared::ports::{BlobStore, ChangeStream, EventPublisher, Queue, Table};
 use tokio::sync::watch;
@@ -86,33 +86,38 @@ impl EmbeddedSystem {
             .with_context(|| format!("creating {}", data_dir.root.display()))?;
         let store = EmbeddedStore::open(data_dir.database())
             .with_context(|| format!("opening {}", data_dir.database().display()))?;
-        let mut system = Self::with_store(store, &data_dir.blobs(), topology)?;
+        let blobs = FolderBlobStore::new(data_dir.blobs())
+            .with_context(|| format!("opening blob folder {}", data_dir.blobs().display()))?;
+        let mut system = Self::with_store(store, blobs, topology)?;
         system.data_dir = Some(data_dir.clone());
         Ok(system)
     }
 
-    /// Like [`EmbeddedSystem::open`], but while another process owns the
-    /// data dir (`switchyard up`), opens it read-only as of its last commit:
-    /// for commands that only look (`state dump`, `dlq list`, `dlq show`).
+    /// Opens an existing data dir read-only, as of its last commit, whether
+    /// or not another process owns it (`switchyard up`): for commands that
+    /// only look (`state dump`, `dlq list`, `dlq show`). It never creates,
+    /// folds or truncates a file, so a damaged journal stays as it was
+    /// found, and a mistyped data dir is an error.
     pub fn open_for_reading(data_dir: &DataDir, topology: Arc<Topology>) -> anyhow::Result<Self> {
-        let store = match EmbeddedStore::open(data_dir.database()) {
-            Err(StoreError::InUse { .. }) => EmbeddedStore::open_read_only(data_dir.database()),
-            other => other,
-        }
-        .with_context(|| format!("opening {}", data_dir.database().display()))?;
-        let mut system = Self::with_store(store, &data_dir.blobs(), topology)?;
+        let store = EmbeddedStore::open_read_only(data_dir.database())
+            .with_context(|| format!("opening {} read-only", data_dir.database().display()))?;
+        let blobs = FolderBlobStore::existing(data_dir.blobs())
+            .with_context(|| format!("opening blob folder {}", data_dir.blobs().display()))?;
+        let mut system = Self::with_store(store, blobs, topology)?;
         system.data_dir = Some(data_dir.clone());
         Ok(system)
     }
 
     /// An in-memory store (for tests), with blobs in `blob_dir`.
     pub fn in_memory(blob_dir: &Path, topology: Arc<Topology>) -> anyhow::Result<Self> {
-        Self::with_store(EmbeddedStore::in_memory()?, blob_dir, topology)
+        let blobs = FolderBlobStore::new(blob_dir)
+            .with_context(|| format!("opening blob folder {}", blob_dir.display()))?;
+        Self::with_store(EmbeddedStore::in_memory()?, blobs, topology)
     }
 
     fn with_store(
         store: Arc<EmbeddedStore>,
-        blob_dir: &Path,
+        blobs: FolderBlobStore,
         topology: Arc<Topology>,
     ) -> anyhow::Result<Self> {
         let mut queues: BTreeMap<String, Arc<dyn Queue>> = BTreeMap::new();
@@ -139,9 +144,8 @@ impl EmbeddedSystem {
             store: store.clone(),
         });
         // One fault switch for table and blobs, so one seed drives both.
-        let blobs = FolderBlobStore::new(blob_dir)
-            .with_context(|| format!("opening blob folder {}", blob_dir.display()))?
-            .with_faults(store.faults().clone());
+        let blob_dir = blobs.root().to_path_buf();
+        let blobs = blobs.with_faults(store.faults().clone());
         let (shutdown, _) = watch::channel(false);
         Ok(EmbeddedSystem {
             table: Arc::new(store.table()),
@@ -150,7 +154,7 @@ impl EmbeddedSystem {
             publisher,
             consumer_publisher: fanout,
             topology,
-            blob_root: blob_dir.to_path_buf(),
+            blob_root: blob_dir,
             data_dir: None,
             store,
             shutdown,

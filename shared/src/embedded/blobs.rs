@@ -51,6 +51,13 @@ impl FolderBlobStore {
     pub fn new(root: impl AsRef<Path>) -> Result<Self, BlobError> {
         let root = root.as_ref();
         fs::create_dir_all(root).map_err(|e| backend(root, e))?;
+        Self::existing(root)
+    }
+
+    /// Uses `root`, which must exist, as the blob folder: for commands that
+    /// only read a data dir, and so must not create anything in it.
+    pub fn existing(root: impl AsRef<Path>) -> Result<Self, BlobError> {
+        let root = root.as_ref();
         let root = root.canonicalize().map_err(|e| backend(root, e))?;
         Ok(FolderBlobStore {
             inner: Arc::new(Inner {
@@ -139,7 +146,8 @@ impl Inner {
         let temp = dir.join(format!("{RESERVED}tmp.{name}.{}.{n}", std::process::id()));
         let target = dir.join(name);
         let result = (|| {
-            let mut f = fs::File::create(&temp)?;
+            let mut f = super::private_file(fs::OpenOptions::new().write(true).create(true).truncate(true))
+                .open(&temp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
             fs::rename(&temp, &target)

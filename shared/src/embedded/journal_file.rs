@@ -1,8 +1,9 @@
 //! The journal as an append-only file beside the database
-//! (`<database>.journal`): each commit is one frame (length, CRC-32, ops)
-//! written with one `write`. Appending to a file costs one copy into the
-//! page cache; the SQLite rows it replaces paid for a B-tree insert, WAL
-//! frames and a checkpoint that wrote every byte a second time.
+//! (`<database>.journal`): each commit is one frame (length, CRC-32 of the
+//! ops, CRC-32 of those two, ops) written with one `write`. Appending to a
+//! file costs one copy into the page cache; the SQLite rows it replaces paid
+//! for a B-tree insert, WAL frames and a checkpoint that wrote every byte a
+//! second time.
 //!
 //! The file starts with a generation number. The snapshot in the database
 //! names the generation of the journal that continues it; folding the
@@ -10,6 +11,15 @@
 //! journal of that generation (a new file renamed over the old one). A
 //! crash between the two leaves an older journal, which the snapshot
 //! already covers: it is ignored.
+//!
+//! A crash can tear only the last frame: its header or ops cut short, or
+//! (a power loss after the file grew) zeros where they should be. That is
+//! the one damage a read forgives. Anything else (a damaged header, a
+//! damaged frame with frames after it, a zero-filled hole) is refused with
+//! the byte offset, and nothing is cut off or folded. The header's own
+//! checksum is what tells a damaged length from a torn tail: without it a
+//! length past the end of the file looked torn wherever it was, and
+//! everything after it was silently dropped.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -17,9 +27,14 @@ use std::path::{Path, PathBuf};
 
 use super::journal::CorruptJournal;
 
-const MAGIC: &[u8; 8] = b"SWJRNL01";
+/// This build's format: frames carry a checksum of their header.
+const MAGIC: &[u8; 8] = b"SWJRNL02";
+/// Earlier builds' format (length and CRC of the ops only): still read, and
+/// replaced by a journal of this format when its owner opens it.
+const MAGIC_V1: &[u8; 8] = b"SWJRNL01";
 const HEADER_BYTES: u64 = 16;
-const FRAME_HEADER_BYTES: usize = 8;
+const FRAME_HEADER_BYTES: usize = 12;
+const FRAME_HEADER_BYTES_V1: usize = 8;
 
 /// The journal file that goes with the database at `db`.
 pub(super) fn path_for(db: &Path) -> PathBuf {
@@ -44,10 +59,7 @@ impl JournalWriter {
         let mut temp = path.as_os_str().to_owned();
         temp.push(".new");
         let temp = PathBuf::from(temp);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
+        let mut file = super::private_file(OpenOptions::new().create(true).truncate(true).write(true))
             .open(&temp)?;
         let mut header = [0u8; HEADER_BYTES as usize];
         header[..8].copy_from_slice(MAGIC);
@@ -81,6 +93,8 @@ impl JournalWriter {
         let crc = crc32fast::hash(&frame[FRAME_HEADER_BYTES..]);
         frame[..4].copy_from_slice(&len.to_le_bytes());
         frame[4..8].copy_from_slice(&crc.to_le_bytes());
+        let head = crc32fast::hash(&frame[..8]);
+        frame[8..12].copy_from_slice(&head.to_le_bytes());
         self.file.write_all(frame)?;
         self.bytes += frame.len() as u64;
         Ok(())
@@ -118,14 +132,19 @@ pub(super) enum Found {
     /// happened meanwhile (a read-only open reads again).
     Newer,
     /// The journal continuing the snapshot: `frames` replayed, whole frames
-    /// end at `valid_end` (a torn last frame, if any, after it).
-    Current { frames: usize, valid_end: u64 },
+    /// end at `valid_end` (a torn last frame, if any, after it). `legacy`:
+    /// written in an earlier build's format, so not to be appended to.
+    Current {
+        frames: usize,
+        valid_end: u64,
+        legacy: bool,
+    },
 }
 
 /// Reads the journal at `path` if it continues the snapshot of
-/// `generation`, handing each frame's ops to `each`. A last frame cut
-/// short (by a crash while it was written) ends the journal; a damaged one
-/// before the end is an error.
+/// `generation`, handing each frame's ops to `each`. Only the last frame
+/// may be torn (it ends the journal); any other damage is an error naming
+/// its byte offset.
 pub(super) fn read(
     path: &Path,
     generation: u64,
@@ -143,9 +162,11 @@ pub(super) fn read(
         // only a file from before renames could look like this.
         return Ok(Found::Stale);
     }
-    if &bytes[..8] != MAGIC {
-        return Err(JournalFileError::NotAJournal);
-    }
+    let legacy = match &bytes[..8] {
+        m if m == MAGIC => false,
+        m if m == MAGIC_V1 => true,
+        _ => return Err(JournalFileError::NotAJournal),
+    };
     let found = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
     if found < generation {
         return Ok(Found::Stale);
@@ -155,27 +176,85 @@ pub(super) fn read(
     }
     let mut at = HEADER_BYTES as usize;
     let mut frames = 0;
-    while bytes.len() - at >= FRAME_HEADER_BYTES {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-        let start = at + FRAME_HEADER_BYTES;
-        let Some(ops) = bytes.get(start..start + len) else {
-            break; // torn: the crash came mid-write
+    loop {
+        let frame = if legacy {
+            next_frame_v1(&bytes, at)?
+        } else {
+            next_frame(&bytes, at)?
         };
-        if crc32fast::hash(ops) != crc {
-            if start + len == bytes.len() {
-                break; // torn last frame
-            }
-            return Err(JournalFileError::BadChecksum { offset: at as u64 });
-        }
+        let Some((ops, end)) = frame else { break };
         each(ops)?;
         frames += 1;
-        at = start + len;
+        at = end;
     }
     Ok(Found::Current {
         frames,
         valid_end: at as u64,
+        legacy,
     })
+}
+
+/// The frame at `at`: its ops and where it ends, or `None` at the end of the
+/// journal (the end of the file, or a torn last frame).
+fn next_frame(bytes: &[u8], at: usize) -> Result<Option<(&[u8], usize)>, JournalFileError> {
+    let rest = &bytes[at..];
+    if rest.len() < FRAME_HEADER_BYTES {
+        return Ok(None); // nothing left, or a header cut short at the end
+    }
+    let word = |i: usize| u32::from_le_bytes(rest[i..i + 4].try_into().expect("4 bytes"));
+    let (len, crc, head) = (word(0) as usize, word(4), word(8));
+    let damaged = |what| JournalFileError::Damaged {
+        offset: at as u64,
+        what,
+    };
+    if crc32fast::hash(&rest[..8]) != head {
+        // Zeros to the end of the file: the file grew but the frame never
+        // landed (a power loss). Anything else is damage.
+        return if rest.iter().all(|&b| b == 0) {
+            Ok(None)
+        } else {
+            Err(damaged("its header's checksum does not match"))
+        };
+    }
+    let start = FRAME_HEADER_BYTES;
+    let Some(ops) = rest.get(start..start + len) else {
+        return Ok(None); // a whole header, its ops cut short by the end of the file
+    };
+    if crc32fast::hash(ops) != crc {
+        return if start + len == rest.len() {
+            Ok(None) // the last frame, its ops torn
+        } else {
+            Err(damaged("its checksum does not match, and frames follow it"))
+        };
+    }
+    Ok(Some((ops, at + start + len)))
+}
+
+/// [`next_frame`] for an earlier build's journal, whose frames have no
+/// header checksum: there a length past the end of the file can only be
+/// read as a torn last frame.
+fn next_frame_v1(bytes: &[u8], at: usize) -> Result<Option<(&[u8], usize)>, JournalFileError> {
+    let rest = &bytes[at..];
+    if rest.len() < FRAME_HEADER_BYTES_V1 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+    let start = FRAME_HEADER_BYTES_V1;
+    let Some(ops) = rest.get(start..start + len) else {
+        return Ok(None);
+    };
+    if crc32fast::hash(ops) != crc {
+        return if start + len == rest.len() {
+            Ok(None)
+        } else {
+            Err(JournalFileError::Damaged {
+                offset: at as u64,
+                what: "its checksum does not match, and frames follow it",
+            })
+        };
+    }
+    Ok(Some((ops, at + start + len)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,8 +263,8 @@ pub enum JournalFileError {
     Io(#[from] io::Error),
     #[error("the journal file does not start with Switchyard's journal header")]
     NotAJournal,
-    #[error("the journal file's frame at byte {offset} is damaged (checksum mismatch)")]
-    BadChecksum { offset: u64 },
+    #[error("the journal file's frame at byte {offset} is damaged ({what}); refusing to read past it, and nothing was changed: restore the data dir from a backup, or move the journal aside to start from the last snapshot")]
+    Damaged { offset: u64, what: &'static str },
     #[error(transparent)]
     Ops(#[from] CorruptJournal),
     #[error("the journal file is of a later generation than the database's snapshot (was the database file replaced?)")]
@@ -216,6 +295,30 @@ mod tests {
         (found, seen)
     }
 
+    /// A journal of three frames; returns its path and each frame's offset.
+    fn three_frames(dir: &Path) -> (PathBuf, [usize; 3]) {
+        let path = dir.join("s.db.journal");
+        drop(write_frames(&path, 1, &[b"first", b"second", b"third"]));
+        let first = HEADER_BYTES as usize;
+        let second = first + FRAME_HEADER_BYTES + 5;
+        let third = second + FRAME_HEADER_BYTES + 6;
+        (path, [first, second, third])
+    }
+
+    fn edit(path: &Path, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut bytes = std::fs::read(path).unwrap();
+        f(&mut bytes);
+        std::fs::write(path, &bytes).unwrap();
+        bytes
+    }
+
+    fn damaged_at(path: &Path) -> u64 {
+        match read(path, 1, |_| Ok(())) {
+            Err(JournalFileError::Damaged { offset, .. }) => offset,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     #[test]
     fn frames_read_back_in_order_and_generations_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
@@ -223,7 +326,7 @@ mod tests {
         assert_eq!(collect(&path, 0).0, Found::Missing);
         write_frames(&path, 3, &[b"one", b"", b"three"]);
         let (found, seen) = collect(&path, 3);
-        assert!(matches!(found, Found::Current { frames: 3, .. }));
+        assert!(matches!(found, Found::Current { frames: 3, legacy: false, .. }));
         assert_eq!(seen, vec![b"one".to_vec(), vec![], b"three".to_vec()]);
         assert_eq!(collect(&path, 4).0, Found::Stale);
         assert_eq!(collect(&path, 2).0, Found::Newer);
@@ -235,13 +338,21 @@ mod tests {
         let path = dir.path().join("s.db.journal");
         drop(write_frames(&path, 1, &[b"whole", b"torn-frame"]));
         let full = std::fs::metadata(&path).unwrap().len();
+        // Cut in the ops, in the header, and just after the header.
+        for cut in [3, 12, FRAME_HEADER_BYTES as u64 + 2, 10 + FRAME_HEADER_BYTES as u64] {
+            let copy = dir.path().join(format!("cut{cut}.journal"));
+            std::fs::copy(&path, &copy).unwrap();
+            OpenOptions::new().write(true).open(&copy).unwrap().set_len(full - cut).unwrap();
+            let (found, seen) = collect(&copy, 1);
+            assert!(matches!(found, Found::Current { frames: 1, .. }), "cut {cut}: {found:?}");
+            assert_eq!(seen, vec![b"whole".to_vec()], "cut {cut}");
+        }
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(full - 3).unwrap();
-        let (found, seen) = collect(&path, 1);
-        let Found::Current { frames, valid_end } = found else {
+        let (found, _) = collect(&path, 1);
+        let Found::Current { valid_end, .. } = found else {
             panic!("{found:?}")
         };
-        assert_eq!((frames, seen), (1, vec![b"whole".to_vec()]));
         let mut w = JournalWriter::resume(&path, valid_end).unwrap();
         let mut f = JournalWriter::frame();
         f.extend_from_slice(b"after");
@@ -253,22 +364,92 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_filled_or_garbled_last_frame_is_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, [_, _, third]) = three_frames(dir.path());
+        // A power loss after the file grew: zeros where the last frame goes.
+        let bytes = edit(&path, |b| b[third..].fill(0));
+        let (found, seen) = collect(&path, 1);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(found, Found::Current { frames: 2, valid_end: third as u64, legacy: false });
+        // Zeros past the end of the last whole frame, too.
+        edit(&path, |b| b.extend_from_slice(&[0; 100]));
+        assert_eq!(collect(&path, 1).1.len(), 2);
+        // Its ops garbled, header whole: torn too, as nothing follows.
+        std::fs::write(&path, &bytes).unwrap();
+        let (path, [_, _, third]) = three_frames(dir.path());
+        edit(&path, |b| b[third + FRAME_HEADER_BYTES] ^= 0xff);
+        assert_eq!(collect(&path, 1).1.len(), 2);
+    }
+
+    #[test]
+    fn a_damaged_length_is_refused_with_its_offset_at_the_start_middle_and_end() {
+        for (which, name) in [(0, "start"), (1, "middle"), (2, "end")] {
+            let dir = tempfile::tempdir().unwrap();
+            let (path, offsets) = three_frames(dir.path());
+            let at = offsets[which];
+            let before = edit(&path, |b| b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes()));
+            assert_eq!(damaged_at(&path), at as u64, "{name}");
+            // Nothing was changed by the refusal.
+            assert_eq!(std::fs::read(&path).unwrap(), before, "{name}");
+            // A small wrong length (still inside the file) is refused too.
+            edit(&path, |b| b[at..at + 4].copy_from_slice(&1u32.to_le_bytes()));
+            assert_eq!(damaged_at(&path), at as u64, "{name}, small length");
+        }
+    }
+
+    #[test]
+    fn a_zero_filled_hole_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, [_, second, third]) = three_frames(dir.path());
+        // A lost page in the middle: the second frame reads as zeros.
+        edit(&path, |b| b[second..third].fill(0));
+        assert_eq!(damaged_at(&path), second as u64);
+        // Only its ops zeroed: the checksum catches it, frames follow.
+        let (path, [_, second, third]) = three_frames(dir.path());
+        edit(&path, |b| b[second + FRAME_HEADER_BYTES..third].fill(0));
+        assert_eq!(damaged_at(&path), second as u64);
+    }
+
+    #[test]
     fn damage_before_the_end_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db.journal");
         drop(write_frames(&path, 1, &[b"first", b"second"]));
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[HEADER_BYTES as usize + FRAME_HEADER_BYTES] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
-        let err = read(&path, 1, |_| Ok(())).unwrap_err();
-        assert!(
-            matches!(err, JournalFileError::BadChecksum { offset: 16 }),
-            "{err}"
-        );
+        edit(&path, |b| b[HEADER_BYTES as usize + FRAME_HEADER_BYTES] ^= 0xff);
+        assert_eq!(damaged_at(&path), HEADER_BYTES);
         std::fs::write(&path, b"something else entirely").unwrap();
         assert!(matches!(
             read(&path, 1, |_| Ok(())),
             Err(JournalFileError::NotAJournal)
         ));
+    }
+
+    #[test]
+    fn an_earlier_builds_journal_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db.journal");
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.extend_from_slice(&1u64.to_le_bytes());
+        for ops in [&b"one"[..], b"two"] {
+            bytes.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&crc32fast::hash(ops).to_le_bytes());
+            bytes.extend_from_slice(ops);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let (found, seen) = collect(&path, 1);
+        assert!(matches!(found, Found::Current { frames: 2, legacy: true, .. }));
+        assert_eq!(seen, vec![b"one".to_vec(), b"two".to_vec()]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_journal_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db.journal");
+        drop(write_frames(&path, 1, &[b"x"]));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

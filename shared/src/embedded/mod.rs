@@ -58,3 +58,11 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     transactions: true,
     old_item_on_condition_failure: true,
 };
+
+/// `options` creating files readable and writable by their owner only
+/// (0600): the data dir holds every order and message.
+pub(crate) fn private_file(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(options, 0o600);
+    options
+}

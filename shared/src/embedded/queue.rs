@@ -259,7 +259,8 @@ impl EmbeddedStore {
             .entry(cfg.name.clone())
             .or_default();
         // Admin calls are synchronous: wait for the commit without a runtime.
-        futures::executor::block_on(self.durable(batch))?;
+        // Not for the flush: every open creates its queues again.
+        futures::executor::block_on(self.committed(batch))?;
         Ok(())
     }
 
@@ -412,7 +413,7 @@ impl EmbeddedStore {
         for t in &unique {
             self.notify_queue(t);
         }
-        futures::executor::block_on(self.durable(batch))?;
+        futures::executor::block_on(self.flushed(batch))?;
         Ok(moved)
     }
 
@@ -429,7 +430,7 @@ impl EmbeddedStore {
             c.apply(Op::Purge { queue });
             Ok::<_, QueueError>(n)
         })?;
-        futures::executor::block_on(self.durable(batch))?;
+        futures::executor::block_on(self.flushed(batch))?;
         Ok(n)
     }
 
@@ -829,7 +830,7 @@ impl Queue for EmbeddedQueue {
             .store
             .change(|c| send_in(c, &self.meta, &self.name, &messages, dedup_window))?;
         self.meta.notify.notify_waiters();
-        self.store.durable(batch).await?;
+        self.store.committed(batch).await?;
         Ok(ids)
     }
 

@@ -9,19 +9,24 @@
 //! commit. Changes are visible at once and durable with the next commit, in
 //! order, so a crash loses at most a suffix of the changes, never one in the
 //! middle, and the state after a restart is one the running process went
-//! through. What acknowledges to the outside world waits for
-//! [`EmbeddedStore::sync`] first. A commit is in the page cache once its
-//! `write` returns, so it survives `kill -9`; a sync thread flushes the file
-//! to disk every [`SYNC_EVERY`], off the commit path (as SQLite's
-//! `synchronous=NORMAL` leaves the last commits to a power loss).
+//! through. A commit is in the page cache once its `write` returns, so it
+//! survives `kill -9`. A sync thread flushes the file to disk
+//! (`fdatasync`) every [`SYNC_EVERY`], and at once when someone waits for
+//! it: what acknowledges to the outside world (the HTTP API's 202,
+//! `switchyard publish`) waits in [`EmbeddedStore::sync`] for the flush
+//! that covers its changes, so an acknowledged command survives a power
+//! loss too. Everyone waiting meanwhile shares the next flush (group
+//! commit). A failed flush fails the store: it takes no more changes, and
+//! every waiter gets the error.
 //!
 //! The journal is folded into a snapshot (the state written out as ops, in
 //! the database's `snapshot` table) when a store opens and whenever it
 //! grows past [`StoreOptions::fold_journal_bytes`] (256 MB by default).
 //!
-//! One process owns a data dir at a time (an exclusive lock on
-//! `<database>.lock`); others can open it read-only, seeing the state as of
-//! the last commit.
+//! One process owns a data dir at a time (an exclusive `flock` on the
+//! database file itself, which cannot be deleted from under its owner the
+//! way a lock file could); others can open it read-only, seeing the state
+//! as of the last commit, without changing any file.
 use std::collections::HashMap;
 use std::fs::File;
 use std::future::Future;
@@ -106,6 +111,8 @@ pub enum StoreError {
     },
     #[error("{path} is in use by another Switchyard process (`switchyard up`?); stop it, or talk to it through its HTTP API (read-only commands still work)")]
     InUse { path: String },
+    #[error("no Switchyard store at {path} (is the data dir right?)")]
+    Missing { path: String },
     #[error("{path}: {source}")]
     Corrupt {
         path: String,
@@ -220,14 +227,19 @@ struct Core {
     inner: Mutex<Inner>,
     /// Woken when `pending` stops being empty, and on shutdown.
     wake: Condvar,
-    /// The last commit that is durable.
-    durable: watch::Sender<u64>,
+    /// The last commit written to the journal file (survives `kill -9`).
+    committed: watch::Sender<u64>,
+    /// The last commit flushed to disk (survives a power loss).
+    flushed: watch::Sender<u64>,
+    /// Someone waits for a flush: the sync thread flushes at once.
+    flush_wanted: AtomicBool,
     failed: Mutex<Option<String>>,
     stop: AtomicBool,
     /// The journal file being appended to, for the sync thread.
     journal: Mutex<Option<File>>,
-    /// Set by each commit, cleared by the sync thread.
-    unsynced: AtomicBool,
+    /// Tests: the next flush fails as if the disk had.
+    #[cfg(test)]
+    fail_next_flush: AtomicBool,
 }
 
 /// The embedded backend's store. Open it once and share the `Arc`; the
@@ -247,7 +259,7 @@ pub struct EmbeddedStore {
     pub(super) external_poll: Duration,
     pub(super) dedup_window_ms: i64,
     receipts: AtomicU64,
-    /// Held while open: the exclusive lock on the data dir.
+    /// Held while open: the exclusive lock on the database file.
     _owner: Option<File>,
 }
 
@@ -325,6 +337,13 @@ impl EmbeddedStore {
         let sql = StoreError::sqlite(&shown);
         let in_memory = shown == ":memory:";
         let created_ms = now_ms();
+        if mode == Mode::ReadOnly && !in_memory && !path.is_file() {
+            // A read-only open never creates anything: a mistyped data dir
+            // is an error, not a new empty store.
+            return Err(StoreError::Missing {
+                path: shown.clone(),
+            });
+        }
         let (state, shards, label, conn, owner, journal) = if in_memory {
             let state = State::new(options.shards as usize);
             (
@@ -341,7 +360,10 @@ impl EmbeddedStore {
                 Mode::ReadOnly => None,
             };
             let conn = open_file(path, &options, mode).map_err(&sql)?;
+            let journal_path = journal_file::path_for(path);
             if mode == Mode::Owner {
+                // A damaged journal is refused before anything is written.
+                check_journal(&conn, &journal_path, &shown)?;
                 upgrade_schema(&conn, &shown)?;
             }
             let shards: u32 = match meta_get(&conn, "shards").map_err(&sql)? {
@@ -365,7 +387,6 @@ impl EmbeddedStore {
                     l
                 }
             };
-            let journal_path = journal_file::path_for(path);
             let mut loaded = load(&conn, shards as usize, &journal_path, &shown)?;
             let reclaimed = loaded.state.reclaim_in_flight(created_ms);
             let journal = match mode {
@@ -385,7 +406,8 @@ impl EmbeddedStore {
             .map(|name| (name.clone(), Arc::new(QueueMeta::new())))
             .collect();
         let journaling = journal.is_some();
-        let (durable, _) = watch::channel(0u64);
+        let (committed, _) = watch::channel(0u64);
+        let (flushed, _) = watch::channel(0u64);
         let core = Arc::new(Core {
             inner: Mutex::new(Inner {
                 state,
@@ -395,11 +417,14 @@ impl EmbeddedStore {
                 journaling,
             }),
             wake: Condvar::new(),
-            durable,
+            committed,
+            flushed,
+            flush_wanted: AtomicBool::new(false),
             failed: Mutex::new(None),
             stop: AtomicBool::new(false),
             journal: Mutex::new(None),
-            unsynced: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_next_flush: AtomicBool::new(false),
         });
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -418,8 +443,8 @@ impl EmbeddedStore {
                     "switchyard-commit",
                     Box::new(move || commit_loop(&c, &conn, journal, fold, &db)),
                 )?;
-                let c = Arc::clone(&core);
-                let syncer = spawn("switchyard-sync", Box::new(move || sync_loop(&c)))?;
+                let (c, db) = (Arc::clone(&core), shown.clone());
+                let syncer = spawn("switchyard-sync", Box::new(move || sync_loop(&c, &db)))?;
                 (Some(committer), Some(syncer))
             }
             _ => (None, None),
@@ -511,23 +536,45 @@ impl EmbeddedStore {
         Ok((out, batch))
     }
 
-    /// Waits until every change applied so far is durable: what a system's
-    /// edge calls before it acknowledges anything to the outside world (the
-    /// HTTP API's 202, `switchyard publish`). Inside the pipeline nothing
-    /// waits: a crash loses only a suffix of the changes, so a handled
-    /// message whose delete was lost is redelivered and handled again.
+    /// Waits until every change applied so far is on disk (written and
+    /// flushed): what a system's edge calls before it acknowledges anything
+    /// to the outside world (the HTTP API's 202, `switchyard publish`).
+    /// Inside the pipeline nothing waits for the disk: a crash loses only a
+    /// suffix of the changes, so a handled message whose delete was lost is
+    /// redelivered and handled again.
     pub async fn sync(&self) -> Result<(), Unwritable> {
         let batch = self.lock().latest_batch();
-        self.durable(batch).await
+        self.flushed(batch).await
     }
 
-    /// Waits until commit `batch` is durable (at once in memory).
-    pub(super) async fn durable(&self, batch: u64) -> Result<(), Unwritable> {
+    /// Waits until commit `batch` is written to the journal file, so it
+    /// survives `kill -9` (at once in memory).
+    pub(super) async fn committed(&self, batch: u64) -> Result<(), Unwritable> {
         if self.committer.is_some() {
-            let mut rx = self.core.durable.subscribe();
+            let mut rx = self.core.committed.subscribe();
             // The sender lives as long as the store, which `self` borrows.
             let _ = rx.wait_for(|d| *d >= batch).await;
         }
+        self.healthy()
+    }
+
+    /// Waits until commit `batch` is flushed to disk, asking the sync thread
+    /// for a flush if none covers it yet.
+    pub(super) async fn flushed(&self, batch: u64) -> Result<(), Unwritable> {
+        self.committed(batch).await?;
+        let Some(syncer) = &self.syncer else {
+            return Ok(());
+        };
+        let mut rx = self.core.flushed.subscribe();
+        if *rx.borrow_and_update() < batch {
+            self.core.flush_wanted.store(true, Ordering::Release);
+            syncer.thread().unpark();
+            let _ = rx.wait_for(|d| *d >= batch).await;
+        }
+        self.healthy()
+    }
+
+    fn healthy(&self) -> Result<(), Unwritable> {
         match self.failure() {
             Some(e) => Err(Unwritable::Failed(e)),
             None => Ok(()),
@@ -557,7 +604,9 @@ impl EmbeddedStore {
     }
 }
 
-/// Takes the data dir's exclusive lock, or says who has it.
+/// Takes the exclusive lock on the database file (creating it, private to
+/// its owner, if new), or says who has it. `flock` locks are independent
+/// of the `fcntl` locks SQLite takes on the same file.
 fn take_ownership(path: &Path, shown: &str) -> Result<File, StoreError> {
     let io = |source| StoreError::Io {
         path: shown.to_owned(),
@@ -566,14 +615,15 @@ fn take_ownership(path: &Path, shown: &str) -> Result<File, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(PathBuf::from(lock_path))
-        .map_err(io)?;
+    let file = super::private_file(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true),
+    )
+    .open(path)
+    .map_err(io)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
@@ -599,6 +649,19 @@ fn open_file(path: &Path, options: &StoreOptions, mode: Mode) -> rusqlite::Resul
         conn.pragma_update(None, "synchronous", "FULL")?;
     }
     Ok(conn)
+}
+
+/// Reads through the journal file's frames without applying them: an owner
+/// refuses a damaged journal before it writes to the database, so the
+/// refusal leaves every file as it was.
+fn check_journal(conn: &Connection, journal: &Path, shown: &str) -> Result<(), StoreError> {
+    let generation = meta_get(conn, JOURNAL_GENERATION)
+        .map_err(StoreError::sqlite(shown))?
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0);
+    journal_file::read(journal, generation, |_| Ok(()))
+        .map(drop)
+        .map_err(StoreError::journal_file(journal))
 }
 
 /// Creates the schema, or brings an older database to this one.
@@ -737,11 +800,12 @@ fn start_journal(
         Found::Current {
             frames: 0,
             valid_end,
+            legacy: false,
         } if rows == 0 => (
             JournalWriter::resume(path, valid_end).map_err(io)?,
             generation,
         ),
-        Found::Missing | Found::Stale if rows == 0 => (
+        Found::Missing | Found::Stale | Found::Current { frames: 0, .. } if rows == 0 => (
             JournalWriter::create(path, generation).map_err(io)?,
             generation,
         ),
@@ -846,8 +910,8 @@ fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, fold_bytes:
         if !g.has_pending() {
             drop(g);
             // Stopping, and everything is written: flush it to disk too.
-            if let Err(e) = core.sync_now() {
-                tracing::warn!(db = %shown, error = %e, "flushing the journal at close failed");
+            if let Err(e) = core.flush() {
+                fail(core, shown, format!("flushing the journal to disk at close: {e}"));
             }
             return;
         }
@@ -879,8 +943,7 @@ fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, fold_bytes:
         if let Err(e) = result {
             return fail(core, shown, format!("writing the journal: {e}"));
         }
-        core.unsynced.store(true, Ordering::Release);
-        core.durable.send_replace(batch);
+        core.committed.send_replace(batch);
         g = core.inner.lock().unwrap_or_else(|e| e.into_inner());
     }
 }
@@ -889,30 +952,59 @@ fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, fold_bytes:
 /// (and what a change made meanwhile may wait for its commit).
 const COMMIT_NAP: Duration = Duration::from_micros(500);
 
-/// How often the sync thread flushes the journal file to disk.
+/// How often the sync thread flushes the journal file to disk when nobody
+/// waits for it.
 const SYNC_EVERY: Duration = Duration::from_millis(100);
 
 /// Flushes committed journal frames to disk on a thread of its own, so a
-/// commit never waits for the disk.
-fn sync_loop(core: &Core) {
-    while !core.stop.load(Ordering::SeqCst) {
-        std::thread::park_timeout(SYNC_EVERY);
-        if let Err(e) = core.sync_now() {
-            tracing::warn!(error = %e, "flushing the journal failed");
+/// commit never waits for the disk: every [`SYNC_EVERY`], and at once when
+/// [`EmbeddedStore::flushed`] asks. Whoever asks during a flush is served
+/// by the next one, which covers every commit written by then.
+fn sync_loop(core: &Core, shown: &str) {
+    loop {
+        let stopping = core.stop.load(Ordering::SeqCst);
+        if !stopping && !core.flush_wanted.swap(false, Ordering::AcqRel) {
+            std::thread::park_timeout(SYNC_EVERY);
+            core.flush_wanted.store(false, Ordering::Release);
+        }
+        if let Err(e) = core.flush() {
+            // What is in memory can no longer be promised to survive.
+            return fail(core, shown, format!("flushing the journal to disk: {e}"));
+        }
+        if stopping {
+            return;
         }
     }
 }
 
 impl Core {
-    fn sync_now(&self) -> std::io::Result<()> {
-        if !self.unsynced.swap(false, Ordering::AcqRel) {
+    /// Flushes the journal file and marks every commit written before the
+    /// flush began as flushed. Earlier journals of a fold need no flush:
+    /// the snapshot that replaced them was written with `synchronous=FULL`.
+    fn flush(&self) -> std::io::Result<()> {
+        // Read before the flush: everything written by now is covered.
+        let target = *self.committed.borrow();
+        if target <= *self.flushed.borrow() {
             return Ok(());
         }
-        let file = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        match &*file {
-            Some(f) => f.sync_data(),
-            None => Ok(()),
+        #[cfg(test)]
+        if self.fail_next_flush.swap(false, Ordering::AcqRel) {
+            return Err(std::io::Error::other("injected flush failure"));
         }
+        {
+            let file = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(f) = &*file {
+                f.sync_data()?;
+            }
+        }
+        self.flushed.send_if_modified(|f| {
+            let newer = target > *f;
+            if newer {
+                *f = target;
+            }
+            newer
+        });
+        Ok(())
     }
 }
 
@@ -921,7 +1013,8 @@ impl Core {
 fn fail(core: &Core, shown: &str, error: String) {
     tracing::error!(db = %shown, %error, "the store's journal failed");
     *core.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
-    core.durable.send_replace(u64::MAX);
+    core.committed.send_replace(u64::MAX);
+    core.flushed.send_replace(u64::MAX);
 }
 
 fn meta_get(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
@@ -1010,6 +1103,135 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn checkpoint_op(store: &EmbeddedStore, sequence: &str) -> u64 {
+        store
+            .change(|c| {
+                c.apply(Op::Checkpoint {
+                    consumer: "c",
+                    shard: 0,
+                    sequence,
+                });
+                Ok::<_, Unwritable>(())
+            })
+            .unwrap()
+            .1
+    }
+
+    #[tokio::test]
+    async fn sync_answers_only_once_the_change_is_flushed_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path().join("s.db")).unwrap();
+        for i in 0..20 {
+            let batch = checkpoint_op(&store, &format!("{i:021}"));
+            store.sync().await.unwrap();
+            // Acknowledged means on disk, not only written to the page cache.
+            assert!(*store.core.flushed.borrow() >= batch, "change {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_fails_the_store_and_every_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path().join("s.db")).unwrap();
+        store.core.fail_next_flush.store(true, Ordering::SeqCst);
+        checkpoint_op(&store, "000000000000000000001");
+        let err = store.sync().await.unwrap_err();
+        assert!(err.to_string().contains("injected flush failure"), "{err}");
+        // No more changes: what is in memory can no longer be made durable.
+        let refused = store.change(|_| Ok::<_, Unwritable>(()));
+        assert!(matches!(refused, Err(Unwritable::Failed(_))));
+    }
+
+    #[test]
+    fn the_owner_lock_is_on_the_database_file_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let owner = EmbeddedStore::open(&path).unwrap();
+        // A lock file could be deleted from under the owner; the database
+        // cannot be without deleting the data.
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let name = entry.unwrap().file_name();
+            assert!(!name.to_string_lossy().ends_with(".lock"), "{name:?}");
+        }
+        assert!(matches!(
+            EmbeddedStore::open(&path),
+            Err(StoreError::InUse { .. })
+        ));
+        drop(owner);
+        EmbeddedStore::open(&path).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn data_files_are_private_to_their_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = EmbeddedStore::open(&path).unwrap();
+        checkpoint_op(&store, "000000000000000000001");
+        futures::executor::block_on(store.sync()).unwrap();
+        for file in [path.clone(), journal_file::path_for(&path)] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        }
+    }
+
+    #[test]
+    fn a_read_only_open_needs_an_existing_store_and_changes_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("typo").join("s.db");
+        assert!(matches!(
+            EmbeddedStore::open_read_only(&missing),
+            Err(StoreError::Missing { .. })
+        ));
+        assert!(!dir.path().join("typo").exists(), "nothing created");
+
+        let path = dir.path().join("s.db");
+        let store = EmbeddedStore::open(&path).unwrap();
+        checkpoint_op(&store, "000000000000000000001");
+        futures::executor::block_on(store.sync()).unwrap();
+        drop(store);
+        // A torn last frame: an owner would cut it off; a reader must not.
+        let journal = journal_file::path_for(&path);
+        let mut bytes = std::fs::read(&journal).unwrap();
+        bytes.extend_from_slice(&[0x55; 5]);
+        std::fs::write(&journal, &bytes).unwrap();
+        let before = (std::fs::read(&path).unwrap(), bytes);
+        let reader = EmbeddedStore::open_read_only(&path).unwrap();
+        assert_eq!(reader.lock().state.checkpoints.len(), 1);
+        drop(reader);
+        let after = (std::fs::read(&path).unwrap(), std::fs::read(&journal).unwrap());
+        assert!(before == after, "a read-only open changed the data files");
+    }
+
+    #[test]
+    fn a_damaged_journal_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = EmbeddedStore::open(&path).unwrap();
+        for i in 0..3 {
+            checkpoint_op(&store, &format!("{i:021}"));
+            futures::executor::block_on(store.sync()).unwrap();
+        }
+        drop(store);
+        let journal = journal_file::path_for(&path);
+        let mut bytes = std::fs::read(&journal).unwrap();
+        // The first frame's length, as a bit flip could leave it.
+        bytes[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&journal, &bytes).unwrap();
+        let db = std::fs::read(&path).unwrap();
+        let opens: [fn(&Path) -> Result<Arc<EmbeddedStore>, StoreError>; 2] = [
+            |p| EmbeddedStore::open(p),
+            |p| EmbeddedStore::open_read_only(p),
+        ];
+        for open in opens {
+            let err = open(&path).unwrap_err();
+            assert!(err.to_string().contains("at byte 16"), "{err}");
+        }
+        assert!(std::fs::read(&journal).unwrap() == bytes, "journal changed");
+        assert!(std::fs::read(&path).unwrap() == db, "database changed");
+    }
 
     #[test]
     fn a_schema_2_database_with_journal_rows_is_carried_over() {
