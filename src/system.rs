@@ -226,19 +226,7 @@ impl EmbeddedSystem {
 
     /// Names of the queues that hold given-up work: DLQs and on-failure queues.
     pub fn dead_letter_queues(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .topology
-            .consumers
-            .iter()
-            .map(|c| c.dlq_name())
-            .collect();
-        names.extend(
-            self.topology
-                .stream_consumers
-                .iter()
-                .map(|s| s.on_failure_queue()),
-        );
-        names
+        dead_letter_queues(&self.topology)
     }
 
     /// True when no message waits or is in flight on any consumer queue and
@@ -350,4 +338,17 @@ impl RecordWaiter for StreamWaiter {
     async fn wait_for_records(&self, shard: &str, after: Option<&str>, timeout: Duration) {
         let _ = self.0.wait_for_records(shard, after, timeout).await;
     }
+}
+
+/// The topology's dead-letter queues: each consumer's DLQ, then each stream
+/// consumer's on-failure queue.
+pub fn dead_letter_queues(topology: &Topology) -> Vec<String> {
+    let mut names: Vec<String> = topology.consumers.iter().map(|c| c.dlq_name()).collect();
+    names.extend(
+        topology
+            .stream_consumers
+            .iter()
+            .map(|s| s.on_failure_queue()),
+    );
+    names
 }

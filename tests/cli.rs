@@ -42,13 +42,22 @@ fn publish_refuses_malformed_events_and_publishes_nothing() {
             && err.contains("nothing was published"),
         "{err}"
     );
+    // Nothing was published, so there is no store yet, and a read command
+    // says so rather than creating an empty one.
     let stats = switchyard(&["dlq", "list", "--data-dir", d], None);
-    assert!(stats.status.success(), "{}", text(&stats.stderr));
+    assert!(!stats.status.success());
+    assert!(
+        text(&stats.stderr).contains("no Switchyard store"),
+        "{}",
+        text(&stats.stderr)
+    );
 
     let good = r#"{"detail-type": "OrderPlaced", "detail": {"order_id": "p-1", "customer_id": "c", "items": [], "total_cents": 5, "currency": "EUR"}}"#;
     let out = switchyard(&["publish", "--data-dir", d], Some(good));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("published OrderPlaced "));
+    let stats = switchyard(&["dlq", "list", "--data-dir", d], None);
+    assert!(stats.status.success(), "{}", text(&stats.stderr));
 
     for (bad, needle) in [
         ("{not json", "not JSON"),
@@ -103,4 +112,118 @@ fn dlq_commands_name_the_valid_queues() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Every file of a data dir, with its bytes.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            out.push((path, bytes));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The paths whose bytes differ between two listings, or that only one has.
+fn changed(
+    a: &[(std::path::PathBuf, Vec<u8>)],
+    b: &[(std::path::PathBuf, Vec<u8>)],
+) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<_> = a.iter().chain(b).map(|(p, _)| p.clone()).collect();
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .filter(|p| {
+            a.iter().find(|(q, _)| q == p).map(|x| &x.1)
+                != b.iter().find(|(q, _)| q == p).map(|x| &x.1)
+        })
+        .collect()
+}
+
+#[test]
+fn read_commands_refuse_a_damaged_journal_and_change_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for i in 0..5 {
+        let event = format!(
+            r#"{{"detail-type": "OrderPlaced", "detail": {{"order_id": "j-{i}", "customer_id": "c", "items": [], "total_cents": 5, "currency": "EUR"}}}}"#
+        );
+        let out = switchyard(&["publish", "--data-dir", d], Some(&event));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let dump = switchyard(&["state", "dump", "--data-dir", d], None);
+    assert!(dump.status.success(), "{}", text(&dump.stderr));
+    // A read command on an idle data dir changes nothing.
+    let before = files(dir.path());
+    assert!(switchyard(&["dlq", "list", "--data-dir", d], None)
+        .status
+        .success());
+    assert_eq!(
+        changed(&before, &files(dir.path())),
+        Vec::<std::path::PathBuf>::new(),
+        "dlq list"
+    );
+    let again = switchyard(&["state", "dump", "--data-dir", d], None);
+    assert_eq!(text(&again.stdout), text(&dump.stdout));
+    assert_eq!(
+        changed(&before, &files(dir.path())),
+        Vec::<std::path::PathBuf>::new(),
+        "state dump"
+    );
+
+    // The repro: a frame's length damaged in the middle of the journal.
+    let journal = dir.path().join("switchyard.db.journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let frame_at = 16; // after the file header: the first frame
+    let len = u32::from_le_bytes(bytes[frame_at..frame_at + 4].try_into().unwrap()) as usize;
+    let second = frame_at + 12 + len;
+    assert!(
+        second + 12 < bytes.len(),
+        "the journal holds more than one frame"
+    );
+    bytes[second..second + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&journal, &bytes).unwrap();
+    let before = files(dir.path());
+    for args in [
+        &["state", "dump", "--data-dir", d][..],
+        &["dlq", "list", "--data-dir", d],
+    ] {
+        let out = switchyard(args, None);
+        assert!(!out.status.success(), "{args:?} read a damaged journal");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("at byte {second}")),
+            "{args:?}: {err}"
+        );
+    }
+    // The owner refuses it too, and nothing was folded or cut off.
+    let event = r#"{"detail-type": "OrderPlaced", "detail": {"order_id": "x", "customer_id": "c", "items": [], "total_cents": 5, "currency": "EUR"}}"#;
+    let out = switchyard(&["publish", "--data-dir", d], Some(event));
+    assert!(!out.status.success(), "published into a damaged data dir");
+    assert_eq!(
+        changed(&before, &files(dir.path())),
+        Vec::<std::path::PathBuf>::new(),
+        "refused open"
+    );
+
+    // A mistyped data dir is an error, and is not created.
+    let typo = dir.path().join("typo");
+    let out = switchyard(
+        &["state", "dump", "--data-dir", typo.to_str().unwrap()],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no Switchyard store"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!typo.exists());
 }

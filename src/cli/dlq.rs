@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
+use switchyard::system::dead_letter_queues;
 use switchyard::EmbeddedSystem;
 
 use super::GlobalArgs;
@@ -37,9 +38,7 @@ pub enum DlqCommand {
 
 pub async fn run(global: &GlobalArgs, args: DlqArgs) -> anyhow::Result<ExitCode> {
     let topology = Arc::new(super::load_topology(global)?);
-    let system =
-        EmbeddedSystem::open_for_reading(&EmbeddedSystem::data_dir(args.data_dir), topology)?;
-    let dlqs = system.dead_letter_queues();
+    let dlqs = dead_letter_queues(&topology);
     let known = |q: &str| -> anyhow::Result<()> {
         if dlqs.iter().any(|d| d == q) {
             Ok(())
@@ -49,6 +48,19 @@ pub async fn run(global: &GlobalArgs, args: DlqArgs) -> anyhow::Result<ExitCode>
                 dlqs.join(", ")
             )
         }
+    };
+    if let DlqCommand::Show { queue, .. } | DlqCommand::Redrive { queue, .. } = &args.command {
+        known(queue)?;
+    }
+    let data_dir = EmbeddedSystem::data_dir(args.data_dir);
+    // Only a redrive writes: the others never change (or create) a file.
+    let system = if let DlqCommand::Redrive { .. } = args.command {
+        if !data_dir.database().is_file() {
+            anyhow::bail!("no Switchyard data dir at {}", data_dir.root.display());
+        }
+        EmbeddedSystem::open(&data_dir, topology)?
+    } else {
+        EmbeddedSystem::open_for_reading(&data_dir, topology)?
     };
     match args.command {
         DlqCommand::List => {
@@ -62,7 +74,6 @@ pub async fn run(global: &GlobalArgs, args: DlqArgs) -> anyhow::Result<ExitCode>
             }
         }
         DlqCommand::Show { queue, limit } => {
-            known(&queue)?;
             for m in system.store.list_messages(&queue, limit)? {
                 println!(
                     "{}  from {}  receives {}  reason: {}\n  {}",
@@ -75,7 +86,6 @@ pub async fn run(global: &GlobalArgs, args: DlqArgs) -> anyhow::Result<ExitCode>
             }
         }
         DlqCommand::Redrive { queue, max } => {
-            known(&queue)?;
             let moved = system.store.redrive(&queue, max)?;
             println!("moved {moved} message(s) from {queue} back to their source queue");
         }

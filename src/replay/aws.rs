@@ -94,6 +94,7 @@ pub async fn replay_aws(
         plan.to_publish.iter().cloned(),
         options.rate,
         options.chunk,
+        1,
         |part, _| bar.inc(part.len() as u64),
     )
     .await?;

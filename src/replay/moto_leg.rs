@@ -49,6 +49,7 @@ pub async fn run(
         generate::BenchEvents::new(options.seed, events),
         Rate::Max,
         500,
+        1,
         |part, at| {
             for e in part {
                 if let Some(t) = versions.slot_of(e).and_then(|s| published_at.get_mut(s)) {

@@ -408,37 +408,67 @@ pub fn dead_letters(system: &EmbeddedSystem) -> anyhow::Result<Vec<DeadLetter>> 
 /// Publishes `events` in order at `rate`, in chunks; after each chunk calls
 /// `published` with it and the moment its publish call started. Returns the
 /// publish reports merged.
+///
+/// With `in_flight` above 1, up to that many publish calls overlap, as
+/// independent clients would: a durable publisher's answer waits for the
+/// disk, and overlapping calls share one flush. Chunks still start in
+/// order; a replay, whose order matters, passes 1.
 pub async fn publish_paced(
     publisher: &dyn EventPublisher,
     events: impl IntoIterator<Item = Envelope>,
     rate: Rate,
     max_chunk: usize,
+    in_flight: usize,
     mut published: impl FnMut(&[Envelope], Instant),
 ) -> anyhow::Result<PublishReport> {
+    use futures::stream::{FuturesOrdered, StreamExt};
     let mut report = PublishReport::default();
     let start = tokio::time::Instant::now();
-    // At a fixed rate, publish what is due each millisecond.
-    let chunk = match rate {
-        Rate::Max => max_chunk.max(1),
-        Rate::PerSecond(r) => ((r / 1000.0).ceil() as usize).clamp(1, max_chunk.max(1)),
-    };
+    let max_chunk = max_chunk.max(1);
     let mut events = events.into_iter().peekable();
     let mut sent = 0usize;
-    while events.peek().is_some() {
-        let part: Vec<Envelope> = events.by_ref().take(chunk).collect();
-        if let Rate::PerSecond(r) = rate {
-            let due = start + Duration::from_secs_f64(sent as f64 / r);
-            tokio::time::sleep_until(due).await;
-        }
-        let at = Instant::now();
-        let r = publisher
-            .publish(&part)
-            .await
-            .context("publishing replayed events")?;
+    let mut calls = FuturesOrdered::new();
+    let mut settle = |(part, at, r): (Vec<Envelope>, Instant, Result<PublishReport, _>)| {
+        let r: PublishReport = anyhow::Context::context(r, "publishing replayed events")?;
         report.published.extend(r.published);
         report.failed.extend(r.failed);
-        sent += part.len();
         published(&part, at);
+        anyhow::Ok(())
+    };
+    while events.peek().is_some() {
+        // At a fixed rate, publish what is due (at least one event a
+        // millisecond; more when a slow call left it behind).
+        let chunk = match rate {
+            Rate::Max => max_chunk,
+            Rate::PerSecond(r) => {
+                let next = start + Duration::from_secs_f64(sent as f64 / r);
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some(done) = calls.next(), if !calls.is_empty() => settle(done)?,
+                        _ = tokio::time::sleep_until(next) => break,
+                    }
+                }
+                let due = (start.elapsed().as_secs_f64() * r) as usize;
+                due.saturating_sub(sent)
+                    .max((r / 1000.0).ceil() as usize)
+                    .clamp(1, max_chunk)
+            }
+        };
+        while calls.len() >= in_flight.max(1) {
+            let done = calls.next().await.expect("calls in flight");
+            settle(done)?;
+        }
+        let part: Vec<Envelope> = events.by_ref().take(chunk).collect();
+        sent += part.len();
+        calls.push_back(async move {
+            let at = Instant::now();
+            let r = publisher.publish(&part).await;
+            (part, at, r)
+        });
+    }
+    while let Some(done) = calls.next().await {
+        settle(done)?;
     }
     Ok(report)
 }
@@ -530,6 +560,7 @@ pub async fn replay_embedded(
         to_publish.iter().cloned(),
         options.rate,
         options.chunk,
+        1,
         |part, _| bar.inc(part.len() as u64),
     )
     .await;

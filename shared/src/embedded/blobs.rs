@@ -146,8 +146,13 @@ impl Inner {
         let temp = dir.join(format!("{RESERVED}tmp.{name}.{}.{n}", std::process::id()));
         let target = dir.join(name);
         let result = (|| {
-            let mut f = super::private_file(fs::OpenOptions::new().write(true).create(true).truncate(true))
-                .open(&temp)?;
+            let mut f = super::private_file(
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+            )
+            .open(&temp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
             fs::rename(&temp, &target)

@@ -59,8 +59,9 @@ impl JournalWriter {
         let mut temp = path.as_os_str().to_owned();
         temp.push(".new");
         let temp = PathBuf::from(temp);
-        let mut file = super::private_file(OpenOptions::new().create(true).truncate(true).write(true))
-            .open(&temp)?;
+        let mut file =
+            super::private_file(OpenOptions::new().create(true).truncate(true).write(true))
+                .open(&temp)?;
         let mut header = [0u8; HEADER_BYTES as usize];
         header[..8].copy_from_slice(MAGIC);
         header[8..].copy_from_slice(&generation.to_le_bytes());
@@ -326,7 +327,14 @@ mod tests {
         assert_eq!(collect(&path, 0).0, Found::Missing);
         write_frames(&path, 3, &[b"one", b"", b"three"]);
         let (found, seen) = collect(&path, 3);
-        assert!(matches!(found, Found::Current { frames: 3, legacy: false, .. }));
+        assert!(matches!(
+            found,
+            Found::Current {
+                frames: 3,
+                legacy: false,
+                ..
+            }
+        ));
         assert_eq!(seen, vec![b"one".to_vec(), vec![], b"three".to_vec()]);
         assert_eq!(collect(&path, 4).0, Found::Stale);
         assert_eq!(collect(&path, 2).0, Found::Newer);
@@ -339,12 +347,25 @@ mod tests {
         drop(write_frames(&path, 1, &[b"whole", b"torn-frame"]));
         let full = std::fs::metadata(&path).unwrap().len();
         // Cut in the ops, in the header, and just after the header.
-        for cut in [3, 12, FRAME_HEADER_BYTES as u64 + 2, 10 + FRAME_HEADER_BYTES as u64] {
+        for cut in [
+            3,
+            12,
+            FRAME_HEADER_BYTES as u64 + 2,
+            10 + FRAME_HEADER_BYTES as u64,
+        ] {
             let copy = dir.path().join(format!("cut{cut}.journal"));
             std::fs::copy(&path, &copy).unwrap();
-            OpenOptions::new().write(true).open(&copy).unwrap().set_len(full - cut).unwrap();
+            OpenOptions::new()
+                .write(true)
+                .open(&copy)
+                .unwrap()
+                .set_len(full - cut)
+                .unwrap();
             let (found, seen) = collect(&copy, 1);
-            assert!(matches!(found, Found::Current { frames: 1, .. }), "cut {cut}: {found:?}");
+            assert!(
+                matches!(found, Found::Current { frames: 1, .. }),
+                "cut {cut}: {found:?}"
+            );
             assert_eq!(seen, vec![b"whole".to_vec()], "cut {cut}");
         }
         let f = OpenOptions::new().write(true).open(&path).unwrap();
@@ -371,7 +392,14 @@ mod tests {
         let bytes = edit(&path, |b| b[third..].fill(0));
         let (found, seen) = collect(&path, 1);
         assert_eq!(seen.len(), 2);
-        assert_eq!(found, Found::Current { frames: 2, valid_end: third as u64, legacy: false });
+        assert_eq!(
+            found,
+            Found::Current {
+                frames: 2,
+                valid_end: third as u64,
+                legacy: false
+            }
+        );
         // Zeros past the end of the last whole frame, too.
         edit(&path, |b| b.extend_from_slice(&[0; 100]));
         assert_eq!(collect(&path, 1).1.len(), 2);
@@ -388,12 +416,16 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let (path, offsets) = three_frames(dir.path());
             let at = offsets[which];
-            let before = edit(&path, |b| b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes()));
+            let before = edit(&path, |b| {
+                b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes())
+            });
             assert_eq!(damaged_at(&path), at as u64, "{name}");
             // Nothing was changed by the refusal.
             assert_eq!(std::fs::read(&path).unwrap(), before, "{name}");
             // A small wrong length (still inside the file) is refused too.
-            edit(&path, |b| b[at..at + 4].copy_from_slice(&1u32.to_le_bytes()));
+            edit(&path, |b| {
+                b[at..at + 4].copy_from_slice(&1u32.to_le_bytes())
+            });
             assert_eq!(damaged_at(&path), at as u64, "{name}, small length");
         }
     }
@@ -416,7 +448,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db.journal");
         drop(write_frames(&path, 1, &[b"first", b"second"]));
-        edit(&path, |b| b[HEADER_BYTES as usize + FRAME_HEADER_BYTES] ^= 0xff);
+        edit(&path, |b| {
+            b[HEADER_BYTES as usize + FRAME_HEADER_BYTES] ^= 0xff
+        });
         assert_eq!(damaged_at(&path), HEADER_BYTES);
         std::fs::write(&path, b"something else entirely").unwrap();
         assert!(matches!(
@@ -438,7 +472,14 @@ mod tests {
         }
         std::fs::write(&path, &bytes).unwrap();
         let (found, seen) = collect(&path, 1);
-        assert!(matches!(found, Found::Current { frames: 2, legacy: true, .. }));
+        assert!(matches!(
+            found,
+            Found::Current {
+                frames: 2,
+                legacy: true,
+                ..
+            }
+        ));
         assert_eq!(seen, vec![b"one".to_vec(), b"two".to_vec()]);
     }
 

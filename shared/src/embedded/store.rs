@@ -359,11 +359,14 @@ impl EmbeddedStore {
                 Mode::Owner => Some(take_ownership(path, &shown)?),
                 Mode::ReadOnly => None,
             };
-            let conn = open_file(path, &options, mode).map_err(&sql)?;
             let journal_path = journal_file::path_for(path);
             if mode == Mode::Owner {
-                // A damaged journal is refused before anything is written.
-                check_journal(&conn, &journal_path, &shown)?;
+                // A damaged journal is refused before anything is written,
+                // or even opened for writing (whose close checkpoints).
+                check_journal(path, &options, &journal_path, &shown)?;
+            }
+            let conn = open_file(path, &options, mode).map_err(&sql)?;
+            if mode == Mode::Owner {
                 upgrade_schema(&conn, &shown)?;
             }
             let shards: u32 = match meta_get(&conn, "shards").map_err(&sql)? {
@@ -654,8 +657,17 @@ fn open_file(path: &Path, options: &StoreOptions, mode: Mode) -> rusqlite::Resul
 /// Reads through the journal file's frames without applying them: an owner
 /// refuses a damaged journal before it writes to the database, so the
 /// refusal leaves every file as it was.
-fn check_journal(conn: &Connection, journal: &Path, shown: &str) -> Result<(), StoreError> {
-    let generation = meta_get(conn, JOURNAL_GENERATION)
+fn check_journal(
+    path: &Path,
+    options: &StoreOptions,
+    journal: &Path,
+    shown: &str,
+) -> Result<(), StoreError> {
+    if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+        return Ok(()); // a new database: any journal beside it is stale
+    }
+    let conn = open_file(path, options, Mode::ReadOnly).map_err(StoreError::sqlite(shown))?;
+    let generation = meta_get(&conn, JOURNAL_GENERATION)
         .map_err(StoreError::sqlite(shown))?
         .and_then(|g| g.parse().ok())
         .unwrap_or(0);
@@ -911,7 +923,11 @@ fn commit_loop(core: &Core, conn: &Connection, journal: OpenJournal, fold_bytes:
             drop(g);
             // Stopping, and everything is written: flush it to disk too.
             if let Err(e) = core.flush() {
-                fail(core, shown, format!("flushing the journal to disk at close: {e}"));
+                fail(
+                    core,
+                    shown,
+                    format!("flushing the journal to disk at close: {e}"),
+                );
             }
             return;
         }
@@ -1201,7 +1217,10 @@ mod tests {
         let reader = EmbeddedStore::open_read_only(&path).unwrap();
         assert_eq!(reader.lock().state.checkpoints.len(), 1);
         drop(reader);
-        let after = (std::fs::read(&path).unwrap(), std::fs::read(&journal).unwrap());
+        let after = (
+            std::fs::read(&path).unwrap(),
+            std::fs::read(&journal).unwrap(),
+        );
         assert!(before == after, "a read-only open changed the data files");
     }
 
@@ -1221,12 +1240,10 @@ mod tests {
         bytes[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
         std::fs::write(&journal, &bytes).unwrap();
         let db = std::fs::read(&path).unwrap();
-        let opens: [fn(&Path) -> Result<Arc<EmbeddedStore>, StoreError>; 2] = [
-            |p| EmbeddedStore::open(p),
-            |p| EmbeddedStore::open_read_only(p),
-        ];
-        for open in opens {
-            let err = open(&path).unwrap_err();
+        for err in [
+            EmbeddedStore::open(&path).unwrap_err(),
+            EmbeddedStore::open_read_only(&path).unwrap_err(),
+        ] {
             assert!(err.to_string().contains("at byte 16"), "{err}");
         }
         assert!(std::fs::read(&journal).unwrap() == bytes, "journal changed");
