@@ -123,8 +123,13 @@ fn jpeg_shape(
     // bytes a sample at full size, capped by the limit libjpeg is given.
     // Counting SOS markers overcounts (an EXIF thumbnail has its own), which
     // only errs on the safe side.
-    let scans = input.windows(2).filter(|w| *w == [0xFF, 0xDA]).count();
-    let coefficients = if header.progressive || scans > 1 {
+    let multi_scan = header.progressive
+        || input
+            .windows(2)
+            .filter(|w| *w == [0xFF, 0xDA])
+            .nth(1)
+            .is_some();
+    let coefficients = if multi_scan {
         let full = (header.width as u64 + 32) * (header.height as u64 + 32);
         (half_samples * full).min(MAX_DECODER_MEMORY_MB as u64 * (1 << 20))
     } else {
