@@ -55,10 +55,12 @@ pub fn peak_memory(
     limits: &Limits,
 ) -> Result<u64, Rejection> {
     let format = checked_format(input, limits)?;
-    let shape = match format {
-        InputFormat::Jpeg => jpeg_shape(input, variants, limits)?,
-        other => image_shape(input, other, limits)?,
-    };
+    // Header parsers see hostile bytes too: a panic is a corrupt file, as in `process`.
+    let shape = std::panic::catch_unwind(|| match format {
+        InputFormat::Jpeg => jpeg_shape(input, variants, limits),
+        other => image_shape(input, other, limits),
+    })
+    .unwrap_or_else(|_| Err(Rejection::Corrupt("header parser failed".into())))?;
     let mut working = 0u64;
     let mut outputs = 0u64;
     for spec in variants {
