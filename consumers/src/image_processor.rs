@@ -3,6 +3,12 @@
 //!
 //! A bad image is not an error of the consumer: it is recorded as REJECTED,
 //! announced with `ImageRejected`, and the message leaves the batch handled.
+//!
+//! A batch's messages run concurrently, so each decode first reserves the
+//! memory its header says it needs from the processor's [`DecodeBudget`]
+//! (`Limits::max_decode_memory`): a batch of small files with huge pixel
+//! counts decodes one after another instead of all at once, and an image
+//! that needs more than the whole budget is rejected (`over_memory_budget`).
 
 use std::sync::Arc;
 
@@ -14,6 +20,7 @@ use switchyard_shared::items::{ImageRecord, ImageStatus, TableRecord};
 use switchyard_shared::ports::{BlobError, BlobStore, Condition, EventPublisher, Table};
 use switchyard_shared::{BlobKey, DomainEvent, Envelope};
 
+use crate::decode_budget::DecodeBudget;
 use crate::layers::{Delivery, HandlerError, MessageHandler};
 
 pub const NAME: &str = "image-processor";
@@ -34,6 +41,7 @@ pub struct ImageProcessor {
     publisher: Arc<dyn EventPublisher>,
     variants: Arc<[VariantSpec]>,
     limits: Limits,
+    budget: DecodeBudget,
 }
 
 impl ImageProcessor {
@@ -49,8 +57,14 @@ impl ImageProcessor {
             blobs,
             publisher,
             variants: variants.into(),
+            budget: DecodeBudget::new(limits.max_decode_memory),
             limits,
         }
+    }
+
+    /// The memory budget its decodes reserve from.
+    pub fn budget(&self) -> &DecodeBudget {
+        &self.budget
     }
 
     async fn thumbnails(
@@ -76,9 +90,27 @@ impl ImageProcessor {
             Err(e) => return Err(blob_error(e)),
         }
         let original = self.blobs.get(&source).await.map_err(blob_error)?;
+        let need =
+            match switchyard_imaging::peak_memory(&original.bytes, &self.variants, &self.limits) {
+                Ok(need) => need,
+                Err(rejection) => return Ok(Err(rejection)),
+            };
+        let reservation = match self.budget.reserve(need).await {
+            Ok(reservation) => reservation,
+            Err(over) => {
+                return Ok(Err(Rejection::OverMemoryBudget {
+                    need: over.need,
+                    budget: over.budget,
+                }))
+            }
+        };
         let (variants, limits) = (self.variants.clone(), self.limits.clone());
         let outputs = tokio::task::spawn_blocking(move || {
-            switchyard_imaging::process(&original.bytes, &variants, &limits)
+            let outputs = switchyard_imaging::process(&original.bytes, &variants, &limits);
+            // Held by the decode itself: if this message's future is dropped
+            // (a timeout), the memory stays reserved until the decode ends.
+            drop(reservation);
+            outputs
         })
         .await
         .map_err(|e| HandlerError::permanent(format!("image pipeline crashed: {e}")))?;

@@ -2,6 +2,7 @@
 //! Lambda would hand it and returns the partial-batch response, so the same
 //! code runs under the embedded runtime, the moto pollers and real Lambda.
 
+pub mod decode_budget;
 pub mod image_processor;
 pub mod layers;
 pub mod notifier;

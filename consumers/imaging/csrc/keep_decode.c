@@ -26,8 +26,17 @@
 typedef void (*sy_idct_fn)(j_decompress_ptr, jpeg_component_info *, JCOEFPTR,
                            JSAMPARRAY, JDIMENSION);
 
-/* The leading members of libjpeg-turbo 3.x's private struct jpeg_inverse_dct
- * (jpegint.h): the IDCT chosen per component for 8-bit samples. */
+/* The leading members of libjpeg-turbo's private struct jpeg_inverse_dct
+ * (jpegint.h): the IDCT chosen per component for 8-bit samples. A private
+ * struct may change in any release, so only the versions whose jpegint.h
+ * was checked against this mirror compile; add a version here only after
+ * comparing its struct jpeg_inverse_dct (and the 16-bit dequantisation table
+ * layout sy_idct_keep_3x3 relies on) with this file. */
+#if !defined(LIBJPEG_TURBO_VERSION_NUMBER)
+#error "keep_decode.c: jpeglib.h is not libjpeg-turbo's (no LIBJPEG_TURBO_VERSION_NUMBER)"
+#elif LIBJPEG_TURBO_VERSION_NUMBER != 3001000
+#error "keep_decode.c mirrors a private libjpeg-turbo struct checked for 3.1.0 only; check jpegint.h of this version before allowing it"
+#endif
 struct jpeg_inverse_dct {
   void (*start_pass)(j_decompress_ptr cinfo);
   sy_idct_fn inverse_DCT[MAX_COMPONENTS];
@@ -130,12 +139,39 @@ static void sy_idct_keep_3x3(j_decompress_ptr cinfo, jpeg_component_info *comp,
  * packed, stride = width). Only luma columns [keep_x0, keep_x1) of the scaled
  * image (and the chroma columns they map to) are guaranteed to be decoded.
  */
+static int sy_decode(const unsigned char *jpeg, unsigned long len, int num,
+                     int max_memory_mb, unsigned int keep_x0,
+                     unsigned int keep_x1, unsigned char **planes,
+                     const unsigned int *widths, const unsigned int *heights,
+                     char *msg, size_t msg_len, size_t struct_size);
+
 int sy_decode_planes_keep(const unsigned char *jpeg, unsigned long len,
                           int num, int max_memory_mb, unsigned int keep_x0,
                           unsigned int keep_x1, unsigned char **planes,
                           const unsigned int *widths,
                           const unsigned int *heights, char *msg,
                           size_t msg_len) {
+  return sy_decode(jpeg, len, num, max_memory_mb, keep_x0, keep_x1, planes,
+                   widths, heights, msg, msg_len,
+                   sizeof(struct jpeg_decompress_struct));
+}
+
+/* For tests only: the same decode with a wrong struct size, so that
+ * jpeg_CreateDecompress itself fails (its first check) and the error has to
+ * land on the jump buffer armed before it. */
+int sy_test_create_fails(char *msg, size_t msg_len) {
+  static const unsigned char none[1] = {0};
+  unsigned char *planes[3] = {0, 0, 0};
+  const unsigned int sizes[3] = {0, 0, 0};
+  return sy_decode(none, 1, 8, 16, 0, 0, planes, sizes, sizes, msg, msg_len,
+                   sizeof(struct jpeg_decompress_struct) + 1);
+}
+
+static int sy_decode(const unsigned char *jpeg, unsigned long len, int num,
+                     int max_memory_mb, unsigned int keep_x0,
+                     unsigned int keep_x1, unsigned char **planes,
+                     const unsigned int *widths, const unsigned int *heights,
+                     char *msg, size_t msg_len, size_t struct_size) {
   struct jpeg_decompress_struct cinfo;
   sy_ctx ctx;
   JSAMPARRAY rows[3];
@@ -147,14 +183,20 @@ int sy_decode_planes_keep(const unsigned char *jpeg, unsigned long len,
   ctx.msg = msg;
   ctx.msg_len = msg_len;
   if (msg_len > 0) msg[0] = '\0';
+  /* Zeroed first, so the error path reads nothing uninitialised however far
+   * jpeg_CreateDecompress got (it fails on a version or struct-size mismatch
+   * before its own memset). */
+  memset(&cinfo, 0, sizeof(cinfo));
   cinfo.err = jpeg_std_error(&ctx.pub);
   ctx.pub.error_exit = sy_error_exit;
   ctx.pub.emit_message = sy_emit_message;
-  jpeg_create_decompress(&cinfo);
+  /* Armed before create: an error inside jpeg_CreateDecompress (bad struct
+   * size or version, out of memory) must jump somewhere valid. */
   if (setjmp(ctx.jump)) {
     jpeg_destroy_decompress(&cinfo);
     return SY_ERROR;
   }
+  jpeg_CreateDecompress(&cinfo, JPEG_LIB_VERSION, struct_size);
   cinfo.mem->max_memory_to_use = (long)max_memory_mb * 1048576L;
   jpeg_mem_src(&cinfo, jpeg, len);
   jpeg_read_header(&cinfo, TRUE);

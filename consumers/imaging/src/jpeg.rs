@@ -18,6 +18,7 @@ pub struct Header {
     pub subsamp: i32,
     pub colorspace: i32,
     pub lossless: bool,
+    pub progressive: bool,
 }
 
 impl Header {
@@ -29,6 +30,21 @@ impl Header {
     pub fn is_cmyk(&self) -> bool {
         self.colorspace == raw::TJCS_TJCS_CMYK as i32
             || self.colorspace == raw::TJCS_TJCS_YCCK as i32
+    }
+
+    /// Decoded samples per pixel, in halves (4:2:0 has 1.5: 3 halves). An
+    /// unknown layout counts as four full components, the most JPEG has.
+    pub fn half_samples_per_pixel(&self) -> u64 {
+        if self.is_cmyk() {
+            return 8;
+        }
+        match self.subsamp {
+            raw::TJSAMP_TJSAMP_444 => 6,
+            raw::TJSAMP_TJSAMP_422 | raw::TJSAMP_TJSAMP_440 => 4,
+            raw::TJSAMP_TJSAMP_420 | raw::TJSAMP_TJSAMP_411 | raw::TJSAMP_TJSAMP_441 => 3,
+            raw::TJSAMP_TJSAMP_GRAY => 2,
+            _ => 8,
+        }
     }
 }
 
@@ -146,6 +162,7 @@ impl Decoder {
             subsamp: handle.get(raw::TJPARAM_TJPARAM_SUBSAMP),
             colorspace: handle.get(raw::TJPARAM_TJPARAM_COLORSPACE),
             lossless: handle.get(raw::TJPARAM_TJPARAM_LOSSLESS) != 0,
+            progressive: handle.get(raw::TJPARAM_TJPARAM_PROGRESSIVE) != 0,
         };
         if handle.get(raw::TJPARAM_TJPARAM_PRECISION) != 8 {
             return Err("only 8-bit JPEGs are supported".into());
@@ -426,4 +443,64 @@ fn compress(
         *cell = Some(handle);
         result
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    extern "C" {
+        /// csrc/keep_decode.c: runs the decode with a wrong struct size, so
+        /// that jpeg_CreateDecompress itself raises the error.
+        fn sy_test_create_fails(msg: *mut libc::c_char, msg_len: libc::size_t) -> libc::c_int;
+    }
+
+    /// An error inside jpeg_CreateDecompress must land on an armed jump
+    /// buffer (with setjmp after create, this longjmps into garbage).
+    #[test]
+    fn an_error_while_creating_the_decoder_is_returned_not_a_crash() {
+        let mut msg = [0 as libc::c_char; 200];
+        // SAFETY: msg is a writable buffer of msg.len() bytes; the C side
+        // NUL-terminates what it writes.
+        let rc = unsafe { sy_test_create_fails(msg.as_mut_ptr(), msg.len()) };
+        // SAFETY: NUL-terminated by the C side (or still all zeros).
+        let msg = unsafe { CStr::from_ptr(msg.as_ptr()) }.to_string_lossy();
+        assert_eq!(rc, 1, "SY_ERROR expected, message {msg:?}");
+        assert!(msg.contains("struct mismatch"), "{msg}");
+    }
+
+    /// Corrupt data past a valid header fails on the shim's path with a
+    /// message, and leaves the process able to decode the next file.
+    #[test]
+    fn the_shim_refuses_corrupt_scan_data() {
+        let jpeg = crate::fixtures::jpeg(&crate::fixtures::photo(640, 480, 5), 90);
+        let limits = DecodeLimits {
+            max_pixels: 50_000_000,
+            max_scans: 500,
+            max_memory_mb: 64,
+        };
+        let keep = Some(KeepColumns { x0: 80, x1: 560 });
+        let mut corrupt = jpeg.clone();
+        // Replace the entropy-coded data after the header with a marker soup.
+        let sos = corrupt
+            .windows(2)
+            .position(|w| w == [0xFF, 0xDA])
+            .expect("a scan");
+        for (i, b) in corrupt[sos + 20..].iter_mut().enumerate() {
+            *b = if i % 2 == 0 {
+                0xFF
+            } else {
+                0xD0 + (i % 7) as u8
+            };
+        }
+        let err = Decoder::new(&corrupt, limits)
+            .unwrap()
+            .decode_planes(&corrupt, 8, keep)
+            .unwrap_err();
+        assert!(!err.is_empty());
+        let ok = Decoder::new(&jpeg, limits)
+            .unwrap()
+            .decode_planes(&jpeg, 8, keep);
+        assert!(ok.is_ok(), "{:?}", ok.err());
+    }
 }

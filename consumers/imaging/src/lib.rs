@@ -6,6 +6,7 @@ mod color;
 pub mod fixtures;
 mod jpeg;
 pub mod measure;
+mod memory;
 mod meta;
 mod planes;
 mod png;
@@ -13,6 +14,7 @@ pub mod quality;
 mod scratch;
 mod webp;
 
+pub use memory::peak_memory;
 pub use planes::{Raster, Rgb};
 
 use std::io::Cursor;
@@ -127,7 +129,14 @@ pub struct Limits {
     pub max_bytes: u64,
     pub max_pixels: u64,
     pub max_decode_time: Duration,
+    /// What all of one image processor's concurrent decodes may hold at once,
+    /// by [`peak_memory`]; an image needing more on its own is refused. The
+    /// processor enforces it (`process` itself handles one image).
+    pub max_decode_memory: u64,
 }
+
+/// The decode memory budget when nothing sets one (a local `switchyard up`).
+pub const DEFAULT_DECODE_MEMORY: u64 = 1 << 30;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -135,6 +144,7 @@ impl Default for Limits {
             max_bytes: 25 * 1024 * 1024,
             max_pixels: 50_000_000,
             max_decode_time: Duration::from_secs(10),
+            max_decode_memory: DEFAULT_DECODE_MEMORY,
         }
     }
 }
@@ -174,6 +184,8 @@ pub enum Rejection {
     Corrupt(String),
     #[error("decoding took longer than {0:?}")]
     DecodeTimeout(Duration),
+    #[error("decoding needs about {} MiB, over the {} MiB this processor may use for all its decodes at once", need.div_ceil(1 << 20), budget >> 20)]
+    OverMemoryBudget { need: u64, budget: u64 },
 }
 
 impl Rejection {
@@ -186,6 +198,7 @@ impl Rejection {
             Rejection::UnsupportedType => "unsupported_type",
             Rejection::Corrupt(_) => "corrupt",
             Rejection::DecodeTimeout(_) => "decode_timeout",
+            Rejection::OverMemoryBudget { .. } => "over_memory_budget",
         }
     }
 }
@@ -265,16 +278,7 @@ fn run<T>(
     limits: &Limits,
     finish: impl Fn(&VariantSpec, Pixels) -> Result<T, Rejection>,
 ) -> Result<Vec<T>, Rejection> {
-    if input.is_empty() {
-        return Err(Rejection::Empty);
-    }
-    if input.len() as u64 > limits.max_bytes {
-        return Err(Rejection::TooLarge {
-            size: input.len() as u64,
-            limit: limits.max_bytes,
-        });
-    }
-    let format = sniff(input).ok_or(Rejection::UnsupportedType)?;
+    let format = checked_format(input, limits)?;
     let pipeline = std::panic::AssertUnwindSafe(|| {
         let started = Instant::now();
         let decoded = match format {
@@ -305,6 +309,20 @@ fn run<T>(
         tracing::warn!(panic = %what, "image decoder panicked");
         Err(Rejection::Corrupt(format!("decoder failed: {what}")))
     })
+}
+
+/// The checks that need no header: size, then the sniffed type.
+fn checked_format(input: &[u8], limits: &Limits) -> Result<InputFormat, Rejection> {
+    if input.is_empty() {
+        return Err(Rejection::Empty);
+    }
+    if input.len() as u64 > limits.max_bytes {
+        return Err(Rejection::TooLarge {
+            size: input.len() as u64,
+            limit: limits.max_bytes,
+        });
+    }
+    sniff(input).ok_or(Rejection::UnsupportedType)
 }
 
 /// Pixels the pipeline holds: a decoded source (stored orientation) or a

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use switchyard_imaging::{
-    fixtures, process, quality, render, sniff, InputFormat, Limits, Rgb, VariantSpec,
+    fixtures, peak_memory, process, quality, render, sniff, InputFormat, Limits, Rgb, VariantSpec,
 };
 
 fn spec(s: &str) -> VariantSpec {
@@ -355,8 +355,13 @@ proptest! {
             let keep = cut as usize % (bytes.len() + 1);
             bytes.truncate(keep);
         }
+        let estimate = peak_memory(&bytes, &VariantSpec::defaults(), &Limits::default());
         match process(&bytes, &VariantSpec::defaults(), &Limits::default()) {
-            Ok(outputs) => prop_assert_eq!(outputs.len(), 2),
+            Ok(outputs) => {
+                prop_assert_eq!(outputs.len(), 2);
+                // What decodes has an estimate: the budget never refuses it as unreadable.
+                prop_assert!(estimate.is_ok(), "{:?}", estimate);
+            }
             Err(rejection) => prop_assert!(!rejection.code().is_empty()),
         }
     }

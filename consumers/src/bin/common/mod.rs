@@ -12,8 +12,9 @@ use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use router_rules::Topology;
+use switchyard_consumers::decode_budget;
 use switchyard_consumers::registry::{self, Deps};
-use switchyard_imaging::{Limits, VariantSpec};
+use switchyard_imaging::{Limits, VariantSpec, DEFAULT_DECODE_MEMORY};
 use switchyard_shared::aws::lambda::{init_json_logs, restore_sqs_event, LambdaAdapters};
 
 /// The topology the function was built with, or the file `SWITCHYARD_TOPOLOGY` names.
@@ -39,7 +40,11 @@ async fn setup(needs_bucket: bool) -> Result<(Topology, Deps), Error> {
         blobs: adapters.blobs,
         publisher: adapters.publisher,
         variants: VariantSpec::defaults(),
-        limits: Limits::default(),
+        // Sized from the function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE).
+        limits: Limits {
+            max_decode_memory: decode_budget::budget_from_env(DEFAULT_DECODE_MEMORY),
+            ..Limits::default()
+        },
     };
     Ok((topology, deps))
 }
