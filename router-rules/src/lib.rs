@@ -24,8 +24,11 @@ mod automaton;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod check;
+pub mod complexity;
 pub mod eval;
 pub mod flat;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod matcher;
 pub mod pattern;
 pub mod reference;
