@@ -194,7 +194,7 @@ impl<T: Clone> BusMatcher<T> {
 }
 
 /// Is `text` one whole JSON object (checked without building it)?
-fn is_json_object(text: &str) -> bool {
+pub(crate) fn is_json_object(text: &str) -> bool {
     text.trim_start().starts_with('{')
         && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }

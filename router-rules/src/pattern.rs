@@ -1028,6 +1028,30 @@ mod tests {
     }
 
     #[test]
+    fn complexity_errors_name_the_path_and_the_limit() {
+        let w: Vec<Value> = (0..4)
+            .map(|i| json!({"wildcard": format!("*:stack/S{i}/*")}))
+            .collect();
+        let e = err(json!({"detail": {"id": w}}), Dialect::EventBridge);
+        assert_eq!(
+            (e.path.as_str(), e.operator.as_deref()),
+            ("detail.id", Some("wildcard"))
+        );
+        let max = crate::complexity::EVENTBRIDGE_MAX_WILDCARD_COMPLEXITY;
+        assert!(e.message.contains(&format!("limit of {max}")), "{e}");
+        // 38 values five deep: 190 combinations as SNS counts them, 38 as a flat product.
+        let values: Vec<String> = (0..38).map(|i| i.to_string()).collect();
+        let e = err(
+            json!({"a": {"b": {"c": {"d": {"e": values}}}}}),
+            Dialect::SnsBody,
+        );
+        assert!(
+            e.message.contains("190 combinations") && e.message.contains("at most 150"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn operator_outside_an_array_is_explained() {
         let e = err(json!({"detail": {"exists": true}}), Dialect::EventBridge);
         assert_eq!(e.operator.as_deref(), Some("exists"));
