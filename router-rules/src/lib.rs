@@ -15,7 +15,14 @@
 //! - `anything-but X` holds for a present value that X does not match, so
 //!   `anything-but {"prefix": "a"}` accepts numbers.
 //! - What AWS rejects is rejected with a [`PatternError`] naming the path and
-//!   the operator, including the SNS-only restrictions and limits.
+//!   the operator, including the SNS-only restrictions and limits: `numeric`
+//!   takes a lower bound before an upper one (event-ruler's grammar, SNS's
+//!   too); SNS counts a nested MessageBody policy's combinations with each
+//!   array's key depth as a factor; EventBridge refuses wildcards too complex
+//!   by event-ruler's measure ([`complexity`]).
+//! - A dotted key, in an EventBridge pattern or event or in an SNS
+//!   MessageBody policy or body, is the nested path it spells. A message body
+//!   that is not one JSON object matches no MessageBody policy.
 //!
 //! The matcher reads an event's JSON text once and stops after the last field
 //! any rule names; text after that point is not validated.
@@ -24,8 +31,11 @@ mod automaton;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod check;
+pub mod complexity;
 pub mod eval;
 pub mod flat;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod matcher;
 pub mod pattern;
 pub mod reference;

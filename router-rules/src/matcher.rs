@@ -193,6 +193,12 @@ impl<T: Clone> BusMatcher<T> {
     }
 }
 
+/// Is `text` one whole JSON object (checked without building it)?
+pub(crate) fn is_json_object(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+}
+
 /// Compiled filter policies of one SNS topic.
 #[derive(Debug)]
 pub struct TopicMatcher<T> {
@@ -268,9 +274,19 @@ impl<T: Clone> TopicMatcher<T> {
             }
             self.attributes.match_flat("", work);
             let mut hits = std::mem::take(&mut work.out);
-            if let Err(e) = self.body.match_json(body, work) {
-                tracing::debug!(error = %e, "message body is not JSON; MessageBody policies do not match");
-                work.out.clear();
+            if !self.body.is_empty() {
+                // The automaton stops reading after the last field a policy
+                // names; SNS judges the whole body, so a body that is not one
+                // JSON object matches no MessageBody policy (and is no error).
+                if !is_json_object(body) {
+                    tracing::debug!(
+                        "message body is not a JSON object; MessageBody policies do not match"
+                    );
+                    work.out.clear();
+                } else if let Err(e) = self.body.match_json(body, work) {
+                    tracing::debug!(error = %e, "message body is not JSON; MessageBody policies do not match");
+                    work.out.clear();
+                }
             }
             hits.extend_from_slice(&work.out);
             hits.sort_unstable();
@@ -289,14 +305,17 @@ impl<T: Clone> TopicMatcher<T> {
     ) -> Vec<Verdict<T>> {
         let attr_fields = reference::flatten_attributes(attributes);
         let body_fields = serde_json::from_str::<Value>(body)
-            .map(|v| reference::flatten_json(&v))
-            .ok();
+            .ok()
+            .filter(Value::is_object)
+            .map(|v| reference::flatten_json(&v));
         self.ids
             .iter()
             .zip(&self.patterns)
             .map(|(id, p)| {
                 let failure = match (p.dialect, &body_fields) {
-                    (Dialect::SnsBody, None) => Some("the message body is not JSON".to_owned()),
+                    (Dialect::SnsBody, None) => {
+                        Some("the message body is not a JSON object".to_owned())
+                    }
                     (Dialect::SnsBody, Some(fields)) => reference::why_not(p, fields),
                     _ => reference::why_not(p, &attr_fields),
                 };

@@ -284,7 +284,14 @@ impl Pattern {
         let parser = Parser { dialect };
         let branches = parser.object(object, &mut Vec::new())?;
         if dialect.is_sns() {
-            parser.check_sns_limits(pattern, &branches)?;
+            parser.check_sns_limits(pattern)?;
+        } else if let Some((path, c)) = crate::complexity::worst_field(&branches) {
+            let max = crate::complexity::EVENTBRIDGE_MAX_WILDCARD_COMPLEXITY;
+            if c > max {
+                return Err(PatternError::new(path, Some("wildcard"), format!(
+                    "the rule is too complex: one value can match {c} wildcard prefixes on this field at once, over EventBridge's limit of {max}; use fewer wildcard characters or fewer repeating character sequences after a wildcard"
+                )));
+            }
         }
         Ok(Pattern { dialect, branches })
     }
@@ -679,86 +686,82 @@ impl Parser {
         }
     }
 
+    /// `numeric` takes `["=", n]`, one bound, or a lower bound then an upper
+    /// bound, as event-ruler's JsonRuleCompiler and SNS parse it (the messages
+    /// follow theirs): `["<", 5, ">", 1]` is refused, not reordered.
     fn numeric(&self, arg: &Value, path: &[String]) -> Result<Range, PatternError> {
         let op = Some("numeric");
+        let fail = |m: String| Err(PatternError::new(path, op, m));
         let items = arg.as_array().ok_or_else(|| {
             PatternError::new(path, op, "takes an array like [\">\", 0, \"<=\", 5]")
         })?;
-        if items.is_empty() || items.len() % 2 != 0 || items.len() > 4 {
-            return Err(PatternError::new(
-                path,
-                op,
-                "takes one or two (comparison, number) pairs",
-            ));
-        }
-        let mut range = Range::ALL;
-        let (mut has_lo, mut has_hi) = (false, false);
-        for pair in items.chunks(2) {
-            let cmp = pair[0].as_str().ok_or_else(|| {
-                PatternError::new(
+        let mut it = items.iter();
+        let first = match it.next() {
+            None => return fail("invalid member in numeric match: ] (the array is empty)".into()),
+            Some(Value::String(c)) => c.as_str(),
+            Some(other) => return fail(format!("invalid member in numeric match: {other}")),
+        };
+        let number = |cmp: &str, v: Option<&Value>| -> Result<f64, PatternError> {
+            let name = if cmp == "=" { "equals" } else { cmp };
+            match v {
+                Some(v) if v.is_number() => self.number(v, path, op),
+                _ => Err(PatternError::new(
                     path,
                     op,
-                    format!("expected a comparison, found {}", pair[0]),
-                )
-            })?;
-            let value = self.number(&pair[1], path, op)?;
-            match cmp {
-                "=" if items.len() == 2 => {
-                    return Ok(Range {
-                        lo: Bound {
-                            value,
-                            inclusive: true,
-                        },
-                        hi: Bound {
-                            value,
-                            inclusive: true,
-                        },
-                    })
-                }
-                ">" | ">=" if !has_lo => {
-                    has_lo = true;
-                    range.lo = Bound {
-                        value,
-                        inclusive: cmp == ">=",
-                    };
-                }
-                "<" | "<=" if !has_hi => {
-                    has_hi = true;
-                    range.hi = Bound {
-                        value,
-                        inclusive: cmp == "<=",
-                    };
-                }
-                "=" | ">" | ">=" | "<" | "<=" => {
-                    return Err(PatternError::new(
-                        path,
-                        op,
-                        "a range takes one lower bound (> or >=) and one upper bound (< or <=)",
-                    ))
-                }
-                other => {
-                    return Err(PatternError::new(
-                        path,
-                        op,
-                        format!("unknown comparison {other:?}"),
-                    ))
-                }
+                    format!("value of {name} must be numeric"),
+                )),
             }
+        };
+        let bound = |value, inclusive| Bound { value, inclusive };
+        let lo = match first {
+            "=" | "<" | "<=" => {
+                let value = number(first, it.next())?;
+                if it.next().is_some() {
+                    return fail(format!("too many elements in numeric expression: `{first}` takes one number and no second bound (a lower bound comes first)"));
+                }
+                return Ok(match first {
+                    "=" => Range {
+                        lo: bound(value, true),
+                        hi: bound(value, true),
+                    },
+                    _ => Range {
+                        lo: Range::ALL.lo,
+                        hi: bound(value, first == "<="),
+                    },
+                });
+            }
+            ">" | ">=" => bound(number(first, it.next())?, first == ">="),
+            other => return fail(format!("unrecognized numeric range operator: {other:?}")),
+        };
+        let Some(second) = it.next() else {
+            return Ok(Range {
+                lo,
+                hi: Range::ALL.hi,
+            });
+        };
+        let second = match second {
+            Value::String(c) if c == "<" || c == "<=" => c.as_str(),
+            Value::String(c) => {
+                return fail(format!(
+                    "bad numeric range operator: {c:?} (an upper bound is < or <=)"
+                ))
+            }
+            other => return fail(format!("bad value in numeric range: {other}")),
+        };
+        let hi = bound(number(second, it.next())?, second == "<=");
+        if it.next().is_some() {
+            return fail("too many terms in numeric range expression".into());
         }
-        if has_lo && has_hi && range.lo.value >= range.hi.value {
-            return Err(PatternError::new(
-                path,
-                op,
-                format!(
-                    "the lower bound {} must be below the upper bound {}",
-                    range.lo.value, range.hi.value
-                ),
+        if lo.value >= hi.value {
+            return fail(format!(
+                "bottom must be less than top: the lower bound {} must be below the upper bound {}",
+                lo.value, hi.value
             ));
         }
-        Ok(range)
+        Ok(Range { lo, hi })
     }
 
-    fn check_sns_limits(&self, policy: &Value, branches: &Branches) -> Result<(), PatternError> {
+    fn check_sns_limits(&self, policy: &Value) -> Result<(), PatternError> {
         // Attribute scope counts every key; body scope counts the top-level keys.
         let mut keys = std::collections::BTreeSet::new();
         collect_keys(policy, &mut keys, self.dialect == Dialect::SnsBody);
@@ -773,17 +776,37 @@ impl Parser {
                 ),
             ));
         }
-        let combinations: usize = branches
-            .iter()
-            .map(|b| b.iter().map(|l| l.conds.len()).product::<usize>())
-            .sum();
-        if combinations > SNS_MAX_COMBINATIONS {
+        let combinations = sns_combinations(policy, 1, 1);
+        if combinations > SNS_MAX_COMBINATIONS as u128 {
             return Err(PatternError::new(&[], None, format!(
-                "the filter policy has {combinations} combinations of values; SNS allows at most {SNS_MAX_COMBINATIONS}"
+                "the filter policy is too complex: {combinations} combinations of values (each array's length times its key's nesting depth, multiplied; `$or` branches added); SNS allows at most {SNS_MAX_COMBINATIONS}"
             )));
         }
         Ok(())
     }
+}
+
+/// SNS's count of a policy's combinations ("Filter policy constraints"): the
+/// product over its arrays of (values x the nesting depth of the array's key,
+/// 1 at the top), `$or` branches summed. Depth is the nesting of the policy's
+/// JSON objects as written; a flat policy is the plain product.
+fn sns_combinations(policy: &Value, depth: u128, carried: u128) -> u128 {
+    let Value::Object(map) = policy else {
+        return carried;
+    };
+    let mut acc = carried;
+    for (key, value) in map {
+        acc = match value {
+            Value::Object(_) => sns_combinations(value, depth + 1, acc),
+            Value::Array(branches) if key == "$or" => branches
+                .iter()
+                .map(|b| sns_combinations(b, depth, acc))
+                .fold(0u128, u128::saturating_add),
+            Value::Array(values) => acc.saturating_mul(values.len() as u128 * depth),
+            _ => acc,
+        };
+    }
+    acc
 }
 
 fn collect_keys(v: &Value, keys: &mut std::collections::BTreeSet<String>, top_level_only: bool) {
@@ -1002,6 +1025,30 @@ mod tests {
         );
         assert_eq!(e.operator.as_deref(), Some("anything-but/suffix"));
         assert!(e.to_string().contains("not supported by Amazon SNS"), "{e}");
+    }
+
+    #[test]
+    fn complexity_errors_name_the_path_and_the_limit() {
+        let w: Vec<Value> = (0..4)
+            .map(|i| json!({"wildcard": format!("*:stack/S{i}/*")}))
+            .collect();
+        let e = err(json!({"detail": {"id": w}}), Dialect::EventBridge);
+        assert_eq!(
+            (e.path.as_str(), e.operator.as_deref()),
+            ("detail.id", Some("wildcard"))
+        );
+        let max = crate::complexity::EVENTBRIDGE_MAX_WILDCARD_COMPLEXITY;
+        assert!(e.message.contains(&format!("limit of {max}")), "{e}");
+        // 38 values five deep: 190 combinations as SNS counts them, 38 as a flat product.
+        let values: Vec<String> = (0..38).map(|i| i.to_string()).collect();
+        let e = err(
+            json!({"a": {"b": {"c": {"d": {"e": values}}}}}),
+            Dialect::SnsBody,
+        );
+        assert!(
+            e.message.contains("190 combinations") && e.message.contains("at most 150"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -104,6 +104,16 @@ fn conformance_suite() {
                 failures.push(format!("{here}: rejected {pattern}: {e}"));
                 continue;
             }
+            // Message bodies as raw text (not JSON), for MessageBody policies.
+            for body in g["no_match_raw"].as_array().into_iter().flatten() {
+                cases += 1;
+                let body = body.as_str().expect("a raw body is a string");
+                let scope = scope.expect("raw bodies are for SNS");
+                let m = TopicMatcher::compile([(0, pattern, scope)]).expect("compiles");
+                if !m.matches(&BTreeMap::new(), body).is_empty() {
+                    failures.push(format!("{here}: {pattern} matched the raw body {body:?}"));
+                }
+            }
             for (key, expected) in [("match", true), ("no_match", false)] {
                 for event in g[key].as_array().into_iter().flatten() {
                     cases += 1;

@@ -104,6 +104,25 @@ fn json_arg(what: &str, arg: &str) -> anyhow::Result<(Value, String)> {
     Ok((value, text))
 }
 
+/// An SNS message body: inline JSON, the contents of the file it names, or
+/// else the text itself. A body need not be JSON: SNS delivers any text, and
+/// such a body matches no MessageBody policy (it is not an error).
+fn body_arg(arg: &str) -> anyhow::Result<String> {
+    if serde_json::from_str::<Value>(arg).is_ok() {
+        return Ok(arg.to_owned());
+    }
+    match std::fs::read_to_string(arg) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "note: --event is not JSON and names no file; it is the message body as written"
+            );
+            Ok(arg.to_owned())
+        }
+        Err(e) => Err(e).with_context(|| format!("--event: cannot read {arg}")),
+    }
+}
+
 fn test(
     pattern: &str,
     event: Option<&str>,
@@ -126,7 +145,7 @@ fn test(
             None => BTreeMap::new(),
         };
         let body = match event {
-            Some(e) => json_arg("event", e)?.1,
+            Some(e) => body_arg(e)?,
             None => "{}".to_owned(),
         };
         !matcher.matches(&attrs, &body).is_empty()
@@ -380,6 +399,22 @@ mod tests {
             run(body_policy, Scope::MessageAttributes, None),
             ExitCode::from(2)
         );
+        // A body that is not JSON matches no MessageBody policy and is no error
+        // (inline, or read from a file), even for a policy of `exists: false`.
+        assert_eq!(
+            run(
+                body_policy,
+                Scope::MessageBody,
+                Some("plain text, not JSON")
+            ),
+            ExitCode::FAILURE
+        );
+        let file = std::env::temp_dir().join(format!("sy-rules-body-{}.txt", std::process::id()));
+        std::fs::write(&file, "{\"detail\": {\"total_cents\": 500").unwrap();
+        let absent = r#"{"detail":{"total_cents":[{"exists":false}]}}"#;
+        let from_file = run(absent, Scope::MessageBody, file.to_str());
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(from_file, ExitCode::FAILURE);
         let suffix = r#"{"a":[{"anything-but":{"suffix":"x"}}]}"#;
         assert_eq!(
             run(suffix, Scope::MessageAttributes, None),

@@ -4,6 +4,8 @@
 
 mod color;
 pub mod fixtures;
+#[doc(hidden)]
+pub mod fuzzing;
 mod jpeg;
 pub mod measure;
 mod memory;
