@@ -9,9 +9,10 @@ use std::process::Command;
 use router_rules::topology::Subscription;
 use serde_json::Value;
 use switchyard::provision::{provision, Change};
-use switchyard_shared::aws::sdk::dynamodb::types::StreamViewType;
+use switchyard_shared::aws::sdk::dynamodb::types::{StreamViewType, TimeToLiveStatus};
 use switchyard_shared::aws::sdk::sqs::types::QueueAttributeName as A;
 use switchyard_shared::aws::stream::checkpoint_table_name;
+use switchyard_shared::items::TTL_ATTRIBUTE;
 
 fn json(text: Option<&String>) -> Value {
     serde_json::from_str(text.expect("attribute present")).expect("attribute is JSON")
@@ -165,6 +166,25 @@ async fn provisions_everything_once_and_then_changes_nothing() {
         Some(&StreamViewType::NewAndOldImages)
     );
     assert!(table.table().unwrap().latest_stream_arn().is_some());
+    // Applied-event markers expire, as in infra/; the checkpoint table keeps everything.
+    let ttl_of = |name: String| {
+        let ddb = clients.dynamodb.clone();
+        async move {
+            ddb.describe_time_to_live()
+                .table_name(name)
+                .send()
+                .await
+                .unwrap()
+                .time_to_live_description
+        }
+    };
+    let ttl = ttl_of(topology.table.name.clone()).await.unwrap();
+    assert_eq!(ttl.attribute_name(), Some(TTL_ATTRIBUTE));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    let checkpoint_ttl = ttl_of(checkpoint_table_name(&topology.table.name)).await;
+    assert!(
+        checkpoint_ttl.is_none_or(|d| d.time_to_live_status() == Some(&TimeToLiveStatus::Disabled))
+    );
     let checkpoints = clients
         .dynamodb
         .describe_table()

@@ -14,13 +14,14 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::FutureExt;
 use serde_json::json;
-use switchyard_shared::items::applied_event_key;
-use switchyard_shared::ports::{Condition, Table, TableError};
+use switchyard_shared::items::{applied_event_key, APPLIED_EVENT_TTL, TTL_ATTRIBUTE};
+use switchyard_shared::ports::{Condition, Item, Key, Table, TableError};
 use switchyard_shared::Envelope;
 use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
@@ -314,13 +315,21 @@ where
     }
 }
 
-/// The item that records "this consumer has handled this event".
-pub fn applied_event_marker(key: &switchyard_shared::ports::Key) -> switchyard_shared::ports::Item {
-    let serde_json::Value::Object(item) =
+/// The item that records "this consumer has handled this event". It carries
+/// the table's TTL attribute, so DynamoDB drops it once no copy of the event
+/// can still arrive ([`APPLIED_EVENT_TTL`]).
+pub fn applied_event_marker(key: &Key) -> Item {
+    applied_event_marker_at(key, SystemTime::now())
+}
+
+fn applied_event_marker_at(key: &Key, now: SystemTime) -> Item {
+    let expires_at = now.duration_since(UNIX_EPOCH).unwrap_or_default() + APPLIED_EVENT_TTL;
+    let serde_json::Value::Object(mut item) =
         json!({ "pk": key.pk, "sk": key.sk, "type": "applied-event" })
     else {
         unreachable!()
     };
+    item.insert(TTL_ATTRIBUTE.to_owned(), expires_at.as_secs().into());
     item
 }
 
@@ -458,5 +467,53 @@ impl Service<SqsEvent> for SqsBatchHandler {
     fn call(&mut self, event: SqsEvent) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { Ok(this.handle_batch(event).await.response) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_marker_expires_after_the_ttl_in_epoch_seconds() {
+        let key = applied_event_key(uuid::Uuid::nil(), "order-processor");
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let marker = applied_event_marker_at(&key, now);
+        assert_eq!(marker["pk"], key.pk.as_str());
+        assert_eq!(marker["type"], "applied-event");
+        // A number (DynamoDB TTL ignores any other type), in seconds, not millis.
+        assert_eq!(
+            marker[TTL_ATTRIBUTE].as_u64(),
+            Some(1_700_000_000 + APPLIED_EVENT_TTL.as_secs())
+        );
+        let live = applied_event_marker(&key)[TTL_ATTRIBUTE].as_u64().unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        assert!(live >= (now + APPLIED_EVENT_TTL - Duration::from_secs(60)).as_secs());
+    }
+
+    /// Longer than any copy of an event can still be delivered: the longest
+    /// receive cycle of any queue in the topology, then 14 days (SQS's
+    /// longest retention) in the queue and 14 more in its DLQ.
+    #[test]
+    fn the_marker_ttl_outlasts_every_redelivery_window() {
+        const SQS_MAX_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+        let topology = router_rules::Topology::builtin();
+        let longest_cycle = topology
+            .consumers
+            .iter()
+            .map(|c| {
+                // infra/ raises visibility to 6x the function timeout.
+                let visibility = c.queue.visibility_timeout_s.max(6 * c.function.timeout_s);
+                Duration::from_secs(u64::from(visibility) * u64::from(c.queue.max_receive_count))
+            })
+            .max()
+            .unwrap();
+        assert!(longest_cycle > Duration::ZERO);
+        assert!(
+            APPLIED_EVENT_TTL > longest_cycle + 2 * SQS_MAX_RETENTION,
+            "{APPLIED_EVENT_TTL:?} vs {longest_cycle:?} + 28 days"
+        );
     }
 }

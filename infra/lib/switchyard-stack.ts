@@ -50,6 +50,10 @@ export interface SwitchyardStackProps extends cdk.StackProps {
   /** The bus that S3 `Object Created` events under the uploads prefix are forwarded to. */
   readonly uploadsBus?: string;
   readonly apiAuth: ApiAuth;
+  /**
+   * Default of the required `AlarmEmail` stack parameter, the alarm topic's
+   * recipient. Without one, `cdk deploy` needs `--parameters AlarmEmail=...`.
+   */
   readonly alarmEmail?: string;
   readonly rustLog: string;
 }
@@ -91,16 +95,27 @@ const LAMBDA_SKIPS: CheckovSkip[] = [
   },
 ];
 
-// Table actions by access level; no wildcards, so a new DynamoDB action is never granted by accident.
-const TABLE_READ = [
-  'dynamodb:BatchGetItem',
+// Table actions by access level, exactly what the Lambda table adapter
+// (shared/src/aws/table.rs) calls; no wildcards, so a new DynamoDB action is
+// never granted by accident. No function scans (only `switchyard state dump`,
+// an operator's command), so no role gets `Scan`. Transactions
+// (TransactWriteItems) are authorised item by item: put, delete and the
+// condition checks.
+export const TABLE_READ = ['dynamodb:GetItem', 'dynamodb:Query'];
+export const TABLE_WRITE = [
   'dynamodb:ConditionCheckItem',
-  'dynamodb:DescribeTable',
-  'dynamodb:GetItem',
-  'dynamodb:Query',
-  'dynamodb:Scan',
+  'dynamodb:DeleteItem',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
 ];
-const TABLE_WRITE = ['dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'];
+
+/** The table's TTL attribute, epoch seconds: only applied-event markers carry it (shared/src/items.rs). */
+export const TTL_ATTRIBUTE = 'expires_at';
+
+/** Where an alarm fires, in one place so the tests and DEPLOY.md can name them. */
+export const ALARM_PERIOD = cdk.Duration.minutes(5);
+/** A stream consumer this far behind is stuck on a batch or short of concurrency; the stream keeps 24 h. */
+export const ITERATOR_AGE_ALARM = cdk.Duration.minutes(10);
 
 /** `orders-v2` -> `OrdersV2`, for output names. */
 export function pascal(name: string): string {
@@ -165,7 +180,7 @@ export class SwitchyardStack extends cdk.Stack {
     new cdk.CfnOutput(this, 'BucketName', { value: this.bucket.bucketName });
     new cdk.CfnOutput(this, 'AlarmTopicArn', {
       value: this.alarmTopic.topicArn,
-      description: 'Subscribe here to hear about DLQ depth and queue age alarms',
+      description: 'The topic every alarm notifies (AlarmEmail is subscribed)',
     });
   }
 
@@ -214,12 +229,14 @@ export class SwitchyardStack extends cdk.Stack {
           resources: ['*'],
           conditions: { StringEquals: { 'kms:ViaService': `sns.${this.region}.amazonaws.com` } },
         }),
-        // CloudWatch alarms publish to the encrypted alarm topic.
+        // CloudWatch alarms publish to the encrypted alarm topic: this
+        // account's alarms only, so no other account's alarm uses the key.
         new iam.PolicyStatement({
           sid: 'CloudWatchAlarmsPublish',
           principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
           actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
           resources: ['*'],
+          conditions: this.alarmSourceConditions(),
         }),
         // CloudWatch Logs encrypts this account's log groups, and no one else's.
         new iam.PolicyStatement({
@@ -250,6 +267,14 @@ export class SwitchyardStack extends cdk.Stack {
     });
   }
 
+  /** Confused-deputy guard for the CloudWatch service principal: alarms of this account and region. */
+  private alarmSourceConditions(): Record<string, unknown> {
+    return {
+      StringEquals: { 'aws:SourceAccount': this.account },
+      ArnLike: { 'aws:SourceArn': `arn:${this.partition}:cloudwatch:${this.region}:${this.account}:alarm:*` },
+    };
+  }
+
   private createAlarmTopic(): sns.Topic {
     const topic = new sns.Topic(this, 'AlarmTopic', { masterKey: this.key, enforceSSL: true });
     // The SSL-only topic policy replaces SNS's default one, so CloudWatch needs its own grant.
@@ -259,19 +284,23 @@ export class SwitchyardStack extends cdk.Stack {
         principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
         actions: ['sns:Publish'],
         resources: [topic.topicArn],
-        conditions: {
-          StringEquals: { 'aws:SourceAccount': this.account },
-          ArnLike: { 'aws:SourceArn': `arn:${this.partition}:cloudwatch:${this.region}:${this.account}:alarm:*` },
-        },
+        conditions: this.alarmSourceConditions(),
       }),
     );
-    if (this.props.alarmEmail) {
-      new sns.Subscription(this, 'AlarmEmail', {
-        topic,
-        protocol: sns.SubscriptionProtocol.EMAIL,
-        endpoint: this.props.alarmEmail,
-      });
-    }
+    // An alarm nobody hears is no alarm: the recipient is a required
+    // parameter (its default comes from `-c alarmEmail`, if given).
+    const email = new cdk.CfnParameter(this, 'AlarmEmail', {
+      type: 'String',
+      description: 'The address the alarm topic notifies (it must confirm the subscription)',
+      allowedPattern: '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$',
+      constraintDescription: 'an email address',
+      default: this.props.alarmEmail,
+    });
+    new sns.Subscription(this, 'AlarmEmailSubscription', {
+      topic,
+      protocol: sns.SubscriptionProtocol.EMAIL,
+      endpoint: email.valueAsString,
+    });
     return topic;
   }
 
@@ -286,7 +315,18 @@ export class SwitchyardStack extends cdk.Stack {
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       deletionProtection: true,
       removalPolicy: cdk.RemovalPolicy.RETAIN,
+      // Applied-event markers expire once no copy of their event can still arrive.
+      timeToLiveAttribute: TTL_ATTRIBUTE,
     });
+    // Throttled requests are retried by the SDK, but sustained ones fail deliveries.
+    for (const metric of ['ReadThrottleEvents', 'WriteThrottleEvents']) {
+      this.alarm(
+        `Table${metric}`,
+        table.metric(metric, { period: ALARM_PERIOD, statistic: 'Sum' }),
+        1,
+        `${this.props.topology.table.name}: ${metric}`,
+      );
+    }
     skipCheckov(table, {
       id: 'CKV_AWS_119',
       comment:
@@ -417,6 +457,14 @@ export class SwitchyardStack extends cdk.Stack {
       environment: { ...this.functionEnv, SWITCHYARD_CONSUMER: name },
     });
     skipCheckov(fn, ...LAMBDA_SKIPS);
+    // Errors: a crash or timeout (a failed item is a partial batch response, not an error).
+    this.alarm(`${id}Errors`, fn.metricErrors({ period: ALARM_PERIOD, statistic: 'Sum' }), 1, `${name} errors`);
+    this.alarm(
+      `${id}Throttles`,
+      fn.metricThrottles({ period: ALARM_PERIOD, statistic: 'Sum' }),
+      1,
+      `${name} is throttled`,
+    );
     this.functions.set(name, fn);
     return fn;
   }
@@ -467,7 +515,7 @@ export class SwitchyardStack extends cdk.Stack {
     return queue;
   }
 
-  private alarm(id: string, metric: cloudwatch.Metric, threshold: number, description: string): void {
+  private alarm(id: string, metric: cloudwatch.IMetric, threshold: number, description: string): void {
     const alarm = new cloudwatch.Alarm(this, id, {
       metric,
       threshold,
@@ -482,7 +530,7 @@ export class SwitchyardStack extends cdk.Stack {
   /** A dead-letter queue: kept 14 days, alarmed on any message and before messages expire. */
   private deadLetterQueue(id: string, queueName: string, fifo: boolean | undefined): sqs.Queue {
     const dlq = this.queue(id, { queueName, fifo: fifo || undefined, retentionPeriod: cdk.Duration.days(14) });
-    const period = cdk.Duration.minutes(5);
+    const period = ALARM_PERIOD;
     this.alarm(
       `${id}Depth`,
       dlq.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
@@ -528,7 +576,7 @@ export class SwitchyardStack extends cdk.Stack {
     });
     this.alarm(
       `${id}QueueAge`,
-      queue.metricApproximateAgeOfOldestMessage({ period: cdk.Duration.minutes(5), statistic: 'Maximum' }),
+      queue.metricApproximateAgeOfOldestMessage({ period: ALARM_PERIOD, statistic: 'Maximum' }),
       // Older than a message that failed every receive: the consumer is falling behind.
       Math.max(300, visibility * c.queue.max_receive_count),
       `${queueName(c)} is not keeping up`,
@@ -644,6 +692,12 @@ export class SwitchyardStack extends cdk.Stack {
       // The same filter the local runtime applies: records it drops never invoke the function.
       filters: s.filter_criteria.length ? s.filter_criteria.map((p) => lambda.FilterCriteria.filter(p)) : undefined,
     });
+    this.alarm(
+      `${id}IteratorAge`,
+      fn.metric('IteratorAge', { period: ALARM_PERIOD, statistic: 'Maximum' }),
+      ITERATOR_AGE_ALARM.toMilliseconds(),
+      `${s.name} is ${ITERATOR_AGE_ALARM.toHumanString()} behind the table stream`,
+    );
   }
 
   private addApi(): void {
@@ -656,6 +710,12 @@ export class SwitchyardStack extends cdk.Stack {
       defaultIntegration: new HttpLambdaIntegration('ApiIntegration', fn),
       defaultAuthorizer: this.props.apiAuth === 'iam' ? new HttpIamAuthorizer() : undefined,
     });
+    this.alarm(
+      'Api5xx',
+      httpApi.metricServerError({ period: ALARM_PERIOD, statistic: 'Sum' }),
+      1,
+      `${api.name} answered 5xx`,
+    );
     const accessLogs = this.logGroup('ApiAccessLogs');
     const stage = new apigw.HttpStage(this, 'ApiStage', {
       httpApi,

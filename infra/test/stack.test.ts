@@ -15,7 +15,7 @@ import {
   resourcesOfType,
   synth,
 } from './helpers';
-import { pascal } from '../lib/switchyard-stack';
+import { ITERATOR_AGE_ALARM, TABLE_READ, TABLE_WRITE, TTL_ATTRIBUTE, pascal } from '../lib/switchyard-stack';
 import * as bar from './bar';
 import { assertFilterPoliciesExact, assertOnePerConsumer, assertPatternsExact } from './bar';
 import {
@@ -76,7 +76,8 @@ describe('resource counts', () => {
     const topicSubs = topology.consumers.flatMap((x) => x.subscriptions.filter((y) => !isBusSubscription(y)));
     // Each bus subscription is a rule; one more forwards S3 uploads.
     s.template.resourceCountIs('AWS::Events::Rule', busSubs.length + 1);
-    s.template.resourceCountIs('AWS::SNS::Subscription', topicSubs.length);
+    // Each topic subscription, and the alarm recipient's.
+    s.template.resourceCountIs('AWS::SNS::Subscription', topicSubs.length + 1);
     s.template.resourceCountIs('AWS::DynamoDB::Table', 1);
     s.template.resourceCountIs('AWS::ApiGatewayV2::Api', 1);
     s.template.resourceCountIs('AWS::KMS::Key', 1);
@@ -163,7 +164,15 @@ describe('subscriptions', () => {
   it('each SNS subscription is raw delivery with the exported filter policy, byte for byte', () => {
     const exported = JSON.parse(exportedTopologyText()) as Topology;
     assert.ok(assertFilterPoliciesExact(s, exported) > 0);
-    for (const [, subscription] of resourcesOfType(s, 'AWS::SNS::Subscription')) {
+    const topicIds = exported.topics.map((t) => only(s, 'AWS::SNS::Topic', (p) => p.TopicName === t.name)[0]);
+    const subscriptions = resourcesOfType(s, 'AWS::SNS::Subscription').filter(([, x]) =>
+      topicIds.includes(refId(x.Properties.TopicArn)!),
+    );
+    assert.equal(
+      subscriptions.length,
+      exported.consumers.flatMap((c) => c.subscriptions).filter((x) => !isBusSubscription(x)).length,
+    );
+    for (const [, subscription] of subscriptions) {
       assert.equal(subscription.Properties.RawMessageDelivery, true);
       assert.equal(subscription.Properties.Protocol, 'sqs');
       const queueId = refId(subscription.Properties.Endpoint);
@@ -233,6 +242,14 @@ describe('encryption and data protection', () => {
     for (const [id, t] of resourcesOfType(s, 'AWS::SNS::Topic')) {
       assert.equal(refId(t.Properties.KmsMasterKeyId), keyId, `topic ${id}`);
     }
+  });
+
+  it('expires applied-event markers through the table TTL on their expires_at attribute', () => {
+    s.template.hasResourceProperties('AWS::DynamoDB::Table', {
+      TableName: topology.table.name,
+      TimeToLiveSpecification: { AttributeName: 'expires_at', Enabled: true },
+    });
+    assert.equal(TTL_ATTRIBUTE, 'expires_at');
   });
 
   it('keeps the table on demand, with point-in-time recovery and encryption', () => {
@@ -329,6 +346,74 @@ describe('alarms', () => {
       assert.equal(alarmsOn(queueByName(name)[0], 'ApproximateAgeOfOldestMessage').length, 1, name);
   });
 
+  const alarmsWith = (namespace: string, metric: string, dimension: string, value: (v: unknown) => boolean) =>
+    resourcesOfType(s, 'AWS::CloudWatch::Alarm').filter(
+      ([, a]) =>
+        a.Properties.Namespace === namespace &&
+        a.Properties.MetricName === metric &&
+        asArray<any>(a.Properties.Dimensions).some((d) => d.Name === dimension && value(d.Value)),
+    );
+
+  it('fires on the errors and throttles of every function', () => {
+    const names = [...topology.consumers, ...topology.stream_consumers].map((c) => c.name).concat(topology.api.name);
+    for (const name of names) {
+      const [fnId] = functionOf(name);
+      for (const metric of ['Errors', 'Throttles']) {
+        const alarms = alarmsWith('AWS/Lambda', metric, 'FunctionName', (v) => refId(v) === fnId);
+        assert.equal(alarms.length, 1, `${name} ${metric}`);
+        assert.equal(alarms[0][1].Properties.Statistic, 'Sum');
+        assert.equal(alarms[0][1].Properties.Threshold, 1);
+        assert.equal(alarms[0][1].Properties.ComparisonOperator, 'GreaterThanOrEqualToThreshold');
+      }
+    }
+  });
+
+  it('fires when a stream consumer falls behind the table stream', () => {
+    for (const sc of topology.stream_consumers) {
+      const [fnId] = functionOf(sc.name);
+      const alarms = alarmsWith('AWS/Lambda', 'IteratorAge', 'FunctionName', (v) => refId(v) === fnId);
+      assert.equal(alarms.length, 1, sc.name);
+      assert.equal(alarms[0][1].Properties.Statistic, 'Maximum');
+      // Milliseconds, well inside the stream's 24 h retention.
+      assert.equal(alarms[0][1].Properties.Threshold, ITERATOR_AGE_ALARM.toMilliseconds());
+      assert.ok(alarms[0][1].Properties.Threshold < 24 * 3600 * 1000);
+    }
+  });
+
+  it('fires on any 5xx answer of the HTTP API', () => {
+    const [apiId] = resourcesOfType(s, 'AWS::ApiGatewayV2::Api')[0];
+    const alarms = alarmsWith('AWS/ApiGateway', '5xx', 'ApiId', (v) => refId(v) === apiId);
+    assert.equal(alarms.length, 1);
+    assert.equal(alarms[0][1].Properties.Statistic, 'Sum');
+    assert.equal(alarms[0][1].Properties.Threshold, 1);
+  });
+
+  it('fires on read and write throttling of the table', () => {
+    const [tableId] = resourcesOfType(s, 'AWS::DynamoDB::Table')[0];
+    for (const metric of ['ReadThrottleEvents', 'WriteThrottleEvents']) {
+      const alarms = alarmsWith('AWS/DynamoDB', metric, 'TableName', (v) => refId(v) === tableId);
+      assert.equal(alarms.length, 1, metric);
+      assert.equal(alarms[0][1].Properties.Threshold, 1);
+    }
+  });
+
+  it('sends the alarm topic to a recipient the deployer must name', () => {
+    const [alarmTopicId] = only(s, 'AWS::SNS::Topic', (p) => p.TopicName === undefined);
+    const param = (s.json as any).Parameters.AlarmEmail;
+    assert.equal(param.Type, 'String');
+    // No default: CloudFormation refuses a deploy that does not give one.
+    assert.equal(param.Default, undefined);
+    const [, sub] = only(s, 'AWS::SNS::Subscription', (p) => refId(p.TopicArn) === alarmTopicId);
+    assert.equal(sub.Properties.Protocol, 'email');
+    assert.deepEqual(sub.Properties.Endpoint, { Ref: 'AlarmEmail' });
+    const pattern = new RegExp(param.AllowedPattern);
+    assert.ok(pattern.test('ops@example.com'));
+    assert.ok(!pattern.test('not an address'));
+    // `-c alarmEmail=...` becomes the parameter's default.
+    const given = synth(exportedTopology(), { alarmEmail: 'ops@example.com' });
+    assert.equal((given.json as any).Parameters.AlarmEmail.Default, 'ops@example.com');
+  });
+
   it('notifies the encrypted alarm topic, which CloudWatch may publish to', () => {
     const [alarmTopicId] = only(s, 'AWS::SNS::Topic', (p) => p.TopicName === undefined);
     for (const [id, a] of resourcesOfType(s, 'AWS::CloudWatch::Alarm')) {
@@ -347,6 +432,39 @@ describe('alarms', () => {
 });
 
 describe('least privilege', () => {
+  it('lets CloudWatch use the key only for alarms of this account', () => {
+    const [, key] = resourcesOfType(s, 'AWS::KMS::Key')[0];
+    const st = asArray<any>(key.Properties.KeyPolicy.Statement).find(
+      (x) => x.Principal?.Service === 'cloudwatch.amazonaws.com',
+    );
+    assert.ok(st, 'a CloudWatch statement');
+    assert.deepEqual(st.Condition.StringEquals, { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } });
+    assert.ok(st.Condition.ArnLike['aws:SourceArn'], 'alarms only');
+    // Every service principal in the key policy is conditioned.
+    for (const x of asArray<any>(key.Properties.KeyPolicy.Statement).filter((y) => y.Principal?.Service)) {
+      assert.ok(x.Condition, `${x.Sid} has no condition`);
+    }
+  });
+
+  it('gives the orders API read-only table access: it publishes commands and never writes the table', () => {
+    assert.equal(topology.api.permissions.table, 'read');
+    const [, fn] = functionOf(topology.api.name);
+    const statements = policyOfRole(refId(fn.Properties.Role)!);
+    const dynamo = actionsOf(statements).filter((a) => a.startsWith('dynamodb:'));
+    assert.deepEqual(dynamo.sort(), [...TABLE_READ].sort());
+    for (const write of TABLE_WRITE) assert.ok(!dynamo.includes(write), write);
+    // It still stores uploads and publishes its commands.
+    assert.ok(actionsOf(statements).includes('s3:PutObject'));
+    assert.ok(actionsOf(statements).includes('events:PutEvents'));
+    assert.ok(actionsOf(statements).includes('sns:Publish'));
+  });
+
+  it('grants Scan, BatchGetItem or DescribeTable to no function: none calls them', () => {
+    const actions = allStatements(s).flatMap(({ statement }) => asArray<string>(statement.Action));
+    for (const a of ['dynamodb:Scan', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem', 'dynamodb:DescribeTable'])
+      assert.ok(!actions.includes(a), a);
+  });
+
   it('has no Allow statement with a wildcard action anywhere: IAM, queue, topic, bucket or key policies', () => {
     const statements = allStatements(s);
     assert.ok(statements.length > 20);

@@ -33,6 +33,20 @@ pub fn applied_event_key(event_id: Uuid, consumer: &str) -> Key {
     Key::new(format!("EVENT#{event_id}"), consumer)
 }
 
+/// The table's TTL attribute (epoch seconds): DynamoDB deletes an item some
+/// time after it passes. Only applied-event markers carry it, never orders,
+/// images or notifications. infra/ and `switchyard provision` enable TTL on
+/// this name; the embedded table ignores it and keeps markers for good.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// How long an applied-event marker is kept: longer than any copy of an event
+/// can still be delivered. A copy lives at most 14 days in a source queue
+/// (SQS's longest retention; each receive cycle, visibility timeout x
+/// `maxReceiveCount`, is minutes and inside it), then 14 days in the DLQ;
+/// the extra week leaves an operator time to redrive it. Replays of events
+/// older than this are no longer deduplicated by their marker.
+pub const APPLIED_EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(35 * 24 * 3600);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
     pub order_id: String,

@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use switchyard_shared::aws::sdk::{dynamodb, eventbridge, s3, sns, sqs};
 use switchyard_shared::aws::stream::checkpoint_table_name;
 use switchyard_shared::aws::AwsClients;
+use switchyard_shared::items::TTL_ATTRIBUTE;
 
 pub mod backend;
 pub mod resources;
@@ -50,6 +51,47 @@ fn aws_err<E: std::error::Error>(what: impl Into<String>) -> impl FnOnce(E) -> P
         what,
         message: sqs::error::DisplayErrorContext(&e).to_string(),
     }
+}
+
+/// Turns TTL on for `attribute` unless it is on (or turning on) already;
+/// true when it changed anything. TTL on another attribute is an error from
+/// DynamoDB, which takes one TTL attribute per table: that needs a person.
+async fn enable_ttl(
+    ddb: &dynamodb::Client,
+    table: &str,
+    attribute: &str,
+) -> Result<bool, ProvisionError> {
+    use dynamodb::types::{TimeToLiveSpecification, TimeToLiveStatus};
+    let current = ddb
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(aws_err(format!("look up the TTL of table {table}")))?;
+    let on = current.time_to_live_description().is_some_and(|d| {
+        d.attribute_name() == Some(attribute)
+            && matches!(
+                d.time_to_live_status(),
+                Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+            )
+    });
+    if on {
+        return Ok(false);
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .attribute_name(attribute)
+        .enabled(true)
+        .build()
+        .map_err(aws_err("build the TTL specification"))?;
+    ddb.update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+        .map_err(aws_err(format!(
+            "enable TTL on {attribute} of table {table}"
+        )))?;
+    Ok(true)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -596,11 +638,17 @@ impl Provisioner<'_> {
 
     async fn tables(&mut self) -> Result<(), ProvisionError> {
         let name = self.topology.table.name.clone();
-        self.table(&name, true).await?;
-        self.table(&checkpoint_table_name(&name), false).await
+        // The main table expires applied-event markers, as infra/ sets it up.
+        self.table(&name, true, Some(TTL_ATTRIBUTE)).await?;
+        self.table(&checkpoint_table_name(&name), false, None).await
     }
 
-    async fn table(&mut self, name: &str, stream: bool) -> Result<(), ProvisionError> {
+    async fn table(
+        &mut self,
+        name: &str,
+        stream: bool,
+        ttl: Option<&str>,
+    ) -> Result<(), ProvisionError> {
         let clients = self.clients;
         use dynamodb::types::{
             AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -615,7 +663,7 @@ impl Provisioner<'_> {
                 .build()
                 .map_err(aws_err(format!("build stream of {name}")))
         };
-        match ddb.describe_table().table_name(name).send().await {
+        let mut change = match ddb.describe_table().table_name(name).send().await {
             Ok(out) => {
                 let current = out.table().and_then(|t| t.stream_specification());
                 let has_stream = current.is_some_and(|s| {
@@ -629,9 +677,9 @@ impl Provisioner<'_> {
                         .send()
                         .await
                         .map_err(aws_err(format!("enable the stream of {what}")))?;
-                    self.report.record(what, Change::Updated);
+                    Change::Updated
                 } else {
-                    self.report.record(what, Change::Unchanged);
+                    Change::Unchanged
                 }
             }
             Err(e)
@@ -663,10 +711,10 @@ impl Provisioner<'_> {
                     .send()
                     .await
                     .map_err(aws_err(format!("create {what}")))?;
-                self.report.record(&what, Change::Created);
+                Change::Created
             }
             Err(e) => return Err(aws_err(format!("look up {what}"))(e)),
-        }
+        };
         // Wait for ACTIVE (a condition with a deadline), polling DescribeTable.
         let deadline = tokio::time::Instant::now() + TABLE_READY_DEADLINE;
         loop {
@@ -677,7 +725,7 @@ impl Provisioner<'_> {
                 .await
                 .map_err(aws_err(format!("look up {name}")))?;
             if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-                return Ok(());
+                break;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ProvisionError::Invalid(format!(
@@ -686,6 +734,14 @@ impl Provisioner<'_> {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        // TTL is set on an ACTIVE table only, and is part of the table's step.
+        if let Some(attribute) = ttl {
+            if enable_ttl(ddb, name, attribute).await? && change == Change::Unchanged {
+                change = Change::Updated;
+            }
+        }
+        self.report.record(what, change);
+        Ok(())
     }
 
     async fn bucket(&mut self) -> Result<(), ProvisionError> {
