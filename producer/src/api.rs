@@ -500,7 +500,7 @@ async fn cancel_order(
 /// The image types the image processor reads, by the magic bytes it sniffs
 /// (`switchyard_imaging::sniff`; a test in the root crate keeps them equal).
 /// The declared type must match the bytes, so a blob is served as what it is.
-fn image_type(bytes: &[u8]) -> Option<&'static str> {
+pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
     match bytes {
         [0xFF, 0xD8, 0xFF, ..] => Some("image/jpeg"),
         [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some("image/png"),

@@ -2,17 +2,17 @@
 //!
 //! A key is scoped to its command and target: the request path (which names
 //! the command and the order) and, for a creation, the `order_id` its JSON
-//! body names. The scope's hash gives the command's id, which becomes the
-//! event id (and the id of what the command creates when the client named
-//! none: the order, the image), so a retry publishes the very same event and
-//! the consumers ignore it. The scope is remembered in the table, beside the
-//! hash of the request, so it works on every backend:
+//! body names. Each scope is remembered in the table (so it works on every
+//! backend), keyed by the scope's hash, with the hash of the first request
+//! and the command's id: the event id, and the id of what the command
+//! creates when the client named none (the order, the image).
 //!
-//! - first use: a pending record (the request's hash) is written before
-//!   anything is published; a 2xx answer then completes it;
+//! - first use: a pending record is written before anything is published
+//!   (a new UUID v7 as the command id); a 2xx answer then completes it;
 //! - a retry with the same body gets the first answer back
-//!   (`Idempotent-Replayed: true`), or runs again, to the same ids, if the
-//!   first never finished;
+//!   (`Idempotent-Replayed: true`), or, if the first never finished, runs
+//!   again with the same command id: the same event, which the consumers
+//!   ignore if the first run published it;
 //! - the same key and scope with a different body answers 422 naming
 //!   `Idempotency-Key`, and publishes nothing;
 //! - a 4xx answer (bad input, a refused command) forgets the key: nothing
@@ -43,6 +43,7 @@ const MAX_REMEMBERED_ANSWER: usize = 64 * 1024;
 
 /// The id of a command sent with an `Idempotency-Key`, as a request extension:
 /// the event id, and the id of what the command creates if the client named none.
+/// The first request under a key and scope picks it; its retries reuse it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandId(pub Uuid);
 
@@ -52,6 +53,8 @@ const DONE: u64 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
+    /// The command id of the first request.
+    event_id: Uuid,
     /// The command, as its route (`POST /orders/{order_id}/pay`), for the conflict message.
     command: String,
     /// SHA-256 of the content type and body of the first request.
@@ -68,15 +71,11 @@ struct Record {
 impl Record {
     const TYPE: &'static str = "idempotency";
 
-    fn key(id: CommandId) -> Key {
-        Key::new(format!("IDEMPOTENCY#{}", id.0), "IDEMPOTENCY")
-    }
-
-    fn to_item(&self, id: CommandId) -> Item {
+    fn to_item(&self, key: &Key) -> Item {
         let Value::Object(mut item) = serde_json::to_value(self).expect("records serialise") else {
             unreachable!("a struct")
         };
-        let key = Self::key(id);
+        let key = key.clone();
         item.insert("pk".into(), Value::String(key.pk));
         item.insert("sk".into(), Value::String(key.sk));
         item.insert("type".into(), Value::String(Self::TYPE.into()));
@@ -89,8 +88,8 @@ impl Record {
     }
 }
 
-/// The command id for a key in a scope: UUID v8 over SHA-256 of both.
-pub fn command_id(key: &str, method: &str, path: &str, body_target: Option<&str>) -> CommandId {
+/// Where a key in a scope is remembered: SHA-256 over the key and the scope.
+pub fn record_key(key: &str, method: &str, path: &str, body_target: Option<&str>) -> Key {
     let mut h = Sha256::new();
     for part in [
         "switchyard/idempotency/v1",
@@ -99,12 +98,18 @@ pub fn command_id(key: &str, method: &str, path: &str, body_target: Option<&str>
         path,
         body_target.unwrap_or(""),
     ] {
+        // Framed, so moving a boundary between parts changes the hash.
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
-    let digest = h.finalize();
-    let bytes: [u8; 16] = digest[..16].try_into().expect("32 bytes");
-    CommandId(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    Key::new(
+        format!("IDEMPOTENCY#{}", hex(&h.finalize()[..16])),
+        "IDEMPOTENCY",
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn request_hash(content_type: &str, body: &[u8]) -> String {
@@ -112,10 +117,7 @@ fn request_hash(content_type: &str, body: &[u8]) -> String {
     h.update((content_type.len() as u64).to_be_bytes());
     h.update(content_type.as_bytes());
     h.update(body);
-    h.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
+    hex(&h.finalize())
 }
 
 /// The key of a request, if it has one; a UUID, as the README asks.
@@ -172,7 +174,7 @@ async fn run(state: &ApiState, req: Request, next: Next) -> Result<Response, Res
             .get::<MatchedPath>()
             .map_or(parts.uri.path(), |p| p.as_str())
     );
-    let id = command_id(
+    let record_key = record_key(
         &key.to_string(),
         parts.method.as_str(),
         parts.uri.path(),
@@ -181,7 +183,8 @@ async fn run(state: &ApiState, req: Request, next: Next) -> Result<Response, Res
     let hash = request_hash(&content_type, &body);
 
     let table = &*state.table;
-    let pending = Record {
+    let mut pending = Record {
+        event_id: Uuid::now_v7(),
         command: command.clone(),
         request_hash: hash.clone(),
         version: PENDING,
@@ -189,14 +192,17 @@ async fn run(state: &ApiState, req: Request, next: Next) -> Result<Response, Res
         answer: None,
         expires_at: expires_at(),
     };
-    let current = match table.put(pending.to_item(id), Condition::Absent).await {
+    let current = match table
+        .put(pending.to_item(&record_key), Condition::Absent)
+        .await
+    {
         Ok(()) => None,
         Err(TableError::ConditionFailed {
             current: Some(item),
             ..
         }) => Some(Record::from_item(*item).map_err(IntoResponse::into_response)?),
         Err(TableError::ConditionFailed { current: None, .. }) => {
-            match table.get(&Record::key(id)).await {
+            match table.get(&record_key).await {
                 Ok(Some(item)) => {
                     Some(Record::from_item(item).map_err(IntoResponse::into_response)?)
                 }
@@ -222,9 +228,10 @@ async fn run(state: &ApiState, req: Request, next: Next) -> Result<Response, Res
             return Ok(replay(status, answer));
         }
         // Same request, first run unfinished (in flight, or cut short): run again to the same ids.
+        pending.event_id = first.event_id;
     }
 
-    parts.extensions.insert(id);
+    parts.extensions.insert(CommandId(pending.event_id));
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     let status = response.status();
     if status.is_success() {
@@ -239,7 +246,10 @@ async fn run(state: &ApiState, req: Request, next: Next) -> Result<Response, Res
             answer: Some(String::from_utf8_lossy(&answer).into_owned()),
             ..pending
         };
-        if let Err(e) = table.put(done.to_item(id), Condition::Always).await {
+        if let Err(e) = table
+            .put(done.to_item(&record_key), Condition::Always)
+            .await
+        {
             // The command went out; a retry runs it again to the same ids.
             tracing::warn!(error = %e, "could not remember an idempotency key's answer");
         }
@@ -248,7 +258,7 @@ async fn run(state: &ApiState, req: Request, next: Next) -> Result<Response, Res
         if status.is_client_error() {
             // Nothing was published: forget the key unless a twin request completed it.
             match table
-                .delete(&Record::key(id), Condition::VersionIs(PENDING))
+                .delete(&record_key, Condition::VersionIs(PENDING))
                 .await
             {
                 Ok(()) | Err(TableError::ConditionFailed { .. }) => {}
@@ -283,21 +293,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn command_ids_depend_on_key_and_scope_only() {
-        let id = |k, p, t| command_id(k, "POST", p, t);
-        let a = id("k", "/orders", Some("A"));
-        assert_eq!(a, id("k", "/orders", Some("A")));
-        assert_ne!(a, id("k", "/orders", Some("B")));
-        assert_ne!(a, id("k2", "/orders", Some("A")));
+    fn records_are_per_key_and_scope() {
+        let at = |k, p, t| record_key(k, "POST", p, t);
+        let a = at("k", "/orders", Some("A"));
+        assert_eq!(a, at("k", "/orders", Some("A")));
+        assert_ne!(a, at("k", "/orders", Some("B")));
+        assert_ne!(a, at("k2", "/orders", Some("A")));
+        assert_ne!(a, record_key("k", "PUT", "/orders", Some("A")));
         assert_ne!(
-            id("k", "/orders/A/pay", None),
-            id("k", "/orders/A/ship", None)
+            at("k", "/orders/A/pay", None),
+            at("k", "/orders/A/ship", None)
         );
-        // Lengths are framed: moving a boundary changes the id.
+        // Framed: moving a boundary between parts changes the record.
         assert_ne!(
-            id("k", "/orders/A", Some("B")),
-            id("k", "/orders/", Some("AB"))
+            at("k", "/orders/A", Some("B")),
+            at("k", "/orders/", Some("AB"))
         );
-        assert_eq!(a.0.get_version_num(), 8);
+        assert!(a.pk.starts_with("IDEMPOTENCY#") && a.pk.len() == "IDEMPOTENCY#".len() + 32);
     }
 }

@@ -203,8 +203,7 @@ async fn a_retry_whose_first_run_never_finished_runs_to_the_same_ids() {
     let api = Api::new();
     let (_, first) = api.post_json("/orders", Some(KEY), order(None)).await;
     // As if the process died after publishing, before remembering the answer.
-    let pk = format!("IDEMPOTENCY#{}", first["event_id"].as_str().unwrap());
-    let key = switchyard_shared::ports::Key::new(pk, "IDEMPOTENCY");
+    let key = switchyard_producer::idempotency::record_key(KEY, "POST", "/orders", None);
     let mut item = api
         .state
         .table
@@ -225,6 +224,7 @@ async fn a_retry_whose_first_run_never_finished_runs_to_the_same_ids() {
     let events = api.published();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].id, events[1].id, "the consumers see a duplicate");
+    assert_eq!(events[0].id.get_version_num(), 7);
 }
 
 #[tokio::test]
@@ -627,4 +627,36 @@ async fn requests_in_flight_are_bounded() {
     assert_eq!(status_of(&first.await.unwrap().unwrap()), "202");
     assert_eq!(status_of(&second.await.unwrap()), "200");
     Arc::into_inner(served).unwrap().stop().await;
+}
+
+#[tokio::test]
+async fn while_a_command_is_in_flight_its_key_takes_no_other_body() {
+    let gate = Arc::new(Semaphore::new(0));
+    let api = Arc::new(Api::with(
+        Recorder {
+            gate: Some(gate.clone()),
+            ..Recorder::default()
+        },
+        |_| {},
+    ));
+    let first = {
+        let api = api.clone();
+        tokio::spawn(async move { api.post_json("/orders", Some(KEY), order(None)).await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), api.recorder.waiting.notified())
+        .await
+        .expect("the first request reaches the publisher");
+    let mut other = order(None);
+    other["currency"] = json!("USD");
+    let (status, err) = api.post_json("/orders", Some(KEY), other).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    // The same body meanwhile runs to the same event (a duplicate the consumers drop).
+    gate.add_permits(2);
+    let (s2, twin) = api.post_json("/orders", Some(KEY), order(None)).await;
+    let (s1, first) = first.await.unwrap();
+    assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(first, twin);
+    let events = api.published();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].id, events[1].id);
 }
