@@ -163,11 +163,11 @@ impl EmbeddedSystem {
     }
 
     pub fn api_state(&self) -> ApiState {
-        ApiState {
-            table: self.table.clone(),
-            blobs: self.blobs.clone(),
-            publisher: self.publisher.clone(),
-        }
+        ApiState::new(
+            self.table.clone(),
+            self.blobs.clone(),
+            self.publisher.clone(),
+        )
     }
 
     fn deps(&self, options: &RuntimeOptions) -> Deps {

@@ -1,16 +1,23 @@
 //! The orders/images HTTP API. Writes are commands: they validate, publish
 //! an event and answer 202; the consumers do the rest. An `Idempotency-Key`
-//! header (a UUID) becomes the event id, so a client retry is a duplicate
-//! the consumers ignore.
+//! header (a UUID) makes a retry safe: see [`crate::idempotency`].
+//!
+//! What holds wherever the router runs (locally and behind API Gateway):
+//! JSON commands take `application/json` only, uploads only the image types
+//! the image processor reads, each route has its own body limit, answers
+//! carry `nosniff` and a CSP that lets nothing run, and a 5xx names no
+//! internal detail (it is logged instead). What only a local server needs
+//! (Host and Origin checks, timeouts, concurrency) is in [`crate::serve`].
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::handler::Handler;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,30 +28,140 @@ use switchyard_shared::events::{
 use switchyard_shared::items::{item_type, order_key, ImageRecord, Order, TableRecord};
 use switchyard_shared::ports::{BlobError, BlobStore, EventPublisher, Table};
 use switchyard_shared::{BlobKey, Envelope};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use uuid::Uuid;
 
-/// The largest upload the API takes at all; the image processor applies its own, smaller, limits.
-pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
+use crate::idempotency::{self, CommandId};
+
+/// The image processor's default size limit (`switchyard_imaging::Limits`;
+/// a test in the root crate keeps the two equal): a larger upload is refused
+/// before it is read, rather than stored and then rejected.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 25 * 1024 * 1024;
+/// The body limit of the JSON commands: far above any real order, far below an event's 256 KB.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+/// What blobs and answers may do in a browser: nothing (no scripts, no
+/// subresources, not framed; `sandbox` also gives them an opaque origin).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
 
 #[derive(Clone)]
 pub struct ApiState {
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
     pub publisher: Arc<dyn EventPublisher>,
+    /// The largest upload taken: set it to the image processor's `max_bytes`.
+    pub max_upload_bytes: usize,
+}
+
+impl ApiState {
+    pub fn new(
+        table: Arc<dyn Table>,
+        blobs: Arc<dyn BlobStore>,
+        publisher: Arc<dyn EventPublisher>,
+    ) -> Self {
+        ApiState {
+            table,
+            blobs,
+            publisher,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+        }
+    }
 }
 
 pub fn router(state: ApiState) -> Router {
+    let upload_limit = state.max_upload_bytes;
     Router::new()
         .route("/health", get(health))
-        .route("/orders", post(place_order))
+        .route("/orders", command(place_order, MAX_JSON_BYTES, &state))
         .route("/orders/{order_id}", get(read_order))
-        .route("/orders/{order_id}/pay", post(pay_order))
-        .route("/orders/{order_id}/ship", post(ship_order))
-        .route("/orders/{order_id}/cancel", post(cancel_order))
-        .route("/orders/{order_id}/images", post(upload_image))
+        .route(
+            "/orders/{order_id}/pay",
+            command(pay_order, MAX_JSON_BYTES, &state),
+        )
+        .route(
+            "/orders/{order_id}/ship",
+            command(ship_order, MAX_JSON_BYTES, &state),
+        )
+        .route(
+            "/orders/{order_id}/cancel",
+            command(cancel_order, MAX_JSON_BYTES, &state),
+        )
+        .route(
+            "/orders/{order_id}/images",
+            command(upload_image, upload_limit, &state),
+        )
         .route("/blobs/{*key}", get(read_blob))
-        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        // Each command route has its own limit (below).
+        .layer(DefaultBodyLimit::disable())
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
         .with_state(state)
+}
+
+/// A command route: a POST whose body is refused past `limit` (by its
+/// `Content-Length` before it is read, else while reading), with its
+/// `Idempotency-Key` handled.
+fn command<H, T>(handler: H, limit: usize, state: &ApiState) -> MethodRouter<ApiState>
+where
+    H: Handler<T, ApiState>,
+    T: 'static,
+{
+    post(handler)
+        .layer::<_, std::convert::Infallible>(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::middleware,
+        ))
+        .layer::<_, std::convert::Infallible>(RequestBodyLimitLayer::new(limit))
+}
+
+/// A request body, read whole; a body over the route's limit is a 413, one
+/// that took too long to arrive a 408.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        axum::body::to_bytes(req.into_body(), usize::MAX)
+            .await
+            .map(RawBody)
+            .map_err(|e| body_read_error(&e))
+    }
+}
+
+/// Why a body could not be read, as an answer.
+pub(crate) fn body_read_error(e: &axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is larger than this route takes",
+            );
+        }
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body took too long to arrive",
+            );
+        }
+        source = err.source();
+    }
+    ApiError::bad_request("body", "the body could not be read")
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+pub(crate) fn is_json(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// An error answer: a status and a JSON body naming the field at fault.
@@ -56,9 +173,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn bad_request(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(field: &str, message: impl Into<String>) -> Self {
+        Self::with_field(StatusCode::BAD_REQUEST, field, message)
+    }
+    pub(crate) fn unprocessable(field: &str, message: impl Into<String>) -> Self {
+        Self::with_field(StatusCode::UNPROCESSABLE_ENTITY, field, message)
+    }
+    fn with_field(status: StatusCode, field: &str, message: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
+            status,
             message: message.into(),
             field: Some(field.to_owned()),
         }
@@ -69,6 +192,20 @@ impl ApiError {
             message: message.into(),
             field: None,
         }
+    }
+    /// A backend failed (worth a retry). Its detail may name files or
+    /// resources, so it goes to the log, not to the client.
+    pub(crate) fn unavailable(e: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %e, "backend failed; answering 503");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the backend is unavailable; retry later",
+        )
+    }
+    /// Something that should not happen; the detail goes to the log only.
+    pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "{what} failed; answering 500");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }
 }
 
@@ -84,8 +221,21 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Parses a JSON body, naming the path of the first bad field.
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+/// Parses a JSON body, naming the path of the first bad field. Only
+/// `application/json` is taken: a browser sends no other type cross-site
+/// without a CORS preflight, which this API never grants.
+fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> ApiResult<T> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_json(content_type) {
+        return Err(ApiError::with_field(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type",
+            "send the body as application/json",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -128,28 +278,21 @@ fn non_empty(field: &str, value: &str) -> ApiResult<()> {
     }
 }
 
-/// The client's `Idempotency-Key`, if any, which becomes the event id.
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<Uuid>> {
-    match headers.get("idempotency-key") {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| Uuid::parse_str(s).ok())
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request("Idempotency-Key", "must be a UUID")),
-    }
+/// A command's id (from its `Idempotency-Key`), if it was sent with one.
+type Id = Option<Extension<CommandId>>;
+
+/// The id of what a command creates: its command id, so a retry creates the same, or a new one.
+fn new_id(id: &Id) -> String {
+    id.as_ref()
+        .map_or_else(Uuid::now_v7, |Extension(CommandId(id))| *id)
+        .to_string()
 }
 
-async fn publish<E: EventType>(
-    state: &ApiState,
-    headers: &HeaderMap,
-    event: E,
-) -> ApiResult<Envelope> {
+async fn publish<E: EventType>(state: &ApiState, id: &Id, event: E) -> ApiResult<Envelope> {
     let mut envelope = event.into_envelope();
-    if let Some(id) = idempotency_key(headers)? {
-        envelope.id = id;
-        envelope.correlation_id = id;
+    if let Some(Extension(CommandId(id))) = id {
+        envelope.id = *id;
+        envelope.correlation_id = *id;
     }
     let report = state
         .publisher
@@ -159,11 +302,9 @@ async fn publish<E: EventType>(
             switchyard_shared::ports::PublishError::Invalid(e) => {
                 ApiError::bad_request("body", e.to_string())
             }
-            other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+            other => ApiError::unavailable(other),
         })?;
-    report
-        .into_result()
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    report.into_result().map_err(ApiError::unavailable)?;
     Ok(envelope)
 }
 
@@ -178,7 +319,7 @@ async fn health(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
         .table
         .get(&order_key("health-check"))
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(ApiError::unavailable)?;
     Ok(Json(json!({ "status": "ok" })))
 }
 
@@ -194,11 +335,12 @@ struct PlaceOrder {
 
 async fn place_order(
     State(state): State<ApiState>,
+    id: Id,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
-    let req: PlaceOrder = parse_body(&body)?;
-    let order_id = req.order_id.unwrap_or_else(|| Uuid::now_v7().to_string());
+    let req: PlaceOrder = parse_body(&headers, &body)?;
+    let order_id = req.order_id.unwrap_or_else(|| new_id(&id));
     check_id("order_id", &order_id)?;
     non_empty("customer_id", &req.customer_id)?;
     if req.items.is_empty() {
@@ -237,7 +379,7 @@ async fn place_order(
         total_cents: total,
         currency: req.currency,
     };
-    let envelope = publish(&state, &headers, event).await?;
+    let envelope = publish(&state, &id, event).await?;
     Ok(accepted(
         json!({ "order_id": order_id, "total_cents": total }),
         &envelope,
@@ -251,11 +393,11 @@ async fn check_not_terminal(state: &ApiState, order_id: &str, command: &str) -> 
         .table
         .get(&order_key(order_id))
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(ApiError::unavailable)?;
     if let Some(order) = current
         .map(|i| Order::from_item(&i))
         .transpose()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::internal("reading an order", e))?
     {
         let refused = match command {
             "pay" => order.paid,
@@ -285,11 +427,12 @@ struct PayOrder {
 async fn pay_order(
     State(state): State<ApiState>,
     Path(order_id): Path<String>,
+    id: Id,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     check_id("order_id", &order_id)?;
-    let req: PayOrder = parse_body(&body)?;
+    let req: PayOrder = parse_body(&headers, &body)?;
     non_empty("payment_id", &req.payment_id)?;
     check_not_terminal(&state, &order_id, "pay").await?;
     let event = OrderPaid {
@@ -297,7 +440,7 @@ async fn pay_order(
         payment_id: req.payment_id,
         amount_cents: req.amount_cents,
     };
-    let envelope = publish(&state, &headers, event).await?;
+    let envelope = publish(&state, &id, event).await?;
     Ok(accepted(json!({ "order_id": order_id }), &envelope))
 }
 
@@ -311,11 +454,12 @@ struct ShipOrder {
 async fn ship_order(
     State(state): State<ApiState>,
     Path(order_id): Path<String>,
+    id: Id,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     check_id("order_id", &order_id)?;
-    let req: ShipOrder = parse_body(&body)?;
+    let req: ShipOrder = parse_body(&headers, &body)?;
     non_empty("carrier", &req.carrier)?;
     non_empty("tracking_number", &req.tracking_number)?;
     check_not_terminal(&state, &order_id, "ship").await?;
@@ -324,7 +468,7 @@ async fn ship_order(
         carrier: req.carrier,
         tracking_number: req.tracking_number,
     };
-    let envelope = publish(&state, &headers, event).await?;
+    let envelope = publish(&state, &id, event).await?;
     Ok(accepted(json!({ "order_id": order_id }), &envelope))
 }
 
@@ -337,62 +481,86 @@ struct CancelOrder {
 async fn cancel_order(
     State(state): State<ApiState>,
     Path(order_id): Path<String>,
+    id: Id,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     check_id("order_id", &order_id)?;
-    let req: CancelOrder = parse_body(&body)?;
+    let req: CancelOrder = parse_body(&headers, &body)?;
     non_empty("reason", &req.reason)?;
     check_not_terminal(&state, &order_id, "cancel").await?;
     let event = OrderCancelled {
         order_id: order_id.clone(),
         reason: req.reason,
     };
-    let envelope = publish(&state, &headers, event).await?;
+    let envelope = publish(&state, &id, event).await?;
     Ok(accepted(json!({ "order_id": order_id }), &envelope))
 }
+
+/// The image types the image processor reads, by the magic bytes it sniffs
+/// (`switchyard_imaging::sniff`; a test in the root crate keeps them equal).
+/// The declared type must match the bytes, so a blob is served as what it is.
+pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [0xFF, 0xD8, 0xFF, ..] => Some("image/jpeg"),
+        [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some("image/png"),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some("image/webp"),
+        [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some("image/gif"),
+        _ => None,
+    }
+}
+
+/// The image types uploads take.
+pub const UPLOAD_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/webp", "image/gif"];
 
 async fn upload_image(
     State(state): State<ApiState>,
     Path(order_id): Path<String>,
+    id: Id,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     check_id("order_id", &order_id)?;
-    let content_type = headers
+    let declared = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .filter(|ct| ct.starts_with("image/"))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "Content-Type",
-                "send the raw image with an image/* content type",
-            )
-        })?
-        .to_owned();
+        .and_then(|ct| ct.split(';').next())
+        .map(|ct| ct.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let Some(&content_type) = UPLOAD_TYPES.iter().find(|t| **t == declared) else {
+        return Err(ApiError::with_field(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type",
+            format!("send the raw image as one of {}", UPLOAD_TYPES.join(", ")),
+        ));
+    };
     if body.is_empty() {
         return Err(ApiError::bad_request("body", "the image is empty"));
     }
-    let image_id = match idempotency_key(&headers)? {
-        Some(key) => key.to_string(),
-        None => Uuid::now_v7().to_string(),
-    };
+    if image_type(&body) != Some(content_type) {
+        return Err(ApiError::with_field(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type",
+            format!("the body is not an {content_type} image"),
+        ));
+    }
+    let image_id = new_id(&id);
     let key = BlobKey::new(format!("uploads/{order_id}/{image_id}"))
         .map_err(|e| ApiError::bad_request("order_id", e.to_string()))?;
     let size = body.len() as u64;
     state
         .blobs
-        .put(&key, body, &content_type)
+        .put(&key, body, content_type)
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(ApiError::unavailable)?;
     let event = ImageUploaded {
         image_id: image_id.clone(),
         order_id: order_id.clone(),
         key: key.to_string(),
-        content_type,
+        content_type: content_type.to_owned(),
         size_bytes: size,
     };
-    let envelope = publish(&state, &headers, event).await?;
+    let envelope = publish(&state, &id, event).await?;
     Ok(accepted(
         json!({ "order_id": order_id, "image_id": image_id, "key": key.to_string() }),
         &envelope,
@@ -404,9 +572,7 @@ async fn read_order(
     Path(order_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     check_id("order_id", &order_id)?;
-    let unavailable = |e: switchyard_shared::ports::TableError| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-    };
+    let unavailable = ApiError::unavailable;
     let items = state
         .table
         .query(&order_key(&order_id).pk, None)
@@ -452,9 +618,6 @@ async fn read_blob(State(state): State<ApiState>, Path(key): Path<String>) -> Ap
             StatusCode::NOT_FOUND,
             format!("no blob at {k}"),
         )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            e.to_string(),
-        )),
+        Err(e) => Err(ApiError::unavailable(e)),
     }
 }

@@ -4,7 +4,9 @@
 
 pub mod api;
 pub mod fanout;
+pub mod idempotency;
 pub mod input;
+pub mod serve;
 
 use std::sync::Arc;
 

@@ -57,7 +57,8 @@ pub async fn up(
 ) -> anyhow::Result<ExitCode> {
     let clients = AwsClients::connect(endpoint).await;
     let mut system = AwsSystem::connect(topology, &clients).await?;
-    system.start(&RuntimeOptions::default()).await?;
+    let options = RuntimeOptions::default();
+    system.start(&options).await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{port}"))?;
@@ -73,10 +74,7 @@ pub async fn up(
         )?;
         stdout.flush()?;
     }
-    let app = switchyard_producer::api::router(system.api_state());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(super::up::shutdown_signal())
-        .await?;
+    super::up::serve_api(listener, system.api_state(), &options).await?;
     eprintln!("switchyard up: stopping pollers after their current batch");
     system.shutdown().await;
     Ok(ExitCode::SUCCESS)

@@ -40,7 +40,8 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
     }
     let data_dir = EmbeddedSystem::data_dir(args.data_dir);
     let mut system = EmbeddedSystem::open(&data_dir, topology)?;
-    system.start(&RuntimeOptions::default()).await?;
+    let options = RuntimeOptions::default();
+    system.start(&options).await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
@@ -70,13 +71,24 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
             path.display()
         );
     }
-    let app = switchyard_producer::api::router(api);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    serve_api(listener, api, &options).await?;
     eprintln!("switchyard up: stopping consumers after their current batch");
     system.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the API (hardened for a local port: see `switchyard_producer::serve`)
+/// until SIGINT or SIGTERM; uploads over the image processor's limit are refused.
+pub(super) async fn serve_api(
+    listener: tokio::net::TcpListener,
+    mut api: switchyard_producer::api::ApiState,
+    options: &RuntimeOptions,
+) -> anyhow::Result<()> {
+    api.max_upload_bytes = usize::try_from(options.limits.max_bytes).unwrap_or(usize::MAX);
+    let app = switchyard_producer::api::router(api);
+    let serve = switchyard_producer::serve::ServeOptions::default();
+    switchyard_producer::serve::serve(listener, app, &serve, shutdown_signal()).await?;
+    Ok(())
 }
 
 pub(super) async fn shutdown_signal() {

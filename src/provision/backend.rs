@@ -58,11 +58,11 @@ impl AwsSystem {
     }
 
     pub fn api_state(&self) -> ApiState {
-        ApiState {
-            table: self.resources.table.clone(),
-            blobs: self.resources.blobs.clone(),
-            publisher: self.resources.publisher.clone(),
-        }
+        ApiState::new(
+            self.resources.table.clone(),
+            self.resources.blobs.clone(),
+            self.resources.publisher.clone(),
+        )
     }
 
     fn deps(&self, options: &RuntimeOptions) -> Deps {

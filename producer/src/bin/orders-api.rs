@@ -21,11 +21,12 @@ async fn main() -> Result<(), Error> {
         .filter_map(|(t, r)| Some((t.clone(), r.destination()?)))
         .collect();
     let adapters = LambdaAdapters::from_env(routes, true).await?;
-    let app = router(ApiState {
-        table: adapters.table,
-        blobs: adapters.blobs,
-        publisher: adapters.publisher,
-    });
+    // The upload limit is the image processor's default, as its function uses.
+    let app = router(ApiState::new(
+        adapters.table,
+        adapters.blobs,
+        adapters.publisher,
+    ));
     tracing::info!("ready");
     lambda_http::run(app).await
 }
