@@ -102,6 +102,10 @@ const LAMBDA_SKIPS: CheckovSkip[] = [
 // (TransactWriteItems) are authorised item by item: put, delete and the
 // condition checks.
 export const TABLE_READ = ['dynamodb:GetItem', 'dynamodb:Query'];
+/** The orders API's only writes: its Idempotency-Key records (producer/src/idempotency.rs). */
+export const IDEMPOTENCY_WRITE = ['dynamodb:PutItem', 'dynamodb:DeleteItem'];
+/** The partition keys those records live under: the API can write nothing else. */
+export const IDEMPOTENCY_KEYS = 'IDEMPOTENCY#*';
 export const TABLE_WRITE = [
   'dynamodb:ConditionCheckItem',
   'dynamodb:DeleteItem',
@@ -703,6 +707,16 @@ export class SwitchyardStack extends cdk.Stack {
   private addApi(): void {
     const api = this.props.topology.api;
     const fn = this.rustFunction('Api', api.name, 'producer', api.name, api.function, api.permissions);
+    // A retried command answers from its Idempotency-Key record: the API's
+    // one kind of table write, held to those records' partition keys.
+    fn.role!.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'IdempotencyRecords',
+        actions: IDEMPOTENCY_WRITE,
+        resources: [this.table.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [IDEMPOTENCY_KEYS] } },
+      }),
+    );
     const httpApi = new apigw.HttpApi(this, 'HttpApi', {
       apiName: api.name,
       description: 'Switchyard orders and images API',

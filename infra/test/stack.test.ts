@@ -15,7 +15,15 @@ import {
   resourcesOfType,
   synth,
 } from './helpers';
-import { ITERATOR_AGE_ALARM, TABLE_READ, TABLE_WRITE, TTL_ATTRIBUTE, pascal } from '../lib/switchyard-stack';
+import {
+  IDEMPOTENCY_KEYS,
+  IDEMPOTENCY_WRITE,
+  ITERATOR_AGE_ALARM,
+  TABLE_READ,
+  TABLE_WRITE,
+  TTL_ATTRIBUTE,
+  pascal,
+} from '../lib/switchyard-stack';
 import * as bar from './bar';
 import { assertFilterPoliciesExact, assertOnePerConsumer, assertPatternsExact } from './bar';
 import {
@@ -446,13 +454,23 @@ describe('least privilege', () => {
     }
   });
 
-  it('gives the orders API read-only table access: it publishes commands and never writes the table', () => {
+  it('gives the orders API read-only table access: it writes only its Idempotency-Key records', () => {
     assert.equal(topology.api.permissions.table, 'read');
     const [, fn] = functionOf(topology.api.name);
     const statements = policyOfRole(refId(fn.Properties.Role)!);
-    const dynamo = actionsOf(statements).filter((a) => a.startsWith('dynamodb:'));
+    const unconditioned = statements.filter((st) => !st.Condition);
+    const dynamo = actionsOf(unconditioned).filter((a) => a.startsWith('dynamodb:'));
     assert.deepEqual(dynamo.sort(), [...TABLE_READ].sort());
     for (const write of TABLE_WRITE) assert.ok(!dynamo.includes(write), write);
+    // Its writes are held to the idempotency records' partition keys.
+    const records = statements.filter((st) => st.Sid === 'IdempotencyRecords');
+    assert.equal(records.length, 1);
+    assert.deepEqual(asArray<string>(records[0].Action).sort(), [...IDEMPOTENCY_WRITE].sort());
+    assert.deepEqual(records[0].Condition, {
+      'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [IDEMPOTENCY_KEYS] },
+    });
+    for (const st of statements.filter((x) => x.Sid !== 'IdempotencyRecords'))
+      for (const a of asArray<string>(st.Action)) assert.ok(!TABLE_WRITE.includes(a), `${st.Sid}: ${a}`);
     // It still stores uploads and publishes its commands.
     assert.ok(actionsOf(statements).includes('s3:PutObject'));
     assert.ok(actionsOf(statements).includes('events:PutEvents'));
