@@ -3,6 +3,7 @@
 //! `switchyard` binary is a thin command line over this library.
 
 pub mod demo;
+pub mod lambda_bench;
 pub mod provision;
 pub mod replay;
 pub mod runtime;

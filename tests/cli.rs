@@ -227,3 +227,77 @@ fn read_commands_refuse_a_damaged_journal_and_change_no_file() {
     );
     assert!(!typo.exists());
 }
+
+/// `switchyard up 2>log.txt`: the log file gets plain text, no colour codes
+/// (tracing colours its levels and fields on a terminal only).
+#[test]
+fn up_logs_to_a_file_without_escape_sequences() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("log.txt");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["up", "--port", "0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("SWITCHYARD_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let child = Kill(child);
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no API address in {line:?}"))
+        .to_owned();
+
+    // One order, so the consumers log their spans and fields too.
+    let body = r#"{"order_id":"o-ansi","customer_id":"c-1","items":[{"sku":"mug","quantity":1,"unit_price_cents":100}],"currency":"EUR"}"#;
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /orders HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+
+    // Wait (with a deadline) until the order processor has logged the message.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let written = loop {
+        let written = std::fs::read(&log_path).unwrap();
+        if text(&written).contains("handled") {
+            break written;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `handled` line within 30 s:\n{}",
+            text(&written)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(child);
+    let written = text(&written);
+    assert!(written.contains("DEBUG"), "{written}");
+    assert!(written.contains("correlation_id"), "{written}");
+    assert!(
+        !written.contains('\x1b'),
+        "escape sequences in the log file:\n{written:?}"
+    );
+}

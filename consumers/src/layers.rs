@@ -7,6 +7,8 @@
 //!       └ Idempotency skip events this consumer already handled (optional)
 //!         └ handler   the business logic, one envelope at a time
 //! ```
+//!
+//! On Lambda, [`crate::emf::EmfLayer`] wraps the batch and writes its metrics.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -455,10 +457,11 @@ impl SqsBatchHandler {
     }
 }
 
+/// The batch as a tower service, for batch-level layers (see [`crate::emf`]).
 impl Service<SqsEvent> for SqsBatchHandler {
-    type Response = SqsBatchResponse;
+    type Response = BatchOutcome;
     type Error = std::convert::Infallible;
-    type Future = BoxFuture<Result<SqsBatchResponse, std::convert::Infallible>>;
+    type Future = BoxFuture<Result<BatchOutcome, std::convert::Infallible>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -466,7 +469,7 @@ impl Service<SqsEvent> for SqsBatchHandler {
 
     fn call(&mut self, event: SqsEvent) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { Ok(this.handle_batch(event).await.response) })
+        Box::pin(async move { Ok(this.handle_batch(event).await) })
     }
 }
 

@@ -3,7 +3,10 @@
 //! code runs under the embedded runtime, the moto pollers and real Lambda.
 
 pub mod decode_budget;
+pub mod emf;
 pub mod image_processor;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod layers;
 pub mod notifier;
 pub mod order_processor;

@@ -26,33 +26,73 @@ pub const SQS_HANDLERS: &[&str] = &[order_processor::NAME, image_processor::NAME
 /// Names of the stream handlers this build has.
 pub const STREAM_HANDLERS: &[&str] = &[stream_reactor::NAME];
 
+/// A handler's logic, and the table of its idempotency markers when the
+/// marker layer must wrap it (handlers whose writes are not idempotent alone).
+pub struct SqsLogic {
+    pub logic: Arc<dyn MessageHandler>,
+    pub idempotency: Option<Arc<dyn Table>>,
+}
+
+impl SqsLogic {
+    /// Wrapped in the standard layers, as consumer `consumer` (the name spans
+    /// and idempotency markers carry).
+    pub fn into_batch_handler(self, consumer: &str) -> SqsBatchHandler {
+        SqsBatchHandler::new(message_service(consumer, self.logic, self.idempotency))
+    }
+}
+
+/// The order processor: its transaction carries its own marker, atomically with the write.
+pub fn order_processor_logic(table: Arc<dyn Table>) -> SqsLogic {
+    SqsLogic {
+        logic: Arc::new(order_processor::OrderProcessor::new(table)),
+        idempotency: None,
+    }
+}
+
+/// The image processor, behind the marker layer.
+pub fn image_processor_logic(
+    table: Arc<dyn Table>,
+    blobs: Arc<dyn BlobStore>,
+    publisher: Arc<dyn EventPublisher>,
+    variants: Vec<VariantSpec>,
+    limits: Limits,
+) -> SqsLogic {
+    SqsLogic {
+        logic: Arc::new(image_processor::ImageProcessor::new(
+            table.clone(),
+            blobs,
+            publisher,
+            variants,
+            limits,
+        )),
+        idempotency: Some(table),
+    }
+}
+
+/// The notifier: its write is keyed on the event id already.
+pub fn notifier_logic(table: Arc<dyn Table>) -> SqsLogic {
+    SqsLogic {
+        logic: Arc::new(notifier::Notifier::new(table)),
+        idempotency: None,
+    }
+}
+
 /// The SQS batch handler for `handler`, wrapped in the standard layers, as
 /// consumer `consumer` (the name spans and idempotency markers carry).
 pub fn sqs_handler(handler: &str, consumer: &str, deps: &Deps) -> Option<SqsBatchHandler> {
-    let (logic, idempotency): (Arc<dyn MessageHandler>, bool) = match handler {
-        // Its transaction carries its own marker, atomically with the write.
-        order_processor::NAME => (
-            Arc::new(order_processor::OrderProcessor::new(deps.table.clone())),
-            false,
+    let logic = match handler {
+        order_processor::NAME => order_processor_logic(deps.table.clone()),
+        image_processor::NAME => image_processor_logic(
+            deps.table.clone(),
+            deps.blobs.clone(),
+            deps.publisher.clone(),
+            deps.variants.clone(),
+            deps.limits.clone(),
         ),
-        image_processor::NAME => (
-            Arc::new(image_processor::ImageProcessor::new(
-                deps.table.clone(),
-                deps.blobs.clone(),
-                deps.publisher.clone(),
-                deps.variants.clone(),
-                deps.limits.clone(),
-            )),
-            true,
-        ),
-        // Its write is keyed on the event id already.
-        notifier::NAME => (Arc::new(notifier::Notifier::new(deps.table.clone())), false),
+        notifier::NAME => notifier_logic(deps.table.clone()),
         _ => return None,
     };
-    let table = idempotency.then(|| deps.table.clone());
-    Some(SqsBatchHandler::new(message_service(
-        consumer, logic, table,
-    )))
+    Some(logic.into_batch_handler(consumer))
 }
 
 /// The stream handler for `handler`.

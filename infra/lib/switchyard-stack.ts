@@ -452,7 +452,8 @@ export class SwitchyardStack extends cdk.Stack {
       description: `Switchyard ${name} (${binary})`,
       manifestPath: path.join(this.props.repoRoot, crate, 'Cargo.toml'),
       binaryName: binary,
-      bundling: { architecture: this.props.architecture },
+      // The Cargo profile tuned for Lambda (stripped, thin LTO; see BENCHMARKS.md "Lambda").
+      bundling: { architecture: this.props.architecture, profile: 'lambda' },
       architecture: this.props.architecture,
       memorySize: spec.memory_mb,
       timeout: cdk.Duration.seconds(spec.timeout_s),

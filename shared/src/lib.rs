@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod events;
 pub mod images;
 pub mod items;
+pub mod logging;
 pub mod ports;
 
 pub use blob_key::{BlobKey, BlobKeyError};

@@ -82,15 +82,11 @@ pub fn init_logging(global: &GlobalArgs, command: &Command) {
     } else {
         "warn"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match global.log_format {
-        LogFormat::Json => builder.json().with_current_span(true).init(),
-        LogFormat::Text => builder.init(),
-    }
+    let format = match global.log_format {
+        LogFormat::Json => switchyard_shared::logging::LogFormat::Json,
+        LogFormat::Text => switchyard_shared::logging::LogFormat::Text,
+    };
+    switchyard_shared::logging::init(switchyard_shared::logging::LogConfig::cli(format, default));
 }
 
 /// Loads the topology named on the command line, or the built-in one.

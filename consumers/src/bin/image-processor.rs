@@ -1,8 +1,18 @@
 //! The image-processor consumer as a Lambda function on its SQS queue.
 
-mod common;
+use switchyard_consumers::lambda::Function;
+use switchyard_consumers::{image_processor, registry};
+use switchyard_imaging::VariantSpec;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    common::run_sqs(switchyard_consumers::image_processor::NAME, true).await
+    let function = Function::start(image_processor::NAME).await?;
+    let logic = registry::image_processor_logic(
+        function.table()?,
+        function.blobs()?,
+        function.publisher(),
+        VariantSpec::defaults(),
+        function.image_limits(),
+    );
+    function.run_sqs(logic).await
 }

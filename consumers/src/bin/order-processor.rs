@@ -1,8 +1,11 @@
 //! The order-processor consumer as a Lambda function on its SQS queue.
 
-mod common;
+use switchyard_consumers::lambda::Function;
+use switchyard_consumers::{order_processor, registry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    common::run_sqs(switchyard_consumers::order_processor::NAME, false).await
+    let function = Function::start(order_processor::NAME).await?;
+    let logic = registry::order_processor_logic(function.table()?);
+    function.run_sqs(logic).await
 }

@@ -1,8 +1,11 @@
 //! The stream reactor as a Lambda function on the table's DynamoDB stream.
 
-mod common;
+use switchyard_consumers::lambda::Function;
+use switchyard_consumers::stream_reactor::{self, StreamReactor};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    common::run_stream(switchyard_consumers::stream_reactor::NAME).await
+    let function = Function::start(stream_reactor::NAME).await?;
+    let reactor = StreamReactor::new(function.publisher());
+    function.run_stream(reactor).await
 }

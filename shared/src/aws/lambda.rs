@@ -25,19 +25,10 @@ pub fn required_env(name: &'static str, purpose: &'static str) -> Result<String,
         .ok_or(MissingEnv { name, purpose })
 }
 
-/// One JSON object per log line (CloudWatch parses them), filtered by
-/// `RUST_LOG` (default `info`).
+/// The logs of a Lambda function: JSON with the request id on every line
+/// (see [`crate::logging::LogConfig::lambda`]).
 pub fn init_json_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        // Lambda adds its own timestamp and request id to every line.
-        .without_time()
-        .with_target(false)
-        .init();
+    crate::logging::init(crate::logging::LogConfig::lambda());
 }
 
 /// Rebuilds Switchyard envelopes in bodies that came from EventBridge (see
@@ -48,6 +39,37 @@ pub fn restore_sqs_event(event: &mut SqsEvent) {
             record.body = Some(restored);
         }
     }
+}
+
+/// The table `SWITCHYARD_TABLE` names.
+pub fn table_from_env(config: &aws_config::SdkConfig) -> Result<super::DynamoTable, MissingEnv> {
+    let table = required_env("SWITCHYARD_TABLE", "the DynamoDB table this function uses")?;
+    Ok(super::DynamoTable::new(
+        &aws_sdk_dynamodb::Client::new(config),
+        &table,
+    ))
+}
+
+/// The bucket `SWITCHYARD_BUCKET` names.
+pub fn blobs_from_env(config: &aws_config::SdkConfig) -> Result<super::S3Blobs, MissingEnv> {
+    let bucket = required_env(
+        "SWITCHYARD_BUCKET",
+        "the S3 bucket this function reads and writes",
+    )?;
+    Ok(super::S3Blobs::new(&super::s3_client(config), &bucket))
+}
+
+/// The publisher for `routes` (detail-type -> destination, from the
+/// topology), its buses and topics from the environment.
+pub fn publisher_from_env(
+    config: &aws_config::SdkConfig,
+    routes: std::collections::BTreeMap<String, crate::ports::Destination>,
+) -> super::AwsPublisher {
+    super::AwsPublisher::from_clients(
+        aws_sdk_eventbridge::Client::new(config),
+        aws_sdk_sns::Client::new(config),
+        super::PublishTargets::from_env(routes),
+    )
 }
 
 /// The adapters a Lambda function works with, addressed from the environment.
@@ -65,23 +87,18 @@ impl LambdaAdapters {
         routes: std::collections::BTreeMap<String, crate::ports::Destination>,
         needs_bucket: bool,
     ) -> Result<Self, MissingEnv> {
-        let table = required_env("SWITCHYARD_TABLE", "the DynamoDB table this function uses")?;
-        let bucket = if needs_bucket {
-            required_env(
-                "SWITCHYARD_BUCKET",
-                "the S3 bucket this function reads and writes",
-            )?
+        let config = super::load_sdk_config(None).await;
+        let table = table_from_env(&config)?;
+        let blobs = if needs_bucket {
+            blobs_from_env(&config)?
         } else {
-            std::env::var("SWITCHYARD_BUCKET").unwrap_or_default()
+            let bucket = std::env::var("SWITCHYARD_BUCKET").unwrap_or_default();
+            super::S3Blobs::new(&super::s3_client(&config), &bucket)
         };
-        let clients = super::AwsClients::connect(None).await;
         Ok(LambdaAdapters {
-            table: std::sync::Arc::new(super::DynamoTable::new(&clients.dynamodb, &table)),
-            blobs: std::sync::Arc::new(super::S3Blobs::new(&clients.s3, &bucket)),
-            publisher: std::sync::Arc::new(super::AwsPublisher::new(
-                &clients,
-                super::PublishTargets::from_env(routes),
-            )),
+            table: std::sync::Arc::new(table),
+            blobs: std::sync::Arc::new(blobs),
+            publisher: std::sync::Arc::new(publisher_from_env(&config, routes)),
         })
     }
 }

@@ -114,6 +114,17 @@ pub async fn load_sdk_config(endpoint: Option<&str>) -> SdkConfig {
         .build()
 }
 
+/// The S3 client for `config`. An emulator on 127.0.0.1 has no per-bucket
+/// host names: path-style URLs there.
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let path_style = config.endpoint_url().is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .build(),
+    )
+}
+
 /// One client per service, built from one [`SdkConfig`].
 #[derive(Debug, Clone)]
 pub struct AwsClients {
@@ -128,11 +139,6 @@ pub struct AwsClients {
 
 impl AwsClients {
     pub fn new(config: &SdkConfig) -> Self {
-        // An emulator on 127.0.0.1 has no per-bucket host names: use path-style URLs there.
-        let path_style = config.endpoint_url().is_some();
-        let s3 = aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(path_style)
-            .build();
         AwsClients {
             config: config.clone(),
             sqs: aws_sdk_sqs::Client::new(config),
@@ -140,7 +146,7 @@ impl AwsClients {
             eventbridge: aws_sdk_eventbridge::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             streams: aws_sdk_dynamodbstreams::Client::new(config),
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            s3: s3_client(config),
         }
     }
 

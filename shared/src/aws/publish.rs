@@ -109,9 +109,19 @@ pub struct AwsPublisher {
 
 impl AwsPublisher {
     pub fn new(clients: &AwsClients, targets: PublishTargets) -> Self {
+        AwsPublisher::from_clients(clients.eventbridge.clone(), clients.sns.clone(), targets)
+    }
+
+    /// A publisher over these two clients (a Lambda function builds only the
+    /// clients it calls).
+    pub fn from_clients(
+        eventbridge: aws_sdk_eventbridge::Client,
+        sns: aws_sdk_sns::Client,
+        targets: PublishTargets,
+    ) -> Self {
         AwsPublisher {
-            eventbridge: clients.eventbridge.clone(),
-            sns: clients.sns.clone(),
+            eventbridge,
+            sns,
             targets,
             policy: RetryPolicy::default(),
         }
