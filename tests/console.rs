@@ -13,7 +13,6 @@ use switchyard::console::recorder::HopKind;
 use switchyard::console::{self, Console, Recorder, RecorderLimits};
 use switchyard::{EmbeddedSystem, RuntimeOptions};
 use switchyard_shared::events::{EventType, LineItem, OrderPaid, OrderPlaced};
-use switchyard_shared::ports::EventPublisher;
 use tower::ServiceExt;
 
 struct Harness {
@@ -80,24 +79,29 @@ async fn wait_for(what: &str, mut probe: impl AsyncFnMut() -> bool) {
     }
 }
 
-const SCRIPT: &str = "<script>alert(1)</script>";
-const IMG: &str = "\"><img src=x onerror=alert(2)>";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_values_render_as_text_under_a_csp_without_inline_script() {
-    let h = start().await;
-    let event = OrderPlaced {
-        order_id: "o-x".into(),
-        customer_id: SCRIPT.into(),
+/// An OrderPlaced of one item.
+fn placed(order_id: &str, customer_id: &str, sku: &str) -> switchyard_shared::Envelope {
+    OrderPlaced {
+        order_id: order_id.into(),
+        customer_id: customer_id.into(),
         items: vec![LineItem {
-            sku: IMG.into(),
+            sku: sku.into(),
             quantity: 1,
             unit_price_cents: 100,
         }],
         total_cents: 100,
         currency: "EUR".into(),
     }
-    .into_envelope();
+    .into_envelope()
+}
+
+const SCRIPT: &str = "<script>alert(1)</script>";
+const IMG: &str = "\"><img src=x onerror=alert(2)>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_values_render_as_text_under_a_csp_without_inline_script() {
+    let h = start().await;
+    let event = placed("o-x", SCRIPT, IMG);
     let id = event.id;
     h.system.publisher.publish(&[event]).await.unwrap();
     h.system.wait_quiet(Duration::from_secs(20)).await.unwrap();
@@ -131,18 +135,7 @@ async fn hostile_values_render_as_text_under_a_csp_without_inline_script() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lineage_follows_an_order_to_its_derived_status_change() {
     let h = start().await;
-    let placed = OrderPlaced {
-        order_id: "o-1".into(),
-        customer_id: "c-1".into(),
-        items: vec![LineItem {
-            sku: "mug".into(),
-            quantity: 1,
-            unit_price_cents: 100,
-        }],
-        total_cents: 100,
-        currency: "EUR".into(),
-    }
-    .into_envelope();
+    let placed = placed("o-1", "c-1", "mug");
     let id = placed.id;
     h.system.publisher.publish(&[placed]).await.unwrap();
     let app = h.app.clone();
@@ -193,7 +186,11 @@ async fn redrive_needs_the_same_origin_and_the_token_then_moves_the_message_back
         amount_cents: 1,
     }
     .into_envelope();
-    h.system.publisher.publish(&[poison.clone()]).await.unwrap();
+    h.system
+        .publisher
+        .publish(std::slice::from_ref(&poison))
+        .await
+        .unwrap();
     let store = h.system.store.clone();
     wait_for("the poison message in the DLQ", async || {
         store

@@ -192,6 +192,20 @@ pub struct TokenForm {
     pub token: String,
 }
 
+/// An action may go ahead: the form carries the token, and `queue` is a dead-letter queue.
+fn may_act(console: &Console, queue: &str, form: &TokenForm) -> Result<(), PageError> {
+    console
+        .check_token(&form.token)
+        .map_err(PageError::forbidden)?;
+    known_queue(console, queue)?;
+    if !is_dead_letter(console, queue) {
+        return Err(PageError::bad_request(format!(
+            "{queue} is not a dead-letter queue"
+        )));
+    }
+    Ok(())
+}
+
 /// Where to go after an action, saying what happened.
 fn done(queue: &str, message: &str) -> Response {
     let url = format!("/console/queues/{}?done={}", seg(queue), seg(message));
@@ -203,15 +217,7 @@ pub async fn act_on_message(
     Path((queue, message, action)): Path<(String, String, String)>,
     Form(form): Form<TokenForm>,
 ) -> Result<Response, PageError> {
-    console
-        .check_token(&form.token)
-        .map_err(PageError::forbidden)?;
-    known_queue(&console, &queue)?;
-    if !is_dead_letter(&console, &queue) {
-        return Err(PageError::bad_request(format!(
-            "{queue} is not a dead-letter queue"
-        )));
-    }
+    may_act(&console, &queue, &form)?;
     match Action::parse(&action)? {
         Action::Redrive => {
             let source = console
@@ -248,10 +254,7 @@ pub async fn redrive_all(
     Path(queue): Path<String>,
     Form(form): Form<TokenForm>,
 ) -> Result<Response, PageError> {
-    console
-        .check_token(&form.token)
-        .map_err(PageError::forbidden)?;
-    known_queue(&console, &queue)?;
+    may_act(&console, &queue, &form)?;
     let moved = console.store.redrive(&queue, usize::MAX)?;
     Ok(done(
         &queue,
