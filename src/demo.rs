@@ -153,10 +153,19 @@ pub struct DemoOutcome {
 }
 
 pub async fn run(options: DemoOptions) -> anyhow::Result<DemoOutcome> {
-    let started = Instant::now();
     let topology = Arc::new(Topology::builtin());
     let mut system = EmbeddedSystem::open(&options.data_dir, topology)?;
-    system.start(&RuntimeOptions::default()).await?;
+    let runtime = RuntimeOptions::default();
+    system.start(&runtime).await?;
+    let outcome = run_on(&system, &options).await?;
+    system.shutdown().await;
+    Ok(outcome)
+}
+
+/// The demo on a started system (left running: `switchyard demo --console`
+/// keeps serving the console on it).
+pub async fn run_on(system: &EmbeddedSystem, options: &DemoOptions) -> anyhow::Result<DemoOutcome> {
+    let started = Instant::now();
     let plans = plans(options.orders);
     let mut published: Vec<Envelope> = Vec::new();
     let mut uploads: Vec<(ImageUploaded, Option<&'static str>)> = Vec::new();
@@ -233,7 +242,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoOutcome> {
         }
         .into_envelope()
     }));
-    publish_all(&system, &phase).await?;
+    publish_all(system, &phase).await?;
     published.extend(phase);
     system
         .wait_quiet(options.quiet_timeout)
@@ -263,7 +272,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoOutcome> {
             );
         }
     }
-    publish_all(&system, &phase).await?;
+    publish_all(system, &phase).await?;
     published.extend(phase);
     system
         .wait_quiet(options.quiet_timeout)
@@ -293,7 +302,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoOutcome> {
         );
     }
     let refused: BTreeSet<Uuid> = phase.iter().map(|e| e.id).collect();
-    publish_all(&system, &phase).await?;
+    publish_all(system, &phase).await?;
     published.extend(phase);
     system
         .wait_quiet(options.quiet_timeout)
@@ -301,8 +310,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoOutcome> {
         .context("after the refused commands")?;
 
     progress("accounting for every event");
-    let outcome = account(&system, &plans, &published, &uploads, &refused).await?;
-    system.shutdown().await;
+    let outcome = account(system, &plans, &published, &uploads, &refused).await?;
     progress("done");
     Ok(outcome)
 }
@@ -385,7 +393,7 @@ async fn account(
             )),
         }
     }
-    let mut thumbnails = Vec::new();
+    let mut thumbnails = 0usize;
     let mut images: BTreeMap<String, usize> = BTreeMap::new();
     for (upload, expect) in uploads {
         let item = system
@@ -399,24 +407,11 @@ async fn account(
         match (record, expect) {
             (Some(r), None) if r.status == ImageStatus::Ready => {
                 *images.entry("READY".into()).or_default() += 1;
-                let paths: Vec<String> = r
+                thumbnails += r
                     .variants
                     .iter()
-                    .map(|v| {
-                        format!(
-                            "{} ({}x{})",
-                            system.blob_root.join(&v.key).display(),
-                            v.width,
-                            v.height
-                        )
-                    })
-                    .collect();
-                thumbnails.push(format!(
-                    "  image {} of {}: {}",
-                    r.image_id,
-                    r.order_id,
-                    paths.join(", ")
-                ));
+                    .filter(|v| system.blob_root.join(&v.key).is_file())
+                    .count();
             }
             (Some(r), Some(code))
                 if r.status == ImageStatus::Rejected && r.reject_code.as_deref() == Some(*code) =>
@@ -446,20 +441,24 @@ async fn account(
         s.push_str(&format!("  {status:<28} {n:>5}\n"));
     }
     s.push_str(&format!(
-        "\nthumbnails written ({}):\n",
-        thumbnails.len() * 2
+        "\nthumbnails written: {thumbnails} files under {}\n",
+        system.blob_root.join("thumbnails").display()
     ));
-    for line in &thumbnails {
-        s.push_str(line);
-        s.push('\n');
+    // One line per (queue, reason), with how many messages gave it.
+    let mut reasons: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (queue, reason) in dead.values() {
+        *reasons.entry((queue.clone(), reason.clone())).or_default() += 1;
     }
     s.push_str(&format!(
         "\ndead-letter queues ({} messages):\n",
         dlq_lines.len()
     ));
-    for line in &dlq_lines {
-        s.push_str(line);
-        s.push('\n');
+    for ((queue, reason), n) in &reasons {
+        s.push_str(&format!("  {queue}: {n} × {reason}\n"));
+    }
+    let unreadable = dlq_lines.len() - dead.len().min(dlq_lines.len());
+    if unreadable > 0 {
+        s.push_str(&format!("  {unreadable} unreadable message(s)\n"));
     }
     s.push_str(&format!(
         "\naccounted for: {} of {} events{}\n",

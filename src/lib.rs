@@ -2,6 +2,7 @@
 //! Lambda's event source mappings, the demo and the state snapshots. The
 //! `switchyard` binary is a thin command line over this library.
 
+pub mod console;
 pub mod demo;
 pub mod lambda_bench;
 pub mod provision;

@@ -4,8 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use anyhow::Context;
 use clap::Args;
+use switchyard::console::{Console, Recorder, RecorderLimits};
 use switchyard::demo::{self, DemoOptions};
+use switchyard::{EmbeddedSystem, RuntimeOptions};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -18,16 +23,29 @@ pub struct DemoArgs {
     /// How long each phase may take to settle.
     #[arg(long, default_value_t = 120)]
     pub timeout_s: u64,
+    /// Then keep the system up and serve the console (and the API) on it until Ctrl-C.
+    #[arg(long)]
+    pub console: bool,
+    /// The console's port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080, requires = "console")]
+    pub port: u16,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let data_dir = demo::fresh_data_dir(args.data_dir)?;
-    let outcome = demo::run(DemoOptions {
+    let options = DemoOptions {
         orders: args.orders,
         data_dir,
         quiet_timeout: Duration::from_secs(args.timeout_s),
-    })
-    .await?;
+    };
+    if args.console {
+        return with_console(options, args.port).await;
+    }
+    let outcome = demo::run(options).await?;
+    report(&outcome)
+}
+
+fn report(outcome: &demo::DemoOutcome) -> anyhow::Result<ExitCode> {
     print!("{}", outcome.summary);
     if outcome.unaccounted.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -38,4 +56,31 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// The demo with the console recording it, then serving it until Ctrl-C.
+async fn with_console(options: DemoOptions, port: u16) -> anyhow::Result<ExitCode> {
+    let topology = Arc::new(router_rules::Topology::builtin());
+    let mut system = EmbeddedSystem::open(&options.data_dir, topology.clone())?;
+    let mut runtime = RuntimeOptions::default();
+    let recorder = Recorder::new(topology, RecorderLimits::default())?;
+    recorder.install(&mut system, &mut runtime);
+    system.start(&runtime).await?;
+    // Bound first, so a port in use fails before the demo runs.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    let outcome = demo::run_on(&system, &options).await?;
+    let code = report(&outcome)?;
+    let addr = listener.local_addr()?;
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "\nconsole on http://{addr}/ (Ctrl-C to stop)")?;
+        stdout.flush()?;
+    }
+    let console = switchyard::console::router(Console::new(&system, recorder));
+    super::up::serve_api(listener, system.api_state(), &runtime, console).await?;
+    system.shutdown().await;
+    Ok(code)
 }

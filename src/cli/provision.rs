@@ -74,7 +74,11 @@ pub async fn up(
         )?;
         stdout.flush()?;
     }
-    super::up::serve_api(listener, system.api_state(), &options).await?;
+    let console = switchyard::console::unavailable(
+        "The console reads the embedded backend's recorder and store; on --backend aws, \
+         use the AWS console (SQS, DynamoDB, S3) or `switchyard dlq` and `switchyard state dump --backend aws`.",
+    );
+    super::up::serve_api(listener, system.api_state(), &options, console).await?;
     eprintln!("switchyard up: stopping pollers after their current batch");
     system.shutdown().await;
     Ok(ExitCode::SUCCESS)

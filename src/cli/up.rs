@@ -1,4 +1,4 @@
-//! `switchyard up`: the embedded runtime plus the HTTP API on 127.0.0.1.
+//! `switchyard up`: the embedded runtime plus the HTTP API and the console on 127.0.0.1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use switchyard::console::{Console, Recorder, RecorderLimits};
 use switchyard::{EmbeddedSystem, RuntimeOptions};
 
 use super::GlobalArgs;
@@ -40,7 +41,10 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
     }
     let data_dir = EmbeddedSystem::data_dir(args.data_dir);
     let mut system = EmbeddedSystem::open(&data_dir, topology)?;
-    let options = RuntimeOptions::default();
+    let mut options = RuntimeOptions::default();
+    // The console's recorder is fed by the runtime from here on.
+    let recorder = Recorder::new(system.topology.clone(), RecorderLimits::default())?;
+    recorder.install(&mut system, &mut options);
     system.start(&options).await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
@@ -48,7 +52,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
     let addr = listener.local_addr()?;
     // One line on stdout, flushed, so scripts and tests can find the port.
     let line = format!(
-        "switchyard up: API on http://{addr} (data dir {})\n",
+        "switchyard up: API on http://{addr} (data dir {})\nswitchyard up: console on http://{addr}/\n",
         data_dir.root.display()
     );
     {
@@ -71,7 +75,8 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
             path.display()
         );
     }
-    serve_api(listener, api, &options).await?;
+    let console = switchyard::console::router(Console::new(&system, recorder));
+    serve_api(listener, api, &options, console).await?;
     eprintln!("switchyard up: stopping consumers after their current batch");
     system.shutdown().await;
     Ok(ExitCode::SUCCESS)
@@ -83,9 +88,10 @@ pub(super) async fn serve_api(
     listener: tokio::net::TcpListener,
     mut api: switchyard_producer::api::ApiState,
     options: &RuntimeOptions,
+    console: axum::Router,
 ) -> anyhow::Result<()> {
     api.max_upload_bytes = usize::try_from(options.limits.max_bytes).unwrap_or(usize::MAX);
-    let app = switchyard_producer::api::router(api);
+    let app = switchyard_producer::api::router(api).merge(console);
     let serve = switchyard_producer::serve::ServeOptions::default();
     switchyard_producer::serve::serve(listener, app, &serve, shutdown_signal()).await?;
     Ok(())

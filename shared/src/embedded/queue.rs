@@ -380,6 +380,45 @@ impl EmbeddedStore {
     /// with a fresh receive count. Returns how many moved. Messages sent to
     /// the DLQ directly (no source queue) stay.
     pub fn redrive(&self, dlq: &str, max: usize) -> Result<usize, QueueError> {
+        self.redrive_where(dlq, max, |_| true)
+    }
+
+    /// Moves one message of a DLQ (by its message id) back to the queue it
+    /// came from, with a fresh receive count. Returns whether it moved.
+    pub fn redrive_message(&self, dlq: &str, message_id: &str) -> Result<bool, QueueError> {
+        Ok(self.redrive_where(dlq, 1, |m| &*m.message_id == message_id)? == 1)
+    }
+
+    /// Deletes one message of a queue by its message id (a dead letter given
+    /// up on). Returns whether it was there.
+    pub fn delete_message(&self, queue: &str, message_id: &str) -> Result<bool, QueueError> {
+        let now = now_ms();
+        let (found, batch) = self.change(|c| {
+            let q = c.state.queues.get(queue).ok_or_else(|| no_queue(queue))?;
+            let id = q
+                .msgs
+                .iter()
+                .find(|(_, m)| &*m.message_id == message_id)
+                .map(|(id, _)| *id);
+            if let Some(id) = id {
+                c.apply(Op::Delete {
+                    queue,
+                    id,
+                    at_ms: now,
+                });
+            }
+            Ok::<_, QueueError>(id.is_some())
+        })?;
+        futures::executor::block_on(self.flushed(batch))?;
+        Ok(found)
+    }
+
+    fn redrive_where(
+        &self,
+        dlq: &str,
+        max: usize,
+        pick: impl Fn(&super::state::Msg) -> bool,
+    ) -> Result<usize, QueueError> {
         let now = now_ms();
         let (targets, batch) = self.change(|c| {
             let queues = &c.state.queues;
@@ -395,6 +434,7 @@ impl EmbeddedStore {
             let moves: Vec<(u64, Arc<str>)> = q
                 .msgs
                 .iter()
+                .filter(|(_, m)| pick(m))
                 .filter_map(|(id, m)| m.source.as_ref().map(|s| (*id, Arc::clone(s))))
                 .take(max)
                 .collect();

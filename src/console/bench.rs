@@ -1,0 +1,259 @@
+//! `switchyard bench console`: the console's server-side render times and
+//! page weights on a loaded store, and what the recorder and a connected
+//! live tail cost the pipeline (side by side with neither, interleaved).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use router_rules::Topology;
+use switchyard_shared::events::{EventType, LineItem, OrderPlaced};
+use switchyard_shared::ports::{EventPublisher, OutgoingMessage, Queue};
+use switchyard_shared::Envelope;
+
+use super::pages::{events, flow, orders, queues};
+use super::{Console, Recorder, RecorderLimits};
+use crate::{EmbeddedSystem, RuntimeOptions};
+
+#[derive(Debug, Clone)]
+pub struct BenchConsoleOptions {
+    /// Events in the store for the render times.
+    pub events: usize,
+    /// Messages in a DLQ for the render times.
+    pub dlq_messages: usize,
+    /// Renders per page (the median counts).
+    pub renders: usize,
+    /// Events per pipeline run for the overheads.
+    pub pipeline_events: usize,
+    /// Rounds of the pipeline runs (each round runs every variant once).
+    pub rounds: usize,
+}
+
+fn order_event(i: usize) -> Envelope {
+    OrderPlaced {
+        order_id: format!("o-{i}"),
+        customer_id: format!("c-{}", i % 1000),
+        items: vec![LineItem {
+            sku: "mug".into(),
+            quantity: 1 + (i % 3) as u32,
+            unit_price_cents: 1200,
+        }],
+        total_cents: 1200 * (1 + (i % 3) as u64),
+        currency: "EUR".into(),
+    }
+    .into_envelope()
+}
+
+async fn publish_all(publisher: &dyn EventPublisher, n: usize) -> anyhow::Result<()> {
+    let events: Vec<Envelope> = (0..n).map(order_event).collect();
+    for chunk in events.chunks(10) {
+        publisher.publish(chunk).await?.into_result()?;
+    }
+    Ok(())
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+/// Times `render` `n` times; the median and the page's size.
+async fn time<F, Fut>(n: usize, render: F) -> anyhow::Result<(Duration, usize)>
+where
+    F: Fn() -> Fut,
+    Fut:
+        std::future::Future<Output = Result<axum::response::Html<String>, super::pages::PageError>>,
+{
+    let mut times = Vec::with_capacity(n);
+    let mut size = 0;
+    for _ in 0..n.max(1) {
+        let start = Instant::now();
+        let page = render().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        times.push(start.elapsed());
+        size = page.0.len();
+    }
+    Ok((median(times), size))
+}
+
+/// Render times on a store holding `events` events (run through the whole
+/// pipeline) and `dlq_messages` dead letters.
+async fn renders(topology: Arc<Topology>, o: &BenchConsoleOptions) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut system = EmbeddedSystem::in_memory(dir.path(), topology.clone())?;
+    let mut options = RuntimeOptions {
+        queue_pollers: 2,
+        ..RuntimeOptions::default()
+    };
+    let recorder = Recorder::new(topology, RecorderLimits::default())?;
+    recorder.install(&mut system, &mut options);
+    system.start(&options).await?;
+    let started = Instant::now();
+    publish_all(&*system.publisher, o.events).await?;
+    system.wait_quiet(Duration::from_secs(600)).await?;
+    let dlq: Arc<dyn Queue> = Arc::new(system.store.queue("order-processor-dlq")?);
+    let poison: Vec<Envelope> = (0..o.dlq_messages)
+        .map(|i| order_event(o.events + i))
+        .collect();
+    for chunk in poison.chunks(10) {
+        dlq.send_batch(
+            chunk
+                .iter()
+                .map(|e| OutgoingMessage::new(e.to_json()))
+                .collect(),
+        )
+        .await?;
+    }
+    println!(
+        "store: {} events through the pipeline in {:.1} s, {} DLQ messages, {} table items",
+        o.events,
+        started.elapsed().as_secs_f64(),
+        o.dlq_messages,
+        system.table.scan().await?.len()
+    );
+    let console = Console::new(&system, recorder.clone());
+    let any = recorder.recent(1, |_| true);
+    let id = any
+        .first()
+        .map(|e| e.envelope.id.to_string())
+        .unwrap_or_default();
+    let n = o.renders;
+    let rows: Vec<(&str, (Duration, usize))> = vec![
+        ("flow", time(n, || flow::flow_page(State(console.clone()))).await?),
+        (
+            "events (100 rows)",
+            time(n, || events::events_page(State(console.clone()), Query(Default::default()))).await?,
+        ),
+        (
+            "events, filtered by a pattern",
+            time(n, || {
+                events::events_page(
+                    State(console.clone()),
+                    Query(events::Filter {
+                        pattern: r#"{"detail-type":["OrderStatusChanged"],"detail":{"status":["PLACED"]}}"#.into(),
+                    }),
+                )
+            })
+            .await?,
+        ),
+        (
+            "lineage",
+            time(n, || events::lineage_page(State(console.clone()), Path(id.clone()))).await?,
+        ),
+        (
+            "queue order-processor-dlq (100 messages)",
+            time(n, || {
+                queues::queue_page(
+                    State(console.clone()),
+                    Path("order-processor-dlq".into()),
+                    Query(Default::default()),
+                )
+            })
+            .await?,
+        ),
+        (
+            "orders (first 500)",
+            time(n.min(20), || orders::orders_page(State(console.clone()), Query(Default::default()))).await?,
+        ),
+        (
+            "order",
+            time(n, || orders::order_page(State(console.clone()), Path("o-7".into()))).await?,
+        ),
+    ];
+    println!("\n| page | median render | weight |\n|---|---:|---:|");
+    for (name, (t, size)) in &rows {
+        println!(
+            "| {name} | {:.2} ms | {:.1} KB |",
+            t.as_secs_f64() * 1000.0,
+            *size as f64 / 1024.0
+        );
+    }
+    system.shutdown().await;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// No recorder at all.
+    Bare,
+    /// The recorder, no tail.
+    Recorder,
+    /// The recorder and a live tail filtering every event with a pattern.
+    Tail,
+}
+
+/// Events per second of one pipeline run of `n` OrderPlaced (each through
+/// the order processor, the table, the stream reactor and the notifier).
+async fn pipeline(topology: Arc<Topology>, n: usize, variant: Variant) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let mut system = EmbeddedSystem::in_memory(dir.path(), topology.clone())?;
+    let mut options = RuntimeOptions {
+        queue_pollers: 2,
+        ..RuntimeOptions::default()
+    };
+    let mut tail = None;
+    if variant != Variant::Bare {
+        let recorder = Recorder::new(topology, RecorderLimits::default())?;
+        recorder.install(&mut system, &mut options);
+        if variant == Variant::Tail {
+            let mut rx = recorder.subscribe();
+            let matcher = router_rules::BusMatcher::compile([(
+                (),
+                &serde_json::json!({"detail-type": ["OrderStatusChanged"]}),
+            )])?;
+            tail = Some(tokio::spawn(async move {
+                let mut shown = 0u64;
+                loop {
+                    match rx.recv().await {
+                        Ok(e) => shown += matcher.matches(&e.json).len() as u64,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return shown,
+                    }
+                }
+            }));
+        }
+    }
+    system.start(&options).await?;
+    let events: Vec<Envelope> = (0..n).map(order_event).collect();
+    let start = Instant::now();
+    for chunk in events.chunks(10) {
+        system.publisher.publish(chunk).await?.into_result()?;
+    }
+    system.wait_quiet(Duration::from_secs(600)).await?;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    system.shutdown().await;
+    if let Some(t) = tail {
+        t.abort();
+    }
+    Ok(rate)
+}
+
+pub async fn run(topology: Arc<Topology>, o: BenchConsoleOptions) -> anyhow::Result<()> {
+    renders(topology.clone(), &o).await?;
+    println!(
+        "\npipeline: {} OrderPlaced per run, end to end (order processor, table, stream reactor, notifier), {} rounds, best of each",
+        o.pipeline_events, o.rounds
+    );
+    let variants = [Variant::Bare, Variant::Recorder, Variant::Tail];
+    let mut best = [0f64; 3];
+    for round in 0..o.rounds {
+        for (i, v) in variants.iter().enumerate() {
+            let rate = pipeline(topology.clone(), o.pipeline_events, *v).await?;
+            println!("  round {} {:?}: {:.0} events/s", round + 1, v, rate);
+            best[i] = best[i].max(rate);
+        }
+    }
+    println!(
+        "\n| run | events/s (best) | vs no recorder |\n|---|---:|---:|\n| no recorder | {:.0} | 1.00 |\n| recorder (lineage on) | {:.0} | {:.3} |\n| recorder + live tail with a pattern | {:.0} | {:.3} |",
+        best[0],
+        best[1],
+        best[1] / best[0],
+        best[2],
+        best[2] / best[0]
+    );
+    println!(
+        "summary: lineage costs {:.1}% of end-to-end throughput; a connected tail {:.1}% more",
+        (1.0 - best[1] / best[0]) * 100.0,
+        (1.0 - best[2] / best[1]) * 100.0
+    );
+    Ok(())
+}
