@@ -105,7 +105,8 @@ impl FolderBlobStore {
     ) -> Result<T, BlobError> {
         self.maybe_fail()?;
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&inner))
+        // Inline on a virtual-time replay's thread (see `run_blocking`).
+        crate::ports::clock::run_blocking(move || f(&inner))
             .await
             .map_err(|e| BlobError::Backend(format!("blob task failed: {e}")))?
     }
