@@ -132,8 +132,10 @@ impl EmbeddedSystem {
         topology: Arc<Topology>,
         options: StoreOptions,
     ) -> anyhow::Result<Self> {
+        // Nothing in memory survives a crash: its blobs need no fsync either.
         let blobs = FolderBlobStore::new(blob_dir)
-            .with_context(|| format!("opening blob folder {}", blob_dir.display()))?;
+            .with_context(|| format!("opening blob folder {}", blob_dir.display()))?
+            .without_fsync();
         Self::with_store(
             EmbeddedStore::open_with(":memory:", options)?,
             blobs,
