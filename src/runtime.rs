@@ -208,7 +208,8 @@ pub async fn run_queue_worker_with(
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(consumer = %config.consumer, error = %e, "receive failed");
-                tokio::time::sleep(config.retry_base).await;
+                // No longer than a long poll (a replay's retry delay may be hours).
+                tokio::time::sleep(config.retry_base.min(config.wait)).await;
                 continue;
             }
         };

@@ -1,25 +1,47 @@
 //! The test API: replay a recorded log through the whole system, with
-//! faults, and assert on what resulted.
+//! faults, and assert on what resulted. Use it from your own crate's tests
+//! (`examples/scenario-test` in this repository is such a crate).
 //!
-//! ```no_run
-//! # async fn t() -> anyhow::Result<()> {
-//! use switchyard::replay::FaultSpec;
+//! ```
 //! use switchyard::scenario::Scenario;
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! // `fixtures/poison.jsonl` is found under this repository's `tests/`.
 //! let clean = Scenario::replay("fixtures/poison.jsonl").run().await?;
 //! let faulty = Scenario::replay("fixtures/poison.jsonl")
-//!     .faults("duplicate=0.2,reorder=16,crash=0.1".parse()?)
+//!     .faults("duplicate=0.2,reorder=16,crash=0.1,transient=0.02,visibility-expiry=0.05".parse()?)
 //!     .seed(7)
 //!     .run()
 //!     .await?;
-//! faulty.assert_accounted();
-//! faulty.assert_same_outcome(&clean);
+//! faulty.assert_accounted(); // every event applied, or dead-lettered with a reason
+//! faulty.assert_same_outcome(&clean); // same table, same DLQ entries, same blobs
 //! faulty.assert_dead_lettered("OrderPaid", "ghost-0-2", "not placed yet");
+//! // Every retry after a 30 s visibility timeout, in virtual time.
+//! assert_eq!(faulty.report.clock, "virtual");
+//! assert!(faulty.report.clock_secs > 30.0);
+//! // The same seed, the same run: byte for byte, wall-clock durations aside.
+//! let again = Scenario::replay("fixtures/poison.jsonl")
+//!     .faults("duplicate=0.2,reorder=16,crash=0.1,transient=0.02,visibility-expiry=0.05".parse()?)
+//!     .seed(7)
+//!     .run()
+//!     .await?;
+//! assert_eq!(
+//!     again.report.without_wall_times().to_string(),
+//!     faulty.report.without_wall_times().to_string()
+//! );
 //! # Ok(()) }
 //! ```
 //!
 //! A scenario runs on a fresh in-memory store with its blobs in a temporary
-//! folder, with short retry delays, so a run takes seconds.
+//! folder, on the **virtual clock** by default: when every consumer is idle
+//! and only timers remain (visibility timeouts, delays, retries), time jumps
+//! to the next deadline instead of sleeping. `.rate(Rate::Log)` publishes
+//! each event when its `time` in the log comes, at no cost in waiting. Timing is AWS's (a failed message comes
+//! back after its queue's visibility timeout), and the run is a pure function
+//! of the log, the topology and the seed. `.clock(ReplayClock::Wall)` runs it
+//! in real time instead, with the short retry delays of [`test_runtime`]
+//! (`SWITCHYARD_CLOCK=wall` in the environment does so for every scenario).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,8 +53,8 @@ use switchyard_shared::events::{DomainEvent, OrderStatus};
 use switchyard_shared::Envelope;
 
 use crate::replay::{
-    replay_embedded, DeadLetter, EmbeddedTarget, EventLog, FaultSpec, Rate, ReplayOptions,
-    ReplayOutcome,
+    replay_embedded, DeadLetter, EmbeddedTarget, EventLog, FaultSpec, Rate, ReplayClock,
+    ReplayOptions, ReplayOutcome,
 };
 use crate::state::{OrderState, StateSnapshot};
 use crate::system::RuntimeOptions;
@@ -42,14 +64,16 @@ enum Source {
     Log(Box<EventLog>),
 }
 
-/// A replay to run; see the module docs.
+/// A replay to run: a log, the topology (the built-in one unless
+/// [`Scenario::topology`]), faults and a seed. See the module docs.
 pub struct Scenario {
     source: Source,
     topology: Topology,
     options: ReplayOptions,
 }
 
-/// Retry delays short enough for tests, long enough to let an early event wait its turn.
+/// Retry delays short enough for tests on the wall clock, long enough to let
+/// an early event wait its turn (the virtual clock uses AWS's timing).
 pub fn test_runtime() -> RuntimeOptions {
     RuntimeOptions {
         retry_base: Duration::from_millis(2),
@@ -87,7 +111,7 @@ impl Scenario {
     }
 
     fn with(source: Source) -> Self {
-        Scenario {
+        let scenario = Scenario {
             source,
             topology: Topology::builtin(),
             options: ReplayOptions {
@@ -96,21 +120,51 @@ impl Scenario {
                 fault_visibility: Duration::from_millis(250),
                 ..ReplayOptions::default()
             },
+        };
+        // `SWITCHYARD_CLOCK=wall` runs every scenario in real time (to watch
+        // one, or to compare).
+        match std::env::var("SWITCHYARD_CLOCK").as_deref() {
+            Ok("wall") => scenario.clock(ReplayClock::Wall),
+            _ => scenario,
         }
     }
 
+    /// The faults to inject (`"duplicate=0.1,crash=0.05".parse()?`).
     pub fn faults(mut self, faults: FaultSpec) -> Self {
         self.options.faults = faults;
         self
     }
 
+    /// The seed of every fault decision: the same seed, the same run.
     pub fn seed(mut self, seed: u64) -> Self {
         self.options.seed = seed;
         self
     }
 
+    /// The publishing pace: [`Rate::Max`] by default.
     pub fn rate(mut self, rate: Rate) -> Self {
         self.options.rate = rate;
+        self
+    }
+
+    /// The clock: virtual by default.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> anyhow::Result<()> {
+    /// use switchyard::replay::ReplayClock;
+    /// use switchyard::scenario::Scenario;
+    ///
+    /// let run = Scenario::replay("fixtures/out-of-order.jsonl")
+    ///     .clock(ReplayClock::Wall)
+    ///     .run()
+    ///     .await?;
+    /// run.assert_accounted();
+    /// assert_eq!(run.report.clock, "wall");
+    /// # Ok(()) }
+    /// ```
+    pub fn clock(mut self, clock: ReplayClock) -> Self {
+        self.options.clock = clock;
         self
     }
 
@@ -147,6 +201,9 @@ impl Scenario {
         self
     }
 
+    /// Replays the log and waits until the system is quiet. Runs on any
+    /// tokio runtime: on the virtual clock the replay has a thread and a
+    /// runtime of its own.
     pub async fn run(self) -> anyhow::Result<ScenarioRun> {
         let log = match self.source {
             Source::Path(p) => EventLog::read(&p)?,

@@ -15,7 +15,7 @@ use switchyard_producer::api::ApiState;
 use switchyard_producer::LocalFanout;
 use switchyard_shared::config::DataDir;
 use switchyard_shared::embedded::{
-    EmbeddedStore, EmbeddedStream, FolderBlobStore, QueueConfig, QueueStats,
+    EmbeddedStore, EmbeddedStream, FolderBlobStore, QueueConfig, QueueStats, StoreOptions,
 };
 use switchyard_shared::ports::{BlobStore, ChangeStream, EventPublisher, Queue, Table};
 use tokio::sync::watch;
@@ -40,6 +40,9 @@ pub struct RuntimeOptions {
     pub visibility_timeout: Option<Duration>,
     /// Fault and observation hooks for the workers (replays, benchmarks).
     pub hooks: Option<Arc<dyn runtime::WorkerHooks>>,
+    /// The stream workers' wait before retrying a failed record
+    /// (`retry_base` when `None`).
+    pub stream_retry_delay: Option<Duration>,
 }
 
 impl Default for RuntimeOptions {
@@ -53,6 +56,7 @@ impl Default for RuntimeOptions {
             queue_pollers: 1,
             visibility_timeout: None,
             hooks: None,
+            stream_retry_delay: None,
         }
     }
 }
@@ -82,9 +86,18 @@ impl EmbeddedSystem {
     /// Opens (creating if needed) the store in `data_dir` and every queue the
     /// topology declares. Nothing consumes until [`EmbeddedSystem::start`].
     pub fn open(data_dir: &DataDir, topology: Arc<Topology>) -> anyhow::Result<Self> {
+        Self::open_with(data_dir, topology, StoreOptions::default())
+    }
+
+    /// [`EmbeddedSystem::open`] with store options (a replay's clock).
+    pub fn open_with(
+        data_dir: &DataDir,
+        topology: Arc<Topology>,
+        options: StoreOptions,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&data_dir.root)
             .with_context(|| format!("creating {}", data_dir.root.display()))?;
-        let store = EmbeddedStore::open(data_dir.database())
+        let store = EmbeddedStore::open_with(data_dir.database(), options)
             .with_context(|| format!("opening {}", data_dir.database().display()))?;
         let blobs = FolderBlobStore::new(data_dir.blobs())
             .with_context(|| format!("opening blob folder {}", data_dir.blobs().display()))?;
@@ -110,9 +123,24 @@ impl EmbeddedSystem {
 
     /// An in-memory store (for tests), with blobs in `blob_dir`.
     pub fn in_memory(blob_dir: &Path, topology: Arc<Topology>) -> anyhow::Result<Self> {
+        Self::in_memory_with(blob_dir, topology, StoreOptions::default())
+    }
+
+    /// [`EmbeddedSystem::in_memory`] with store options (a replay's clock).
+    pub fn in_memory_with(
+        blob_dir: &Path,
+        topology: Arc<Topology>,
+        options: StoreOptions,
+    ) -> anyhow::Result<Self> {
+        // Nothing in memory survives a crash: its blobs need no fsync either.
         let blobs = FolderBlobStore::new(blob_dir)
-            .with_context(|| format!("opening blob folder {}", blob_dir.display()))?;
-        Self::with_store(EmbeddedStore::in_memory()?, blobs, topology)
+            .with_context(|| format!("opening blob folder {}", blob_dir.display()))?
+            .without_fsync();
+        Self::with_store(
+            EmbeddedStore::open_with(":memory:", options)?,
+            blobs,
+            topology,
+        )
     }
 
     fn with_store(
@@ -200,8 +228,8 @@ impl EmbeddedSystem {
             let reactor = runtime::stream_reactor(s, &deps)?;
             let on_failure: Arc<dyn Queue> = Arc::new(self.store.queue(&s.on_failure_queue())?);
             // One config (and one compiled filter) for every shard's worker.
-            let config =
-                StreamWorkerConfig::for_consumer(s, options.retry_base, options.poll_wait)?;
+            let retry = options.stream_retry_delay.unwrap_or(options.retry_base);
+            let config = StreamWorkerConfig::for_consumer(s, retry, options.poll_wait)?;
             for shard in &shards {
                 self.workers
                     .push(tokio::spawn(runtime::run_stream_worker_with(
@@ -258,6 +286,13 @@ impl EmbeddedSystem {
     /// from one stage to the next between two looks is not missed), or fails
     /// at the deadline.
     pub async fn wait_quiet(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_quiet_every(timeout, Duration::from_millis(10))
+            .await
+    }
+
+    /// [`EmbeddedSystem::wait_quiet`], looking every `every` (on tokio's
+    /// clock, which is virtual in a replay); `timeout` is wall time.
+    pub async fn wait_quiet_every(&self, timeout: Duration, every: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let mut quiet_looks = 0;
         while Instant::now() < deadline {
@@ -269,7 +304,7 @@ impl EmbeddedSystem {
             } else {
                 quiet_looks = 0;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(every).await;
         }
         let stats: Vec<String> = self
             .queue_stats()?

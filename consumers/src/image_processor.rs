@@ -105,7 +105,7 @@ impl ImageProcessor {
             }
         };
         let (variants, limits) = (self.variants.clone(), self.limits.clone());
-        let outputs = tokio::task::spawn_blocking(move || {
+        let outputs = switchyard_shared::ports::clock::run_blocking(move || {
             let outputs = switchyard_imaging::process(&original.bytes, &variants, &limits);
             // Held by the decode itself: if this message's future is dropped
             // (a timeout), the memory stays reserved until the decode ends.

@@ -12,7 +12,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use switchyard::replay::bench::{self, E2eOptions};
 use switchyard::replay::import::{self, ExportFormat};
 use switchyard::replay::{
-    generate, replay_embedded, EmbeddedTarget, EventLog, FaultSpec, Rate, ReplayOptions,
+    generate, replay_embedded, EmbeddedTarget, EventLog, FaultSpec, Rate, ReplayClock,
+    ReplayOptions,
 };
 use switchyard::state::StateSnapshot;
 use switchyard::EmbeddedSystem;
@@ -34,7 +35,7 @@ pub struct RunArgs {
     /// The event log (JSONL) to replay.
     #[arg(required = true)]
     pub log: Option<PathBuf>,
-    /// `embedded` (a fresh data dir unless --data-dir) or `aws` (the provisioned bus, topic and
+    /// `embedded` (a fresh store unless --data-dir) or `aws` (the provisioned bus, topic and
     /// bucket; with --endpoint for moto; the consumers run there, e.g. `up --backend aws`).
     #[arg(long, default_value = "embedded")]
     pub backend: BackendKind,
@@ -44,9 +45,15 @@ pub struct RunArgs {
     /// Replay into this data dir (created if missing) instead of a fresh one.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Events per second, or `max`.
-    #[arg(long, default_value = "max")]
-    pub rate: Rate,
+    /// Events per second, `max` (the default), or `log` (each event when its `time` comes; no
+    /// waiting on the virtual clock).
+    #[arg(long)]
+    pub rate: Option<Rate>,
+    /// `virtual` (time jumps to the next deadline whenever the consumers are idle; timing as on
+    /// AWS; reproducible under --seed) or `wall` (today's real-time run, short retry delays).
+    /// The embedded backend only.
+    #[arg(long, default_value = "virtual")]
+    pub clock: ReplayClock,
     /// Only events whose `time` is at or after this (RFC 3339).
     #[arg(long)]
     pub from: Option<DateTime<Utc>>,
@@ -206,8 +213,10 @@ async fn replay(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
     let filter = args.filter.as_deref().map(pattern).transpose()?;
     let log = EventLog::read(&log_path)?;
     let topology = super::load_topology(global)?;
+    let on_virtual = args.clock == ReplayClock::Virtual && args.backend != BackendKind::Aws;
     let options = ReplayOptions {
-        rate: args.rate,
+        rate: args.rate.unwrap_or(Rate::Max),
+        clock: args.clock,
         from: args.from,
         to: args.to,
         filter,
@@ -227,34 +236,51 @@ async fn replay(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
         )
         .await;
     }
-    let data_dir = match args.data_dir {
-        Some(d) => DataDir::new(d),
-        None => DataDir::new(
-            std::env::temp_dir().join(format!("switchyard-replay-{}", uuid::Uuid::now_v7())),
-        ),
+    let fresh = || std::env::temp_dir().join(format!("switchyard-replay-{}", uuid::Uuid::now_v7()));
+    // On the virtual clock a fresh store is in memory (nothing waits for a
+    // disk); `--data-dir` keeps the state, as on the wall clock.
+    let (target, data_dir, _blobs) = match args.data_dir {
+        Some(d) => {
+            let dir = DataDir::new(d);
+            (EmbeddedTarget::DataDir(dir.clone()), Some(dir), None)
+        }
+        None if on_virtual => {
+            let blobs = tempfile::tempdir().context("creating a blob folder")?;
+            let target = EmbeddedTarget::Memory {
+                blob_dir: blobs.path().to_path_buf(),
+            };
+            (target, None, Some(blobs))
+        }
+        None => {
+            let dir = DataDir::new(fresh());
+            (EmbeddedTarget::DataDir(dir.clone()), Some(dir), None)
+        }
     };
     eprintln!(
-        "replaying {} ({} events) into {}",
+        "replaying {} ({} events) into {} on the {} clock",
         log_path.display(),
         log.events.len(),
-        data_dir.root.display()
+        data_dir
+            .as_ref()
+            .map_or("a fresh in-memory store".to_owned(), |d| d
+                .root
+                .display()
+                .to_string()),
+        args.clock
     );
-    let outcome = replay_embedded(
-        &log,
-        &topology,
-        &EmbeddedTarget::DataDir(data_dir.clone()),
-        &options,
-    )
-    .await?;
+    let outcome = replay_embedded(&log, &topology, &target, &options).await?;
     println!("{}", outcome.report);
     if let Some(path) = &args.report_json {
         std::fs::write(path, serde_json::to_string_pretty(&outcome.report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    println!(
-        "  state:               `switchyard state dump --data-dir {}`",
-        data_dir.root.display()
-    );
+    match &data_dir {
+        Some(d) => println!(
+            "  state:               `switchyard state dump --data-dir {}`",
+            d.root.display()
+        ),
+        None => println!("  state:               in memory, gone (keep it with --data-dir DIR)"),
+    }
     let diff = expected.map(|e| outcome.snapshot.diff(&e));
     Ok(verdict(outcome.report.unaccounted.is_empty(), diff, ""))
 }

@@ -24,6 +24,7 @@ pub mod report;
 pub use faults::{FaultSpec, Reorder};
 pub use log::{Entry, EventLog, LogError, LogWriter, LoggedBlob, LoggedEvent};
 pub use replayer::{
-    replay_embedded, DeadLetter, EmbeddedTarget, Rate, Refusal, ReplayOptions, ReplayOutcome,
+    replay_embedded, DeadLetter, EmbeddedTarget, Rate, Refusal, ReplayClock, ReplayOptions,
+    ReplayOutcome,
 };
 pub use report::ReplayReport;

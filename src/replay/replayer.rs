@@ -17,24 +17,32 @@ use router_rules::topology::{ConsumerSpec, Subscription};
 use router_rules::{BusMatcher, TopicMatcher, Topology};
 use serde::Serialize;
 use switchyard_shared::config::DataDir;
-use switchyard_shared::embedded::FaultPlan;
+use switchyard_shared::embedded::{FaultPlan, StoreOptions};
 use switchyard_shared::events::sns_attributes;
 use switchyard_shared::items::{applied_event_key, notification_key};
-use switchyard_shared::ports::{Destination, EventPublisher, PublishError, PublishReport, Table};
+use switchyard_shared::ports::{
+    Destination, EventPublisher, PublishError, PublishReport, Table, VirtualClock,
+};
 use switchyard_shared::{BlobKey, DomainEvent, Envelope};
 use uuid::Uuid;
 
 use super::faults::{plan, ConsumerCounts, FaultSpec, ReplayHooks};
 use super::log::{EventLog, LoggedEvent};
-use super::report::{digest, ReplayReport};
+use super::report::{digest, digest_of, ReplayReport};
 use crate::state::StateSnapshot;
 use crate::system::{EmbeddedSystem, RuntimeOptions};
 
-/// Events per second, or as fast as the system takes them.
+/// Events per second, as fast as the system takes them, or at the log's
+/// own pace.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Rate {
     Max,
     PerSecond(f64),
+    /// Each event when its `time` comes, relative to the first one (an
+    /// event whose time is before the previous one's goes right after it).
+    /// On the virtual clock this costs no waiting; on the wall clock a log
+    /// of an hour replays in an hour.
+    Log,
 }
 
 impl std::str::FromStr for Rate {
@@ -43,10 +51,13 @@ impl std::str::FromStr for Rate {
         if s == "max" {
             return Ok(Rate::Max);
         }
+        if s == "log" {
+            return Ok(Rate::Log);
+        }
         match s.parse::<f64>() {
             Ok(r) if r > 0.0 && r.is_finite() => Ok(Rate::PerSecond(r)),
             _ => Err(format!(
-                "rate {s:?}: expected events per second (a number above 0) or `max`"
+                "rate {s:?}: expected events per second (a number above 0), `max` or `log`"
             )),
         }
     }
@@ -57,14 +68,54 @@ impl std::fmt::Display for Rate {
         match self {
             Rate::Max => f.write_str("max"),
             Rate::PerSecond(r) => write!(f, "{r}/s"),
+            Rate::Log => f.write_str("log"),
         }
+    }
+}
+
+/// Which clock a replay on the embedded backend runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplayClock {
+    /// Virtual time on a single-threaded runtime of its own: when every
+    /// consumer is idle and only timers remain, time jumps to the next
+    /// deadline. Timing is AWS's (a failed message returns after its
+    /// visibility timeout), and a run is a pure function of the log, the
+    /// topology and the seed.
+    #[default]
+    Virtual,
+    /// The system clock, on the caller's runtime: the run takes the time it
+    /// takes, with the short retry delays of [`RuntimeOptions`].
+    Wall,
+}
+
+impl std::str::FromStr for ReplayClock {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "virtual" => Ok(ReplayClock::Virtual),
+            "wall" => Ok(ReplayClock::Wall),
+            _ => Err(format!("clock {s:?}: expected `virtual` or `wall`")),
+        }
+    }
+}
+
+impl std::fmt::Display for ReplayClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReplayClock::Virtual => "virtual",
+            ReplayClock::Wall => "wall",
+        })
     }
 }
 
 /// How to replay.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
+    /// The publishing pace: [`Rate::Max`] by default (every event at
+    /// once, in plan order); [`Rate::Log`] publishes each when its `time`
+    /// comes, which costs no waiting on the virtual clock.
     pub rate: Rate,
+    pub clock: ReplayClock,
     /// Only events whose `time` is at or after this...
     pub from: Option<DateTime<Utc>>,
     /// ...and before this.
@@ -75,10 +126,14 @@ pub struct ReplayOptions {
     pub seed: u64,
     /// How long the system may take to settle after the last publish.
     pub quiet_timeout: Duration,
-    /// Base options for the consumers; the replay adds its hooks.
+    /// Base options for the consumers; the replay adds its hooks. On the
+    /// virtual clock its timing fields (`retry_base`, `retry_cap`,
+    /// `poll_wait`, `visibility_timeout`) give way to AWS's timing, which
+    /// costs nothing there.
     pub runtime: RuntimeOptions,
-    /// Visibility timeout while crashes or expiries are injected, so
-    /// abandoned messages come back quickly.
+    /// Visibility timeout while crashes or expiries are injected on the wall
+    /// clock, so abandoned messages come back quickly (the virtual clock
+    /// keeps each queue's own).
     pub fault_visibility: Duration,
     /// Events per publish call at `Rate::Max`.
     pub chunk: usize,
@@ -90,6 +145,7 @@ impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
             rate: Rate::Max,
+            clock: ReplayClock::Virtual,
             from: None,
             to: None,
             filter: None,
@@ -435,11 +491,29 @@ pub async fn publish_paced(
         published(&part, at);
         anyhow::Ok(())
     };
-    while events.peek().is_some() {
+    // At the log's pace: where the log's time stood at the last event.
+    let mut log_at: Option<DateTime<Utc>> = None;
+    let mut log_start: Option<DateTime<Utc>> = None;
+    while let Some(first) = events.peek() {
         // At a fixed rate, publish what is due (at least one event a
         // millisecond; more when a slow call left it behind).
         let chunk = match rate {
             Rate::Max => max_chunk,
+            Rate::Log => {
+                let at = log_at.map_or(first.time, |prev| prev.max(first.time));
+                log_at = Some(at);
+                let origin = *log_start.get_or_insert(at);
+                let offset = (at - origin).to_std().unwrap_or_default();
+                let next = start + offset;
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some(done) = calls.next(), if !calls.is_empty() => settle(done)?,
+                        _ = tokio::time::sleep_until(next) => break,
+                    }
+                }
+                1
+            }
             Rate::PerSecond(r) => {
                 let next = start + Duration::from_secs_f64(sent as f64 / r);
                 loop {
@@ -490,7 +564,13 @@ pub(crate) fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
     bar
 }
 
-/// Replays `log` on the embedded backend.
+/// Replays `log` on the embedded backend, on the clock `options.clock` names.
+///
+/// On the virtual clock the replay runs on a single-threaded tokio runtime
+/// of its own, on a thread of its own, with tokio's time paused: whenever
+/// every task waits and only timers remain, time jumps to the next
+/// deadline. Nothing else moves it (blocking work runs inline, waits for the
+/// store's commit thread block), so the run is reproducible.
 pub async fn replay_embedded(
     log: &EventLog,
     topology: &Topology,
@@ -498,6 +578,66 @@ pub async fn replay_embedded(
     options: &ReplayOptions,
 ) -> anyhow::Result<ReplayOutcome> {
     options.faults.validate()?;
+    match options.clock {
+        ReplayClock::Wall => replay_on(log, topology, target, options, None).await,
+        ReplayClock::Virtual => {
+            let (log, topology) = (log.clone(), topology.clone());
+            let (target, options) = (target.clone(), options.clone());
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("switchyard-replay".into())
+                .spawn(move || {
+                    let _ = tx.send(replay_virtual(&log, &topology, &target, &options));
+                })
+                .context("starting the replay thread")?;
+            rx.await
+                .context("the replay thread ended without an outcome (it panicked)")?
+        }
+    }
+}
+
+/// [`replay_embedded`] on a fresh single-threaded runtime with paused time.
+fn replay_virtual(
+    log: &EventLog,
+    topology: &Topology,
+    target: &EmbeddedTarget,
+    options: &ReplayOptions,
+) -> anyhow::Result<ReplayOutcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .context("building the replay runtime")?;
+    switchyard_shared::ports::clock::set_inline_blocking(true);
+    let outcome = runtime.block_on(async {
+        // Virtual time starts at the log's first event.
+        let epoch = planned(log, topology, options)?
+            .to_publish
+            .first()
+            .map_or(0, |e| e.time.timestamp_millis());
+        let clock = VirtualClock::starting_at(epoch);
+        replay_on(log, topology, target, options, Some(clock)).await
+    });
+    switchyard_shared::ports::clock::set_inline_blocking(false);
+    outcome
+}
+
+/// How long a store on the virtual clock waits before looking again for
+/// work another process may have left (none does): the longest SQS long
+/// poll, so idle workers cost a wakeup per 20 virtual seconds.
+const VIRTUAL_POLL: Duration = Duration::from_secs(20);
+
+/// On the virtual clock, a failed message returns after its queue's
+/// visibility timeout, as Lambda leaves it (the retry delay is capped there).
+const AWS_RETRY: Duration = Duration::from_secs(12 * 3600);
+
+async fn replay_on(
+    log: &EventLog,
+    topology: &Topology,
+    target: &EmbeddedTarget,
+    options: &ReplayOptions,
+    clock: Option<VirtualClock>,
+) -> anyhow::Result<ReplayOutcome> {
     let started = Instant::now();
     let Planned {
         selection,
@@ -509,10 +649,20 @@ pub async fn replay_embedded(
 
     let (topology, raised) = replay_topology(topology, &options.faults);
     let topology = Arc::new(topology);
+    let store_options = match &clock {
+        Some(c) => StoreOptions {
+            clock: Arc::new(c.clone()),
+            external_poll: VIRTUAL_POLL,
+            ..StoreOptions::default()
+        },
+        None => StoreOptions::default(),
+    };
     let mut system = match target {
-        EmbeddedTarget::DataDir(dir) => EmbeddedSystem::open(dir, topology.clone())?,
+        EmbeddedTarget::DataDir(dir) => {
+            EmbeddedSystem::open_with(dir, topology.clone(), store_options)?
+        }
         EmbeddedTarget::Memory { blob_dir } => {
-            EmbeddedSystem::in_memory(blob_dir, topology.clone())?
+            EmbeddedSystem::in_memory_with(blob_dir, topology.clone(), store_options)?
         }
     };
     for b in &log.blobs {
@@ -537,7 +687,13 @@ pub async fn replay_embedded(
     ));
     let mut runtime = options.runtime.clone();
     runtime.hooks = Some(hooks.clone());
-    if options.faults.crash > 0.0 || options.faults.visibility_expiry > 0.0 {
+    if clock.is_some() {
+        // AWS's timing: each queue's own visibility timeout, failures back after it.
+        runtime.visibility_timeout = None;
+        runtime.stream_retry_delay = Some(runtime.retry_base);
+        (runtime.retry_base, runtime.retry_cap) = (AWS_RETRY, AWS_RETRY);
+        runtime.poll_wait = VIRTUAL_POLL;
+    } else if options.faults.crash > 0.0 || options.faults.visibility_expiry > 0.0 {
         runtime.visibility_timeout = Some(options.fault_visibility);
     }
     if options.faults.visibility_expiry > 0.0 {
@@ -555,6 +711,7 @@ pub async fn replay_embedded(
 
     let bar = progress_bar(options.progress, to_publish.len());
     let publish_started = Instant::now();
+    let clock_started = tokio::time::Instant::now();
     let published = publish_paced(
         &*replay_publisher,
         to_publish.iter().cloned(),
@@ -574,8 +731,12 @@ pub async fn replay_embedded(
     let publish_time = publish_started.elapsed();
     refused.extend(publish_refusals(&published, &to_publish));
     bar.set_message("settling");
-    let quiet = system.wait_quiet(options.quiet_timeout).await;
+    // On the virtual clock a look costs no waiting, but each is work: look
+    // every 100 virtual ms rather than every 10.
+    let every = Duration::from_millis(if clock.is_some() { 100 } else { 10 });
+    let quiet = system.wait_quiet_every(options.quiet_timeout, every).await;
     let settle_time = publish_started.elapsed();
+    let clock_time = clock_started.elapsed();
     bar.finish_and_clear();
     // The final state is read without faults.
     system.store.faults().set(None)?;
@@ -653,6 +814,23 @@ pub async fn replay_embedded(
         status_counts: snapshot.status_counts(),
         emitted: emitted.len(),
         state_digest: digest(&snapshot),
+        emitted_digest: digest_of(
+            emitted
+                .iter()
+                .map(|e| e.id.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+                .as_bytes(),
+        ),
+        dead_letter_digest: digest_of(
+            dead.iter()
+                .map(|d| format!("{} {:?} {:?}", d.queue, d.event_id, d.reason))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .as_bytes(),
+        ),
+        clock: if clock.is_some() { "virtual" } else { "wall" }.to_owned(),
+        clock_secs: clock_time.as_secs_f64(),
         publish_secs: publish_time.as_secs_f64(),
         settle_secs: settle_time.as_secs_f64(),
         total_secs: started.elapsed().as_secs_f64(),

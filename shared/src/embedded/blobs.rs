@@ -40,6 +40,8 @@ struct Inner {
     /// Canonical, so containment checks compare like with like.
     root: PathBuf,
     temp_counter: AtomicU64,
+    /// Whether writes are fsynced (see [`FolderBlobStore::without_fsync`]).
+    durable: bool,
 }
 
 fn backend(path: &Path, e: impl std::fmt::Display) -> BlobError {
@@ -54,6 +56,20 @@ impl FolderBlobStore {
         Self::existing(root)
     }
 
+    /// The same folder, written without fsync: for a store that is not
+    /// durable itself (in memory), whose blobs need not survive a crash
+    /// either. Writes stay atomic (a temporary file renamed into place).
+    pub fn without_fsync(self) -> Self {
+        FolderBlobStore {
+            inner: Arc::new(Inner {
+                root: self.inner.root.clone(),
+                temp_counter: AtomicU64::new(0),
+                durable: false,
+            }),
+            faults: self.faults,
+        }
+    }
+
     /// Uses `root`, which must exist, as the blob folder: for commands that
     /// only read a data dir, and so must not create anything in it.
     pub fn existing(root: impl AsRef<Path>) -> Result<Self, BlobError> {
@@ -63,6 +79,7 @@ impl FolderBlobStore {
             inner: Arc::new(Inner {
                 root,
                 temp_counter: AtomicU64::new(0),
+                durable: true,
             }),
             faults: Arc::new(Faults::default()),
         })
@@ -105,7 +122,8 @@ impl FolderBlobStore {
     ) -> Result<T, BlobError> {
         self.maybe_fail()?;
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&inner))
+        // Inline on a virtual-time replay's thread (see `run_blocking`).
+        crate::ports::clock::run_blocking(move || f(&inner))
             .await
             .map_err(|e| BlobError::Backend(format!("blob task failed: {e}")))?
     }
@@ -154,7 +172,9 @@ impl Inner {
             )
             .open(&temp)?;
             f.write_all(bytes)?;
-            f.sync_all()?;
+            if self.durable {
+                f.sync_all()?;
+            }
             fs::rename(&temp, &target)
         })();
         result.map_err(|e| {
@@ -242,6 +262,9 @@ impl BlobStore for FolderBlobStore {
             // old bytes, never a blob without a type.
             inner.write_atomically(&dir, &format!("{RESERVED}meta.{name}.json"), &meta)?;
             inner.write_atomically(&dir, &name, &bytes)?;
+            if !inner.durable {
+                return Ok(());
+            }
             // Make the renames themselves durable.
             fs::File::open(&dir)
                 .and_then(|d| d.sync_all())

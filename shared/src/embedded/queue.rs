@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use super::journal::{MessageOp, Op};
 use super::state::{Msg, QState, BLOCKED};
-use super::store::{ms, now_ms, wait_until, Changes, EmbeddedStore, Unwritable};
+use super::store::{ms, wait_until, Changes, EmbeddedStore, Unwritable};
 use crate::events::SnsAttribute;
 use crate::ports::{Capabilities, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 /// SQS limits.
@@ -313,7 +313,7 @@ impl EmbeddedStore {
 
     /// Message counts of every queue, sorted by name.
     pub fn queue_stats(&self) -> Result<Vec<QueueStats>, QueueError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let g = self.lock();
         let dlqs: HashSet<&str> = g
             .state
@@ -352,7 +352,7 @@ impl EmbeddedStore {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<PeekedMessage>, QueueError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let g = self.lock();
         let q = g.state.queues.get(queue).ok_or_else(|| no_queue(queue))?;
         q.msgs
@@ -392,7 +392,7 @@ impl EmbeddedStore {
     /// Deletes one message of a queue by its message id (a dead letter given
     /// up on). Returns whether it was there.
     pub fn delete_message(&self, queue: &str, message_id: &str) -> Result<bool, QueueError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let (found, batch) = self.change(|c| {
             let q = c.state.queues.get(queue).ok_or_else(|| no_queue(queue))?;
             let id = q
@@ -419,7 +419,7 @@ impl EmbeddedStore {
         max: usize,
         pick: impl Fn(&super::state::Msg) -> bool,
     ) -> Result<usize, QueueError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let (targets, batch) = self.change(|c| {
             let queues = &c.state.queues;
             let q = queues.get(dlq).ok_or_else(|| no_queue(dlq))?;
@@ -480,7 +480,7 @@ impl EmbeddedStore {
     pub fn reclaim_in_flight(&self) -> Result<usize, QueueError> {
         let (n, names): (usize, Vec<String>) = {
             let mut g = self.lock();
-            let n = g.state.reclaim_in_flight(now_ms());
+            let n = g.state.reclaim_in_flight(self.now_ms());
             (n, g.state.queues.keys().cloned().collect())
         };
         // Woken outside the lock: a woken receiver takes it at once.
@@ -575,7 +575,7 @@ impl EmbeddedQueue {
         max: usize,
         visibility_ms: i64,
     ) -> Result<(Vec<ReceivedMessage>, Option<i64>), QueueError> {
-        let now = now_ms();
+        let now = self.store.now_ms();
         let hidden_until = now.saturating_add(visibility_ms);
         let (out, _) = self
             .store
@@ -602,7 +602,7 @@ impl EmbeddedQueue {
     ) -> Result<(), QueueError> {
         check_visibility(visibility)?;
         let (id, nonce) = parse_receipt(handle)?;
-        let now = now_ms();
+        let now = self.store.now_ms();
         let visible_at = now.saturating_add(ms(visibility));
         self.store.change(|c| {
             let q = c
@@ -778,7 +778,7 @@ fn send_in(
     messages: &[(OutgoingMessage, Option<String>)],
     dedup_window: i64,
 ) -> Result<Vec<String>, QueueError> {
-    let now = now_ms();
+    let now = c.now_ms;
     let mut ids = Vec::with_capacity(messages.len());
     for (m, attributes) in messages {
         let q = c.state.queues.get(queue).ok_or_else(|| no_queue(queue))?;
@@ -890,6 +890,7 @@ impl Queue for EmbeddedQueue {
         let visibility_ms = ms(visibility);
         let deadline = tokio::time::Instant::now() + wait;
         wait_until(
+            &*self.store.clock,
             &self.meta.notify,
             deadline,
             self.store.external_poll,
@@ -902,7 +903,7 @@ impl Queue for EmbeddedQueue {
     /// Durable with the next commit: after a crash the message is at worst
     /// delivered again (at least once).
     async fn delete_batch(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
-        let now = now_ms();
+        let now = self.store.now_ms();
         let (stale, _) = self.store.change(|c| {
             let mut stale = Vec::new();
             let mut promoted = false;

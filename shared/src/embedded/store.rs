@@ -45,6 +45,7 @@ use super::journal_file::{self, Found, JournalFileError, JournalWriter};
 use super::queue::QueueMeta;
 use super::state::State;
 use crate::envelope::{LOCAL_ACCOUNT, LOCAL_REGION};
+use crate::ports::clock::{wall_clock, Clock};
 
 /// The file format this code writes: 3 is the snapshot with a journal file
 /// beside it (2 kept the journal in the database, 1 was a table per kind
@@ -76,6 +77,11 @@ pub struct StoreOptions {
     /// Journal bytes past which the running store folds the journal into a
     /// new snapshot.
     pub fold_journal_bytes: u64,
+    /// What the store reads the time from (visibility, delays, the
+    /// deduplication window, record times). With a virtual clock, waits for
+    /// the commit thread block the calling runtime thread, so that virtual
+    /// time cannot move while a commit is being written.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for StoreOptions {
@@ -87,6 +93,7 @@ impl Default for StoreOptions {
             external_poll: Duration::from_millis(500),
             dedup_window: Duration::from_secs(300),
             fold_journal_bytes: COMPACT_BYTES,
+            clock: wall_clock(),
         }
     }
 }
@@ -205,6 +212,8 @@ impl Inner {
 /// The changes one caller makes under the lock.
 pub(super) struct Changes<'a> {
     pub(super) state: &'a mut State,
+    /// The store clock's time when the change began: one instant per change.
+    pub(super) now_ms: i64,
     pending: &'a mut Vec<u8>,
     journaling: bool,
 }
@@ -258,6 +267,7 @@ pub struct EmbeddedStore {
     pub(super) faults: Arc<Faults>,
     pub(super) external_poll: Duration,
     pub(super) dedup_window_ms: i64,
+    pub(super) clock: Arc<dyn Clock>,
     receipts: AtomicU64,
     /// Held while open: the exclusive lock on the database file.
     _owner: Option<File>,
@@ -471,6 +481,7 @@ impl EmbeddedStore {
             faults: Arc::new(Faults::default()),
             external_poll: options.external_poll,
             dedup_window_ms: ms(options.dedup_window),
+            clock: options.clock,
             // Seeded from the clock so receipts stay unique across restarts.
             receipts: AtomicU64::new(created_ms as u64 * 1000),
             _owner: owner,
@@ -522,6 +533,7 @@ impl EmbeddedStore {
         let mut g = self.lock();
         let inner = &mut *g;
         let mut changes = Changes {
+            now_ms: self.clock.now_ms(),
             state: &mut inner.state,
             pending: &mut inner.pending,
             journaling: inner.journaling,
@@ -556,9 +568,32 @@ impl EmbeddedStore {
         if self.committer.is_some() {
             let mut rx = self.core.committed.subscribe();
             // The sender lives as long as the store, which `self` borrows.
-            let _ = rx.wait_for(|d| *d >= batch).await;
+            let _ = self.wait_for_thread(rx.wait_for(|d| *d >= batch)).await;
         }
         self.healthy()
+    }
+
+    /// Awaits work of the commit or sync thread. On a virtual clock the
+    /// runtime thread blocks instead: were it to park, tokio would move
+    /// virtual time on while the disk is written (and run other tasks in an
+    /// order the OS decides), so a replay would be neither faithful nor
+    /// reproducible.
+    async fn wait_for_thread<F: Future>(&self, wait: F) -> F::Output {
+        if self.clock.is_virtual() {
+            futures::executor::block_on(wait)
+        } else {
+            wait.await
+        }
+    }
+
+    /// The time on the store's clock, in ms since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The store's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Waits until commit `batch` is flushed to disk, asking the sync thread
@@ -572,7 +607,7 @@ impl EmbeddedStore {
         if *rx.borrow_and_update() < batch {
             self.core.flush_wanted.store(true, Ordering::Release);
             syncer.thread().unpark();
-            let _ = rx.wait_for(|d| *d >= batch).await;
+            let _ = self.wait_for_thread(rx.wait_for(|d| *d >= batch)).await;
         }
         self.healthy()
     }
@@ -1084,6 +1119,7 @@ pub(super) fn ms(d: Duration) -> i64 {
 /// expiry), for `external_poll` or for the deadline, whichever comes first;
 /// then checks again. Returns the first non-empty result or the last empty one.
 pub(super) async fn wait_until<T, E, Fut>(
+    clock: &dyn Clock,
     notify: &Notify,
     deadline: tokio::time::Instant,
     external_poll: Duration,
@@ -1106,7 +1142,7 @@ where
         }
         let mut wake = deadline.min(now + external_poll);
         if let Some(at) = next_at_ms {
-            let in_ms = (at - now_ms()).max(0) as u64 + 1;
+            let in_ms = (at - clock.now_ms()).max(0) as u64 + 1;
             wake = wake.min(now + Duration::from_millis(in_ms));
         }
         tokio::select! {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::journal::Op;
 use super::state::Rec;
-use super::store::{now_ms, wait_until, EmbeddedStore, Unwritable};
+use super::store::{wait_until, EmbeddedStore, Unwritable};
 use crate::envelope::LOCAL_REGION;
 use crate::ports::{
     Capabilities, ChangeRecord, ChangeStream, FilteredRead, RecordFilter, RecordParts,
@@ -104,6 +104,7 @@ impl EmbeddedStream {
         let after = after.map(parse_sequence).transpose()?.unwrap_or(0);
         let deadline = tokio::time::Instant::now() + timeout;
         wait_until(
+            &*self.store.clock,
             self.store.stream_notify(idx),
             deadline,
             self.store.external_poll,
@@ -121,7 +122,7 @@ impl EmbeddedStream {
     /// Deletes records at least `retention` old (DynamoDB keeps 24 hours).
     /// Returns how many went. Checkpoints are untouched.
     pub fn trim(&self, retention: Duration) -> Result<usize, StreamError> {
-        let cutoff = now_ms() - super::store::ms(retention);
+        let cutoff = self.store.now_ms() - super::store::ms(retention);
         let (trimmed, _) = self.store.change(|c| {
             let mut trimmed = 0;
             for shard in 0..c.state.shards.len() {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::faults::FaultTarget;
 use super::journal::Op;
-use super::store::{now_ms, Changes, EmbeddedStore, Unwritable};
+use super::store::{Changes, EmbeddedStore, Unwritable};
 use crate::ports::{Capabilities, Condition, Item, Key, Table, TableError, TxOp};
 
 /// DynamoDB's limits, kept so the embedded table refuses what AWS would.
@@ -159,7 +159,7 @@ enum JobKind {
 
 /// Checks the conditions, then writes; a refusal writes nothing.
 fn run_job(c: &mut Changes<'_>, kind: &JobKind, woken: &mut Vec<usize>) -> Result<(), TableError> {
-    let at_ms = now_ms();
+    let at_ms = c.now_ms;
     match kind {
         JobKind::One(w, condition) => {
             let old = c.state.items.get(&w.key);

@@ -4,12 +4,14 @@
 //! conformance suites can skip what a backend cannot do (and say so).
 
 pub mod blobs;
+pub mod clock;
 pub mod publish;
 pub mod queue;
 pub mod stream;
 pub mod table;
 
 pub use blobs::{Blob, BlobError, BlobStore};
+pub use clock::{wall_clock, Clock, VirtualClock, WallClock};
 pub use publish::{Destination, EventPublisher, PublishError, PublishFailure, PublishReport};
 pub use queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 pub use stream::{
