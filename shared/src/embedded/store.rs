@@ -580,7 +580,7 @@ impl EmbeddedStore {
     /// reproducible.
     async fn wait_for_thread<F: Future>(&self, wait: F) -> F::Output {
         if self.clock.is_virtual() {
-            futures::executor::block_on(wait)
+            block_this_thread(wait)
         } else {
             wait.await
         }
@@ -1102,6 +1102,29 @@ fn shard_id(i: u32) -> String {
 }
 
 /// Milliseconds since the Unix epoch.
+/// Runs `wait` to completion on this thread, parking it in between. Not
+/// `futures::executor::block_on`: the synchronous admin calls already run
+/// inside one (`create_queue`, `redrive`), and it refuses to nest. The wait
+/// is unconstrained so tokio's cooperative budget, which this thread never
+/// gets back while it blocks, cannot keep it pending.
+fn block_this_thread<F: Future>(wait: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl futures::task::ArcWake for Unpark {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.0.unpark();
+        }
+    }
+    let waker = futures::task::waker(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut wait = std::pin::pin!(tokio::task::unconstrained(wait));
+    loop {
+        if let std::task::Poll::Ready(out) = wait.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
 pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
