@@ -12,6 +12,7 @@
 //! provides both); skipped with a message without the endpoint.
 
 mod aws_common;
+mod trace_hops;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,6 +28,10 @@ use switchyard_shared::ports::{BlobStore, Queue, Table};
 use switchyard_shared::BlobKey;
 
 const FLOW_DEADLINE: Duration = Duration::from_secs(90);
+
+/// The tests here each run `switchyard up` on the one provisioned topology;
+/// two at once would take each other's messages.
+static ONE_UP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs the aws CLI against moto; panics with its output if it fails.
 fn aws(endpoint: &str, args: &[&str]) -> Value {
@@ -114,6 +119,7 @@ async fn observe_status_changes(clients: &AwsClients, topology: &Topology) -> Sq
 #[tokio::test]
 async fn order_and_image_flow_through_moto() {
     let endpoint = moto_or_skip!();
+    let _alone = ONE_UP_AT_A_TIME.lock().await;
     let started = Instant::now();
     let topology = Topology::builtin();
     let clients = aws_common::clients(&endpoint).await;
@@ -271,4 +277,29 @@ async fn order_and_image_flow_through_moto() {
         "moto flow test: steps 1-5 and poison -> DLQ in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Issue 19, on moto: the same trace across the API, the order processor,
+/// the stream reactor and the notifier, through SNS/EventBridge, SQS and
+/// DynamoDB Streams as the AWS adapters carry it.
+#[tokio::test]
+async fn one_trace_follows_an_order_across_every_hop_on_moto() {
+    let endpoint = moto_or_skip!();
+    let _alone = ONE_UP_AT_A_TIME.lock().await;
+    let out = aws_common::switchyard(&endpoint)
+        .args(["provision", "--backend", "aws"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "provision: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("up.log");
+    let mut up = aws_common::switchyard(&endpoint);
+    up.args(["up", "--backend", "aws", "--port", "0"]);
+    let up = trace_hops::UpWithLog::start(up, &log);
+    up.place_traced_order("o-traced-moto").await;
+    trace_hops::assert_one_trace_across_hops(&log, FLOW_DEADLINE).await;
 }

@@ -2,6 +2,7 @@
 //! through the system, and an order reads back with its image variants.
 
 mod common;
+mod trace_hops;
 
 use std::time::Duration;
 
@@ -388,4 +389,19 @@ async fn switchyard_up_refuses_cross_site_rebound_and_slow_requests() {
             .is_some(),
         "a slow-loris connection is still open after 30 s"
     );
+}
+
+/// Issue 19: an order placed through `switchyard up`'s API with a
+/// `traceparent` is one trace through the order processor, the stream
+/// reactor and the notifier, each hop the child of the one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_follows_an_order_across_every_hop() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("up.log");
+    let mut up = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    up.args(["up", "--port", "0", "--data-dir"])
+        .arg(dir.path().join("data"));
+    let up = trace_hops::UpWithLog::start(up, &log);
+    up.place_traced_order("o-traced").await;
+    trace_hops::assert_one_trace_across_hops(&log, Duration::from_secs(30)).await;
 }

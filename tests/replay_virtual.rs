@@ -97,11 +97,11 @@ fn start() -> DateTime<Utc> {
 
 /// `event` as published `secs` after the start, with an id of its own.
 fn at(secs: i64, n: u8, event: impl EventType) -> LoggedEvent {
-    let mut e: Envelope = event.into_envelope();
-    e.time = start() + TimeDelta::seconds(secs);
-    let ms = u64::try_from(e.time.timestamp_millis()).unwrap();
-    e.id = uuid::Builder::from_unix_timestamp_millis(ms, &[n; 10]).into_uuid();
-    e.correlation_id = e.id;
+    let time = start() + TimeDelta::seconds(secs);
+    let ms = u64::try_from(time.timestamp_millis()).unwrap();
+    let id = uuid::Builder::from_unix_timestamp_millis(ms, &[n; 10]).into_uuid();
+    let mut e: Envelope = event.into_envelope().with_id(id);
+    e.time = time;
     LoggedEvent::routed(&router_rules::Topology::builtin(), e).unwrap()
 }
 

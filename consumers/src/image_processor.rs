@@ -165,6 +165,7 @@ impl MessageHandler for ImageProcessor {
             reject_reason: None,
             correlation_id: d.envelope.correlation_id,
             last_event_id: d.envelope.id,
+            traceparent: Some(d.trace),
         };
         match outcome {
             Ok(variants) => {
@@ -184,7 +185,8 @@ impl MessageHandler for ImageProcessor {
                     reason: rejection.to_string(),
                 }
                 .into_envelope()
-                .caused_by(d.envelope.correlation_id, d.envelope.id);
+                .caused_by(d.envelope.correlation_id, d.envelope.id)
+                .traced(d.trace);
                 // Same id on every retry, so a redelivery does not announce the rejection twice.
                 event.id =
                     Envelope::derived_id(d.envelope.time, &format!("rejected/{}", d.envelope.id));

@@ -55,7 +55,7 @@ impl Function {
                     .map(|c| c.name.clone())
             })
             .unwrap_or_else(|| handler.to_owned());
-        let config = switchyard_shared::aws::load_sdk_config(None).await;
+        let config = switchyard_shared::aws::lambda_sdk_config();
         Ok(Function {
             handler: handler.to_owned(),
             consumer,

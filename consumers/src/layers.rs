@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! SqsBatch            SqsEvent -> SqsBatchResponse (partial batch: only failed items come back)
-//!   └ Tracing         one span per message, carrying the correlation id
+//!   └ Tracing         one span per message, carrying the correlation id and
+//!                     the trace it continues (W3C trace context)
 //!     └ CatchPanic    a panic becomes a failed item, not a dead consumer
 //!       └ Idempotency skip events this consumer already handled (optional)
 //!         └ handler   the business logic, one envelope at a time
@@ -24,7 +25,7 @@ use futures::FutureExt;
 use serde_json::json;
 use switchyard_shared::items::{applied_event_key, APPLIED_EVENT_TTL, TTL_ATTRIBUTE};
 use switchyard_shared::ports::{Condition, Item, Key, Table, TableError};
-use switchyard_shared::Envelope;
+use switchyard_shared::{Envelope, TraceContext};
 use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
@@ -37,6 +38,11 @@ pub struct Delivery {
     pub message_id: String,
     /// 1 on the first delivery (SQS `ApproximateReceiveCount`).
     pub receive_count: u32,
+    /// The trace: on arrival, the span that published the event (its
+    /// `traceparent`, else X-Ray's `AWSTraceHeader`, else a new trace rooted
+    /// at the event); once [`TracingLayer`] has opened its span, this hop's
+    /// own span, which whatever the handler writes or emits carries on.
+    pub trace: TraceContext,
 }
 
 /// Why a message failed. Every failure is retried until `maxReceiveCount`
@@ -108,7 +114,8 @@ impl<H: MessageHandler + ?Sized> Service<Delivery> for HandlerService<H> {
     }
 }
 
-/// Opens one span per message with the correlation id, event id and type.
+/// Opens one span per message with the correlation id, event id and type,
+/// and the trace: `trace_id`, this hop's `span_id` and its `parent_id`.
 #[derive(Debug, Clone)]
 pub struct TracingLayer {
     consumer: Arc<str>,
@@ -155,7 +162,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, d: Delivery) -> Self::Future {
+    fn call(&mut self, mut d: Delivery) -> Self::Future {
+        let parent = d.trace;
+        d.trace = parent.child(&self.consumer, d.envelope.id.as_bytes());
         let span = tracing::info_span!(
             "message",
             consumer = %self.consumer,
@@ -163,6 +172,9 @@ where
             event_id = %d.envelope.id,
             detail_type = %d.envelope.detail_type,
             receive_count = d.receive_count,
+            trace_id = %d.trace.trace_id_hex(),
+            span_id = %d.trace.span_id_hex(),
+            parent_id = %parent.span_id_hex(),
         );
         let fut = self.inner.call(d);
         Box::pin(
@@ -448,10 +460,20 @@ impl SqsBatchHandler {
             .get("ApproximateReceiveCount")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
+        let trace = envelope
+            .traceparent
+            .or_else(|| {
+                message
+                    .attributes
+                    .get("AWSTraceHeader")
+                    .and_then(|h| TraceContext::from_xray(h))
+            })
+            .unwrap_or_else(|| TraceContext::root(envelope.id));
         let delivery = Delivery {
             envelope,
             message_id: message.message_id.unwrap_or_default(),
             receive_count,
+            trace,
         };
         self.service.clone().oneshot(delivery).await
     }

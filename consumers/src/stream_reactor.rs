@@ -20,7 +20,7 @@ use switchyard_shared::events::{
 use switchyard_shared::images::ImageRef;
 use switchyard_shared::items::{ImageRecord, ImageStatus, Order, TableRecord};
 use switchyard_shared::ports::{ChangeView, EventPublisher, TableError};
-use switchyard_shared::Envelope;
+use switchyard_shared::{Envelope, TraceContext};
 use uuid::Uuid;
 
 pub const NAME: &str = "stream-reactor";
@@ -48,10 +48,19 @@ impl StreamReactor {
         let mut pending = Pending::default();
         for record in records {
             let sequence = record.sequence().to_owned();
-            let span = tracing::info_span!("stream-record", consumer = NAME, sequence = %sequence);
+            // The trace fields are filled in once the record is read (derived_event).
+            let span = tracing::info_span!(
+                "stream-record",
+                consumer = NAME,
+                sequence = %sequence,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+                parent_id = tracing::field::Empty,
+            );
             let _guard = span.enter();
             match derive_event(record) {
                 Ok(Some(envelope)) => {
+                    tracing::debug!(event_id = %envelope.id, detail_type = %envelope.detail_type, "derived");
                     pending.sequences.push(sequence);
                     pending.envelopes.push(envelope);
                 }
@@ -137,6 +146,8 @@ struct OrderImage<'a> {
     tracking_number: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     cancel_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    traceparent: Option<TraceContext>,
 }
 
 /// A [`LineItem`](switchyard_shared::events::LineItem), checked only.
@@ -169,6 +180,8 @@ struct ImageImage<'a> {
     reject_code: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     reject_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    traceparent: Option<TraceContext>,
 }
 
 /// A record of type `R` read from an image; `None` for no item.
@@ -182,15 +195,47 @@ fn read_image<'a, R: TableRecord, T: Deserialize<'a>>(
         .map_err(|e| TableError::InvalidItem(format!("{} item: {e}", R::TYPE)).to_string())
 }
 
+/// What caused a change: the event that made it and the span that wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cause {
+    pub correlation_id: Uuid,
+    pub event_id: Uuid,
+    /// The writer's span; a record from before tracing starts a trace at its event.
+    pub trace: TraceContext,
+}
+
+impl Cause {
+    pub fn of_record(correlation_id: Uuid, event_id: Uuid, trace: Option<TraceContext>) -> Self {
+        Cause {
+            correlation_id,
+            event_id,
+            trace: trace.unwrap_or_else(|| TraceContext::root(event_id)),
+        }
+    }
+}
+
 /// An event on behalf of a change made at `at`, caused by the event that
-/// made it; its id derived from `seed`, so a retry keeps it.
+/// made it; its id derived from `seed`, so a retry keeps it. The stream
+/// reactor's span for the change is a child of the writer's span (derived
+/// from `seed` too), recorded on the current span and carried by the event.
 pub fn derived_event<E: EventType>(
     detail: E,
     seed: &str,
-    (correlation, cause): (Uuid, Uuid),
+    cause: Cause,
     at: DateTime<Utc>,
 ) -> Envelope {
-    let mut event = detail.into_envelope().caused_by(correlation, cause);
+    let span = cause.trace.child(NAME, seed.as_bytes());
+    let current = tracing::Span::current();
+    current.record("trace_id", tracing::field::display(span.trace_id_hex()));
+    current.record("span_id", tracing::field::display(span.span_id_hex()));
+    current.record(
+        "parent_id",
+        tracing::field::display(cause.trace.span_id_hex()),
+    );
+    let mut event = detail
+        .into_envelope()
+        .caused_by(cause.correlation_id, cause.event_id)
+        .traced(span);
     event.id = Envelope::derived_id(at, seed);
     event.time = at;
     event
@@ -218,7 +263,8 @@ pub fn derive_event(record: &impl ChangeView) -> Result<Option<Envelope>, String
                 to: order.status,
                 version: order.version,
             };
-            let cause = (order.correlation_id, order.last_event_id);
+            let cause =
+                Cause::of_record(order.correlation_id, order.last_event_id, order.traceparent);
             Ok(Some(derived_event(detail, &seed, cause, at)))
         }
         Some(ImageRecord::TYPE) => {
@@ -236,7 +282,8 @@ pub fn derive_event(record: &impl ChangeView) -> Result<Option<Envelope>, String
                 order_id: image.order_id.into_owned(),
                 variants: image.variants,
             };
-            let cause = (image.correlation_id, image.last_event_id);
+            let cause =
+                Cause::of_record(image.correlation_id, image.last_event_id, image.traceparent);
             Ok(Some(derived_event(detail, &seed, cause, at)))
         }
         _ => Ok(None),

@@ -10,7 +10,7 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use switchyard_consumers::stream_reactor::{derive_event, derived_event, StreamReactor};
+use switchyard_consumers::stream_reactor::{derive_event, derived_event, Cause, StreamReactor};
 use switchyard_shared::embedded::{EmbeddedStore, StoreOptions};
 use switchyard_shared::events::{
     ImageProcessed, ImageVariant, LineItem, OrderStatus, OrderStatusChanged,
@@ -20,7 +20,7 @@ use switchyard_shared::items::{item_type, ImageRecord, ImageStatus, Order, Table
 use switchyard_shared::ports::{
     ChangeStream, Condition, EventPublisher, PublishError, PublishReport, StoredChange, Table,
 };
-use switchyard_shared::Envelope;
+use switchyard_shared::{Envelope, TraceContext};
 use uuid::Uuid;
 
 /// The reactor's derivation as it was, through `image_to_json` and the whole records.
@@ -46,7 +46,8 @@ fn derive_event_via_json(record: &EventRecord) -> Result<Option<Envelope>, Strin
                 to: order.status,
                 version: order.version,
             };
-            let cause = (order.correlation_id, order.last_event_id);
+            let cause =
+                Cause::of_record(order.correlation_id, order.last_event_id, order.traceparent);
             Ok(Some(derived_event(detail, &seed, cause, at)))
         }
         Some(ImageRecord::TYPE) => {
@@ -64,7 +65,8 @@ fn derive_event_via_json(record: &EventRecord) -> Result<Option<Envelope>, Strin
                 order_id: image.order_id.clone(),
                 variants: image.variants,
             };
-            let cause = (image.correlation_id, image.last_event_id);
+            let cause =
+                Cause::of_record(image.correlation_id, image.last_event_id, image.traceparent);
             Ok(Some(derived_event(detail, &seed, cause, at)))
         }
         _ => Ok(None),
@@ -143,6 +145,8 @@ prop_compose! {
             cancel_reason: None,
             correlation_id: Uuid::from_u128(correlation),
             last_event_id: Uuid::from_u128(last),
+            // Records from before tracing have none; both must derive.
+            traceparent: (last % 2 == 0).then(|| TraceContext::root(Uuid::from_u128(correlation))),
         }
     }
 }
@@ -173,6 +177,7 @@ prop_compose! {
             reject_reason: None,
             correlation_id: Uuid::from_u128(correlation),
             last_event_id: Uuid::from_u128(correlation ^ 1),
+            traceparent: (correlation % 2 == 0).then(|| TraceContext::root(Uuid::from_u128(correlation))),
         }
     }
 }
@@ -294,6 +299,7 @@ fn a_status_change_becomes_its_event_and_a_broken_order_an_error() {
         cancel_reason: None,
         correlation_id: Uuid::from_u128(7),
         last_event_id: Uuid::from_u128(8),
+        traceparent: None,
     };
     let paid = order.to_item();
     order.status = OrderStatus::Placed;
@@ -364,6 +370,7 @@ async fn a_malformed_order_in_the_stream_is_a_batch_item_failure() {
         cancel_reason: None,
         correlation_id: Uuid::now_v7(),
         last_event_id: Uuid::now_v7(),
+        traceparent: None,
     };
     let mut malformed = good("bad").to_item();
     malformed.insert("version".into(), json!("two"));
@@ -401,6 +408,7 @@ fn an_image_becoming_ready_is_processed_once() {
         reject_reason: None,
         correlation_id: Uuid::from_u128(3),
         last_event_id: Uuid::from_u128(4),
+        traceparent: None,
     };
     let ready = image.to_item();
     let event = derive_event(&record(Some(&ready), None))

@@ -12,12 +12,13 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
 use axum::handler::Handler;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,12 +28,16 @@ use switchyard_shared::events::{
 };
 use switchyard_shared::items::{item_type, order_key, ImageRecord, Order, TableRecord};
 use switchyard_shared::ports::{BlobError, BlobStore, EventPublisher, Table};
-use switchyard_shared::{BlobKey, Envelope};
+use switchyard_shared::{BlobKey, Envelope, TraceContext};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::idempotency::{self, CommandId};
+
+/// The API's name as a hop of a trace.
+pub const HOP: &str = "orders-api";
 
 /// The image processor's default size limit (`switchyard_imaging::Limits`;
 /// a test in the root crate keeps the two equal): a larger upload is refused
@@ -278,25 +283,72 @@ fn non_empty(field: &str, value: &str) -> ApiResult<()> {
     }
 }
 
-/// A command's id (from its `Idempotency-Key`), if it was sent with one.
-type Id = Option<Extension<CommandId>>;
-
-/// The id of what a command creates: its command id, so a retry creates the same, or a new one.
-fn new_id(id: &Id) -> String {
-    id.as_ref()
-        .map_or_else(Uuid::now_v7, |Extension(CommandId(id))| *id)
-        .to_string()
+/// What a command carries besides its body: the id its `Idempotency-Key`
+/// gave it (if sent with one) and the trace it continues.
+pub struct Command {
+    id: Option<Uuid>,
+    trace: Option<TraceContext>,
 }
 
-async fn publish<E: EventType>(state: &ApiState, id: &Id, event: E) -> ApiResult<Envelope> {
-    let mut envelope = event.into_envelope();
-    if let Some(Extension(CommandId(id))) = id {
-        envelope.id = *id;
-        envelope.correlation_id = *id;
+impl<S: Send + Sync> FromRequestParts<S> for Command {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Command {
+            id: parts.extensions.get::<CommandId>().map(|c| c.0),
+            trace: incoming_trace(&parts.headers),
+        })
     }
+}
+
+/// The trace a request continues: its W3C `traceparent`, else X-Ray's
+/// `X-Amzn-Trace-Id` (API Gateway and function URLs set it). One that does
+/// not parse is ignored and a new trace starts, as the W3C spec asks.
+pub fn incoming_trace(headers: &HeaderMap) -> Option<TraceContext> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(value) = text("traceparent") {
+        match TraceContext::parse(value) {
+            Ok(trace) => return Some(trace),
+            Err(e) => tracing::debug!(error = %e, "traceparent ignored"),
+        }
+    }
+    text("x-amzn-trace-id").and_then(TraceContext::from_xray)
+}
+
+/// The id of what a command creates: its command id, so a retry creates the same, or a new one.
+fn new_id(command: &Command) -> String {
+    command.id.unwrap_or_else(Uuid::now_v7).to_string()
+}
+
+/// Publishes the command's event: its id the command id (if any), its trace
+/// this hop's span, a child of the caller's (or the root of a new trace).
+async fn publish<E: EventType>(
+    state: &ApiState,
+    command: &Command,
+    event: E,
+) -> ApiResult<Envelope> {
+    let mut envelope = event.into_envelope();
+    if let Some(id) = command.id {
+        envelope = envelope.with_id(id);
+    }
+    let (span, parent) = match command.trace {
+        Some(parent) => (parent.child(HOP, envelope.id.as_bytes()), Some(parent)),
+        None => (TraceContext::root(envelope.id), None),
+    };
+    let envelope = envelope.traced(span);
+    let hop = tracing::info_span!(
+        "command",
+        consumer = HOP,
+        event_id = %envelope.id,
+        detail_type = %envelope.detail_type,
+        trace_id = %span.trace_id_hex(),
+        span_id = %span.span_id_hex(),
+        parent_id = parent.map(|p| p.span_id_hex()),
+    );
     let report = state
         .publisher
         .publish(std::slice::from_ref(&envelope))
+        .instrument(hop.clone())
         .await
         .map_err(|e| match e {
             switchyard_shared::ports::PublishError::Invalid(e) => {
@@ -305,6 +357,7 @@ async fn publish<E: EventType>(state: &ApiState, id: &Id, event: E) -> ApiResult
             other => ApiError::unavailable(other),
         })?;
     report.into_result().map_err(ApiError::unavailable)?;
+    hop.in_scope(|| tracing::debug!("published"));
     Ok(envelope)
 }
 
@@ -335,12 +388,12 @@ struct PlaceOrder {
 
 async fn place_order(
     State(state): State<ApiState>,
-    id: Id,
+    command: Command,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let req: PlaceOrder = parse_body(&headers, &body)?;
-    let order_id = req.order_id.unwrap_or_else(|| new_id(&id));
+    let order_id = req.order_id.unwrap_or_else(|| new_id(&command));
     check_id("order_id", &order_id)?;
     non_empty("customer_id", &req.customer_id)?;
     if req.items.is_empty() {
@@ -379,7 +432,7 @@ async fn place_order(
         total_cents: total,
         currency: req.currency,
     };
-    let envelope = publish(&state, &id, event).await?;
+    let envelope = publish(&state, &command, event).await?;
     Ok(accepted(
         json!({ "order_id": order_id, "total_cents": total }),
         &envelope,
@@ -427,7 +480,7 @@ struct PayOrder {
 async fn pay_order(
     State(state): State<ApiState>,
     Path(order_id): Path<String>,
-    id: Id,
+    command: Command,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
@@ -440,7 +493,7 @@ async fn pay_order(
         payment_id: req.payment_id,
         amount_cents: req.amount_cents,
     };
-    let envelope = publish(&state, &id, event).await?;
+    let envelope = publish(&state, &command, event).await?;
     Ok(accepted(json!({ "order_id": order_id }), &envelope))
 }
 
@@ -454,7 +507,7 @@ struct ShipOrder {
 async fn ship_order(
     State(state): State<ApiState>,
     Path(order_id): Path<String>,
-    id: Id,
+    command: Command,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
@@ -468,7 +521,7 @@ async fn ship_order(
         carrier: req.carrier,
         tracking_number: req.tracking_number,
     };
-    let envelope = publish(&state, &id, event).await?;
+    let envelope = publish(&state, &command, event).await?;
     Ok(accepted(json!({ "order_id": order_id }), &envelope))
 }
 
@@ -481,7 +534,7 @@ struct CancelOrder {
 async fn cancel_order(
     State(state): State<ApiState>,
     Path(order_id): Path<String>,
-    id: Id,
+    command: Command,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
@@ -493,7 +546,7 @@ async fn cancel_order(
         order_id: order_id.clone(),
         reason: req.reason,
     };
-    let envelope = publish(&state, &id, event).await?;
+    let envelope = publish(&state, &command, event).await?;
     Ok(accepted(json!({ "order_id": order_id }), &envelope))
 }
 
@@ -516,7 +569,7 @@ pub const UPLOAD_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/webp", "i
 async fn upload_image(
     State(state): State<ApiState>,
     Path(order_id): Path<String>,
-    id: Id,
+    command: Command,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
@@ -544,7 +597,7 @@ async fn upload_image(
             format!("the body is not an {content_type} image"),
         ));
     }
-    let image_id = new_id(&id);
+    let image_id = new_id(&command);
     let key = BlobKey::new(format!("uploads/{order_id}/{image_id}"))
         .map_err(|e| ApiError::bad_request("order_id", e.to_string()))?;
     let size = body.len() as u64;
@@ -560,7 +613,7 @@ async fn upload_image(
         content_type: content_type.to_owned(),
         size_bytes: size,
     };
-    let envelope = publish(&state, &id, event).await?;
+    let envelope = publish(&state, &command, event).await?;
     Ok(accepted(
         json!({ "order_id": order_id, "image_id": image_id, "key": key.to_string() }),
         &envelope,

@@ -3,12 +3,15 @@
 //! It is shaped like an EventBridge event (`version`, `id`, `detail-type`,
 //! `source`, `account`, `time`, `region`, `resources`, `detail`) so that an
 //! event pattern written against it works unchanged on AWS. Switchyard adds
-//! `schema-version`, `correlation-id` and `causation-id`.
+//! `schema-version`, `correlation-id`, `causation-id` and `traceparent`
+//! (the W3C trace context of the hop that published it: [`crate::trace`]).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::trace::TraceContext;
 
 /// EventBridge's limit for one event (and SNS's for one message).
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -47,6 +50,12 @@ pub struct Envelope {
         skip_serializing_if = "Option::is_none"
     )]
     pub causation_id: Option<Uuid>,
+    /// The span of the hop that published this event; whoever handles it
+    /// continues the trace as its child. Absent on events from before
+    /// tracing (or from other tools): their handler starts a trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub traceparent: Option<TraceContext>,
 }
 
 fn default_version() -> String {
@@ -106,7 +115,8 @@ pub enum EnvelopeError {
 }
 
 impl Envelope {
-    /// A new event with a fresh UUID v7 id that starts its own correlation.
+    /// A new event with a fresh UUID v7 id that starts its own correlation
+    /// and its own trace (rooted at its id).
     pub fn new(
         source: &str,
         detail_type: &str,
@@ -127,6 +137,7 @@ impl Envelope {
             schema_version,
             correlation_id: id,
             causation_id: None,
+            traceparent: Some(TraceContext::root(id)),
         }
     }
 
@@ -134,6 +145,22 @@ impl Envelope {
     pub fn caused_by(mut self, cause_correlation: Uuid, cause_id: Uuid) -> Self {
         self.correlation_id = cause_correlation;
         self.causation_id = Some(cause_id);
+        self
+    }
+
+    /// This event under the id `id`, starting its own correlation and trace
+    /// there (a generator's seeded id, a command's idempotency id).
+    pub fn with_id(mut self, id: Uuid) -> Self {
+        self.id = id;
+        self.correlation_id = id;
+        self.causation_id = None;
+        self.traceparent = Some(TraceContext::root(id));
+        self
+    }
+
+    /// Marks this event as published by the hop whose span is `span`.
+    pub fn traced(mut self, span: TraceContext) -> Self {
+        self.traceparent = Some(span);
         self
     }
 

@@ -350,6 +350,14 @@ pub fn sns_attributes(envelope: &Envelope) -> BTreeMap<String, SnsAttribute> {
             SnsAttribute::Number(size.to_string()),
         );
     }
+    // The trace travels in the attributes too (as AWS SDKs' propagators put
+    // it), so a subscriber that never reads the body can still continue it.
+    if let Some(trace) = envelope.traceparent {
+        attrs.insert(
+            "traceparent".to_owned(),
+            SnsAttribute::String(trace.traceparent()),
+        );
+    }
     attrs
 }
 

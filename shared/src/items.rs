@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::events::{ImageVariant, LineItem, OrderStatus};
 use crate::ports::{Item, Key, TableError};
+use crate::trace::TraceContext;
 
 pub fn order_key(order_id: &str) -> Key {
     Key::new(format!("ORDER#{order_id}"), "ORDER")
@@ -70,6 +71,10 @@ pub struct Order {
     /// Correlation of the event that last changed the order (the stream reactor carries it on).
     pub correlation_id: Uuid,
     pub last_event_id: Uuid,
+    /// The span that last changed the order: the stream reactor's span for
+    /// the change continues this trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<TraceContext>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -93,6 +98,9 @@ pub struct ImageRecord {
     pub reject_reason: Option<String>,
     pub correlation_id: Uuid,
     pub last_event_id: Uuid,
+    /// The span that wrote the record (see [`Order::traceparent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<TraceContext>,
 }
 
 /// A typed record stored as a table item of a given `type`.
@@ -173,6 +181,7 @@ mod tests {
             cancel_reason: None,
             correlation_id: Uuid::from_u128(1),
             last_event_id: Uuid::from_u128(2),
+            traceparent: Some(TraceContext::root(Uuid::from_u128(3))),
         };
         let item = order.to_item();
         let text = Value::Object(item.clone()).to_string();

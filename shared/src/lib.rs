@@ -17,7 +17,9 @@ pub mod images;
 pub mod items;
 pub mod logging;
 pub mod ports;
+pub mod trace;
 
 pub use blob_key::{BlobKey, BlobKeyError};
 pub use envelope::{Envelope, EnvelopeError, MAX_EVENT_BYTES};
 pub use events::{DomainEvent, EventType};
+pub use trace::TraceContext;

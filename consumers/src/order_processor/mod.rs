@@ -55,7 +55,10 @@ impl MessageHandler for OrderProcessor {
                 d.envelope.id,
                 d.envelope.correlation_id,
             ) {
-                Decision::Write(order) => order,
+                Decision::Write(mut order) => {
+                    order.traceparent = Some(d.trace);
+                    order
+                }
                 Decision::NotYet(reason) => return Err(HandlerError::retry(reason)),
                 Decision::Reject(reason) => return Err(HandlerError::permanent(reason)),
             };

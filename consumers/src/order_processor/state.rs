@@ -58,6 +58,7 @@ pub fn decide(
             cancel_reason: None,
             correlation_id,
             last_event_id: event_id,
+            traceparent: None,
         })),
         (DomainEvent::OrderPlaced(e), Some(_)) => {
             Decision::Reject(format!("order {} already exists", e.order_id))

@@ -87,7 +87,7 @@ impl LambdaAdapters {
         routes: std::collections::BTreeMap<String, crate::ports::Destination>,
         needs_bucket: bool,
     ) -> Result<Self, MissingEnv> {
-        let config = super::load_sdk_config(None).await;
+        let config = super::lambda_sdk_config();
         let table = table_from_env(&config)?;
         let blobs = if needs_bucket {
             blobs_from_env(&config)?

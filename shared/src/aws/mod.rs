@@ -11,7 +11,7 @@
 //! `PutEvents` only lets a sender set `Source`, `DetailType`, `Detail`,
 //! `Time` and `Resources`; EventBridge assigns its own `id`, and `Time` has
 //! second precision. Switchyard's `id`, `time`, `schema-version`,
-//! `correlation-id` and `causation-id` therefore travel inside `detail`,
+//! `correlation-id`, `causation-id` and `traceparent` therefore travel inside `detail`,
 //! under the reserved key [`transport::RESERVED_DETAIL_KEY`]
 //! (`"switchyard"`). Rules still match on `detail` fields as written (an
 //! extra key never stops a pattern from matching, and no event type has a
@@ -75,13 +75,7 @@ pub const FALLBACK_REGION: &str = "us-east-1";
 /// (an emulator), every client talks to it, and dummy credentials stand in
 /// when none are configured, because emulators accept any.
 pub async fn load_sdk_config(endpoint: Option<&str>) -> SdkConfig {
-    // rustls on ring keeps the build free of aws-lc's C toolchain.
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
     if let Some(url) = endpoint {
         // An emulator is not on EC2: asking IMDS for a region only waits and warns.
         let region = aws_config::meta::region::RegionProviderChain::first_try(
@@ -112,6 +106,44 @@ pub async fn load_sdk_config(endpoint: Option<&str>) -> SdkConfig {
         .into_builder()
         .region(Region::new(FALLBACK_REGION))
         .build()
+}
+
+/// The HTTPS client every SDK client uses: rustls on ring keeps the build
+/// free of aws-lc's C toolchain.
+fn https_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+/// The SDK configuration inside a Lambda function, read straight from what
+/// Lambda sets: `AWS_REGION`, the execution role's `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, and `AWS_ENDPOINT_URL`
+/// where one is set (tests against moto). Not [`load_sdk_config`]'s default
+/// chain: its profile files, STS (web identity, assume role), ECS and IMDS
+/// providers never answer on Lambda, and linking them costs every bootstrap
+/// size and start-up time (BENCHMARKS.md "Lambda").
+pub fn lambda_sdk_config() -> SdkConfig {
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|r| !r.is_empty()))
+        .unwrap_or_else(|| FALLBACK_REGION.to_owned());
+    let credentials = aws_sdk_sqs::config::SharedCredentialsProvider::new(
+        aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+    );
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(credentials)
+        .http_client(https_client());
+    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
+        if !url.is_empty() {
+            builder = builder.endpoint_url(url);
+        }
+    }
+    builder.build()
 }
 
 /// The S3 client for `config`. An emulator on 127.0.0.1 has no per-bucket

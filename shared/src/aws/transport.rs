@@ -34,6 +34,9 @@ pub fn eventbridge_detail(envelope: &Envelope) -> Result<String, EnvelopeError> 
     if let Some(cause) = envelope.causation_id {
         reserved.insert("causation-id".into(), json!(cause));
     }
+    if let Some(trace) = envelope.traceparent {
+        reserved.insert("traceparent".into(), json!(trace));
+    }
     detail.insert(RESERVED_DETAIL_KEY.into(), Value::Object(reserved));
     Ok(Value::Object(detail).to_string())
 }
@@ -151,6 +154,8 @@ mod tests {
         assert_eq!(back.time, sent.time);
         assert_eq!(back.correlation_id, sent.correlation_id);
         assert_eq!(back.causation_id, sent.causation_id);
+        assert_eq!(back.traceparent, sent.traceparent);
+        assert!(back.traceparent.is_some());
         assert_eq!(
             back.detail, sent.detail,
             "the reserved key is lifted out of detail"
