@@ -29,10 +29,6 @@ use switchyard_shared::BlobKey;
 
 const FLOW_DEADLINE: Duration = Duration::from_secs(90);
 
-/// The tests here each run `switchyard up` on the one provisioned topology;
-/// two at once would take each other's messages.
-static ONE_UP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Runs the aws CLI against moto; panics with its output if it fails.
 fn aws(endpoint: &str, args: &[&str]) -> Value {
     let out = Command::new("aws")
@@ -119,7 +115,6 @@ async fn observe_status_changes(clients: &AwsClients, topology: &Topology) -> Sq
 #[tokio::test]
 async fn order_and_image_flow_through_moto() {
     let endpoint = moto_or_skip!();
-    let _alone = ONE_UP_AT_A_TIME.lock().await;
     let started = Instant::now();
     let topology = Topology::builtin();
     let clients = aws_common::clients(&endpoint).await;
@@ -280,14 +275,22 @@ async fn order_and_image_flow_through_moto() {
 }
 
 /// Issue 19, on moto: the same trace across the API, the order processor,
-/// the stream reactor and the notifier, through SNS/EventBridge, SQS and
-/// DynamoDB Streams as the AWS adapters carry it.
+/// the stream reactor and the notifier, through EventBridge, SQS and
+/// DynamoDB Streams as the AWS adapters carry it. On a topology of its own
+/// names: a killed `up`'s pending long polls would hide the other test's
+/// messages for a visibility timeout.
 #[tokio::test]
 async fn one_trace_follows_an_order_across_every_hop_on_moto() {
     let endpoint = moto_or_skip!();
-    let _alone = ONE_UP_AT_A_TIME.lock().await;
+    let suffix = aws_common::suffix();
+    let topology = aws_common::unique_topology(&suffix);
+    let dir = tempfile::tempdir().unwrap();
+    let topology_file = dir.path().join("topology.yaml");
+    // JSON is YAML: the topology file as `--topology` reads it.
+    std::fs::write(&topology_file, serde_json::to_string(&topology).unwrap()).unwrap();
     let out = aws_common::switchyard(&endpoint)
-        .args(["provision", "--backend", "aws"])
+        .args(["provision", "--backend", "aws", "--topology"])
+        .arg(&topology_file)
         .output()
         .unwrap();
     assert!(
@@ -295,11 +298,22 @@ async fn one_trace_follows_an_order_across_every_hop_on_moto() {
         "provision: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("up.log");
     let mut up = aws_common::switchyard(&endpoint);
-    up.args(["up", "--backend", "aws", "--port", "0"]);
+    up.args(["up", "--backend", "aws", "--port", "0", "--topology"])
+        .arg(&topology_file);
     let up = trace_hops::UpWithLog::start(up, &log);
     up.place_traced_order("o-traced-moto").await;
-    trace_hops::assert_one_trace_across_hops(&log, FLOW_DEADLINE).await;
+    // The consumers carry the topology's (suffixed) names; the API and the
+    // stream reactor name their hops themselves.
+    let chain = trace_hops::CHAIN.map(|hop| {
+        let renamed = format!("{hop}-{suffix}");
+        let is_consumer = topology.consumers.iter().any(|c| c.name == renamed);
+        if is_consumer {
+            renamed
+        } else {
+            hop.to_owned()
+        }
+    });
+    trace_hops::assert_one_trace_across_hops(&log, &chain, FLOW_DEADLINE).await;
 }

@@ -403,5 +403,6 @@ async fn one_trace_follows_an_order_across_every_hop() {
         .arg(dir.path().join("data"));
     let up = trace_hops::UpWithLog::start(up, &log);
     up.place_traced_order("o-traced").await;
-    trace_hops::assert_one_trace_across_hops(&log, Duration::from_secs(30)).await;
+    let chain = trace_hops::CHAIN.map(str::to_owned);
+    trace_hops::assert_one_trace_across_hops(&log, &chain, Duration::from_secs(30)).await;
 }

@@ -15,7 +15,8 @@ pub const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0
 pub const CALLER_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 pub const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
 
-/// The hops one order takes, each the parent of the next.
+/// The hops one order takes, each the parent of the next, as the built-in
+/// topology names them.
 pub const CHAIN: [&str; 4] = [
     "orders-api",
     "order-processor",
@@ -111,15 +112,15 @@ pub fn hops(log: &str, trace_id: &str) -> BTreeMap<String, Hop> {
     hops
 }
 
-/// Waits until the log at `path` shows every hop of [`CHAIN`] in trace
-/// [`CALLER_TRACE_ID`], then checks each is the child of the one before,
-/// the first a child of the caller.
-pub async fn assert_one_trace_across_hops(path: &Path, deadline: Duration) {
+/// Waits until the log at `path` shows every hop of `chain` (consumer names,
+/// [`CHAIN`] in the built-in topology) in trace [`CALLER_TRACE_ID`], then
+/// checks each is the child of the one before, the first a child of the caller.
+pub async fn assert_one_trace_across_hops(path: &Path, chain: &[String], deadline: Duration) {
     let started = Instant::now();
     let hops = loop {
         let log = std::fs::read_to_string(path).unwrap_or_default();
         let hops = hops(&log, CALLER_TRACE_ID);
-        if CHAIN.iter().all(|c| hops.contains_key(*c)) {
+        if chain.iter().all(|c| hops.contains_key(c)) {
             break hops;
         }
         assert!(
@@ -129,7 +130,7 @@ pub async fn assert_one_trace_across_hops(path: &Path, deadline: Duration) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut parent = CALLER_SPAN_ID.to_owned();
-    for consumer in CHAIN {
+    for consumer in chain {
         let hop = &hops[consumer];
         assert_eq!(
             hop.parent_id.as_deref(),
