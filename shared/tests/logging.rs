@@ -26,7 +26,10 @@ impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
     }
 }
 
-fn lines(config: LogConfig, ansi: bool) -> Vec<String> {
+fn lines<F>(config: LogConfig<F>, ansi: bool) -> Vec<String>
+where
+    F: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
     let out = Captured::default();
     let subscriber = subscriber(config, out.clone(), ansi);
     tracing::subscriber::with_default(subscriber, || {
@@ -36,6 +39,7 @@ fn lines(config: LogConfig, ansi: bool) -> Vec<String> {
         let message = tracing::info_span!("message", correlation_id = "c-1");
         let _message = message.enter();
         tracing::info!(order_id = "o-1", "handled");
+        tracing::debug!("details");
     });
     let bytes = out.0.lock().unwrap().clone();
     String::from_utf8(bytes)
@@ -73,4 +77,24 @@ fn text_has_colour_codes_only_when_asked() {
     assert!(!plain.contains('\x1b'), "{plain:?}");
     let coloured = lines(config(LogFormat::Text, LogTarget::Cli), true).join("\n");
     assert!(coloured.contains('\x1b'), "{coloured:?}");
+}
+
+/// Lambda's filter reads `RUST_LOG`-style directives as a target list.
+#[test]
+fn lambda_filters_by_target_directives() {
+    let with = |directives: &str| {
+        let filter: tracing_subscriber::filter::Targets = directives.parse().unwrap();
+        lines(
+            LogConfig {
+                format: LogFormat::Json,
+                target: LogTarget::Lambda,
+                filter,
+            },
+            false,
+        )
+    };
+    assert_eq!(with("info").len(), 1);
+    assert_eq!(with("warn").len(), 0);
+    // The test's own events have this test binary as their target.
+    assert_eq!(with("warn,logging=debug").len(), 2);
 }
