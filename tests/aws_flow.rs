@@ -120,15 +120,7 @@ async fn order_and_image_flow_through_moto() {
     let clients = aws_common::clients(&endpoint).await;
 
     // 1. provision, with the CLI.
-    let out = aws_common::switchyard(&endpoint)
-        .args(["provision", "--backend", "aws"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "provision: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    aws_common::provision_with_cli(&endpoint, &[]);
     let observer = observe_status_changes(&clients, &topology).await;
 
     // 2. up, against moto; it prints its API address once ready.
@@ -288,16 +280,7 @@ async fn one_trace_follows_an_order_across_every_hop_on_moto() {
     let topology_file = dir.path().join("topology.yaml");
     // JSON is YAML: the topology file as `--topology` reads it.
     std::fs::write(&topology_file, serde_json::to_string(&topology).unwrap()).unwrap();
-    let out = aws_common::switchyard(&endpoint)
-        .args(["provision", "--backend", "aws", "--topology"])
-        .arg(&topology_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "provision: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    aws_common::provision_with_cli(&endpoint, &["--topology".as_ref(), topology_file.as_ref()]);
     let log = dir.path().join("up.log");
     let mut up = aws_common::switchyard(&endpoint);
     up.args(["up", "--backend", "aws", "--port", "0", "--topology"])

@@ -139,6 +139,21 @@ pub fn switchyard(endpoint: &str) -> Command {
     cmd
 }
 
+/// `switchyard provision --backend aws` with `extra` arguments, against
+/// moto; panics with what it said if it fails.
+pub fn provision_with_cli(endpoint: &str, extra: &[&std::ffi::OsStr]) {
+    let out = switchyard(endpoint)
+        .args(["provision", "--backend", "aws"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "provision: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Starts `switchyard up --backend aws` and returns once it printed its API
 /// address (its pollers are running by then).
 pub fn up_on_aws(endpoint: &str) -> Reaped {
