@@ -39,11 +39,18 @@ pub fn functions() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// An SQS event of one message, as Lambda's SQS integration hands it over.
 fn sqs_event(queue: &str) -> Value {
-    json!({"Records": [{
-        "messageId": "bench-1",
-        "receiptHandle": "bench-handle",
-        "body": "not an envelope",
+    json!({ "Records": [sqs_record(queue, "bench-1", "not an envelope")] })
+}
+
+/// One record of an `SqsEvent` from `queue` on its first receive (the Lambda
+/// tests in tests/aws_lambda.rs send the same shape).
+pub fn sqs_record(queue: &str, message_id: &str, body: &str) -> Value {
+    json!({
+        "messageId": message_id,
+        "receiptHandle": format!("handle-{message_id}"),
+        "body": body,
         "attributes": {
             "ApproximateReceiveCount": "1",
             "SentTimestamp": "1700000000000",
@@ -55,7 +62,7 @@ fn sqs_event(queue: &str) -> Value {
         "eventSource": "aws:sqs",
         "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{queue}"),
         "awsRegion": "us-east-1"
-    }]})
+    })
 }
 
 fn health_request() -> Value {

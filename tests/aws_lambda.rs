@@ -15,7 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
-use serde_json::{json, Value};
+use serde_json::json;
+use switchyard::lambda_bench::sqs_record;
 use switchyard_shared::events::{EventType, OrderPlaced};
 use switchyard_shared::items::order_key;
 use switchyard_shared::ports::Table;
@@ -36,25 +37,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn sqs_record(message_id: &str, body: &str) -> Value {
-    json!({
-        "messageId": message_id,
-        "receiptHandle": format!("handle-{message_id}"),
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": "1700000000000",
-            "SenderId": "AIDAEXAMPLE",
-            "ApproximateFirstReceiveTimestamp": "1700000000001"
-        },
-        "messageAttributes": {},
-        "md5OfBody": "00000000000000000000000000000000",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:order-processor",
-        "awsRegion": "us-east-1"
-    })
 }
 
 #[tokio::test]
@@ -134,8 +116,8 @@ async fn order_processor_binary_answers_a_real_sqs_event() {
     }
     .into_envelope();
     let event = json!({"Records": [
-        sqs_record("m-good", &placed.to_json()),
-        sqs_record("m-bad", "{not json"),
+        sqs_record("order-processor", "m-good", &placed.to_json()),
+        sqs_record("order-processor", "m-bad", "{not json"),
     ]});
     // `cargo lambda invoke` posts it to the emulator's Invoke API, as `aws lambda invoke` would.
     let dir = tempfile::tempdir().unwrap();
