@@ -6,6 +6,11 @@
 //! their own brackets), and an object is left as soon as every key the tree
 //! wants from it has been seen. Nothing is allocated per field except the
 //! rare unescaped string.
+//!
+//! A key given twice in one object keeps its last value, as a parsed event
+//! (`serde_json::Value`, and so every consumer) has it: the fields read for
+//! the earlier one are dropped, and an object is only left early when no
+//! wanted key can follow.
 
 use std::net::IpAddr;
 
@@ -62,7 +67,21 @@ pub struct Flat {
     cur_trail: Vec<ArrayPos>,
     next_array: u32,
     key_buf: Vec<u8>,
+    /// The fields each wanted key of the open objects produced, innermost
+    /// object last: what a later duplicate of that key replaces.
+    occurrences: Vec<Occurrence>,
 }
+
+/// The `[start, end)` of [`Flat::fields`] that one wanted key's value produced.
+#[derive(Debug, Clone, Copy)]
+struct Occurrence {
+    key: KeyId,
+    start: u32,
+    end: u32,
+}
+
+/// A wanted key: its tree node and position there.
+type KeyId = (u32, u32);
 
 impl Flat {
     pub fn clear(&mut self) {
@@ -71,6 +90,35 @@ impl Flat {
         self.scratch.clear();
         self.cur_trail.clear();
         self.next_array = 0;
+        self.occurrences.clear();
+    }
+
+    /// Drops the fields an earlier value of `key` in the object whose
+    /// occurrences start at `base` produced (the key is given again).
+    #[cold]
+    fn forget(&mut self, base: usize, key: KeyId) {
+        let Some(i) = self.occurrences[base..].iter().position(|o| o.key == key) else {
+            return;
+        };
+        let gone = self.occurrences.remove(base + i);
+        self.fields.drain(gone.start as usize..gone.end as usize);
+        let n = gone.end - gone.start;
+        // Later occurrences of this object read their fields after it.
+        for later in &mut self.occurrences[base + i..] {
+            later.start -= n;
+            later.end -= n;
+        }
+    }
+
+    /// Records the fields `key`'s value produced since `start`, if any.
+    fn remember(&mut self, key: KeyId, start: usize) {
+        if self.fields.len() > start {
+            self.occurrences.push(Occurrence {
+                key,
+                start: start as u32,
+                end: self.fields.len() as u32,
+            });
+        }
     }
 
     pub fn value<'a>(&'a self, event: &'a str, f: &Field) -> Val<'a> {
@@ -152,18 +200,19 @@ struct TreeNode {
     /// Whether any wanted key here is an object: only then can a dotted key
     /// (`"a.b"`, the same as `a` → `b`) name a wanted path.
     nested: bool,
-    /// `"name.` for each such key: how a dotted key naming a wanted path
-    /// starts, looked for in the rest of an object before it is abandoned.
-    dotted_starts: Vec<memchr::memmem::Finder<'static>>,
+    /// `"name` for each wanted key: how a repeat of it, or a dotted key
+    /// naming a wanted path below it, starts; looked for in the rest of an
+    /// object before it is abandoned.
+    key_starts: Vec<memchr::memmem::Finder<'static>>,
 }
 
 impl TreeNode {
-    /// Might `rest` (the unread part of an object at this node) hold a dotted
-    /// key naming a wanted path? Any escape could spell one, so it counts too.
-    fn may_hold_dotted_key(&self, rest: &[u8]) -> bool {
-        self.nested
-            && (memchr::memchr(b'\\', rest).is_some()
-                || self.dotted_starts.iter().any(|f| f.find(rest).is_some()))
+    /// Might `rest` (the unread part of an object at this node) give a
+    /// wanted key again, or a dotted key naming a wanted path? Any escape
+    /// could spell one, so it counts too.
+    fn may_hold_wanted_key(&self, rest: &[u8]) -> bool {
+        memchr::memchr(b'\\', rest).is_some()
+            || self.key_starts.iter().any(|f| f.find(rest).is_some())
     }
 }
 
@@ -213,13 +262,17 @@ impl FieldTree {
             let pos = match self.nodes[node].find(seg.as_bytes()) {
                 Some(p) => p,
                 None => {
-                    self.nodes[node].keys.push(TreeKey {
+                    let here = &mut self.nodes[node];
+                    here.keys.push(TreeKey {
                         name: seg.as_bytes().into(),
                         sig: signature(seg.as_bytes()),
                         leaf: None,
                         child: None,
                     });
-                    self.nodes[node].keys.len() - 1
+                    let start = [b"\"", seg.as_bytes()].concat();
+                    here.key_starts
+                        .push(memchr::memmem::Finder::new(&start).into_owned());
+                    here.keys.len() - 1
                 }
             };
             if last {
@@ -233,10 +286,6 @@ impl FieldTree {
                         let parent = &mut self.nodes[node];
                         parent.keys[pos].child = Some(c);
                         parent.nested = true;
-                        let start = [b"\"", seg.as_bytes(), b"."].concat();
-                        parent
-                            .dotted_starts
-                            .push(memchr::memmem::Finder::new(&start).into_owned());
                         c
                     }
                 };
@@ -247,16 +296,17 @@ impl FieldTree {
 
     /// The wanted key a dotted event key spells from `node` down (`"a.b"` is
     /// `a` → `b`), as EventBridge reads field names with dots.
-    fn find_dotted(&self, mut node: usize, key: &[u8]) -> Option<&TreeKey> {
+    fn find_dotted(&self, mut node: usize, key: &[u8]) -> Option<(KeyId, &TreeKey)> {
         if !self.nodes[node].nested || !key.contains(&b'.') {
             return None;
         }
         let mut segments = key.split(|b| *b == b'.').peekable();
         loop {
             let here = &self.nodes[node];
-            let wanted = &here.keys[here.find(segments.next()?)?];
+            let pos = here.find(segments.next()?)?;
+            let wanted = &here.keys[pos];
             if segments.peek().is_none() {
-                return Some(wanted);
+                return Some(((node as u32, pos as u32), wanted));
             }
             node = wanted.child? as usize;
         }
@@ -369,8 +419,24 @@ impl<'a> Scanner<'a> {
         out: &mut Flat,
         top: bool,
     ) -> Result<(), ScanError> {
+        let base = out.occurrences.len();
+        let result = self.object_keys(tree, node, out, top, base);
+        out.occurrences.truncate(base);
+        result
+    }
+
+    /// The keys of [`Self::object`]; `base` is where its occurrences start.
+    fn object_keys(
+        &mut self,
+        tree: &FieldTree,
+        node: usize,
+        out: &mut Flat,
+        top: bool,
+        base: usize,
+    ) -> Result<(), ScanError> {
         let keys = &tree.nodes[node].keys;
         let wanted = keys.len();
+        // Keys at positions 64 and up have no bit: each counts as a possible repeat.
         let mut seen: u64 = 0;
         let mut can_stop_early = wanted <= 64;
         self.ws();
@@ -405,29 +471,28 @@ impl<'a> Scanner<'a> {
             self.expect(b':', "expected `:` after a key")?;
             self.ws();
             match found {
-                Found::MaybeDotted => self.dotted_value(tree, node, (start, end), escaped, out)?,
+                Found::MaybeDotted => {
+                    self.dotted_value(tree, node, (start, end), escaped, out, base)?
+                }
                 Found::Here(pos) => {
-                    let k = &keys[pos];
-                    self.value(tree, k, out)?;
-                    if can_stop_early {
-                        seen |= 1 << pos;
-                        if seen.count_ones() as usize == wanted {
-                            // Past the last wanted key, only a dotted key can
-                            // still name a wanted path: read on only if one may.
-                            let from = self.i;
-                            if top {
-                                if !tree.nodes[node].may_hold_dotted_key(&self.b[from..]) {
-                                    return Ok(());
-                                }
-                            } else {
-                                self.skip_rest_of_object()?;
-                                if !tree.nodes[node].may_hold_dotted_key(&self.b[from..self.i]) {
-                                    return Ok(());
-                                }
-                                self.i = from;
-                            }
-                            can_stop_early = false;
+                    let key = (node as u32, pos as u32);
+                    let bit = 1u64.checked_shl(pos as u32).unwrap_or(0);
+                    if bit == 0 || seen & bit != 0 {
+                        out.forget(base, key);
+                    }
+                    seen |= bit;
+                    let first_field = out.fields.len();
+                    self.value(tree, &keys[pos], out)?;
+                    out.remember(key, first_field);
+                    // Past the last wanted key of the event, only a repeat
+                    // of one or a dotted key can still change the fields:
+                    // read on only if one may follow. (An inner object is
+                    // read to its end anyway, to find where it ends.)
+                    if top && can_stop_early && seen.count_ones() as usize == wanted {
+                        if !tree.nodes[node].may_hold_wanted_key(&self.b[self.i..]) {
+                            return Ok(());
                         }
+                        can_stop_early = false;
                     }
                 }
                 Found::No => self.skip_value()?,
@@ -455,6 +520,7 @@ impl<'a> Scanner<'a> {
         (start, end): (usize, usize),
         escaped: bool,
         out: &mut Flat,
+        base: usize,
     ) -> Result<(), ScanError> {
         let mut buf = std::mem::take(&mut out.key_buf);
         buf.clear();
@@ -466,7 +532,13 @@ impl<'a> Scanner<'a> {
         let wanted = tree.find_dotted(node, &buf);
         out.key_buf = buf;
         match wanted {
-            Some(k) => self.value(tree, k, out),
+            Some((key, k)) => {
+                out.forget(base, key);
+                let first_field = out.fields.len();
+                self.value(tree, k, out)?;
+                out.remember(key, first_field);
+                Ok(())
+            }
             None => self.skip_value(),
         }
     }
@@ -746,6 +818,40 @@ mod tests {
         assert_eq!(
             trails,
             vec![(0, vec![(1, 0)]), (1, vec![(1, 0)]), (0, vec![(1, 1)])]
+        );
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_its_last_value() {
+        let vals = |paths: &[&[&str]], ev| {
+            flatten(paths, ev)
+                .into_iter()
+                .map(|(p, v, _)| (p, v))
+                .collect::<Vec<_>>()
+        };
+        // Past the last wanted key, a repeat still replaces it.
+        assert_eq!(
+            vals(&[&["a"], &["b"]], r#"{"a": 1, "b": 2, "a": "x"}"#),
+            vec![(1, "Num(2.0)".to_owned()), (0, r#"Str("x")"#.to_owned())]
+        );
+        // An object given again drops every field of the first one, deep ones too.
+        assert_eq!(
+            vals(
+                &[&["d", "x"], &["d", "x", "y"], &["d", "z"]],
+                r#"{"d": {"x": {"y": [1, 2]}, "z": 0, "x": "s"}}"#
+            ),
+            vec![(2, "Num(0.0)".to_owned()), (0, r#"Str("s")"#.to_owned())]
+        );
+        // A dotted key is a key of its own: repeats of it replace each other,
+        // not the nested path it spells.
+        assert_eq!(
+            vals(&[&["a", "b"]], r#"{"a": {"b": 1}, "a.b": 2, "a.b": 3}"#),
+            vec![(0, "Num(1.0)".to_owned()), (0, "Num(3.0)".to_owned())]
+        );
+        // Inside an array each element object is its own scope.
+        assert_eq!(
+            vals(&[&["i", "k"]], r#"{"i": [{"k": 1, "k": 2}, {"k": 3}]}"#),
+            vec![(0, "Num(2.0)".to_owned()), (0, "Num(3.0)".to_owned())]
         );
     }
 
