@@ -34,12 +34,14 @@ pub struct Function {
 }
 
 impl Function {
-    /// Logs, the topology (built in, or the file `SWITCHYARD_TOPOLOGY`
-    /// names) and the SDK configuration, for the function running `handler`.
+    /// Logs, the topology (built in, or the JSON file `SWITCHYARD_TOPOLOGY`
+    /// names, as `switchyard topology export` writes it: a Lambda function
+    /// links no YAML parser) and the SDK configuration, for the function
+    /// running `handler`.
     pub async fn start(handler: &str) -> Result<Self, Error> {
         init_json_logs();
         let topology = match std::env::var_os("SWITCHYARD_TOPOLOGY") {
-            Some(path) => Topology::load(path.as_ref())?,
+            Some(path) => Topology::load_json(path.as_ref())?,
             None => Topology::builtin(),
         };
         // The consumer's name (spans, idempotency markers): the one infra/ sets, else

@@ -14,6 +14,11 @@ use crate::stream_filter::StreamFilter;
 /// The topology shipped with Switchyard (`router-rules/topology.yaml`).
 pub const DEFAULT_TOPOLOGY_YAML: &str = include_str!("../topology.yaml");
 
+/// The same topology as JSON, converted by `build.rs`: what
+/// [`Topology::builtin`] parses, so that a binary reading no topology file
+/// (a Lambda function) links no YAML parser.
+const DEFAULT_TOPOLOGY_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/topology.json"));
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
@@ -236,14 +241,23 @@ pub enum TopologyError {
     },
     #[error("invalid topology YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    #[error("invalid topology JSON: {0}")]
+    Json(#[from] serde_json::Error),
     #[error("topology: {0}")]
     Invalid(String),
+}
+
+fn read(path: &Path) -> Result<String, TopologyError> {
+    std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 impl Topology {
     /// The topology that ships with Switchyard.
     pub fn builtin() -> Topology {
-        Topology::from_yaml(DEFAULT_TOPOLOGY_YAML).expect("the built-in topology is valid")
+        Topology::from_json(DEFAULT_TOPOLOGY_JSON).expect("the built-in topology is valid")
     }
 
     pub fn from_yaml(text: &str) -> Result<Topology, TopologyError> {
@@ -252,12 +266,22 @@ impl Topology {
         Ok(topology)
     }
 
+    /// A topology as [`Topology::export_json`] writes it.
+    pub fn from_json(text: &str) -> Result<Topology, TopologyError> {
+        let topology: Topology = serde_json::from_str(text)?;
+        topology.validate()?;
+        Ok(topology)
+    }
+
+    /// A topology file in YAML (JSON is YAML too).
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Topology::from_yaml(&text)
+        Topology::from_yaml(&read(path)?)
+    }
+
+    /// A topology file in JSON only (`switchyard topology export`), for the
+    /// Lambda functions, which link no YAML parser.
+    pub fn load_json(path: &Path) -> Result<Topology, TopologyError> {
+        Topology::from_json(&read(path)?)
     }
 
     /// The topology as JSON, for `switchyard topology export` and infra/.
@@ -393,6 +417,8 @@ mod tests {
     #[test]
     fn builtin_topology_loads_and_routes_every_type() {
         let t = Topology::builtin();
+        // The JSON build.rs converts is the YAML file, field for field.
+        assert_eq!(t, Topology::from_yaml(DEFAULT_TOPOLOGY_YAML).unwrap());
         assert_eq!(
             t.destination_of("OrderPlaced"),
             Some(Destination::Bus("orders".into()))

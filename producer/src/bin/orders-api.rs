@@ -11,8 +11,9 @@ use switchyard_shared::aws::lambda::{init_json_logs, LambdaAdapters};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_json_logs();
+    // A topology file is JSON here (`switchyard topology export`): no YAML parser linked.
     let topology = match std::env::var_os("SWITCHYARD_TOPOLOGY") {
-        Some(path) => Topology::load(path.as_ref())?,
+        Some(path) => Topology::load_json(path.as_ref())?,
         None => Topology::builtin(),
     };
     let routes: BTreeMap<_, _> = topology
