@@ -101,12 +101,20 @@ impl TraceContext {
 
     /// The `traceparent` header value (version 00).
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            self.trace_id_hex(),
-            self.span_id_hex(),
-            u8::from(self.sampled)
-        )
+        self.traceparent_text().as_str().to_owned()
+    }
+
+    /// The `traceparent` text on the stack: every envelope written carries
+    /// one, so it is formatted from a table, not with `write!` per byte.
+    fn traceparent_text(&self) -> TraceparentText {
+        let mut b = [0u8; TRACEPARENT_LEN];
+        b[..3].copy_from_slice(b"00-");
+        hex_into(&self.trace_id, &mut b[3..35]);
+        b[35] = b'-';
+        hex_into(&self.span_id, &mut b[36..52]);
+        b[52] = b'-';
+        hex_into(&[u8::from(self.sampled)], &mut b[53..]);
+        TraceparentText(b)
     }
 
     pub fn trace_id_hex(&self) -> String {
@@ -168,9 +176,21 @@ impl fmt::Debug for TraceContext {
     }
 }
 
+/// `00-` + 32 + `-` + 16 + `-` + 2 hex digits.
+const TRACEPARENT_LEN: usize = 55;
+
+struct TraceparentText([u8; TRACEPARENT_LEN]);
+
+impl TraceparentText {
+    fn as_str(&self) -> &str {
+        // Only ASCII was written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.traceparent())
+        f.write_str(self.traceparent_text().as_str())
     }
 }
 
@@ -183,7 +203,7 @@ impl FromStr for TraceContext {
 
 impl serde::Serialize for TraceContext {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.traceparent())
+        s.serialize_str(self.traceparent_text().as_str())
     }
 }
 
@@ -207,12 +227,19 @@ fn span_hash(parts: &[&[u8]]) -> [u8; 8] {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    let mut out = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut out);
+    // Only ASCII was written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Lowercase hex digits of `bytes` into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
-    out
 }
 
 /// `N` bytes from exactly `2N` lowercase hex digits (the spec forbids uppercase).

@@ -140,7 +140,7 @@ async fn renders(topology: Arc<Topology>, o: &BenchConsoleOptions) -> anyhow::Re
             time(n, || events::lineage_page(State(console.clone()), Path(id.clone()))).await?,
         ),
         (
-            "queue order-processor-dlq (100 messages)",
+            "queue order-processor-dlq (50 messages)",
             time(n, || {
                 queues::queue_page(
                     State(console.clone()),

@@ -9,7 +9,7 @@
 //! event that made it) and the workers' batch hook (every handler outcome).
 //! No handler knows about it.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -59,12 +59,15 @@ pub struct EventEntry {
     pub routes: Vec<Route>,
 }
 
+/// Shared strings: the matcher hands out a copy of its route per match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub queue: String,
-    pub consumer: String,
+    pub queue: Arc<str>,
+    pub consumer: Arc<str>,
     /// `rule order-lifecycle` or `filter policy (MessageAttributes)`.
-    pub via: String,
+    pub via: Arc<str>,
+    /// Its edge in [`Counts`]: [`edge::routed`] of the queue.
+    routed: Arc<str>,
 }
 
 /// Something that happened to an event after it was published.
@@ -139,11 +142,41 @@ struct Rings {
     counts: Counts,
 }
 
+impl Rings {
+    /// Adds one to the edge `key`; allocates only for an edge seen the first time.
+    fn bump(&mut self, key: &str) {
+        match self.counts.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.insert(key.to_owned(), 1);
+            }
+        }
+    }
+}
+
+/// Where one detail-type goes, resolved once from the topology.
+struct TypeRoute {
+    /// `bus orders` or `topic images`.
+    destination: String,
+    /// Its edge in [`Counts`]: [`edge::published`] of the destination.
+    published: String,
+    target: Destination,
+}
+
+/// A consumer's edges in [`Counts`], formatted once.
+struct ConsumerEdges {
+    succeeded: String,
+    failed: String,
+    dead_lettered: String,
+    max_receive_count: u32,
+}
+
 /// The router the console matches events with: the topology's rules and
 /// filter policies, compiled once, labelled with their queue.
 struct Routes {
     buses: BTreeMap<String, BusMatcher<Route>>,
     topics: BTreeMap<String, TopicMatcher<Route>>,
+    by_type: HashMap<String, TypeRoute>,
 }
 
 impl Routes {
@@ -181,38 +214,66 @@ impl Routes {
                 .collect();
             topics.insert(topic.name.clone(), TopicMatcher::compile(policies)?);
         }
-        Ok(Routes { buses, topics })
+        let by_type = topology
+            .routes
+            .keys()
+            .filter_map(|detail_type| {
+                let target = topology.destination_of(detail_type)?;
+                let destination = match &target {
+                    Destination::Bus(b) => format!("bus {b}"),
+                    Destination::Topic(t) => format!("topic {t}"),
+                };
+                let published = edge::published(&destination);
+                Some((
+                    detail_type.clone(),
+                    TypeRoute {
+                        destination,
+                        published,
+                        target,
+                    },
+                ))
+            })
+            .collect();
+        Ok(Routes {
+            buses,
+            topics,
+            by_type,
+        })
     }
 
-    fn route(&self, topology: &Topology, envelope: &Envelope, json: &str) -> (String, Vec<Route>) {
-        match topology.destination_of(&envelope.detail_type) {
-            Some(Destination::Bus(b)) => {
-                let routes = self.buses.get(&b).map(|m| m.matches(json));
-                (format!("bus {b}"), routes.unwrap_or_default())
-            }
-            Some(Destination::Topic(t)) => {
-                let routes = self
-                    .topics
-                    .get(&t)
-                    .map(|m| m.matches(&sns_attributes(envelope), json));
-                (format!("topic {t}"), routes.unwrap_or_default())
-            }
-            None => ("no route".to_owned(), Vec::new()),
-        }
+    /// Where `envelope` goes, and the queues whose rule or policy matched it.
+    fn route(&self, envelope: &Envelope, json: &str) -> (Option<&TypeRoute>, Vec<Route>) {
+        let Some(to) = self.by_type.get(&envelope.detail_type) else {
+            return (None, Vec::new());
+        };
+        let routes = match &to.target {
+            Destination::Bus(b) => self.buses.get(b).map(|m| m.matches(json)),
+            Destination::Topic(t) => self
+                .topics
+                .get(t)
+                .map(|m| m.matches(&sns_attributes(envelope), json)),
+        };
+        (Some(to), routes.unwrap_or_default())
     }
 }
 
 fn route(c: &router_rules::topology::ConsumerSpec, via: String) -> Route {
+    let queue = c.queue_name();
     Route {
-        queue: c.queue_name(),
-        consumer: c.name.clone(),
-        via,
+        routed: edge::routed(&queue).into(),
+        queue: queue.into(),
+        consumer: c.name.as_str().into(),
+        via: via.into(),
     }
 }
+
+/// No route: a detail-type the topology does not route.
+const NO_ROUTE: &str = "no route";
 
 pub struct Recorder {
     topology: Arc<Topology>,
     routes: Routes,
+    consumers: HashMap<String, ConsumerEdges>,
     limits: RecorderLimits,
     rings: Mutex<Rings>,
     tail: broadcast::Sender<Arc<EventEntry>>,
@@ -234,10 +295,24 @@ impl Recorder {
         limits: RecorderLimits,
     ) -> Result<Arc<Self>, router_rules::PatternError> {
         let routes = Routes::compile(&topology)?;
+        let consumers = topology
+            .consumers
+            .iter()
+            .map(|c| {
+                let edges = ConsumerEdges {
+                    succeeded: edge::succeeded(&c.name),
+                    failed: edge::failed(&c.name),
+                    dead_lettered: edge::dead_lettered(&c.name),
+                    max_receive_count: c.queue.max_receive_count,
+                };
+                (c.name.clone(), edges)
+            })
+            .collect();
         let (tail, _) = broadcast::channel(1024);
         Ok(Arc::new(Recorder {
             topology,
             routes,
+            consumers,
             limits,
             rings: Mutex::new(Rings {
                 events: VecDeque::new(),
@@ -279,32 +354,33 @@ impl Recorder {
     /// Records events about to be published.
     pub fn published(&self, events: &[Envelope]) {
         let at_ms = now_ms();
-        let entries: Vec<Arc<EventEntry>> = events
+        let entries: Vec<(Arc<EventEntry>, Option<&str>)> = events
             .iter()
             .map(|e| {
                 let json = e.to_json();
-                let (destination, routes) = self.routes.route(&self.topology, e, &json);
-                Arc::new(EventEntry {
+                let (to, routes) = self.routes.route(e, &json);
+                let entry = Arc::new(EventEntry {
                     envelope: e.clone(),
                     json,
                     at_ms,
-                    destination,
+                    destination: to.map_or(NO_ROUTE, |t| &t.destination).to_owned(),
                     routes,
-                })
+                });
+                (entry, to.map(|t| t.published.as_str()))
             })
             .collect();
         {
             let mut rings = self.lock();
-            for entry in &entries {
-                *rings
-                    .counts
-                    .entry(edge::published(&entry.destination))
-                    .or_default() += 1;
+            for (entry, published) in &entries {
+                match published {
+                    Some(key) => rings.bump(key),
+                    None => rings.bump(&edge::published(NO_ROUTE)),
+                }
                 for r in &entry.routes {
-                    *rings.counts.entry(edge::routed(&r.queue)).or_default() += 1;
+                    rings.bump(&r.routed);
                 }
                 if entry.envelope.causation_id.is_some() {
-                    *rings.counts.entry(edge::DERIVED.to_owned()).or_default() += 1;
+                    rings.bump(edge::DERIVED);
                 }
                 rings.event_bytes += entry.json.len();
                 rings.events.push_back(entry.clone());
@@ -318,7 +394,7 @@ impl Recorder {
             }
         }
         if self.tail.receiver_count() > 0 {
-            for entry in entries {
+            for (entry, _) in entries {
                 // No receiver left is not an error: the tail closed.
                 let _ = self.tail.send(entry);
             }
@@ -328,27 +404,33 @@ impl Recorder {
     fn hops(&self, hops: impl IntoIterator<Item = Hop>) {
         let mut rings = self.lock();
         for hop in hops {
-            let counter = match &hop.kind {
+            match &hop.kind {
                 HopKind::Handled {
                     consumer, outcome, ..
-                } => match outcome {
-                    Outcome::Succeeded => Some(edge::succeeded(consumer)),
-                    Outcome::Failed { dead_lettered, .. } => {
-                        if *dead_lettered {
-                            *rings
-                                .counts
-                                .entry(edge::dead_lettered(consumer))
-                                .or_default() += 1;
+                } => {
+                    let edges = self.consumers.get(consumer.as_str());
+                    match outcome {
+                        Outcome::Succeeded => match edges {
+                            Some(e) => rings.bump(&e.succeeded),
+                            None => rings.bump(&edge::succeeded(consumer)),
+                        },
+                        Outcome::Failed { dead_lettered, .. } => {
+                            if *dead_lettered {
+                                match edges {
+                                    Some(e) => rings.bump(&e.dead_lettered),
+                                    None => rings.bump(&edge::dead_lettered(consumer)),
+                                }
+                            }
+                            match edges {
+                                Some(e) => rings.bump(&e.failed),
+                                None => rings.bump(&edge::failed(consumer)),
+                            }
                         }
-                        Some(edge::failed(consumer))
+                        Outcome::Crashed => {}
                     }
-                    Outcome::Crashed => None,
-                },
-                HopKind::TableWrite { .. } => Some(edge::TABLE_WRITES.to_owned()),
-                HopKind::PublishFailed { .. } => None,
-            };
-            if let Some(c) = counter {
-                *rings.counts.entry(c).or_default() += 1;
+                }
+                HopKind::TableWrite { .. } => rings.bump(edge::TABLE_WRITES),
+                HopKind::PublishFailed { .. } => {}
             }
             rings.hops.push_back(hop);
             if rings.hops.len() > self.limits.hops {
@@ -419,11 +501,9 @@ impl Recorder {
     }
 
     fn max_receive_count(&self, consumer: &str) -> u32 {
-        self.topology
-            .consumers
-            .iter()
-            .find(|c| c.name == consumer)
-            .map_or(u32::MAX, |c| c.queue.max_receive_count)
+        self.consumers
+            .get(consumer)
+            .map_or(u32::MAX, |c| c.max_receive_count)
     }
 }
 
@@ -535,13 +615,25 @@ struct EventId {
     id: Uuid,
 }
 
+/// The id of the envelope `body` holds: read where `Envelope::to_json` puts
+/// it (right after `"version"`), else parsed from the whole body.
+fn event_id(body: &str) -> Option<Uuid> {
+    const HEAD: &str = r#"{"version":"0","id":""#;
+    let quick = body
+        .strip_prefix(HEAD)
+        .and_then(|rest| rest.get(..37))
+        .and_then(|id| id.strip_suffix('"'))
+        .and_then(|id| Uuid::try_parse(id).ok());
+    quick.or_else(|| serde_json::from_str::<EventId>(body).ok().map(|e| e.id))
+}
+
 impl WorkerHooks for RecorderHooks {
     fn batch_settled(&self, consumer: &str, batch: &SettledBatch<'_>) {
         let at_ms = now_ms();
         let max_receives = self.0.max_receive_count(consumer);
         let hops = batch.messages[..batch.handled].iter().filter_map(|m| {
             // The body is the envelope (raw delivery); anything else is not an event.
-            let EventId { id } = serde_json::from_str(&m.body).ok()?;
+            let id = event_id(&m.body)?;
             let outcome = if batch.crashed {
                 Outcome::Crashed
             } else {
@@ -571,4 +663,29 @@ impl WorkerHooks for RecorderHooks {
 /// How long ago `at_ms` was, for display.
 pub fn age(at_ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(now_ms() - at_ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_id_reads_an_envelope_body_quickly_or_in_full() {
+        let envelope = Envelope::new(
+            "switchyard.test",
+            "OrderPlaced",
+            1,
+            serde_json::json!({"id": "not-this-one"}),
+        );
+        // Where the serializer puts it.
+        assert_eq!(event_id(&envelope.to_json()), Some(envelope.id));
+        // The same envelope with its keys in another order: parsed in full.
+        let mut value: serde_json::Value = serde_json::from_str(&envelope.to_json()).unwrap();
+        let reordered =
+            serde_json::json!({"detail": value["detail"].take(), "id": value["id"].take()});
+        assert_eq!(event_id(&reordered.to_string()), Some(envelope.id));
+        // Not an envelope, or a broken id right where the quick path looks.
+        assert_eq!(event_id("not json"), None);
+        assert_eq!(event_id(r#"{"version":"0","id":"x"}"#), None);
+    }
 }

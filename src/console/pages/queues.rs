@@ -57,20 +57,25 @@ fn known_queue(console: &Console, queue: &str) -> Result<(), PageError> {
     }
 }
 
+/// Messages shown on a queue's page: each shows its body pretty-printed, and
+/// an envelope with its trace context is about 1.5 KB of page, so 50 keep a
+/// page of dead letters under 150 KB.
+pub const MESSAGES_SHOWN: usize = 50;
+
 pub async fn queue_page(
     State(console): State<Console>,
     Path(queue): Path<String>,
     Query(done): Query<Done>,
 ) -> PageResult {
     known_queue(&console, &queue)?;
-    let messages = console.store.list_messages(&queue, 100)?;
+    let messages = console.store.list_messages(&queue, MESSAGES_SHOWN)?;
     let dead = is_dead_letter(&console, &queue);
     page(
         &format!("Queue {queue}"),
         "queues",
         html! {
             @if !done.done.is_empty() { p.notice role="status" { (done.done) } }
-            p.hint { (messages.len()) " message(s) shown (at most 100, oldest first)." }
+            p.hint { (messages.len()) " message(s) shown (at most " (MESSAGES_SHOWN) ", oldest first)." }
             @if dead && !messages.is_empty() {
                 p { a.button href=(format!("/console/queues/{}/redrive-all", seg(&queue))) { "Redrive all…" } }
             }
