@@ -475,15 +475,11 @@ impl<'a> Scanner<'a> {
                     self.dotted_value(tree, node, (start, end), escaped, out, base)?
                 }
                 Found::Here(pos) => {
-                    let key = (node as u32, pos as u32);
                     let bit = 1u64.checked_shl(pos as u32).unwrap_or(0);
-                    if bit == 0 || seen & bit != 0 {
-                        out.forget(base, key);
-                    }
+                    let repeat = bit == 0 || seen & bit != 0;
                     seen |= bit;
-                    let first_field = out.fields.len();
-                    self.value(tree, &keys[pos], out)?;
-                    out.remember(key, first_field);
+                    let key = ((node as u32, pos as u32), &keys[pos]);
+                    self.keyed_value(tree, key, repeat, out, base)?;
                     // Past the last wanted key of the event, only a repeat
                     // of one or a dotted key can still change the fields:
                     // read on only if one may follow. (An inner object is
@@ -532,15 +528,29 @@ impl<'a> Scanner<'a> {
         let wanted = tree.find_dotted(node, &buf);
         out.key_buf = buf;
         match wanted {
-            Some((key, k)) => {
-                out.forget(base, key);
-                let first_field = out.fields.len();
-                self.value(tree, k, out)?;
-                out.remember(key, first_field);
-                Ok(())
-            }
+            Some(key) => self.keyed_value(tree, key, true, out, base),
             None => self.skip_value(),
         }
+    }
+
+    /// The value of the wanted key `id` of the object whose occurrences
+    /// start at `base`. `repeat`: the key may have been given before in this
+    /// object, and the fields its earlier value produced are dropped.
+    fn keyed_value(
+        &mut self,
+        tree: &FieldTree,
+        (id, key): (KeyId, &TreeKey),
+        repeat: bool,
+        out: &mut Flat,
+        base: usize,
+    ) -> Result<(), ScanError> {
+        if repeat {
+            out.forget(base, id);
+        }
+        let first_field = out.fields.len();
+        self.value(tree, key, out)?;
+        out.remember(id, first_field);
+        Ok(())
     }
 
     /// A value whose key is wanted as a leaf, an object, or both.

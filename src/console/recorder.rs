@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use router_rules::topology::Subscription;
 use router_rules::{BusMatcher, TopicMatcher, Topology};
-use serde::Deserialize;
 use switchyard_shared::events::sns_attributes;
 use switchyard_shared::ports::{
     Destination, EventPublisher, Item, Key, PublishError, PublishReport, Table, TableError, TxOp,
@@ -160,7 +159,23 @@ struct TypeRoute {
     destination: String,
     /// Its edge in [`Counts`]: [`edge::published`] of the destination.
     published: String,
-    target: Destination,
+    /// None: a detail-type the topology does not route.
+    target: Option<Destination>,
+}
+
+impl TypeRoute {
+    fn new(target: Option<Destination>) -> Self {
+        let destination = match &target {
+            Some(Destination::Bus(b)) => format!("bus {b}"),
+            Some(Destination::Topic(t)) => format!("topic {t}"),
+            None => "no route".to_owned(),
+        };
+        TypeRoute {
+            published: edge::published(&destination),
+            destination,
+            target,
+        }
+    }
 }
 
 /// A consumer's edges in [`Counts`], formatted once.
@@ -171,12 +186,24 @@ struct ConsumerEdges {
     max_receive_count: u32,
 }
 
+impl ConsumerEdges {
+    fn new(consumer: &str, max_receive_count: u32) -> Self {
+        ConsumerEdges {
+            succeeded: edge::succeeded(consumer),
+            failed: edge::failed(consumer),
+            dead_lettered: edge::dead_lettered(consumer),
+            max_receive_count,
+        }
+    }
+}
+
 /// The router the console matches events with: the topology's rules and
 /// filter policies, compiled once, labelled with their queue.
 struct Routes {
     buses: BTreeMap<String, BusMatcher<Route>>,
     topics: BTreeMap<String, TopicMatcher<Route>>,
     by_type: HashMap<String, TypeRoute>,
+    no_route: TypeRoute,
 }
 
 impl Routes {
@@ -219,41 +246,32 @@ impl Routes {
             .keys()
             .filter_map(|detail_type| {
                 let target = topology.destination_of(detail_type)?;
-                let destination = match &target {
-                    Destination::Bus(b) => format!("bus {b}"),
-                    Destination::Topic(t) => format!("topic {t}"),
-                };
-                let published = edge::published(&destination);
-                Some((
-                    detail_type.clone(),
-                    TypeRoute {
-                        destination,
-                        published,
-                        target,
-                    },
-                ))
+                Some((detail_type.clone(), TypeRoute::new(Some(target))))
             })
             .collect();
         Ok(Routes {
             buses,
             topics,
             by_type,
+            no_route: TypeRoute::new(None),
         })
     }
 
     /// Where `envelope` goes, and the queues whose rule or policy matched it.
-    fn route(&self, envelope: &Envelope, json: &str) -> (Option<&TypeRoute>, Vec<Route>) {
-        let Some(to) = self.by_type.get(&envelope.detail_type) else {
-            return (None, Vec::new());
-        };
+    fn route(&self, envelope: &Envelope, json: &str) -> (&TypeRoute, Vec<Route>) {
+        let to = self
+            .by_type
+            .get(&envelope.detail_type)
+            .unwrap_or(&self.no_route);
         let routes = match &to.target {
-            Destination::Bus(b) => self.buses.get(b).map(|m| m.matches(json)),
-            Destination::Topic(t) => self
+            Some(Destination::Bus(b)) => self.buses.get(b).map(|m| m.matches(json)),
+            Some(Destination::Topic(t)) => self
                 .topics
                 .get(t)
                 .map(|m| m.matches(&sns_attributes(envelope), json)),
+            None => None,
         };
-        (Some(to), routes.unwrap_or_default())
+        (to, routes.unwrap_or_default())
     }
 }
 
@@ -266,9 +284,6 @@ fn route(c: &router_rules::topology::ConsumerSpec, via: String) -> Route {
         via: via.into(),
     }
 }
-
-/// No route: a detail-type the topology does not route.
-const NO_ROUTE: &str = "no route";
 
 pub struct Recorder {
     topology: Arc<Topology>,
@@ -299,12 +314,7 @@ impl Recorder {
             .consumers
             .iter()
             .map(|c| {
-                let edges = ConsumerEdges {
-                    succeeded: edge::succeeded(&c.name),
-                    failed: edge::failed(&c.name),
-                    dead_lettered: edge::dead_lettered(&c.name),
-                    max_receive_count: c.queue.max_receive_count,
-                };
+                let edges = ConsumerEdges::new(&c.name, c.queue.max_receive_count);
                 (c.name.clone(), edges)
             })
             .collect();
@@ -354,7 +364,7 @@ impl Recorder {
     /// Records events about to be published.
     pub fn published(&self, events: &[Envelope]) {
         let at_ms = now_ms();
-        let entries: Vec<(Arc<EventEntry>, Option<&str>)> = events
+        let entries: Vec<(Arc<EventEntry>, &str)> = events
             .iter()
             .map(|e| {
                 let json = e.to_json();
@@ -363,19 +373,16 @@ impl Recorder {
                     envelope: e.clone(),
                     json,
                     at_ms,
-                    destination: to.map_or(NO_ROUTE, |t| &t.destination).to_owned(),
+                    destination: to.destination.clone(),
                     routes,
                 });
-                (entry, to.map(|t| t.published.as_str()))
+                (entry, to.published.as_str())
             })
             .collect();
         {
             let mut rings = self.lock();
             for (entry, published) in &entries {
-                match published {
-                    Some(key) => rings.bump(key),
-                    None => rings.bump(&edge::published(NO_ROUTE)),
-                }
+                rings.bump(published);
                 for r in &entry.routes {
                     rings.bump(&r.routed);
                 }
@@ -408,23 +415,22 @@ impl Recorder {
                 HopKind::Handled {
                     consumer, outcome, ..
                 } => {
-                    let edges = self.consumers.get(consumer.as_str());
+                    // A consumer the topology does not name: its edges formatted now.
+                    let unnamed;
+                    let edges = match self.consumers.get(consumer.as_str()) {
+                        Some(edges) => edges,
+                        None => {
+                            unnamed = ConsumerEdges::new(consumer, u32::MAX);
+                            &unnamed
+                        }
+                    };
                     match outcome {
-                        Outcome::Succeeded => match edges {
-                            Some(e) => rings.bump(&e.succeeded),
-                            None => rings.bump(&edge::succeeded(consumer)),
-                        },
+                        Outcome::Succeeded => rings.bump(&edges.succeeded),
                         Outcome::Failed { dead_lettered, .. } => {
                             if *dead_lettered {
-                                match edges {
-                                    Some(e) => rings.bump(&e.dead_lettered),
-                                    None => rings.bump(&edge::dead_lettered(consumer)),
-                                }
+                                rings.bump(&edges.dead_lettered);
                             }
-                            match edges {
-                                Some(e) => rings.bump(&e.failed),
-                                None => rings.bump(&edge::failed(consumer)),
-                            }
+                            rings.bump(&edges.failed);
                         }
                         Outcome::Crashed => {}
                     }
@@ -610,30 +616,13 @@ impl Table for RecordingTable {
 #[derive(Debug)]
 struct RecorderHooks(Arc<Recorder>);
 
-#[derive(Deserialize)]
-struct EventId {
-    id: Uuid,
-}
-
-/// The id of the envelope `body` holds: read where `Envelope::to_json` puts
-/// it (right after `"version"`), else parsed from the whole body.
-fn event_id(body: &str) -> Option<Uuid> {
-    const HEAD: &str = r#"{"version":"0","id":""#;
-    let quick = body
-        .strip_prefix(HEAD)
-        .and_then(|rest| rest.get(..37))
-        .and_then(|id| id.strip_suffix('"'))
-        .and_then(|id| Uuid::try_parse(id).ok());
-    quick.or_else(|| serde_json::from_str::<EventId>(body).ok().map(|e| e.id))
-}
-
 impl WorkerHooks for RecorderHooks {
     fn batch_settled(&self, consumer: &str, batch: &SettledBatch<'_>) {
         let at_ms = now_ms();
         let max_receives = self.0.max_receive_count(consumer);
         let hops = batch.messages[..batch.handled].iter().filter_map(|m| {
             // The body is the envelope (raw delivery); anything else is not an event.
-            let id = event_id(&m.body)?;
+            let id = Envelope::id_in_json(&m.body)?;
             let outcome = if batch.crashed {
                 Outcome::Crashed
             } else {
@@ -663,29 +652,4 @@ impl WorkerHooks for RecorderHooks {
 /// How long ago `at_ms` was, for display.
 pub fn age(at_ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(now_ms() - at_ms).unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_id_reads_an_envelope_body_quickly_or_in_full() {
-        let envelope = Envelope::new(
-            "switchyard.test",
-            "OrderPlaced",
-            1,
-            serde_json::json!({"id": "not-this-one"}),
-        );
-        // Where the serializer puts it.
-        assert_eq!(event_id(&envelope.to_json()), Some(envelope.id));
-        // The same envelope with its keys in another order: parsed in full.
-        let mut value: serde_json::Value = serde_json::from_str(&envelope.to_json()).unwrap();
-        let reordered =
-            serde_json::json!({"detail": value["detail"].take(), "id": value["id"].take()});
-        assert_eq!(event_id(&reordered.to_string()), Some(envelope.id));
-        // Not an envelope, or a broken id right where the quick path looks.
-        assert_eq!(event_id("not json"), None);
-        assert_eq!(event_id(r#"{"version":"0","id":"x"}"#), None);
-    }
 }
