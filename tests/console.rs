@@ -3,17 +3,18 @@
 //! same origin and the token. The browser test (tests/browser) checks the
 //! same pages in chromium.
 
+mod console_http;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{to_bytes, Body};
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
+use console_http::call;
 use router_rules::Topology;
 use switchyard::console::recorder::HopKind;
 use switchyard::console::{self, Console, Recorder, RecorderLimits};
 use switchyard::{EmbeddedSystem, RuntimeOptions};
 use switchyard_shared::events::{EventType, LineItem, OrderPaid, OrderPlaced};
-use tower::ServiceExt;
 
 struct Harness {
     system: EmbeddedSystem,
@@ -41,34 +42,6 @@ async fn start() -> Harness {
         console,
         _dir: dir,
     }
-}
-
-async fn call(
-    app: &axum::Router,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (StatusCode, axum::http::HeaderMap, String) {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "127.0.0.1:8080");
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let res = app
-        .clone()
-        .oneshot(req.body(Body::from(body.to_owned())).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    let bytes = to_bytes(body, usize::MAX).await.unwrap();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
 }
 
 async fn wait_for(what: &str, mut probe: impl AsyncFnMut() -> bool) {
@@ -250,7 +223,11 @@ async fn redrive_needs_the_same_origin_and_the_token_then_moves_the_message_back
         "{location}"
     );
     // It went back to its queue: received there afresh (its first receive again).
-    let recorder = h.console.recorder.clone();
+    let recorder = h
+        .console
+        .recorder
+        .clone()
+        .expect("the embedded console records");
     let first_receives = move || {
         recorder.lineage(poison.correlation_id)[0]
             .1

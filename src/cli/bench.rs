@@ -56,6 +56,10 @@ pub struct BenchConsoleArgs {
     pub pipeline_events: usize,
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Feed the pipeline runs at this many events per second (the issue's
+    /// 10,000) instead of as fast as they take them.
+    #[arg(long)]
+    pub rate: Option<u32>,
 }
 
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -71,6 +75,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCod
                 renders: a.renders,
                 pipeline_events: a.pipeline_events,
                 rounds: a.rounds,
+                rate: a.rate,
             };
             switchyard::console::bench::run(
                 std::sync::Arc::new(super::load_topology(global)?),

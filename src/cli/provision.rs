@@ -63,21 +63,16 @@ pub async fn up(
         .await
         .with_context(|| format!("binding 127.0.0.1:{port}"))?;
     let addr = listener.local_addr()?;
-    {
-        // One flushed line on stdout, so scripts and tests can find the port.
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(
-            stdout,
-            "switchyard up: API on http://{addr} (backend aws, {})",
-            endpoint.unwrap_or("AWS")
-        )?;
-        stdout.flush()?;
-    }
-    let console = switchyard::console::unavailable(
-        "The console reads the embedded backend's recorder and store; on --backend aws, \
-         use the AWS console (SQS, DynamoDB, S3) or `switchyard dlq` and `switchyard state dump --backend aws`.",
-    );
+    super::up::announce(&format!(
+        "switchyard up: API on http://{addr} (backend aws, {})\nswitchyard up: console on http://{addr}/\n",
+        endpoint.unwrap_or("AWS")
+    ))?;
+    // Queues, dead letters, orders and images from SQS, DynamoDB and S3;
+    // the pages that need the recorder say why they are empty here.
+    let console = switchyard::console::router(switchyard::console::Console::aws(
+        system.topology.clone(),
+        &system.resources,
+    ));
     super::up::serve_api(listener, system.api_state(), &options, console).await?;
     eprintln!("switchyard up: stopping pollers after their current batch");
     system.shutdown().await;

@@ -50,17 +50,11 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
     let addr = listener.local_addr()?;
-    // One line on stdout, flushed, so scripts and tests can find the port.
     let line = format!(
         "switchyard up: API on http://{addr} (data dir {})\nswitchyard up: console on http://{addr}/\n",
         data_dir.root.display()
     );
-    {
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(line.as_bytes())?;
-        stdout.flush()?;
-    }
+    announce(&line)?;
     let mut api = system.api_state();
     if let Some(path) = &args.record {
         let log = switchyard::replay::LogWriter::append(path)?;
@@ -80,6 +74,16 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
     eprintln!("switchyard up: stopping consumers after their current batch");
     system.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints where the server listens on stdout, flushed, so scripts and tests
+/// can find the port. One write: a reader that stops after the first line
+/// must not make the rest fail with a broken pipe.
+pub(super) fn announce(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
 }
 
 /// Serves the API (hardened for a local port: see `switchyard_producer::serve`)

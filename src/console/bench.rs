@@ -27,6 +27,8 @@ pub struct BenchConsoleOptions {
     pub pipeline_events: usize,
     /// Rounds of the pipeline runs (each round runs every variant once).
     pub rounds: usize,
+    /// Events per second the pipeline runs are fed at; None: as fast as it takes them.
+    pub rate: Option<u32>,
 }
 
 fn order_event(i: usize) -> Envelope {
@@ -177,13 +179,87 @@ enum Variant {
     Bare,
     /// The recorder, no tail.
     Recorder,
-    /// The recorder and a live tail filtering every event with a pattern.
+    /// The recorder and a live tail: a client of the console's event stream
+    /// over HTTP on 127.0.0.1, with a pattern.
     Tail,
 }
 
-/// Events per second of one pipeline run of `n` OrderPlaced (each through
-/// the order processor, the table, the stream reactor and the notifier).
-async fn pipeline(topology: Arc<Topology>, n: usize, variant: Variant) -> anyhow::Result<f64> {
+/// One pipeline run's figures.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    /// Events per second, first publish to quiet.
+    rate: f64,
+    /// Process CPU time per event (every thread: pipeline, recorder, tail).
+    cpu_per_event: Duration,
+    /// From the last publish to quiet.
+    drain: Duration,
+    /// What the live tail received, if one was connected.
+    tail_bytes: usize,
+}
+
+/// A connected live tail: its server, its reader, and the bytes read so far.
+struct Tail {
+    server: tokio::task::JoinHandle<()>,
+    reader: tokio::task::JoinHandle<()>,
+    bytes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Tail {
+    /// Disconnects; the bytes the tail received.
+    fn stop(self) -> usize {
+        self.reader.abort();
+        self.server.abort();
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The console's live tail as a browser has it: `GET
+/// /console/events/stream` on a server of its own, read as it comes.
+async fn connect_tail(console: Console) -> anyhow::Result<Tail> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, super::router(console)).await;
+    });
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let pattern = "%7B%22detail-type%22%3A%5B%22OrderStatusChanged%22%5D%7D";
+    stream
+        .write_all(
+            format!("GET /console/events/stream?pattern={pattern} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await?;
+    anyhow::ensure!(
+        &head == b"HTTP/1.1 200",
+        "the tail was refused: {}",
+        String::from_utf8_lossy(&head)
+    );
+    let bytes = Arc::new(std::sync::atomic::AtomicUsize::new(head.len()));
+    let counted = bytes.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            counted.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    Ok(Tail {
+        server,
+        reader,
+        bytes,
+    })
+}
+
+/// One pipeline run of `n` OrderPlaced (each through the order processor,
+/// the table, the stream reactor and the notifier), fed at `rate` events/s.
+async fn pipeline(
+    topology: Arc<Topology>,
+    n: usize,
+    variant: Variant,
+    rate: Option<u32>,
+) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let mut system = EmbeddedSystem::in_memory(dir.path(), topology.clone())?;
     let mut options = RuntimeOptions {
@@ -195,52 +271,82 @@ async fn pipeline(topology: Arc<Topology>, n: usize, variant: Variant) -> anyhow
         let recorder = Recorder::new(topology, RecorderLimits::default())?;
         recorder.install(&mut system, &mut options);
         if variant == Variant::Tail {
-            let mut rx = recorder.subscribe();
-            let matcher = router_rules::BusMatcher::compile([(
-                (),
-                &serde_json::json!({"detail-type": ["OrderStatusChanged"]}),
-            )])?;
-            tail = Some(tokio::spawn(async move {
-                let mut shown = 0u64;
-                loop {
-                    match rx.recv().await {
-                        Ok(e) => shown += matcher.matches(&e.json).len() as u64,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(_) => return shown,
-                    }
-                }
-            }));
+            tail = Some(connect_tail(Console::new(&system, recorder)).await?);
         }
     }
     system.start(&options).await?;
     let events: Vec<Envelope> = (0..n).map(order_event).collect();
+    let cpu = switchyard_imaging::measure::process_cpu_time();
     let start = Instant::now();
-    for chunk in events.chunks(10) {
+    for (i, chunk) in events.chunks(10).enumerate() {
+        if let Some(rate) = rate {
+            // Chunk i is due at i * 10 / rate seconds: a steady feed, caught up after any stall.
+            let due = start + Duration::from_secs_f64((i * 10) as f64 / f64::from(rate.max(1)));
+            tokio::time::sleep_until(due.into()).await;
+        }
         system.publisher.publish(chunk).await?.into_result()?;
     }
+    let published = Instant::now();
     system.wait_quiet(Duration::from_secs(600)).await?;
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let run = Run {
+        rate: n as f64 / start.elapsed().as_secs_f64(),
+        cpu_per_event: (switchyard_imaging::measure::process_cpu_time() - cpu) / n.max(1) as u32,
+        drain: published.elapsed(),
+        tail_bytes: tail.map_or(0, Tail::stop),
+    };
     system.shutdown().await;
-    if let Some(t) = tail {
-        t.abort();
-    }
-    Ok(rate)
+    Ok(run)
 }
 
 pub async fn run(topology: Arc<Topology>, o: BenchConsoleOptions) -> anyhow::Result<()> {
     renders(topology.clone(), &o).await?;
+    let feed = o.rate.map_or("as fast as it takes them".to_owned(), |r| {
+        format!("fed at {r} events/s")
+    });
     println!(
-        "\npipeline: {} OrderPlaced per run, end to end (order processor, table, stream reactor, notifier), {} rounds, best of each",
+        "\npipeline: {} OrderPlaced per run, {feed}, end to end (order processor, table, stream reactor, notifier), {} rounds, best of each",
         o.pipeline_events, o.rounds
     );
     let variants = [Variant::Bare, Variant::Recorder, Variant::Tail];
     let mut best = [0f64; 3];
+    let mut cpu: [Vec<Duration>; 3] = Default::default();
+    let mut drain: [Vec<Duration>; 3] = Default::default();
     for round in 0..o.rounds {
         for (i, v) in variants.iter().enumerate() {
-            let rate = pipeline(topology.clone(), o.pipeline_events, *v).await?;
-            println!("  round {} {:?}: {:.0} events/s", round + 1, v, rate);
-            best[i] = best[i].max(rate);
+            let run = pipeline(topology.clone(), o.pipeline_events, *v, o.rate).await?;
+            println!(
+                "  round {} {:?}: {:.0} events/s, {:.1} µs CPU per event, drained {:.0} ms after the last publish{}",
+                round + 1,
+                v,
+                run.rate,
+                run.cpu_per_event.as_secs_f64() * 1e6,
+                run.drain.as_secs_f64() * 1e3,
+                if *v == Variant::Tail { format!(", tail received {} KB", run.tail_bytes / 1024) } else { String::new() }
+            );
+            best[i] = best[i].max(run.rate);
+            cpu[i].push(run.cpu_per_event);
+            drain[i].push(run.drain);
         }
+    }
+    let cpu = cpu.map(median);
+    let drain = drain.map(median);
+    println!(
+        "\n| run | CPU per event (median) | vs no recorder | drain after the last publish (median) |\n|---|---:|---:|---:|"
+    );
+    for (i, name) in [
+        "no recorder",
+        "recorder (lineage on)",
+        "recorder + live tail over HTTP",
+    ]
+    .iter()
+    .enumerate()
+    {
+        println!(
+            "| {name} | {:.1} µs | {:.3} | {:.0} ms |",
+            cpu[i].as_secs_f64() * 1e6,
+            cpu[i].as_secs_f64() / cpu[0].as_secs_f64().max(1e-12),
+            drain[i].as_secs_f64() * 1e3
+        );
     }
     println!(
         "\n| run | events/s (best) | vs no recorder |\n|---|---:|---:|\n| no recorder | {:.0} | 1.00 |\n| recorder (lineage on) | {:.0} | {:.3} |\n| recorder + live tail with a pattern | {:.0} | {:.3} |",

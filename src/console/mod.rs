@@ -5,8 +5,14 @@
 //! are embedded too, so nothing is fetched from anywhere else.
 //!
 //! Layout: [`recorder`] (what the runtime feeds: recent events and their
-//! hops), [`state`] (what pages read), [`pages`] (one module per page
-//! group), and this file (routes, headers, the same-origin check).
+//! hops), [`queue_admin`] (the queue port, one adapter per backend),
+//! [`state`] (what pages read), [`pages`] (one module per page group), and
+//! this file (routes, headers, the same-origin check).
+//!
+//! On `--backend aws` the queue, DLQ, order and image pages read SQS,
+//! DynamoDB and S3; the flow draws the topology with SQS's queue depths;
+//! events, lineage and counts need the embedded runtime's recorder, and
+//! their pages say so.
 //!
 //! Safety: a Content-Security-Policy that allows only this origin's script
 //! and style (no inline script), `nosniff`, no framing; every
@@ -15,6 +21,7 @@
 
 pub mod bench;
 pub mod pages;
+pub mod queue_admin;
 pub mod recorder;
 pub mod state;
 
@@ -80,34 +87,6 @@ pub fn router(console: Console) -> Router {
         .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(set(header::X_FRAME_OPTIONS, "DENY"))
         .layer(set(header::REFERRER_POLICY, "same-origin"))
-}
-
-/// The console's place on a backend it cannot read: every console page
-/// says why (`message`).
-pub fn unavailable(message: &'static str) -> Router {
-    let page = move || async move {
-        (
-            axum::http::StatusCode::NOT_IMPLEMENTED,
-            axum::response::Html(
-                pages::layout(
-                    "Console unavailable",
-                    "",
-                    maud::html! { p.error { (message) } },
-                )
-                .into_string(),
-            ),
-        )
-    };
-    Router::new()
-        .route("/", get(page))
-        .route("/console", get(page))
-        .route("/console/{*rest}", get(page))
-        .route("/console/assets/console.css", get(css))
-        .route("/console/assets/console.js", get(js))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ))
 }
 
 async fn css() -> impl IntoResponse {

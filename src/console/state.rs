@@ -1,22 +1,28 @@
-//! What the console's pages read: the recorder, the store's queues, the
-//! table and the blobs, plus the token that state-changing forms carry.
+//! What the console's pages read: the recorder (embedded backend only), the
+//! queues through their port, the table and the blobs, plus the token that
+//! state-changing forms carry.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use router_rules::Topology;
-use switchyard_shared::embedded::{EmbeddedStore, QueueStats};
 use switchyard_shared::ports::{BlobStore, Table};
 
+use super::queue_admin::aws::SqsQueues;
+use super::queue_admin::embedded::EmbeddedQueues;
+use super::queue_admin::{AdminError, QueueAdmin, QueueView};
 use super::recorder::{Counts, Recorder};
+use crate::provision::AwsResources;
 use crate::EmbeddedSystem;
 
 /// Shared by every console request.
 #[derive(Clone)]
 pub struct Console {
-    pub recorder: Arc<Recorder>,
-    pub store: Arc<EmbeddedStore>,
+    /// What the runtime saw (events, hops, counts). None on `--backend aws`,
+    /// where the functions run elsewhere and this process sees no events.
+    pub recorder: Option<Arc<Recorder>>,
+    pub queues: Arc<dyn QueueAdmin>,
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
     pub topology: Arc<Topology>,
@@ -26,21 +32,43 @@ pub struct Console {
     samples: Arc<Mutex<VecDeque<(Instant, Counts)>>>,
 }
 
-/// A queue's counts plus the age of its oldest message.
-pub struct QueueView {
-    pub stats: QueueStats,
-    pub oldest: Option<Duration>,
-}
-
 impl Console {
     /// The console over `system` (after [`Recorder::install`]).
     pub fn new(system: &EmbeddedSystem, recorder: Arc<Recorder>) -> Self {
+        Self::with(
+            Some(recorder),
+            Arc::new(EmbeddedQueues::new(system.store.clone())),
+            system.table.clone(),
+            system.blobs.clone(),
+            system.topology.clone(),
+        )
+    }
+
+    /// The console over provisioned AWS resources: queues, DLQs, the table
+    /// and the blobs; no recorder.
+    pub fn aws(topology: Arc<Topology>, resources: &AwsResources) -> Self {
+        Self::with(
+            None,
+            Arc::new(SqsQueues::new(&topology, resources)),
+            resources.table.clone(),
+            resources.blobs.clone(),
+            topology,
+        )
+    }
+
+    fn with(
+        recorder: Option<Arc<Recorder>>,
+        queues: Arc<dyn QueueAdmin>,
+        table: Arc<dyn Table>,
+        blobs: Arc<dyn BlobStore>,
+        topology: Arc<Topology>,
+    ) -> Self {
         Console {
             recorder,
-            store: system.store.clone(),
-            table: system.table.clone(),
-            blobs: system.blobs.clone(),
-            topology: system.topology.clone(),
+            queues,
+            table,
+            blobs,
+            topology,
             token: uuid::Uuid::new_v4().simple().to_string().into(),
             samples: Arc::default(),
         }
@@ -60,26 +88,16 @@ impl Console {
         }
     }
 
-    /// Every queue's counts, by name.
-    pub fn queues(&self) -> anyhow::Result<Vec<QueueView>> {
-        let stats = self.store.queue_stats()?;
-        let now = super::recorder::now_ms();
-        stats
-            .into_iter()
-            .map(|stats| {
-                let oldest =
-                    self.store.list_messages(&stats.name, 1)?.first().map(|m| {
-                        Duration::from_millis(u64::try_from(now - m.sent_at_ms).unwrap_or(0))
-                    });
-                Ok(QueueView { stats, oldest })
-            })
-            .collect()
+    /// Every queue's counts.
+    pub async fn queue_views(&self) -> Result<Vec<QueueView>, AdminError> {
+        self.queues.queues().await
     }
 
     /// The totals now, and the rate per second of each over the last ten
     /// seconds or so (from the samples earlier renders took).
-    pub fn counts_and_rates(&self) -> (Counts, std::collections::BTreeMap<String, f64>) {
-        let counts = self.recorder.counts();
+    /// None without a recorder.
+    pub fn counts_and_rates(&self) -> Option<(Counts, std::collections::BTreeMap<String, f64>)> {
+        let counts = self.recorder.as_ref()?.counts();
         let now = Instant::now();
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         while samples
@@ -112,6 +130,6 @@ impl Console {
         {
             samples.push_back((now, counts.clone()));
         }
-        (counts, rates)
+        Some((counts, rates))
     }
 }

@@ -55,6 +55,28 @@ const DEDUP_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// Message ids of this process's recent FIFO sends, by deduplication id.
 type SentIds = Arc<Mutex<HashMap<String, (String, std::time::Instant)>>>;
 
+/// A queue's approximate counts, as GetQueueAttributes gives them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SqsCounts {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+}
+
+/// What [`SqsQueue::sweep`] does with a message it received.
+enum Sweep {
+    /// Return it, and make it visible again.
+    Show,
+    /// Leave it, unreturned (made visible again).
+    Skip,
+    /// Keep it hidden for the caller (to move or delete it).
+    Take,
+}
+
+/// How long a swept message stays hidden: long enough to finish the sweep
+/// (looked-at ones are made visible again at its end).
+const SWEEP_VISIBILITY: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
@@ -157,6 +179,169 @@ impl SqsQueue {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The queue's approximate counts (GetQueueAttributes), as SQS reports them.
+    pub async fn counts(&self) -> Result<SqsCounts, QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        let get = |name: A| {
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(SqsCounts {
+            visible: get(A::ApproximateNumberOfMessages),
+            in_flight: get(A::ApproximateNumberOfMessagesNotVisible),
+            delayed: get(A::ApproximateNumberOfMessagesDelayed),
+        })
+    }
+
+    /// Up to `limit` messages, seen by receiving them for a moment and making
+    /// them visible again at once (SQS has no peek: each look counts as a
+    /// receive, so only queues nobody polls, the DLQs, should be looked at).
+    pub async fn look(&self, limit: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let seen = self.sweep(limit, |_| Sweep::Show).await?;
+        Ok(seen.into_iter().map(|(m, _)| m).collect())
+    }
+
+    /// Moves the messages `pick` chooses to `to` (body and attributes as
+    /// they were sent, so a redriven EventBridge or SNS delivery is the same
+    /// delivery), leaving the rest; returns how many moved. Each is sent
+    /// before it is deleted here: a crash between the two duplicates a
+    /// message and loses none.
+    pub async fn move_to(
+        &self,
+        to: &SqsQueue,
+        max: usize,
+        pick: impl Fn(&str) -> bool,
+    ) -> Result<usize, QueueError> {
+        let mut moved = 0;
+        let picked = self
+            .sweep(max, |id| if pick(id) { Sweep::Take } else { Sweep::Skip })
+            .await?;
+        for (_, raw) in picked.into_iter().filter_map(|(m, raw)| Some((m, raw?))) {
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id("0")
+                .message_body(raw.body().unwrap_or_default())
+                .set_message_attributes(raw.message_attributes().cloned())
+                .build()
+                .map_err(|e| QueueError::Invalid(e.to_string()))?;
+            let out = to
+                .client
+                .send_message_batch()
+                .queue_url(&to.url)
+                .entries(entry)
+                .send()
+                .await
+                .map_err(|e| to.error(e))?;
+            if let Some(f) = out.failed().first() {
+                return Err(QueueError::Backend(format!(
+                    "moving {} to {}: {} {}",
+                    raw.message_id().unwrap_or_default(),
+                    to.name,
+                    f.code(),
+                    f.message().unwrap_or_default()
+                )));
+            }
+            if let Some(handle) = raw.receipt_handle() {
+                self.delete_batch(&[handle.to_owned()]).await?;
+            }
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    /// Deletes the message with this id; returns whether it was found.
+    pub async fn delete_by_id(&self, message_id: &str) -> Result<bool, QueueError> {
+        let taken = self
+            .sweep(1, |id| {
+                if id == message_id {
+                    Sweep::Take
+                } else {
+                    Sweep::Skip
+                }
+            })
+            .await?;
+        let handles: Vec<String> = taken
+            .iter()
+            .filter_map(|(_, raw)| raw.as_ref()?.receipt_handle().map(str::to_owned))
+            .collect();
+        self.delete_batch(&handles).await?;
+        Ok(!handles.is_empty())
+    }
+
+    /// Receives the queue's messages (until a receive brings nothing new,
+    /// or `limit` are shown or taken), then makes every untaken one
+    /// visible again. Taken ones stay hidden for [`SWEEP_VISIBILITY`] and come
+    /// back with their raw form, for the caller to move or delete.
+    async fn sweep(
+        &self,
+        limit: usize,
+        choose: impl Fn(&str) -> Sweep,
+    ) -> Result<Vec<(ReceivedMessage, Option<Message>)>, QueueError> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut kept_handles = Vec::new();
+        let mut quiet = 0;
+        let result = async {
+            while out.len() < limit {
+                let resp = self
+                    .client
+                    .receive_message()
+                    .queue_url(&self.url)
+                    .max_number_of_messages(MAX_BATCH as i32)
+                    .visibility_timeout(secs(SWEEP_VISIBILITY))
+                    .wait_time_seconds(0)
+                    .message_system_attribute_names(MessageSystemAttributeName::All)
+                    .message_attribute_names("All")
+                    .send()
+                    .await
+                    .map_err(|e| self.error(e))?;
+                let mut new = 0;
+                for m in resp.messages() {
+                    let received = self.to_received(m)?;
+                    if !seen.insert(received.message_id.clone()) {
+                        continue;
+                    }
+                    new += 1;
+                    match choose(&received.message_id) {
+                        Sweep::Take if out.len() < limit => out.push((received, Some(m.clone()))),
+                        Sweep::Show if out.len() < limit => {
+                            kept_handles.push(received.receipt_handle.clone());
+                            out.push((received, None));
+                        }
+                        _ => kept_handles.push(received.receipt_handle.clone()),
+                    }
+                }
+                // Short polling samples a subset of SQS's servers: an empty
+                // answer twice in a row is taken to mean nothing is left.
+                quiet = if new == 0 { quiet + 1 } else { 0 };
+                if quiet == 2 {
+                    break;
+                }
+            }
+            Ok::<_, QueueError>(())
+        }
+        .await;
+        // Whatever happened, what was only looked at becomes visible again.
+        for h in &kept_handles {
+            if let Err(e) = self.change_visibility(h, Duration::ZERO).await {
+                tracing::warn!(queue = %self.name, error = %e, "could not make a looked-at message visible again");
+            }
+        }
+        result?;
+        Ok(out)
     }
 
     async fn send_chunk(&self, chunk: &[OutgoingMessage]) -> Result<Vec<String>, QueueError> {

@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::{clock, page, seg, PageError, PageResult};
+use super::{clock, page, recorder, seg, PageError, PageResult};
 use crate::console::recorder::{EventEntry, Hop, HopKind, Outcome};
 use crate::console::state::Console;
 
@@ -69,7 +69,7 @@ fn event_row(e: &EventEntry) -> Markup {
 pub async fn events_page(State(console): State<Console>, Query(q): Query<Filter>) -> PageResult {
     let filter = EventFilter::parse(&q.pattern);
     let rows = match &filter {
-        Ok(f) => console.recorder.recent(100, |e| f.keeps(e)),
+        Ok(f) => recorder(&console)?.recent(100, |e| f.keeps(e)),
         Err(_) => Vec::new(),
     };
     page(
@@ -103,7 +103,7 @@ pub async fn events_stream(
     Query(q): Query<Filter>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, PageError> {
     let filter = EventFilter::parse(&q.pattern).map_err(PageError::bad_request)?;
-    let rx = console.recorder.subscribe();
+    let rx = recorder(&console)?.subscribe();
     let stream = futures::stream::unfold((rx, filter), |(mut rx, filter)| async move {
         loop {
             match rx.recv().await {
@@ -183,10 +183,11 @@ pub async fn lineage_page(State(console): State<Console>, Path(id): Path<String>
     let id: Uuid = id
         .parse()
         .map_err(|_| PageError::bad_request("an event id is a UUID"))?;
-    let event = console.recorder.event(id).ok_or_else(|| {
+    let recorder = recorder(&console)?;
+    let event = recorder.event(id).ok_or_else(|| {
         PageError::not_found("this event is not among the recent events the console keeps")
     })?;
-    let lineage = console.recorder.lineage(event.envelope.correlation_id);
+    let lineage = recorder.lineage(event.envelope.correlation_id);
     let start = lineage.first().map_or(event.at_ms, |(e, _)| e.at_ms);
     let offset = |at: i64| format!("+{} ms", at - start);
     page(

@@ -10,17 +10,22 @@ use axum::extract::State;
 use maud::{html, Markup};
 use router_rules::topology::{Subscription, TableAccess};
 
-use super::{human_duration, page, seg, PageResult};
+use super::{human_duration, page, seg, PageError, PageResult};
+use crate::console::queue_admin::QueueView;
 use crate::console::recorder::{edge, Counts};
-use crate::console::state::{Console, QueueView};
+use crate::console::state::Console;
 
 pub async fn flow_page(State(console): State<Console>) -> PageResult {
-    let body = flow_graph(&console)?;
+    let body = flow_graph(&console).await?;
     page(
         "Flow",
         "flow",
         html! {
-            p.hint { "Live: counts since this server started, rates over the last seconds. Refreshes every 2 s." }
+            @if console.recorder.is_some() {
+                p.hint { "Live: counts since this server started, rates over the last seconds. Refreshes every 2 s." }
+            } @else {
+                p.hint { "Queue depths are SQS's, refreshed every 2 s. " (super::NO_RECORDER) }
+            }
             div #flow data-refresh="/console/flow/graph" { (body) }
         },
     )
@@ -28,53 +33,57 @@ pub async fn flow_page(State(console): State<Console>) -> PageResult {
 
 /// The graph alone (what the page refreshes).
 pub async fn flow_fragment(State(console): State<Console>) -> PageResult {
-    Ok(axum::response::Html(flow_graph(&console)?.into_string()))
+    Ok(axum::response::Html(
+        flow_graph(&console).await?.into_string(),
+    ))
 }
 
-struct Figures {
-    counts: Counts,
-    rates: BTreeMap<String, f64>,
-}
+/// The edges' totals and rates; None without a recorder (shown as "—").
+struct Figures(Option<(Counts, BTreeMap<String, f64>)>);
 
 impl Figures {
-    fn count(&self, edge: &str) -> u64 {
-        self.counts.get(edge).copied().unwrap_or(0)
-    }
     /// An edge label: its total and rate, findable by its name.
     fn edge(&self, name: &str, label: &str) -> Markup {
-        let rate = self.rates.get(name).copied().unwrap_or(0.0);
+        let (count, rate) = match &self.0 {
+            Some((counts, rates)) => (
+                counts.get(name).copied().unwrap_or(0).to_string(),
+                format!("{:.1}/s", rates.get(name).copied().unwrap_or(0.0)),
+            ),
+            None => ("—".to_owned(), String::new()),
+        };
         html! {
             div.edge {
                 span.label { (label) }
-                span.count data-edge=(name) { (self.count(name)) }
-                span.rate { (format!("{rate:.1}/s")) }
+                span.count data-edge=(name) { (count) }
+                span.rate { (rate) }
             }
         }
     }
 }
 
 fn queue_box(q: Option<&QueueView>, dlq: Option<&QueueView>, name: &str) -> Markup {
-    let depth = |q: Option<&QueueView>| q.map_or(0, |q| q.stats.visible + q.stats.delayed);
+    let depth = |q: Option<&QueueView>| q.map_or(0, |q| q.visible + q.delayed);
     html! {
         a.node.queue href=(format!("/console/queues/{}", seg(name))) data-queue=(name) {
             strong { "queue " (name) }
             dl {
                 dt { "depth" } dd data-stat="depth" { (depth(q)) }
-                dt { "in flight" } dd data-stat="in-flight" { (q.map_or(0, |q| q.stats.in_flight)) }
+                dt { "in flight" } dd data-stat="in-flight" { (q.map_or(0, |q| q.in_flight)) }
                 dt { "oldest" } dd data-stat="oldest" { (q.and_then(|q| q.oldest).map_or("—".to_owned(), human_duration)) }
-                dt { "DLQ" } dd data-stat="dlq" { (dlq.map_or(0, |d| d.stats.visible + d.stats.in_flight + d.stats.delayed)) }
+                dt { "DLQ" } dd data-stat="dlq" { (dlq.map_or(0, QueueView::total)) }
             }
         }
     }
 }
 
-fn flow_graph(console: &Console) -> anyhow::Result<Markup> {
-    let (counts, rates) = console.counts_and_rates();
-    let f = Figures { counts, rates };
+async fn flow_graph(console: &Console) -> Result<Markup, PageError> {
+    let f = Figures(console.counts_and_rates());
     let queues: BTreeMap<String, QueueView> = console
-        .queues()?
+        .queue_views()
+        .await
+        .map_err(PageError::admin)?
         .into_iter()
-        .map(|q| (q.stats.name.clone(), q))
+        .map(|q| (q.name.clone(), q))
         .collect();
     let t = &*console.topology;
     Ok(html! {
@@ -110,7 +119,7 @@ fn flow_graph(console: &Console) -> anyhow::Result<Markup> {
                     div.node.consumer {
                         strong { "stream consumer " (s.name) }
                         a href=(format!("/console/queues/{}", seg(&s.on_failure_queue()))) {
-                            "on-failure: " (queues.get(&s.on_failure_queue()).map_or(0, |q| q.stats.visible))
+                            "on-failure: " (queues.get(&s.on_failure_queue()).map_or(0, |q| q.visible))
                         }
                     }
                     div.arrow { (f.edge(edge::DERIVED, "derived events")) }

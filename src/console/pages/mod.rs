@@ -6,11 +6,16 @@ pub mod flow;
 pub mod orders;
 pub mod queues;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
+
+use crate::console::queue_admin::AdminError;
+use crate::console::recorder::Recorder;
+use crate::console::state::Console;
 
 /// A page, or why it could not be made.
 pub type PageResult = Result<Html<String>, PageError>;
@@ -40,6 +45,35 @@ impl PageError {
             message: message.into(),
         }
     }
+    /// What this backend cannot show, and why.
+    pub fn not_on_this_backend(message: impl Into<String>) -> Self {
+        PageError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: message.into(),
+        }
+    }
+    /// A queue port's error: a missing queue is a 404, what the backend cannot show a 501.
+    pub fn admin(e: AdminError) -> Self {
+        match e {
+            AdminError::NoSuchQueue(_) => Self::not_found(e.to_string()),
+            AdminError::NotShown(why) => Self::not_on_this_backend(why),
+            AdminError::Queue(e) => e.into(),
+        }
+    }
+}
+
+/// Why events, lineage, counts and history are missing on `--backend aws`.
+pub const NO_RECORDER: &str = "On --backend aws the consumers run as Lambda functions (or \
+     pollers) that this console does not see, so events, lineage, counts and order histories \
+     are not recorded here: see CloudWatch Logs and X-Ray for them. Queues, dead letters, \
+     orders and images are read from SQS, DynamoDB and S3.";
+
+/// The recorder, or the page that says why there is none.
+pub fn recorder(console: &Console) -> Result<&Arc<Recorder>, PageError> {
+    console
+        .recorder
+        .as_ref()
+        .ok_or_else(|| PageError::not_on_this_backend(NO_RECORDER))
 }
 
 impl<E: Into<anyhow::Error>> From<E> for PageError {

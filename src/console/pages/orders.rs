@@ -104,7 +104,10 @@ pub async fn order_page(
         }
     }
     let order = order.ok_or_else(|| PageError::not_found(format!("no order {order_id} (yet)")))?;
-    let history = console.recorder.order_history(&order_id);
+    let history = console
+        .recorder
+        .as_ref()
+        .map(|r| r.order_history(&order_id));
     page(
         &format!("Order {order_id}"),
         "orders",
@@ -124,8 +127,13 @@ pub async fn order_page(
             @if images.is_empty() { p.hint { "No processed images yet." } }
             div.gallery { @for img in &images { (image_card(img)) } }
             h2 { "State history" }
-            p.hint { "Every event of this order the console has seen since it started, with what the handlers did with it." }
-            (super::events::history(&history))
+            @match &history {
+                Some(history) => {
+                    p.hint { "Every event of this order the console has seen since it started, with what the handlers did with it." }
+                    (super::events::history(history))
+                }
+                None => p.hint { (super::NO_RECORDER) },
+            }
         },
     )
 }

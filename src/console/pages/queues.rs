@@ -10,6 +10,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{clock, human_duration, page, seg, PageError, PageResult};
+use crate::console::queue_admin::AdminError;
 use crate::console::state::Console;
 use crate::system::dead_letter_queues;
 
@@ -20,7 +21,7 @@ pub struct Done {
 }
 
 pub async fn queues_page(State(console): State<Console>) -> PageResult {
-    let queues = console.queues()?;
+    let queues = console.queue_views().await.map_err(PageError::admin)?;
     page(
         "Queues",
         "queues",
@@ -29,10 +30,10 @@ pub async fn queues_page(State(console): State<Console>) -> PageResult {
                 thead { tr { th { "queue" } th { "kind" } th { "visible" } th { "in flight" } th { "delayed" } th { "oldest" } } }
                 tbody {
                     @for q in &queues {
-                        tr data-queue=(q.stats.name) {
-                            td { a href=(format!("/console/queues/{}", seg(&q.stats.name))) { (q.stats.name) } }
-                            td { @if is_dead_letter(&console, &q.stats.name) { "dead letters" } @else { "queue" } }
-                            td { (q.stats.visible) } td { (q.stats.in_flight) } td { (q.stats.delayed) }
+                        tr data-queue=(q.name) {
+                            td { a href=(format!("/console/queues/{}", seg(&q.name))) { (q.name) } }
+                            td { @if is_dead_letter(&console, &q.name) { "dead letters" } @else { "queue" } }
+                            td { (q.visible) } td { (q.in_flight) } td { (q.delayed) }
                             td { (q.oldest.map_or("—".to_owned(), human_duration)) }
                         }
                     }
@@ -48,9 +49,17 @@ fn is_dead_letter(console: &Console, queue: &str) -> bool {
         .any(|d| d == queue)
 }
 
+/// A queue of the topology (each page checks before acting on user input).
 fn known_queue(console: &Console, queue: &str) -> Result<(), PageError> {
-    let queues = console.store.queue_stats()?;
-    if queues.iter().any(|q| q.name == queue) {
+    let t = &console.topology;
+    let known = t
+        .consumers
+        .iter()
+        .any(|c| c.queue_name() == queue || c.dlq_name() == queue)
+        || t.stream_consumers
+            .iter()
+            .any(|s| s.on_failure_queue() == queue);
+    if known {
         Ok(())
     } else {
         Err(PageError::not_found(format!("no queue named {queue:?}")))
@@ -68,14 +77,31 @@ pub async fn queue_page(
     Query(done): Query<Done>,
 ) -> PageResult {
     known_queue(&console, &queue)?;
-    let messages = console.store.list_messages(&queue, MESSAGES_SHOWN)?;
+    let counts = console
+        .queue_views()
+        .await
+        .map_err(PageError::admin)?
+        .into_iter()
+        .find(|q| q.name == queue)
+        .unwrap_or_default();
+    let (messages, not_shown) = match console.queues.messages(&queue, MESSAGES_SHOWN).await {
+        Ok(m) => (m, None),
+        Err(AdminError::NotShown(why)) => (Vec::new(), Some(why)),
+        Err(e) => return Err(PageError::admin(e)),
+    };
+    let reasons = console.queues.capabilities().failure_reasons;
     let dead = is_dead_letter(&console, &queue);
     page(
         &format!("Queue {queue}"),
         "queues",
         html! {
             @if !done.done.is_empty() { p.notice role="status" { (done.done) } }
-            p.hint { (messages.len()) " message(s) shown (at most " (MESSAGES_SHOWN) ", oldest first)." }
+            p.hint data-field="counts" { (counts.visible) " waiting, " (counts.in_flight) " in flight, " (counts.delayed) " delayed." }
+            @if let Some(why) = not_shown {
+                p.hint { (why) }
+            } @else {
+                p.hint { (messages.len()) " message(s) shown (at most " (MESSAGES_SHOWN) ", oldest first)." }
+            }
             @if dead && !messages.is_empty() {
                 p { a.button href=(format!("/console/queues/{}/redrive-all", seg(&queue))) { "Redrive all…" } }
             }
@@ -87,7 +113,10 @@ pub async fn queue_page(
                         dt { "receive count" } dd data-field="receive-count" { (m.receive_count) }
                         dt { "state" } dd { @if m.in_flight { "in flight" } @else { "waiting" } }
                         @if let Some(s) = &m.source_queue { dt { "from" } dd { (s) } }
-                        dt { "failure reason" } dd.reason data-field="reason" { (m.last_failure.as_deref().unwrap_or("(none recorded)")) }
+                        dt { "failure reason" } dd.reason data-field="reason" {
+                            @if reasons { (m.last_failure.as_deref().unwrap_or("(none recorded)")) }
+                            @else { "(SQS keeps no failure reason; the consumer logged it with the message id)" }
+                        }
                     }
                     pre.body { (pretty(&m.body)) }
                     @if dead {
@@ -225,23 +254,25 @@ pub async fn act_on_message(
     may_act(&console, &queue, &form)?;
     match Action::parse(&action)? {
         Action::Redrive => {
-            let source = console
-                .store
-                .list_messages(&queue, usize::MAX)?
-                .into_iter()
-                .find(|m| m.message_id == message)
-                .and_then(|m| m.source_queue);
-            let moved = console.store.redrive_message(&queue, &message)?;
-            Ok(match (moved, source) {
-                (true, Some(source)) => done(
+            let moved_to = console
+                .queues
+                .redrive_message(&queue, &message)
+                .await
+                .map_err(PageError::admin)?;
+            Ok(match moved_to {
+                Some(source) => done(
                     &source,
                     &format!("Moved message {message} from {queue} back to {source}."),
                 ),
-                _ => done(&queue, &format!("Message {message} was not moved: it is no longer in {queue}, or came from no queue.")),
+                None => done(&queue, &format!("Message {message} was not moved: it is no longer in {queue}, or came from no queue.")),
             })
         }
         Action::Delete => {
-            let deleted = console.store.delete_message(&queue, &message)?;
+            let deleted = console
+                .queues
+                .delete_message(&queue, &message)
+                .await
+                .map_err(PageError::admin)?;
             Ok(done(
                 &queue,
                 &if deleted {
@@ -260,7 +291,11 @@ pub async fn redrive_all(
     Form(form): Form<TokenForm>,
 ) -> Result<Response, PageError> {
     may_act(&console, &queue, &form)?;
-    let moved = console.store.redrive(&queue, usize::MAX)?;
+    let moved = console
+        .queues
+        .redrive_all(&queue)
+        .await
+        .map_err(PageError::admin)?;
     Ok(done(
         &queue,
         &format!("Moved {moved} message(s) from {queue} back to their source queue."),
