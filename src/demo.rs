@@ -407,11 +407,10 @@ async fn account(
         match (record, expect) {
             (Some(r), None) if r.status == ImageStatus::Ready => {
                 *images.entry("READY".into()).or_default() += 1;
-                thumbnails += r
-                    .variants
-                    .iter()
-                    .filter(|v| system.blob_root.join(&v.key).is_file())
-                    .count();
+                for v in &r.variants {
+                    let key = switchyard_shared::BlobKey::new(v.key.clone())?;
+                    thumbnails += usize::from(system.blobs.size(&key).await?.is_some());
+                }
             }
             (Some(r), Some(code))
                 if r.status == ImageStatus::Rejected && r.reject_code.as_deref() == Some(*code) =>
@@ -440,9 +439,14 @@ async fn account(
     for (status, n) in &images {
         s.push_str(&format!("  {status:<28} {n:>5}\n"));
     }
+    let place = system
+        .blob_root
+        .as_ref()
+        .map_or("memory".to_owned(), |root| {
+            root.join("thumbnails").display().to_string()
+        });
     s.push_str(&format!(
-        "\nthumbnails written: {thumbnails} files under {}\n",
-        system.blob_root.join("thumbnails").display()
+        "\nthumbnails written: {thumbnails} files under {place}\n"
     ));
     // One line per (queue, reason), with how many messages gave it.
     let mut reasons: BTreeMap<(String, String), usize> = BTreeMap::new();

@@ -14,6 +14,7 @@ use router_rules::topology::{ConsumerSpec, StreamConsumerSpec};
 use switchyard_consumers::registry::{self, Deps};
 use switchyard_consumers::stream_reactor::StreamReactor;
 use switchyard_consumers::SqsBatchHandler;
+use switchyard_imaging::{Limits, VariantSpec};
 use switchyard_shared::envelope::LOCAL_REGION;
 use switchyard_shared::ports::{
     ChangeRecord, ChangeStream, ChangeView, FilteredRead, OutgoingMessage, Queue, QueueError,
@@ -22,7 +23,43 @@ use switchyard_shared::ports::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::system::RuntimeOptions;
+/// How the consumers run.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub variants: Vec<VariantSpec>,
+    pub limits: Limits,
+    /// First retry delay of a failed message (doubles per receive).
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// Long-poll wait; also how soon messages sent by another process are seen.
+    pub poll_wait: Duration,
+    /// Pollers per consumer queue (Lambda's concurrency; 1 by default).
+    pub queue_pollers: usize,
+    /// Replaces every queue's visibility timeout (replays with crashes use a
+    /// short one, so abandoned messages return in milliseconds, not 30 s).
+    pub visibility_timeout: Option<Duration>,
+    /// Fault and observation hooks for the workers (replays, benchmarks).
+    pub hooks: Option<Arc<dyn WorkerHooks>>,
+    /// The stream workers' wait before retrying a failed record
+    /// (`retry_base` when `None`).
+    pub stream_retry_delay: Option<Duration>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            variants: VariantSpec::defaults(),
+            limits: Limits::default(),
+            retry_base: Duration::from_millis(20),
+            retry_cap: Duration::from_secs(2),
+            poll_wait: Duration::from_millis(200),
+            queue_pollers: 1,
+            visibility_timeout: None,
+            hooks: None,
+            stream_retry_delay: None,
+        }
+    }
+}
 
 /// How a queue worker polls and retries.
 #[derive(Debug, Clone)]

@@ -33,8 +33,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A scenario runs on a fresh in-memory store with its blobs in a temporary
-//! folder, on the **virtual clock** by default: when every consumer is idle
+//! A scenario runs on a fresh in-memory store with its blobs in memory too
+//! (nothing is written to disk), on the **virtual clock** by default: when every consumer is idle
 //! and only timers remain (visibility timeouts, delays, retries), time jumps
 //! to the next deadline instead of sleeping. `.rate(Rate::Log)` publishes
 //! each event when its `time` in the log comes, at no cost in waiting. Timing is AWS's (a failed message comes
@@ -47,7 +47,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use router_rules::Topology;
 use switchyard_shared::events::{DomainEvent, OrderStatus};
 use switchyard_shared::Envelope;
@@ -209,22 +208,20 @@ impl Scenario {
             Source::Path(p) => EventLog::read(&p)?,
             Source::Log(l) => *l,
         };
-        let blobs = tempfile::tempdir().context("creating a blob folder")?;
-        let target = EmbeddedTarget::Memory {
-            blob_dir: blobs.path().to_path_buf(),
-        };
-        let outcome = replay_embedded(&log, &self.topology, &target, &self.options).await?;
-        Ok(ScenarioRun {
-            outcome,
-            _blobs: blobs,
-        })
+        let outcome = replay_embedded(
+            &log,
+            &self.topology,
+            &EmbeddedTarget::Ephemeral,
+            &self.options,
+        )
+        .await?;
+        Ok(ScenarioRun { outcome })
     }
 }
 
 /// What a scenario produced, with assertions that explain themselves.
 pub struct ScenarioRun {
     pub outcome: ReplayOutcome,
-    _blobs: tempfile::TempDir,
 }
 
 impl std::ops::Deref for ScenarioRun {

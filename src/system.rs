@@ -10,56 +10,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use router_rules::Topology;
 use switchyard_consumers::registry::Deps;
-use switchyard_imaging::{Limits, VariantSpec};
 use switchyard_producer::api::ApiState;
 use switchyard_producer::LocalFanout;
 use switchyard_shared::config::DataDir;
 use switchyard_shared::embedded::{
-    EmbeddedStore, EmbeddedStream, FolderBlobStore, QueueConfig, QueueStats, StoreOptions,
+    EmbeddedStore, EmbeddedStream, FolderBlobStore, MemoryBlobStore, QueueConfig, QueueStats,
+    StoreOptions,
 };
 use switchyard_shared::ports::{BlobStore, ChangeStream, EventPublisher, Queue, Table};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::runtime::RuntimeOptions;
 use crate::runtime::{self, RecordWaiter, StreamWorkerConfig};
-
-/// How the consumers run.
-#[derive(Debug, Clone)]
-pub struct RuntimeOptions {
-    pub variants: Vec<VariantSpec>,
-    pub limits: Limits,
-    /// First retry delay of a failed message (doubles per receive).
-    pub retry_base: Duration,
-    pub retry_cap: Duration,
-    /// Long-poll wait; also how soon messages sent by another process are seen.
-    pub poll_wait: Duration,
-    /// Pollers per consumer queue (Lambda's concurrency; 1 by default).
-    pub queue_pollers: usize,
-    /// Replaces every queue's visibility timeout (replays with crashes use a
-    /// short one, so abandoned messages return in milliseconds, not 30 s).
-    pub visibility_timeout: Option<Duration>,
-    /// Fault and observation hooks for the workers (replays, benchmarks).
-    pub hooks: Option<Arc<dyn runtime::WorkerHooks>>,
-    /// The stream workers' wait before retrying a failed record
-    /// (`retry_base` when `None`).
-    pub stream_retry_delay: Option<Duration>,
-}
-
-impl Default for RuntimeOptions {
-    fn default() -> Self {
-        RuntimeOptions {
-            variants: VariantSpec::defaults(),
-            limits: Limits::default(),
-            retry_base: Duration::from_millis(20),
-            retry_cap: Duration::from_secs(2),
-            poll_wait: Duration::from_millis(200),
-            queue_pollers: 1,
-            visibility_timeout: None,
-            hooks: None,
-            stream_retry_delay: None,
-        }
-    }
-}
 
 pub struct EmbeddedSystem {
     pub store: Arc<EmbeddedStore>,
@@ -73,8 +36,8 @@ pub struct EmbeddedSystem {
     /// before [`EmbeddedSystem::start`] to watch what they emit.
     pub consumer_publisher: Arc<dyn EventPublisher>,
     pub topology: Arc<Topology>,
-    /// Where blob keys live on disk.
-    pub blob_root: PathBuf,
+    /// Where blob keys live on disk (None: blobs in memory, see [`EmbeddedSystem::ephemeral`]).
+    pub blob_root: Option<PathBuf>,
     stream: EmbeddedStream,
     /// The data dir, for file-backed stores (`None` in memory).
     data_dir: Option<DataDir>,
@@ -101,7 +64,7 @@ impl EmbeddedSystem {
             .with_context(|| format!("opening {}", data_dir.database().display()))?;
         let blobs = FolderBlobStore::new(data_dir.blobs())
             .with_context(|| format!("opening blob folder {}", data_dir.blobs().display()))?;
-        let mut system = Self::with_store(store, blobs, topology)?;
+        let mut system = Self::with_folder(store, blobs, topology)?;
         system.data_dir = Some(data_dir.clone());
         Ok(system)
     }
@@ -116,7 +79,7 @@ impl EmbeddedSystem {
             .with_context(|| format!("opening {} read-only", data_dir.database().display()))?;
         let blobs = FolderBlobStore::existing(data_dir.blobs())
             .with_context(|| format!("opening blob folder {}", data_dir.blobs().display()))?;
-        let mut system = Self::with_store(store, blobs, topology)?;
+        let mut system = Self::with_folder(store, blobs, topology)?;
         system.data_dir = Some(data_dir.clone());
         Ok(system)
     }
@@ -136,16 +99,37 @@ impl EmbeddedSystem {
         let blobs = FolderBlobStore::new(blob_dir)
             .with_context(|| format!("opening blob folder {}", blob_dir.display()))?
             .without_fsync();
-        Self::with_store(
+        Self::with_folder(
             EmbeddedStore::open_with(":memory:", options)?,
             blobs,
             topology,
         )
     }
 
-    fn with_store(
+    /// Store and blobs in memory: nothing touches the disk (scenarios, and
+    /// replays that keep nothing).
+    pub fn ephemeral(topology: Arc<Topology>, options: StoreOptions) -> anyhow::Result<Self> {
+        let store = EmbeddedStore::open_with(":memory:", options)?;
+        // One fault switch for table and blobs, so one seed drives both.
+        let blobs = MemoryBlobStore::new().with_faults(store.faults().clone());
+        Self::with_store(store, Arc::new(blobs), None, topology)
+    }
+
+    fn with_folder(
         store: Arc<EmbeddedStore>,
         blobs: FolderBlobStore,
+        topology: Arc<Topology>,
+    ) -> anyhow::Result<Self> {
+        let root = blobs.root().to_path_buf();
+        // One fault switch for table and blobs, so one seed drives both.
+        let blobs = blobs.with_faults(store.faults().clone());
+        Self::with_store(store, Arc::new(blobs), Some(root), topology)
+    }
+
+    fn with_store(
+        store: Arc<EmbeddedStore>,
+        blobs: Arc<dyn BlobStore>,
+        blob_root: Option<PathBuf>,
         topology: Arc<Topology>,
     ) -> anyhow::Result<Self> {
         let mut queues: BTreeMap<String, Arc<dyn Queue>> = BTreeMap::new();
@@ -171,18 +155,15 @@ impl EmbeddedSystem {
             inner: fanout.clone(),
             store: store.clone(),
         });
-        // One fault switch for table and blobs, so one seed drives both.
-        let blob_dir = blobs.root().to_path_buf();
-        let blobs = blobs.with_faults(store.faults().clone());
         let (shutdown, _) = watch::channel(false);
         Ok(EmbeddedSystem {
             table: Arc::new(store.table()),
             stream: store.stream(),
-            blobs: Arc::new(blobs),
+            blobs,
             publisher,
             consumer_publisher: fanout,
             topology,
-            blob_root: blob_dir,
+            blob_root,
             data_dir: None,
             store,
             shutdown,

@@ -9,8 +9,9 @@ use serde_json::Value;
 use switchyard_shared::events::{sns_attributes, EVENT_TYPES};
 use switchyard_shared::{DomainEvent, Envelope};
 
+use crate::pattern::FilterPolicyScope;
 use crate::pattern::{closest, display_path, Cond, Dialect, Lit, Pattern};
-use crate::topology::{FilterPolicyScope, Subscription, Topology};
+use crate::topology::{Subscription, Topology};
 use crate::{BusMatcher, TopicMatcher};
 
 /// One thing wrong with one subscription.

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::matcher::is_json_object;
-use crate::topology::FilterPolicyScope;
+use crate::pattern::FilterPolicyScope;
 use crate::{reference, BusMatcher, Dialect, Pattern, TopicMatcher};
 
 /// Any JSON text as a pattern, in every dialect: the parser may reject it,

@@ -9,10 +9,10 @@ use switchyard_shared::events::SnsAttribute;
 
 use crate::automaton::{Automaton, Work};
 use crate::flat::{FieldVal, ScanError};
+use crate::pattern::FilterPolicyScope;
 pub use crate::pattern::PatternError;
 use crate::pattern::{Dialect, Pattern};
 use crate::reference;
-use crate::topology::FilterPolicyScope;
 
 thread_local! {
     static WORK: RefCell<Work> = RefCell::new(Work::default());

@@ -10,6 +10,23 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+/// Which part of an SNS message a topic subscription's filter policy reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FilterPolicyScope {
+    #[default]
+    MessageAttributes,
+    MessageBody,
+}
+
+impl FilterPolicyScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterPolicyScope::MessageAttributes => "MessageAttributes",
+            FilterPolicyScope::MessageBody => "MessageBody",
+        }
+    }
+}
+
 /// Which service's rules a pattern follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {

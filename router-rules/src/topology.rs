@@ -9,6 +9,7 @@ use serde_json::Value;
 use switchyard_shared::events::EVENT_TYPES;
 use switchyard_shared::ports::Destination;
 
+pub use crate::pattern::FilterPolicyScope;
 use crate::stream_filter::StreamFilter;
 
 /// The topology shipped with Switchyard (`router-rules/topology.yaml`).
@@ -174,22 +175,6 @@ pub struct TopicSubscription {
     #[serde(default)]
     pub filter_policy_scope: FilterPolicyScope,
     pub filter_policy: Value,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FilterPolicyScope {
-    #[default]
-    MessageAttributes,
-    MessageBody,
-}
-
-impl FilterPolicyScope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FilterPolicyScope::MessageAttributes => "MessageAttributes",
-            FilterPolicyScope::MessageBody => "MessageBody",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,9 @@ use serde_json::json;
 use switchyard_shared::conformance::{
     blob_suite, queue_suite, stream_suite, table_suite, EmbeddedQueueHarness,
 };
-use switchyard_shared::embedded::{EmbeddedStore, FolderBlobStore, QueueConfig, CAPABILITIES};
+use switchyard_shared::embedded::{
+    EmbeddedStore, FolderBlobStore, MemoryBlobStore, QueueConfig, CAPABILITIES,
+};
 use switchyard_shared::ports::{ChangeStream, Condition, Key, OutgoingMessage, Queue, Table};
 
 async fn all_suites(store: Arc<EmbeddedStore>, blob_root: &std::path::Path) {
@@ -21,6 +23,9 @@ async fn all_suites(store: Arc<EmbeddedStore>, blob_root: &std::path::Path) {
     stream_suite(&table, &stream, CAPABILITIES).await;
     queue_suite(&EmbeddedQueueHarness(Arc::clone(&store)), CAPABILITIES).await;
     let blobs = FolderBlobStore::new(blob_root).unwrap();
+    blob_suite(&blobs, blobs.capabilities()).await;
+    blob_suite(&blobs, CAPABILITIES).await;
+    let blobs = MemoryBlobStore::new();
     blob_suite(&blobs, blobs.capabilities()).await;
     blob_suite(&blobs, CAPABILITIES).await;
 }

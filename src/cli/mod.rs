@@ -1,13 +1,13 @@
 //! Command-line parsing and dispatch. Each command group has its own module.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
 mod dlq;
+mod global;
 mod images;
 mod provision;
 mod publish;
@@ -17,6 +17,8 @@ mod schema;
 mod state;
 mod topology;
 mod up;
+
+pub use global::{load_topology, GlobalArgs, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,22 +31,6 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Args)]
-pub struct GlobalArgs {
-    /// Log format: human-readable text or one JSON object per line.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SWITCHYARD_LOG_FORMAT")]
-    pub log_format: LogFormat,
-    /// Topology file (defaults to the built-in router-rules/topology.yaml).
-    #[arg(long, global = true, env = "SWITCHYARD_TOPOLOGY")]
-    pub topology: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,14 +73,6 @@ pub fn init_logging(global: &GlobalArgs, command: &Command) {
         LogFormat::Text => switchyard_shared::logging::LogFormat::Text,
     };
     switchyard_shared::logging::init(switchyard_shared::logging::LogConfig::cli(format, default));
-}
-
-/// Loads the topology named on the command line, or the built-in one.
-pub fn load_topology(global: &GlobalArgs) -> anyhow::Result<router_rules::Topology> {
-    Ok(match &global.topology {
-        Some(path) => router_rules::Topology::load(path)?,
-        None => router_rules::Topology::builtin(),
-    })
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -2,13 +2,10 @@
 //! topology's resources, idempotently (see `switchyard::provision`).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use router_rules::Topology;
-use switchyard::provision::{provision, AwsSystem, Change};
-use switchyard::RuntimeOptions;
+use switchyard::provision::{provision, Change};
 use switchyard_shared::aws::AwsClients;
 use switchyard_shared::config::BackendKind;
 
@@ -45,36 +42,5 @@ pub async fn run(global: &GlobalArgs, args: ProvisionArgs) -> anyhow::Result<Exi
         report.count(Change::Updated),
         report.count(Change::Unchanged)
     );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `switchyard up --backend aws`: the pollers and the HTTP API on the
-/// provisioned resources, until Ctrl-C or SIGTERM.
-pub async fn up(
-    topology: Arc<Topology>,
-    endpoint: Option<&str>,
-    port: u16,
-) -> anyhow::Result<ExitCode> {
-    let clients = AwsClients::connect(endpoint).await;
-    let mut system = AwsSystem::connect(topology, &clients).await?;
-    let options = RuntimeOptions::default();
-    system.start(&options).await?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
-    let addr = listener.local_addr()?;
-    super::up::announce(&format!(
-        "switchyard up: API on http://{addr} (backend aws, {})\nswitchyard up: console on http://{addr}/\n",
-        endpoint.unwrap_or("AWS")
-    ))?;
-    // Queues, dead letters, orders and images from SQS, DynamoDB and S3;
-    // the pages that need the recorder say why they are empty here.
-    let console = switchyard::console::router(switchyard::console::Console::aws(
-        system.topology.clone(),
-        &system.resources,
-    ));
-    super::up::serve_api(listener, system.api_state(), &options, console).await?;
-    eprintln!("switchyard up: stopping pollers after their current batch");
-    system.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

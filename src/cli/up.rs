@@ -37,7 +37,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
             args.record.is_none(),
             "--record works with --backend embedded only (on AWS, record with an EventBridge archive or `replay` from an export)"
         );
-        return super::provision::up(topology, args.endpoint.as_deref(), args.port).await;
+        return up_aws(topology, args.endpoint.as_deref(), args.port).await;
     }
     let data_dir = EmbeddedSystem::data_dir(args.data_dir);
     let mut system = EmbeddedSystem::open(&data_dir, topology)?;
@@ -72,6 +72,37 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
     let console = switchyard::console::router(Console::new(&system, recorder));
     serve_api(listener, api, &options, console).await?;
     eprintln!("switchyard up: stopping consumers after their current batch");
+    system.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `switchyard up --backend aws`: the pollers and the HTTP API on the
+/// provisioned resources, until Ctrl-C or SIGTERM.
+async fn up_aws(
+    topology: Arc<router_rules::Topology>,
+    endpoint: Option<&str>,
+    port: u16,
+) -> anyhow::Result<ExitCode> {
+    let clients = switchyard_shared::aws::AwsClients::connect(endpoint).await;
+    let mut system = switchyard::provision::AwsSystem::connect(topology, &clients).await?;
+    let options = RuntimeOptions::default();
+    system.start(&options).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    let addr = listener.local_addr()?;
+    announce(&format!(
+        "switchyard up: API on http://{addr} (backend aws, {})\nswitchyard up: console on http://{addr}/\n",
+        endpoint.unwrap_or("AWS")
+    ))?;
+    // Queues, dead letters, orders and images from SQS, DynamoDB and S3;
+    // the pages that need the recorder say why they are empty here.
+    let console = switchyard::console::router(switchyard::console::Console::aws(
+        system.topology.clone(),
+        &system.resources,
+    ));
+    serve_api(listener, system.api_state(), &options, console).await?;
+    eprintln!("switchyard up: stopping pollers after their current batch");
     system.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use super::faults::{plan, ConsumerCounts, FaultSpec, ReplayHooks};
 use super::log::{EventLog, LoggedEvent};
+pub use super::report::Refusal;
 use super::report::{digest, digest_of, ReplayReport};
 use crate::state::StateSnapshot;
 use crate::system::{EmbeddedSystem, RuntimeOptions};
@@ -165,8 +166,10 @@ impl Default for ReplayOptions {
 pub enum EmbeddedTarget {
     /// A durable data dir (created if missing).
     DataDir(DataDir),
-    /// An in-memory store, blobs in this folder (tests).
+    /// An in-memory store, blobs in this folder.
     Memory { blob_dir: PathBuf },
+    /// Store and blobs in memory: nothing on disk ([`crate::scenario::Scenario`]).
+    Ephemeral,
 }
 
 /// One message in a dead-letter (or on-failure) queue.
@@ -179,14 +182,6 @@ pub struct DeadLetter {
     /// Why it failed last (`None` if no failure was ever recorded).
     pub reason: Option<String>,
     pub body: String,
-}
-
-/// An event the replay did not publish, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Refusal {
-    pub event_id: Uuid,
-    pub detail_type: String,
-    pub reason: String,
 }
 
 /// Everything a replay produced.
@@ -664,6 +659,7 @@ async fn replay_on(
         EmbeddedTarget::Memory { blob_dir } => {
             EmbeddedSystem::in_memory_with(blob_dir, topology.clone(), store_options)?
         }
+        EmbeddedTarget::Ephemeral => EmbeddedSystem::ephemeral(topology.clone(), store_options)?,
     };
     for b in &log.blobs {
         let key =

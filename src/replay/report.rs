@@ -5,10 +5,18 @@ use std::fmt;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use super::faults::ConsumerCounts;
-use super::replayer::Refusal;
 use crate::state::StateSnapshot;
+
+/// An event the replay did not publish, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Refusal {
+    pub event_id: Uuid,
+    pub detail_type: String,
+    pub reason: String,
+}
 
 /// `sha256:<hex>` of the snapshot's canonical JSON: equal digests, equal states.
 pub fn digest(snapshot: &StateSnapshot) -> String {

@@ -35,6 +35,7 @@ mod items;
 mod journal;
 mod journal_file;
 mod legacy;
+mod memory_blobs;
 pub mod queue;
 mod state;
 pub mod store;
@@ -43,6 +44,7 @@ pub mod table;
 
 pub use blobs::FolderBlobStore;
 pub use faults::{FaultPlan, FaultTarget, Faults, InvalidFaultPlan};
+pub use memory_blobs::MemoryBlobStore;
 pub use queue::{EmbeddedQueue, PeekedMessage, QueueConfig, QueueStats};
 pub use store::{EmbeddedStore, StoreError, StoreOptions, Unwritable};
 pub use stream::{format_sequence, EmbeddedStream};

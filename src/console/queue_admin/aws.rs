@@ -97,13 +97,8 @@ impl QueueAdmin for SqsQueues {
             .await?
             .into_iter()
             .map(|m| ShownMessage {
-                message_id: m.message_id,
-                body: m.body,
-                sent_at_ms: m.sent_at_ms,
-                receive_count: m.receive_count,
-                in_flight: false,
                 source_queue: source.clone(),
-                last_failure: None,
+                ..ShownMessage::new(m.message_id, m.body, m.sent_at_ms, m.receive_count)
             })
             .collect();
         shown.sort_by_key(|m| m.sent_at_ms);

@@ -63,13 +63,10 @@ impl QueueAdmin for EmbeddedQueues {
             .list_messages(queue, limit)?
             .into_iter()
             .map(|m| ShownMessage {
-                message_id: m.message_id,
-                body: m.body,
-                sent_at_ms: m.sent_at_ms,
-                receive_count: m.receive_count,
                 in_flight: m.in_flight,
                 source_queue: m.source_queue,
                 last_failure: m.last_failure,
+                ..ShownMessage::new(m.message_id, m.body, m.sent_at_ms, m.receive_count)
             })
             .collect())
     }

@@ -47,6 +47,21 @@ pub struct ShownMessage {
     pub last_failure: Option<String>,
 }
 
+impl ShownMessage {
+    /// What every backend knows of a message; each adds what else it keeps.
+    pub fn new(message_id: String, body: String, sent_at_ms: i64, receive_count: u32) -> Self {
+        ShownMessage {
+            message_id,
+            body,
+            sent_at_ms,
+            receive_count,
+            in_flight: false,
+            source_queue: None,
+            last_failure: None,
+        }
+    }
+}
+
 /// What a backend's queues let the console do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdminCapabilities {
