@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Args;
 use switchyard::console::{Console, Recorder, RecorderLimits};
 use switchyard::demo::{self, DemoOptions};
@@ -67,18 +66,11 @@ async fn with_console(options: DemoOptions, port: u16) -> anyhow::Result<ExitCod
     recorder.install(&mut system, &mut runtime);
     system.start(&runtime).await?;
     // Bound first, so a port in use fails before the demo runs.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    let listener = super::up::bind_local(port).await?;
     let outcome = demo::run_on(&system, &options).await?;
     let code = report(&outcome)?;
     let addr = listener.local_addr()?;
-    {
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "\nconsole on http://{addr}/ (Ctrl-C to stop)")?;
-        stdout.flush()?;
-    }
+    super::up::announce(&format!("\nconsole on http://{addr}/ (Ctrl-C to stop)\n"))?;
     let console = switchyard::console::router(Console::new(&system, recorder));
     super::up::serve_api(listener, system.api_state(), &runtime, console).await?;
     system.shutdown().await;

@@ -46,9 +46,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
     let recorder = Recorder::new(system.topology.clone(), RecorderLimits::default())?;
     recorder.install(&mut system, &mut options);
     system.start(&options).await?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+    let listener = bind_local(args.port).await?;
     let addr = listener.local_addr()?;
     let line = format!(
         "switchyard up: API on http://{addr} (data dir {})\nswitchyard up: console on http://{addr}/\n",
@@ -87,9 +85,7 @@ async fn up_aws(
     let mut system = switchyard::provision::AwsSystem::connect(topology, &clients).await?;
     let options = RuntimeOptions::default();
     system.start(&options).await?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    let listener = bind_local(port).await?;
     let addr = listener.local_addr()?;
     announce(&format!(
         "switchyard up: API on http://{addr} (backend aws, {})\nswitchyard up: console on http://{addr}/\n",
@@ -105,6 +101,13 @@ async fn up_aws(
     eprintln!("switchyard up: stopping pollers after their current batch");
     system.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server's listener on 127.0.0.1 (`port` 0 picks a free one).
+pub(super) async fn bind_local(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port}"))
 }
 
 /// Prints where the server listens on stdout, flushed, so scripts and tests

@@ -230,7 +230,7 @@ impl SqsQueue {
         let picked = self
             .sweep(max, |id| if pick(id) { Sweep::Take } else { Sweep::Skip })
             .await?;
-        for (_, raw) in picked.into_iter().filter_map(|(m, raw)| Some((m, raw?))) {
+        for raw in picked.into_iter().filter_map(|(_, raw)| raw) {
             let entry = SendMessageBatchRequestEntry::builder()
                 .id("0")
                 .message_body(raw.body().unwrap_or_default())

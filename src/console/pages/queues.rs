@@ -51,15 +51,12 @@ fn is_dead_letter(console: &Console, queue: &str) -> bool {
 
 /// A queue of the topology (each page checks before acting on user input).
 fn known_queue(console: &Console, queue: &str) -> Result<(), PageError> {
-    let t = &console.topology;
-    let known = t
+    let polled = console
+        .topology
         .consumers
         .iter()
-        .any(|c| c.queue_name() == queue || c.dlq_name() == queue)
-        || t.stream_consumers
-            .iter()
-            .any(|s| s.on_failure_queue() == queue);
-    if known {
+        .any(|c| c.queue_name() == queue);
+    if polled || is_dead_letter(console, queue) {
         Ok(())
     } else {
         Err(PageError::not_found(format!("no queue named {queue:?}")))
@@ -78,12 +75,10 @@ pub async fn queue_page(
 ) -> PageResult {
     known_queue(&console, &queue)?;
     let counts = console
-        .queue_views()
+        .queues
+        .queue(&queue)
         .await
-        .map_err(PageError::admin)?
-        .into_iter()
-        .find(|q| q.name == queue)
-        .unwrap_or_default();
+        .map_err(PageError::admin)?;
     let (messages, not_shown) = match console.queues.messages(&queue, MESSAGES_SHOWN).await {
         Ok(m) => (m, None),
         Err(AdminError::NotShown(why)) => (Vec::new(), Some(why)),

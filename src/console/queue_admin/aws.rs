@@ -46,7 +46,7 @@ impl SqsQueues {
         }
     }
 
-    fn queue(&self, name: &str) -> Result<&SqsQueue, AdminError> {
+    fn queue_of(&self, name: &str) -> Result<&SqsQueue, AdminError> {
         self.queues
             .get(name)
             .map(|q| &**q)
@@ -55,7 +55,7 @@ impl SqsQueues {
 
     /// The DLQ and the queue its messages go back to.
     fn redrive_pair(&self, dlq: &str) -> Result<Option<(&SqsQueue, &str)>, AdminError> {
-        let from = self.queue(dlq)?;
+        let from = self.queue_of(dlq)?;
         Ok(match self.dead_letters.get(dlq) {
             Some(Some(source)) => Some((from, source.as_str())),
             _ => None,
@@ -74,21 +74,25 @@ impl QueueAdmin for SqsQueues {
 
     async fn queues(&self) -> Result<Vec<QueueView>, AdminError> {
         let mut out = Vec::with_capacity(self.queues.len());
-        for (name, q) in &self.queues {
-            let c = q.counts().await?;
-            out.push(QueueView {
-                name: name.clone(),
-                visible: c.visible,
-                in_flight: c.in_flight,
-                delayed: c.delayed,
-                oldest: None,
-            });
+        for name in self.queues.keys() {
+            out.push(self.queue(name).await?);
         }
         Ok(out)
     }
 
+    async fn queue(&self, name: &str) -> Result<QueueView, AdminError> {
+        let c = self.queue_of(name)?.counts().await?;
+        Ok(QueueView {
+            name: name.to_owned(),
+            visible: c.visible,
+            in_flight: c.in_flight,
+            delayed: c.delayed,
+            oldest: None,
+        })
+    }
+
     async fn messages(&self, queue: &str, limit: usize) -> Result<Vec<ShownMessage>, AdminError> {
-        let q = self.queue(queue)?;
+        let q = self.queue_of(queue)?;
         let Some(source) = self.dead_letters.get(queue) else {
             return Err(AdminError::NotShown(NOT_SHOWN));
         };
@@ -114,17 +118,17 @@ impl QueueAdmin for SqsQueues {
             return Ok(None);
         };
         let moved = from
-            .move_to(self.queue(source)?, 1, |id| id == message_id)
+            .move_to(self.queue_of(source)?, 1, |id| id == message_id)
             .await?;
         Ok((moved == 1).then(|| source.to_owned()))
     }
 
     async fn delete_message(&self, queue: &str, message_id: &str) -> Result<bool, AdminError> {
         if !self.dead_letters.contains_key(queue) {
-            self.queue(queue)?;
+            self.queue_of(queue)?;
             return Err(AdminError::NotShown(NOT_SHOWN));
         }
-        Ok(self.queue(queue)?.delete_by_id(message_id).await?)
+        Ok(self.queue_of(queue)?.delete_by_id(message_id).await?)
     }
 
     async fn redrive_all(&self, dlq: &str) -> Result<usize, AdminError> {
@@ -132,7 +136,7 @@ impl QueueAdmin for SqsQueues {
             return Ok(0);
         };
         Ok(from
-            .move_to(self.queue(source)?, usize::MAX, |_| true)
+            .move_to(self.queue_of(source)?, usize::MAX, |_| true)
             .await?)
     }
 }

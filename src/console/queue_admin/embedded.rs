@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use switchyard_shared::embedded::EmbeddedStore;
+use switchyard_shared::embedded::{EmbeddedStore, QueueStats};
 
 use super::{AdminCapabilities, AdminError, QueueAdmin, QueueView, ShownMessage};
 
@@ -15,6 +15,23 @@ pub struct EmbeddedQueues {
 impl EmbeddedQueues {
     pub fn new(store: Arc<EmbeddedStore>) -> Self {
         EmbeddedQueues { store }
+    }
+
+    /// A queue's counts, and the age of its oldest message.
+    fn view(&self, s: QueueStats) -> Result<QueueView, AdminError> {
+        let now = crate::console::recorder::now_ms();
+        let oldest = self
+            .store
+            .list_messages(&s.name, 1)?
+            .first()
+            .map(|m| Duration::from_millis(u64::try_from(now - m.sent_at_ms).unwrap_or(0)));
+        Ok(QueueView {
+            name: s.name,
+            visible: s.visible,
+            in_flight: s.in_flight,
+            delayed: s.delayed,
+            oldest,
+        })
     }
 
     fn known(&self, queue: &str) -> Result<(), AdminError> {
@@ -36,24 +53,20 @@ impl QueueAdmin for EmbeddedQueues {
     }
 
     async fn queues(&self) -> Result<Vec<QueueView>, AdminError> {
-        let now = crate::console::recorder::now_ms();
         self.store
             .queue_stats()?
             .into_iter()
-            .map(|s| {
-                let oldest =
-                    self.store.list_messages(&s.name, 1)?.first().map(|m| {
-                        Duration::from_millis(u64::try_from(now - m.sent_at_ms).unwrap_or(0))
-                    });
-                Ok(QueueView {
-                    name: s.name,
-                    visible: s.visible,
-                    in_flight: s.in_flight,
-                    delayed: s.delayed,
-                    oldest,
-                })
-            })
+            .map(|s| self.view(s))
             .collect()
+    }
+
+    async fn queue(&self, name: &str) -> Result<QueueView, AdminError> {
+        let stats = self
+            .store
+            .queue_stats()?
+            .into_iter()
+            .find(|s| s.name == name);
+        self.view(stats.ok_or_else(|| AdminError::NoSuchQueue(name.to_owned()))?)
     }
 
     async fn messages(&self, queue: &str, limit: usize) -> Result<Vec<ShownMessage>, AdminError> {

@@ -90,6 +90,9 @@ pub trait QueueAdmin: Send + Sync {
     /// Every queue and DLQ of the topology, by name.
     async fn queues(&self) -> Result<Vec<QueueView>, AdminError>;
 
+    /// One queue's counts.
+    async fn queue(&self, name: &str) -> Result<QueueView, AdminError>;
+
     /// Up to `limit` of a queue's messages, oldest first where the backend knows the order.
     async fn messages(&self, queue: &str, limit: usize) -> Result<Vec<ShownMessage>, AdminError>;
 
