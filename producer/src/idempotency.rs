@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use switchyard_shared::ports::{Condition, Item, Key, TableError};
 use uuid::Uuid;
 
-use crate::api::{ApiError, ApiState};
+use crate::http::{body_read_error, is_json, ApiError, ApiState};
 
 pub const HEADER: &str = "idempotency-key";
 /// Set on an answer that repeats the first answer to a key.
@@ -154,7 +154,7 @@ async fn run(state: &ApiState, req: Request, next: Next) -> Result<Response, Res
     // The route's body limit wraps the body; reading past it is a 413.
     let body = to_bytes(body, usize::MAX)
         .await
-        .map_err(|e| crate::api::body_read_error(&e).into_response())?;
+        .map_err(|e| body_read_error(&e).into_response())?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -162,7 +162,7 @@ async fn run(state: &ApiState, req: Request, next: Next) -> Result<Response, Res
         .unwrap_or("")
         .to_owned();
     // A creation's target is the id its body names (`POST /orders` with `order_id`).
-    let body_target = crate::api::is_json(&content_type)
+    let body_target = is_json(&content_type)
         .then(|| serde_json::from_slice::<Value>(&body).ok())
         .flatten()
         .and_then(|v| v.get("order_id")?.as_str().map(str::to_owned));

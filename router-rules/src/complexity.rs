@@ -13,9 +13,7 @@
 //! EventBridge does not publish its threshold: [`EVENTBRIDGE_MAX_WILDCARD_COMPLEXITY`]
 //! is set from an observed rejection (see its doc).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-
-use crate::pattern::{Cond, Leaf, Negated, Wildcard};
+use std::collections::{HashSet, VecDeque};
 
 /// The largest complexity accepted. Observed on EventBridge: a field with the
 /// three wildcards `*:stack/<name>/*` (complexity 9 here) is accepted and with
@@ -32,35 +30,10 @@ enum Tok {
     Char(char),
 }
 
-/// The worst complexity of any field of a parsed rule, with that field's path.
-pub fn worst_field(branches: &[Vec<Leaf>]) -> Option<(&[String], usize)> {
-    // Identical wildcards on one field share their states (event-ruler's trie).
-    let mut fields: HashMap<&[String], Vec<&Wildcard>> = HashMap::new();
-    for leaf in branches.iter().flatten() {
-        let entry = fields.entry(leaf.path.as_slice()).or_default();
-        for cond in &leaf.conds {
-            let ws: Vec<&Wildcard> = match cond {
-                Cond::Wildcard(w) => vec![w],
-                Cond::AnythingBut(Negated::Wildcard(list)) => list.iter().collect(),
-                _ => continue,
-            };
-            for w in ws {
-                if !entry.iter().any(|x| x.source == w.source) {
-                    entry.push(w);
-                }
-            }
-        }
-    }
-    fields
-        .into_iter()
-        .filter(|(_, ws)| !ws.is_empty())
-        .map(|(path, ws)| (path, complexity(&ws)))
-        .max_by_key(|(_, c)| *c)
-}
-
-fn tokens(w: &Wildcard) -> Vec<Tok> {
+/// A wildcard's tokens from its literal runs between stars (`a*b*` is `["a", "b", ""]`).
+fn tokens(pieces: &[String]) -> Vec<Tok> {
     let mut out = Vec::new();
-    for (i, piece) in w.pieces.iter().enumerate() {
+    for (i, piece) in pieces.iter().enumerate() {
         if i > 0 {
             out.push(Tok::Star);
         }
@@ -70,8 +43,9 @@ fn tokens(w: &Wildcard) -> Vec<Tok> {
 }
 
 /// The most NFA states past the start that one input can hold at once, for
-/// these patterns together (capped just above the limit: only the verdict matters).
-pub fn complexity(patterns: &[&Wildcard]) -> usize {
+/// these patterns together (capped just above the limit: only the verdict
+/// matters). Each pattern is given by its literal runs between stars.
+pub fn complexity(patterns: &[&[String]]) -> usize {
     let toks: Vec<Vec<Tok>> = patterns.iter().map(|w| tokens(w)).collect();
     // A state is (pattern, tokens consumed); a star may also match nothing.
     let close = |set: &mut Vec<(u32, u32)>| {
@@ -137,14 +111,14 @@ pub fn complexity(patterns: &[&Wildcard]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pattern::parse_wildcard;
 
+    /// The test patterns have no escapes: their pieces are the runs between stars.
     fn of(patterns: &[&str]) -> usize {
-        let ws: Vec<Wildcard> = patterns
+        let pieces: Vec<Vec<String>> = patterns
             .iter()
-            .map(|p| parse_wildcard(p, &[]).unwrap())
+            .map(|p| p.split('*').map(str::to_owned).collect())
             .collect();
-        complexity(&ws.iter().collect::<Vec<_>>())
+        complexity(&pieces.iter().map(Vec::as_slice).collect::<Vec<_>>())
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //! of [`Leaf`]s: one field path and the conditions of its array, any of which
 //! may match.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
+
+use crate::complexity::{complexity, EVENTBRIDGE_MAX_WILDCARD_COMPLEXITY};
 
 /// Which part of an SNS message a topic subscription's filter policy reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -302,8 +305,8 @@ impl Pattern {
         let branches = parser.object(object, &mut Vec::new())?;
         if dialect.is_sns() {
             parser.check_sns_limits(pattern)?;
-        } else if let Some((path, c)) = crate::complexity::worst_field(&branches) {
-            let max = crate::complexity::EVENTBRIDGE_MAX_WILDCARD_COMPLEXITY;
+        } else if let Some((path, c)) = worst_field(&branches) {
+            let max = EVENTBRIDGE_MAX_WILDCARD_COMPLEXITY;
             if c > max {
                 return Err(PatternError::new(path, Some("wildcard"), format!(
                     "the rule is too complex: one value can match {c} wildcard prefixes on this field at once, over EventBridge's limit of {max}; use fewer wildcard characters or fewer repeating character sequences after a wildcard"
@@ -1015,6 +1018,35 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// The worst complexity of any field of a parsed rule, with that field's path.
+fn worst_field(branches: &[Vec<Leaf>]) -> Option<(&[String], usize)> {
+    // Identical wildcards on one field share their states (event-ruler's trie).
+    let mut fields: HashMap<&[String], Vec<&Wildcard>> = HashMap::new();
+    for leaf in branches.iter().flatten() {
+        let entry = fields.entry(leaf.path.as_slice()).or_default();
+        for cond in &leaf.conds {
+            let ws: Vec<&Wildcard> = match cond {
+                Cond::Wildcard(w) => vec![w],
+                Cond::AnythingBut(Negated::Wildcard(list)) => list.iter().collect(),
+                _ => continue,
+            };
+            for w in ws {
+                if !entry.iter().any(|x| x.source == w.source) {
+                    entry.push(w);
+                }
+            }
+        }
+    }
+    fields
+        .into_iter()
+        .filter(|(_, ws)| !ws.is_empty())
+        .map(|(path, ws)| {
+            let pieces: Vec<&[String]> = ws.iter().map(|w| w.pieces.as_slice()).collect();
+            (path, complexity(&pieces))
+        })
+        .max_by_key(|(_, c)| *c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1054,7 +1086,7 @@ mod tests {
             (e.path.as_str(), e.operator.as_deref()),
             ("detail.id", Some("wildcard"))
         );
-        let max = crate::complexity::EVENTBRIDGE_MAX_WILDCARD_COMPLEXITY;
+        let max = EVENTBRIDGE_MAX_WILDCARD_COMPLEXITY;
         assert!(e.message.contains(&format!("limit of {max}")), "{e}");
         // 38 values five deep: 190 combinations as SNS counts them, 38 as a flat product.
         let values: Vec<String> = (0..38).map(|i| i.to_string()).collect();

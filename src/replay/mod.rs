@@ -17,6 +17,7 @@ pub mod faults;
 pub mod generate;
 pub mod import;
 pub mod log;
+pub mod measure;
 pub mod moto_leg;
 pub mod replayer;
 pub mod report;

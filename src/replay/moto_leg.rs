@@ -10,8 +10,8 @@ use anyhow::{bail, Context};
 use router_rules::Topology;
 use switchyard_shared::aws::AwsClients;
 
-use super::bench::{ConsumedClock, E2eOptions, RunFigures, Versions};
 use super::generate;
+use super::measure::{ConsumedClock, E2eOptions, RunFigures, Versions};
 use super::replayer::{publish_paced, Rate};
 use crate::provision::{provision, AwsSystem};
 use crate::system::RuntimeOptions;

@@ -7,6 +7,7 @@ pub mod fixtures;
 #[doc(hidden)]
 pub mod fuzzing;
 mod jpeg;
+mod limits;
 pub mod measure;
 mod memory;
 mod meta;
@@ -16,12 +17,14 @@ pub mod quality;
 mod scratch;
 mod webp;
 
+use limits::{check_deadline, check_pixels};
+pub use limits::{Limits, Rejection, DEFAULT_DECODE_MEMORY};
 pub use memory::peak_memory;
 pub use planes::{Raster, Rgb};
 
 use std::io::Cursor;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fast_image_resize::Resizer;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
@@ -125,32 +128,6 @@ impl FromStr for VariantSpec {
     }
 }
 
-/// Limits checked before (and while) decoding, so hostile files are cheap to refuse.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    pub max_bytes: u64,
-    pub max_pixels: u64,
-    pub max_decode_time: Duration,
-    /// What all of one image processor's concurrent decodes may hold at once,
-    /// by [`peak_memory`]; an image needing more on its own is refused. The
-    /// processor enforces it (`process` itself handles one image).
-    pub max_decode_memory: u64,
-}
-
-/// The decode memory budget when nothing sets one (a local `switchyard up`).
-pub const DEFAULT_DECODE_MEMORY: u64 = 1 << 30;
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_bytes: 25 * 1024 * 1024,
-            max_pixels: 50_000_000,
-            max_decode_time: Duration::from_secs(10),
-            max_decode_memory: DEFAULT_DECODE_MEMORY,
-        }
-    }
-}
-
 /// The input types accepted, sniffed from the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputFormat {
@@ -168,40 +145,6 @@ pub fn sniff(bytes: &[u8]) -> Option<InputFormat> {
         [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(InputFormat::Webp),
         [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(InputFormat::Gif),
         _ => None,
-    }
-}
-
-/// Why an input was refused. Never retried: the same bytes fail the same way.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    #[error("file is empty")]
-    Empty,
-    #[error("file is {size} bytes, over the {limit}-byte limit")]
-    TooLarge { size: u64, limit: u64 },
-    #[error("image is {width}x{height} ({} pixels), over the {limit}-pixel limit", *width as u64 * *height as u64)]
-    TooManyPixels { width: u32, height: u32, limit: u64 },
-    #[error("not a supported image type (JPEG, PNG, WebP, GIF)")]
-    UnsupportedType,
-    #[error("image is corrupt or truncated: {0}")]
-    Corrupt(String),
-    #[error("decoding took longer than {0:?}")]
-    DecodeTimeout(Duration),
-    #[error("decoding needs about {} MiB, over the {} MiB this processor may use for all its decodes at once", need.div_ceil(1 << 20), budget >> 20)]
-    OverMemoryBudget { need: u64, budget: u64 },
-}
-
-impl Rejection {
-    /// Stable machine-readable code, carried by `ImageRejected.code`.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Rejection::Empty => "empty",
-            Rejection::TooLarge { .. } => "too_large",
-            Rejection::TooManyPixels { .. } => "too_many_pixels",
-            Rejection::UnsupportedType => "unsupported_type",
-            Rejection::Corrupt(_) => "corrupt",
-            Rejection::DecodeTimeout(_) => "decode_timeout",
-            Rejection::OverMemoryBudget { .. } => "over_memory_budget",
-        }
     }
 }
 
@@ -355,24 +298,6 @@ struct Decoded {
     source: Pixels,
     orientation: Orientation,
     to_srgb: Option<ToSrgb>,
-}
-
-fn check_deadline(started: Instant, limits: &Limits) -> Result<(), Rejection> {
-    if started.elapsed() > limits.max_decode_time {
-        return Err(Rejection::DecodeTimeout(limits.max_decode_time));
-    }
-    Ok(())
-}
-
-fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), Rejection> {
-    if width as u64 * height as u64 > limits.max_pixels {
-        return Err(Rejection::TooManyPixels {
-            width,
-            height,
-            limit: limits.max_pixels,
-        });
-    }
-    Ok(())
 }
 
 fn decode_jpeg(

@@ -13,10 +13,11 @@ use std::io::Cursor;
 
 use image::{ImageDecoder, ImageFormat, ImageReader};
 
+use crate::limits::{check_pixels, Limits, Rejection};
 use crate::planes::Orientation;
 use crate::{
-    check_pixels, checked_format, dct_scale, geometry, jpeg, meta, InputFormat, Limits, Rejection,
-    VariantSpec, MAX_DECODER_MEMORY_MB, MAX_SCANS,
+    checked_format, dct_scale, geometry, jpeg, meta, InputFormat, VariantSpec,
+    MAX_DECODER_MEMORY_MB, MAX_SCANS,
 };
 
 /// Decoder handles, Huffman and quantisation tables, colour transforms, the

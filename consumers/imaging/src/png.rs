@@ -6,8 +6,9 @@
 //!
 //! Every length and offset comes from the file: all reads are bounds-checked.
 
+use crate::limits::{check_pixels, Limits, Rejection};
 use crate::planes::Rgb;
-use crate::{check_pixels, scratch, Limits, Rejection};
+use crate::scratch;
 
 const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 

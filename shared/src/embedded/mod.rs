@@ -37,6 +37,7 @@ mod journal_file;
 mod legacy;
 mod memory_blobs;
 pub mod queue;
+mod queue_config;
 mod state;
 pub mod store;
 pub mod stream;

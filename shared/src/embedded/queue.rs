@@ -10,16 +10,16 @@
 //! message is visible again, with its receive count kept.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
 
 use super::journal::{MessageOp, Op};
+pub use super::queue_config::QueueConfig;
 use super::state::{Msg, QState, BLOCKED};
-use super::store::{ms, wait_until, Changes, EmbeddedStore, Unwritable};
+use super::store::{ms, wait_until, Changes, EmbeddedStore, QueueMeta, Unwritable};
 use crate::events::SnsAttribute;
 use crate::ports::{Capabilities, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 /// SQS limits.
@@ -27,70 +27,12 @@ const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 const MAX_ATTRIBUTES: usize = 10;
-const MAX_NAME_CHARS: usize = 80;
 /// How often (in dedup inserts, a power of two) expired dedup ids are swept.
 const DEDUP_SWEEP_EVERY: u64 = 256;
 
 impl From<Unwritable> for QueueError {
     fn from(e: Unwritable) -> Self {
         QueueError::Backend(e.to_string())
-    }
-}
-
-/// A queue and its redrive policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueConfig {
-    /// SQS rules: 1-80 of `[A-Za-z0-9_-]`; FIFO names end in `.fifo`.
-    pub name: String,
-    pub fifo: bool,
-    /// Receives before a message moves to the DLQ (ignored without a DLQ).
-    pub max_receive_count: u32,
-    pub dead_letter_queue: Option<String>,
-}
-
-impl QueueConfig {
-    /// A queue without a DLQ; FIFO if the name ends in `.fifo`.
-    pub fn new(name: impl Into<String>) -> Self {
-        let name = name.into();
-        QueueConfig {
-            fifo: name.ends_with(".fifo"),
-            name,
-            max_receive_count: 0,
-            dead_letter_queue: None,
-        }
-    }
-
-    /// Sends messages received more than `max_receive_count` times to `dlq`.
-    pub fn with_dlq(mut self, dlq: impl Into<String>, max_receive_count: u32) -> Self {
-        self.dead_letter_queue = Some(dlq.into());
-        self.max_receive_count = max_receive_count;
-        self
-    }
-
-    /// Checks the config against SQS's rules (the DLQ's existence is checked on create).
-    pub fn validate(&self) -> Result<(), QueueError> {
-        validate_name(&self.name, self.fifo)?;
-        if let Some(dlq) = &self.dead_letter_queue {
-            if dlq == &self.name {
-                return Err(QueueError::Invalid(format!(
-                    "queue {:?} cannot be its own dead-letter queue",
-                    self.name
-                )));
-            }
-            if dlq.ends_with(".fifo") != self.fifo {
-                return Err(QueueError::Invalid(format!(
-                    "queue {:?} and its dead-letter queue {dlq:?} must both be FIFO or both standard",
-                    self.name
-                )));
-            }
-            if !(1..=1000).contains(&self.max_receive_count) {
-                return Err(QueueError::Invalid(format!(
-                    "queue {:?}: max_receive_count must be 1..=1000 with a dead-letter queue, got {}",
-                    self.name, self.max_receive_count
-                )));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -106,27 +48,6 @@ fn has_forbidden_char(body: &str) -> bool {
     control
         || memchr::memchr_iter(0xEF, bytes)
             .any(|i| matches!(bytes.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])))
-}
-
-fn validate_name(name: &str, fifo: bool) -> Result<(), QueueError> {
-    let stem = name.strip_suffix(".fifo").unwrap_or(name);
-    if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || stem.is_empty()
-        || !stem
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(QueueError::Invalid(format!(
-            "queue name {name:?}: use 1-{MAX_NAME_CHARS} characters of A-Z a-z 0-9 - _ (plus `.fifo` for FIFO queues)"
-        )));
-    }
-    if fifo != name.ends_with(".fifo") {
-        return Err(QueueError::Invalid(format!(
-            "queue name {name:?}: FIFO queue names end in `.fifo`, and only theirs do (fifo = {fifo})"
-        )));
-    }
-    Ok(())
 }
 
 /// Counts for `switchyard dlq list` and the runtime's quiescence check.
@@ -157,20 +78,6 @@ pub struct PeekedMessage {
     /// The queue it came from, for messages moved to a DLQ.
     pub source_queue: Option<String>,
     pub in_flight: bool,
-}
-
-/// Per-queue wake-ups shared by every handle of the queue.
-#[derive(Debug, Default)]
-pub(crate) struct QueueMeta {
-    /// Fired on changes that may make a message receivable.
-    notify: Notify,
-    dedup_inserts: AtomicU64,
-}
-
-impl QueueMeta {
-    pub(super) fn new() -> Self {
-        QueueMeta::default()
-    }
 }
 
 /// A queue port over an [`EmbeddedStore`]; get one with [`EmbeddedStore::queue`].

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::journal::{CorruptJournal, MessageOp, Op};
-use super::queue::QueueConfig;
+use super::queue_config::QueueConfig;
 use crate::ports::Key;
 
 /// `visible_at_ms` of a FIFO message waiting behind its group's head.

@@ -42,7 +42,7 @@ use tokio::sync::{watch, Notify};
 use super::faults::Faults;
 use super::journal::{decode_all, CorruptJournal, Op};
 use super::journal_file::{self, Found, JournalFileError, JournalWriter};
-use super::queue::QueueMeta;
+use super::legacy;
 use super::state::State;
 use crate::envelope::{LOCAL_ACCOUNT, LOCAL_REGION};
 use crate::ports::clock::{wall_clock, Clock};
@@ -157,6 +157,20 @@ impl StoreError {
             path: path.to_owned(),
             source,
         }
+    }
+}
+
+/// Per-queue wake-ups shared by every handle of the queue.
+#[derive(Debug, Default)]
+pub(crate) struct QueueMeta {
+    /// Fired on changes that may make a message receivable.
+    pub(super) notify: Notify,
+    pub(super) dedup_inserts: AtomicU64,
+}
+
+impl QueueMeta {
+    pub(super) fn new() -> Self {
+        QueueMeta::default()
     }
 }
 
@@ -725,10 +739,24 @@ fn upgrade_schema(conn: &Connection, shown: &str) -> Result<(), StoreError> {
     }
     conn.execute_batch(SCHEMA).map_err(&sql)?;
     if found == 1 {
-        super::legacy::import(conn, shown)?;
+        import_schema_1(conn, shown)?;
     }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(&sql)?;
+    Ok(())
+}
+
+/// Brings a schema-1 database (a SQLite table per kind of row) into a
+/// snapshot and drops its old tables, in the transaction of the upgrade.
+fn import_schema_1(conn: &Connection, shown: &str) -> Result<(), StoreError> {
+    let state = legacy::read(conn, now_ms()).map_err(|e| match e {
+        legacy::ImportError::Sqlite(source) => StoreError::sqlite(shown)(source),
+        legacy::ImportError::Corrupt(source) => StoreError::corrupt(shown)(source),
+    })?;
+    // A schema-1 database never had a journal file: generation 0 starts one.
+    write_parts(conn, &snapshot_parts(&state), 0).map_err(StoreError::sqlite(shown))?;
+    legacy::drop_tables(conn).map_err(StoreError::sqlite(shown))?;
+    tracing::info!(db = %shown, items = state.items.len(), queues = state.queues.len(), "imported a schema-1 database into the journal format");
     Ok(())
 }
 
@@ -882,7 +910,7 @@ struct OpenJournal {
 }
 
 /// The state as snapshot rows.
-pub(super) fn snapshot_parts(state: &State) -> Vec<Vec<u8>> {
+fn snapshot_parts(state: &State) -> Vec<Vec<u8>> {
     let mut parts: Vec<Vec<u8>> = vec![Vec::new()];
     state.snapshot(|op| {
         let last = parts.last_mut().expect("one part at least");
@@ -897,11 +925,7 @@ pub(super) fn snapshot_parts(state: &State) -> Vec<Vec<u8>> {
 /// Replaces the snapshot with these rows, continued by the journal file of
 /// `generation`, and empties the journal table, in one transaction; then
 /// copies the WAL into the database so it does not keep the snapshot twice.
-pub(super) fn write_parts(
-    conn: &Connection,
-    parts: &[Vec<u8>],
-    generation: u64,
-) -> rusqlite::Result<()> {
+fn write_parts(conn: &Connection, parts: &[Vec<u8>], generation: u64) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE; DELETE FROM snapshot; DELETE FROM journal;")?;
     let result = (|| {
         let mut st = conn.prepare("INSERT INTO snapshot (part, ops) VALUES (?1, ?2)")?;
