@@ -21,8 +21,9 @@ use switchyard_shared::items::{
 use switchyard_shared::{BlobKey, Envelope};
 use uuid::Uuid;
 
+use crate::embedded::EmbeddedSystem;
+use crate::runtime::RuntimeOptions;
 use crate::state::StateSnapshot;
-use crate::system::{EmbeddedSystem, RuntimeOptions};
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {

@@ -8,12 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use router_rules::topology::{ConsumerSpec, StreamConsumerSpec};
-use switchyard_consumers::registry::{self, Deps};
-use switchyard_consumers::stream_reactor::StreamReactor;
-use switchyard_consumers::SqsBatchHandler;
+use switchyard_consumers::registry::{Adapters, Deps, ImageSettings, Registry};
+use switchyard_consumers::stream_handler::changes;
+use switchyard_consumers::{SqsBatchHandler, StreamHandler};
 use switchyard_imaging::{Limits, VariantSpec};
 use switchyard_shared::envelope::LOCAL_REGION;
 use switchyard_shared::ports::{
@@ -26,6 +25,8 @@ use tokio::task::JoinHandle;
 /// How the consumers run.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
+    /// The handlers the topology's consumers name (the built-in ones by default).
+    pub registry: Arc<Registry>,
     pub variants: Vec<VariantSpec>,
     pub limits: Limits,
     /// First retry delay of a failed message (doubles per receive).
@@ -48,6 +49,7 @@ pub struct RuntimeOptions {
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
+            registry: Arc::new(Registry::builtin()),
             variants: VariantSpec::defaults(),
             limits: Limits::default(),
             retry_base: Duration::from_millis(20),
@@ -88,25 +90,29 @@ impl QueueWorkerConfig {
     }
 }
 
-/// The handler consumer `c` names, or why this build has none.
-pub fn queue_handler(c: &ConsumerSpec, deps: &Deps) -> anyhow::Result<SqsBatchHandler> {
-    registry::sqs_handler(&c.handler, &c.name, deps).with_context(|| {
-        format!(
-            "consumer {}: no handler named {:?} in this build",
-            c.name, c.handler
-        )
-    })
-}
+impl RuntimeOptions {
+    /// What the handlers are built from: `adapters`, and these image settings.
+    pub fn deps(&self, adapters: Adapters) -> Deps {
+        let images = ImageSettings {
+            variants: self.variants.clone(),
+            limits: self.limits.clone(),
+        };
+        Deps::new(Arc::new(adapters), images)
+    }
 
-/// The handler stream consumer `s` names, or why this build has none.
-pub fn stream_reactor(s: &StreamConsumerSpec, deps: &Deps) -> anyhow::Result<Arc<StreamReactor>> {
-    let reactor = registry::stream_handler(&s.handler, deps).with_context(|| {
-        format!(
-            "stream consumer {}: no handler named {:?}",
-            s.name, s.handler
-        )
-    })?;
-    Ok(Arc::new(reactor))
+    /// The SQS handler consumer `c` names.
+    pub fn queue_handler(&self, c: &ConsumerSpec, deps: &Deps) -> anyhow::Result<SqsBatchHandler> {
+        Ok(self.registry.sqs_handler(&c.handler, &c.name, deps)?)
+    }
+
+    /// The stream handler stream consumer `s` names.
+    pub fn stream_handler(
+        &self,
+        s: &StreamConsumerSpec,
+        deps: &Deps,
+    ) -> anyhow::Result<Arc<dyn StreamHandler>> {
+        Ok(self.registry.stream_handler(&s.handler, &s.name, deps)?)
+    }
 }
 
 /// Starts `options.queue_pollers` workers for consumer `c` on `queue` (as
@@ -372,7 +378,7 @@ pub async fn run_stream_worker(
     stream: Arc<dyn ChangeStream>,
     waiter: Arc<dyn RecordWaiter>,
     shard: String,
-    reactor: Arc<StreamReactor>,
+    reactor: Arc<dyn StreamHandler>,
     on_failure: Arc<dyn Queue>,
     config: StreamWorkerConfig,
     shutdown: watch::Receiver<bool>,
@@ -389,7 +395,7 @@ pub async fn run_stream_worker_with(
     stream: Arc<dyn ChangeStream>,
     waiter: Arc<dyn RecordWaiter>,
     shard: String,
-    reactor: Arc<StreamReactor>,
+    reactor: Arc<dyn StreamHandler>,
     on_failure: Arc<dyn Queue>,
     config: StreamWorkerConfig,
     hooks: Option<Arc<dyn WorkerHooks>>,
@@ -453,13 +459,13 @@ pub async fn run_stream_worker_with(
         {
             // Dies mid-batch: the records it handled are read again, as no checkpoint is saved.
             let _ = reactor
-                .handle_records(&records[..n.min(records.len())])
+                .handle_records(&changes(&records[..n.min(records.len())]))
                 .await;
             tracing::info!(consumer = %config.consumer, shard = %shard, "injected crash mid-batch");
             continue;
         }
         let sequences: Vec<String> = records.iter().map(|r| r.sequence().to_owned()).collect();
-        let response = reactor.handle_records(&records).await;
+        let response = reactor.handle_records(&changes(&records)).await;
         let failed_at = response
             .batch_item_failures
             .iter()

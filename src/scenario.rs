@@ -49,14 +49,15 @@ use std::time::Duration;
 
 use router_rules::Topology;
 use switchyard_shared::events::{DomainEvent, OrderStatus};
+use switchyard_shared::ports::{Item, Key};
 use switchyard_shared::Envelope;
 
 use crate::replay::{
     replay_embedded, DeadLetter, EmbeddedTarget, EventLog, FaultSpec, Rate, ReplayClock,
     ReplayOptions, ReplayOutcome,
 };
+use crate::runtime::RuntimeOptions;
 use crate::state::{OrderState, StateSnapshot};
-use crate::system::RuntimeOptions;
 
 enum Source {
     Path(PathBuf),
@@ -194,6 +195,13 @@ impl Scenario {
         self
     }
 
+    /// The handlers the topology's consumers name (the built-in ones by
+    /// default): a topology with a consumer of your own needs its handler here.
+    pub fn registry(mut self, registry: switchyard_consumers::Registry) -> Self {
+        self.options.runtime.registry = std::sync::Arc::new(registry);
+        self
+    }
+
     /// The thumbnails to make (smaller ones keep image-heavy scenarios fast).
     pub fn variants(mut self, variants: Vec<switchyard_imaging::VariantSpec>) -> Self {
         self.options.runtime.variants = variants;
@@ -271,6 +279,19 @@ impl ScenarioRun {
         self.outcome.dead_letters.iter().find(|d| {
             d.detail_type.as_deref() == Some(detail_type) && d.order_id.as_deref() == Some(order_id)
         })
+    }
+
+    /// The table items of one `type` at the end of the run (what a consumer
+    /// of your own wrote, say), in key order.
+    pub fn items_of_type(&self, item_type: &str) -> Vec<&Item> {
+        let mut items: Vec<&Item> = self
+            .outcome
+            .items
+            .iter()
+            .filter(|i| switchyard_shared::items::item_type(i) == Some(item_type))
+            .collect();
+        items.sort_by_key(|i| Key::of(i));
+        items
     }
 
     /// Events the system emitted of one detail-type.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use switchyard_shared::events::OrderStatus;
 use switchyard_shared::items::{item_type, ImageRecord, ImageStatus, Order, TableRecord};
-use switchyard_shared::ports::{Table, TableError};
+use switchyard_shared::ports::{Item, Table, TableError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateSnapshot {
@@ -34,6 +34,11 @@ pub struct ImageState {
 
 impl StateSnapshot {
     pub async fn of(table: &dyn Table) -> Result<StateSnapshot, TableError> {
+        StateSnapshot::of_items(&table.scan().await?)
+    }
+
+    /// The snapshot of these table items (others than orders and images are left out).
+    pub fn of_items(items: &[Item]) -> Result<StateSnapshot, TableError> {
         let mut snapshot = StateSnapshot::default();
         let blank = || OrderState {
             status: None,
@@ -41,10 +46,10 @@ impl StateSnapshot {
             paid: false,
             images: BTreeMap::new(),
         };
-        for item in table.scan().await? {
-            match item_type(&item) {
+        for item in items {
+            match item_type(item) {
                 Some(Order::TYPE) => {
-                    let o = Order::from_item(&item)?;
+                    let o = Order::from_item(item)?;
                     let entry = snapshot
                         .orders
                         .entry(o.order_id.clone())
@@ -52,7 +57,7 @@ impl StateSnapshot {
                     (entry.status, entry.version, entry.paid) = (Some(o.status), o.version, o.paid);
                 }
                 Some(ImageRecord::TYPE) => {
-                    let i = ImageRecord::from_item(&item)?;
+                    let i = ImageRecord::from_item(item)?;
                     let mut variants: Vec<String> = i
                         .variants
                         .iter()

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use router_rules::Topology;
 use serde_json::{json, Value};
-use switchyard::provision::AwsResources;
+use switchyard::aws::provision::AwsResources;
 use switchyard_shared::aws::sdk::sqs::types::QueueAttributeName;
 use switchyard_shared::aws::{AwsClients, SqsQueue};
 use switchyard_shared::events::{sns_attributes, EventType, ImageUploaded};

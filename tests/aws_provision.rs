@@ -8,7 +8,7 @@ use std::process::Command;
 
 use router_rules::topology::Subscription;
 use serde_json::Value;
-use switchyard::provision::{provision, Change};
+use switchyard::aws::provision::{provision, Change};
 use switchyard_shared::aws::sdk::dynamodb::types::{StreamViewType, TimeToLiveStatus};
 use switchyard_shared::aws::sdk::sqs::types::QueueAttributeName as A;
 use switchyard_shared::aws::stream::checkpoint_table_name;

@@ -1,9 +1,20 @@
-//! What the consumer Lambda binaries share: logs, the topology, the SDK
-//! configuration, the consumer's name, and the Lambda runtime loop around a
-//! handler. Each binary builds only the adapters its handler calls (so it
-//! links only those AWS clients, and only the image processor links the
-//! image stack), then hands the handler to [`Function::run_sqs`] or
-//! [`Function::run_stream`].
+//! A consumer as a Lambda function: logs, the topology, the SDK
+//! configuration and the runtime loop around the handler a [`Registry`]
+//! builds. A user's Lambda binary is one call:
+//!
+//! ```no_run
+//! # use switchyard_consumers::registry::Registry;
+//! # async fn audit_log() -> Result<(), lambda_runtime::Error> {
+//! # let registry = Registry::new();
+//! switchyard_consumers::lambda::run_sqs("audit-log", registry).await
+//! # }
+//! ```
+//!
+//! Ports are built from the environment (`SWITCHYARD_TABLE`,
+//! `SWITCHYARD_BUCKET`, the bus and topic variables) when the handler's
+//! builder asks for them, so a function configures only the clients its
+//! handler uses, and a binary registering one handler links only its code
+//! (only the image processor links the image stack).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +26,7 @@ use router_rules::Topology;
 use switchyard_imaging::{Limits, DEFAULT_DECODE_MEMORY};
 use switchyard_shared::aws::lambda::{
     blobs_from_env, init_json_logs, publisher_from_env, restore_sqs_event, table_from_env,
+    MissingEnv,
 };
 use switchyard_shared::aws::sdk::config::SdkConfig;
 use switchyard_shared::ports::{BlobStore, EventPublisher, Table};
@@ -22,8 +34,18 @@ use tower::{Layer, ServiceExt};
 
 use crate::decode_budget;
 use crate::emf::{EmfLayer, EmfSink};
-use crate::registry::SqsLogic;
-use crate::stream_reactor::StreamReactor;
+use crate::registry::{Deps, DepsError, ImageSettings, Ports, Registry};
+use crate::stream_handler::changes;
+
+/// Runs SQS handler `handler` of `registry` as this Lambda function.
+pub async fn run_sqs(handler: &str, registry: Registry) -> Result<(), Error> {
+    Function::start(handler).await?.run_sqs(&registry).await
+}
+
+/// Runs stream handler `handler` of `registry` as this Lambda function.
+pub async fn run_stream(handler: &str, registry: Registry) -> Result<(), Error> {
+    Function::start(handler).await?.run_stream(&registry).await
+}
 
 /// One consumer's Lambda function, before its runtime loop starts.
 pub struct Function {
@@ -66,39 +88,34 @@ impl Function {
         })
     }
 
-    /// The table (`SWITCHYARD_TABLE`).
-    pub fn table(&self) -> Result<Arc<dyn Table>, Error> {
-        Ok(Arc::new(table_from_env(&self.config)?))
-    }
-
-    /// The blob bucket (`SWITCHYARD_BUCKET`).
-    pub fn blobs(&self) -> Result<Arc<dyn BlobStore>, Error> {
-        Ok(Arc::new(blobs_from_env(&self.config)?))
-    }
-
-    /// The publisher, routing each event type as the topology does.
-    pub fn publisher(&self) -> Arc<dyn EventPublisher> {
+    /// What the handler is built from: ports made from the environment on
+    /// first ask; the image limits' decode budget sized from the function's
+    /// memory (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`).
+    fn deps(&self) -> Deps {
         let routes: BTreeMap<_, _> = self
             .topology
             .routes
             .iter()
             .filter_map(|(t, r)| Some((t.clone(), r.destination()?)))
             .collect();
-        Arc::new(publisher_from_env(&self.config, routes))
-    }
-
-    /// The image processor's limits, its decode budget sized from the
-    /// function's memory (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`).
-    pub fn image_limits(&self) -> Limits {
-        Limits {
-            max_decode_memory: decode_budget::budget_from_env(DEFAULT_DECODE_MEMORY),
-            ..Limits::default()
-        }
+        let images = ImageSettings {
+            limits: Limits {
+                max_decode_memory: decode_budget::budget_from_env(DEFAULT_DECODE_MEMORY),
+                ..Limits::default()
+            },
+            ..ImageSettings::default()
+        };
+        let ports = FromEnv {
+            config: self.config.clone(),
+            routes,
+        };
+        Deps::new(Arc::new(ports), images)
     }
 
     /// Runs an SQS-triggered handler; the response is the partial batch response.
     /// Each invocation's metrics are written as EMF lines on stdout.
-    pub async fn run_sqs(self, logic: SqsLogic) -> Result<(), Error> {
+    pub async fn run_sqs(self, registry: &Registry) -> Result<(), Error> {
+        let logic = registry.sqs_logic(&self.handler, &self.consumer, &self.deps())?;
         let max_receive_count = self
             .topology
             .consumers
@@ -128,13 +145,48 @@ impl Function {
     }
 
     /// Runs a DynamoDB-stream-triggered handler.
-    pub async fn run_stream(self, reactor: StreamReactor) -> Result<(), Error> {
-        let reactor = Arc::new(reactor);
+    pub async fn run_stream(self, registry: &Registry) -> Result<(), Error> {
+        let reactor = registry.stream_handler(&self.handler, &self.consumer, &self.deps())?;
         tracing::info!(handler = %self.handler, "ready");
         lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| {
             let reactor = reactor.clone();
-            async move { Ok::<_, Error>(reactor.handle(event.payload).await) }
+            async move {
+                let records = changes(&event.payload.records);
+                Ok::<_, Error>(reactor.handle_records(&records).await)
+            }
         }))
         .await
+    }
+}
+
+/// A Lambda function's ports, each built from its environment variable.
+struct FromEnv {
+    config: SdkConfig,
+    routes: BTreeMap<String, switchyard_shared::ports::Destination>,
+}
+
+fn missing(port: &'static str) -> impl FnOnce(MissingEnv) -> DepsError {
+    move |e| DepsError {
+        port,
+        reason: e.to_string(),
+    }
+}
+
+impl Ports for FromEnv {
+    fn table(&self) -> Result<Arc<dyn Table>, DepsError> {
+        Ok(Arc::new(
+            table_from_env(&self.config).map_err(missing("table"))?,
+        ))
+    }
+    fn blobs(&self) -> Result<Arc<dyn BlobStore>, DepsError> {
+        Ok(Arc::new(
+            blobs_from_env(&self.config).map_err(missing("blobs"))?,
+        ))
+    }
+    fn publisher(&self) -> Result<Arc<dyn EventPublisher>, DepsError> {
+        Ok(Arc::new(publisher_from_env(
+            &self.config,
+            self.routes.clone(),
+        )))
     }
 }

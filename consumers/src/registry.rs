@@ -1,30 +1,121 @@
-//! Handler names, as the topology's `handler:` fields use them, mapped to
-//! the code that runs them. A new consumer is one handler plus one line here
-//! and one entry in the topology.
+//! Handlers by name, as the topology's `handler:` fields name them. The
+//! built-in consumers register here the same way a user's crate registers
+//! its own:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use switchyard_consumers::registry::Registry;
+//! use switchyard_consumers::{Delivery, HandlerError, MessageHandler};
+//!
+//! struct Audit;
+//!
+//! #[async_trait::async_trait]
+//! impl MessageHandler for Audit {
+//!     async fn handle(&self, delivery: Delivery) -> Result<(), HandlerError> {
+//!         println!("{}", delivery.envelope.detail_type);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let registry = Registry::builtin().sqs("audit-log", |_deps| Ok(Audit));
+//! assert!(registry.sqs_names().any(|n| n == "audit-log"));
+//! ```
+//!
+//! Each builder asks [`Deps`] for only the ports it uses, so a Lambda
+//! function configures (and a binary registering one handler links) only
+//! those.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
+use router_rules::Topology;
 use switchyard_imaging::{Limits, VariantSpec};
 use switchyard_shared::ports::{BlobStore, EventPublisher, Table};
 
 use crate::layers::{message_service, MessageHandler, SqsBatchHandler};
+use crate::stream_handler::StreamHandler;
 use crate::stream_reactor::StreamReactor;
 use crate::{image_processor, notifier, order_processor, stream_reactor};
 
-/// What handlers are built from: the adapters of whichever backend runs them.
+/// Why a port could not be had (a Lambda function without the variable that names it, say).
+#[derive(Debug, thiserror::Error)]
+#[error("{port}: {reason}")]
+pub struct DepsError {
+    pub port: &'static str,
+    pub reason: String,
+}
+
+/// Where a backend's ports come from. The embedded and moto-mode systems
+/// hand over adapters they built ([`Adapters`]); a Lambda function builds
+/// each from its environment when a handler first asks.
+pub trait Ports: Send + Sync {
+    fn table(&self) -> Result<Arc<dyn Table>, DepsError>;
+    fn blobs(&self) -> Result<Arc<dyn BlobStore>, DepsError>;
+    fn publisher(&self) -> Result<Arc<dyn EventPublisher>, DepsError>;
+}
+
+/// Ports already built.
 #[derive(Clone)]
-pub struct Deps {
+pub struct Adapters {
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
     pub publisher: Arc<dyn EventPublisher>,
+}
+
+impl Ports for Adapters {
+    fn table(&self) -> Result<Arc<dyn Table>, DepsError> {
+        Ok(self.table.clone())
+    }
+    fn blobs(&self) -> Result<Arc<dyn BlobStore>, DepsError> {
+        Ok(self.blobs.clone())
+    }
+    fn publisher(&self) -> Result<Arc<dyn EventPublisher>, DepsError> {
+        Ok(self.publisher.clone())
+    }
+}
+
+/// The image processor's settings: which thumbnails, within which limits.
+#[derive(Debug, Clone)]
+pub struct ImageSettings {
     pub variants: Vec<VariantSpec>,
     pub limits: Limits,
 }
 
-/// Names of the SQS handlers this build has.
-pub const SQS_HANDLERS: &[&str] = &[order_processor::NAME, image_processor::NAME, notifier::NAME];
-/// Names of the stream handlers this build has.
-pub const STREAM_HANDLERS: &[&str] = &[stream_reactor::NAME];
+impl Default for ImageSettings {
+    fn default() -> Self {
+        ImageSettings {
+            variants: VariantSpec::defaults(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What a handler is built from: the ports of whichever backend runs it,
+/// and the image settings.
+#[derive(Clone)]
+pub struct Deps {
+    ports: Arc<dyn Ports>,
+    images: ImageSettings,
+}
+
+impl Deps {
+    pub fn new(ports: Arc<dyn Ports>, images: ImageSettings) -> Self {
+        Deps { ports, images }
+    }
+    pub fn table(&self) -> Result<Arc<dyn Table>, DepsError> {
+        self.ports.table()
+    }
+    pub fn blobs(&self) -> Result<Arc<dyn BlobStore>, DepsError> {
+        self.ports.blobs()
+    }
+    pub fn publisher(&self) -> Result<Arc<dyn EventPublisher>, DepsError> {
+        self.ports.publisher()
+    }
+    pub fn images(&self) -> &ImageSettings {
+        &self.images
+    }
+}
 
 /// A handler's logic, and the table of its idempotency markers when the
 /// marker layer must wrap it (handlers whose writes are not idempotent alone).
@@ -41,64 +132,293 @@ impl SqsLogic {
     }
 }
 
-/// The order processor: its transaction carries its own marker, atomically with the write.
-pub fn order_processor_logic(table: Arc<dyn Table>) -> SqsLogic {
-    SqsLogic {
-        logic: Arc::new(order_processor::OrderProcessor::new(table)),
-        idempotency: None,
+type BuildSqs = Arc<dyn Fn(&Deps) -> Result<SqsLogic, DepsError> + Send + Sync>;
+type BuildStream = Arc<dyn Fn(&Deps) -> Result<Arc<dyn StreamHandler>, DepsError> + Send + Sync>;
+
+/// Why the registry cannot give the handler a topology entry names.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "{kind} {entry}: no handler named {handler:?} is registered (registered: {registered})"
+    )]
+    Unknown {
+        kind: &'static str,
+        entry: String,
+        handler: String,
+        registered: String,
+    },
+    #[error("{kind} {entry}: building handler {handler:?}: {source}")]
+    Build {
+        kind: &'static str,
+        entry: String,
+        handler: String,
+        source: DepsError,
+    },
+}
+
+/// Handlers by name: SQS handlers (a consumer's queue) and stream handlers
+/// (the table's change stream). A name is registered once: registering it
+/// again panics, as a clash is a bug in the program, not in its input.
+#[derive(Clone, Default)]
+pub struct Registry {
+    sqs: BTreeMap<String, BuildSqs>,
+    stream: BTreeMap<String, BuildStream>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("sqs", &self.sqs.keys().collect::<Vec<_>>())
+            .field("stream", &self.stream.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
-/// The image processor, behind the marker layer.
-pub fn image_processor_logic(
-    table: Arc<dyn Table>,
-    blobs: Arc<dyn BlobStore>,
-    publisher: Arc<dyn EventPublisher>,
-    variants: Vec<VariantSpec>,
-    limits: Limits,
-) -> SqsLogic {
-    SqsLogic {
-        logic: Arc::new(image_processor::ImageProcessor::new(
-            table.clone(),
-            blobs,
-            publisher,
-            variants,
-            limits,
-        )),
-        idempotency: Some(table),
+const SQS: &str = "consumer";
+const STREAM: &str = "stream consumer";
+
+impl Registry {
+    /// No handlers.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Switchyard's own handlers: the order processor, the image processor,
+    /// the notifier and the stream reactor.
+    pub fn builtin() -> Self {
+        Registry::new()
+            .with_order_processor()
+            .with_image_processor()
+            .with_notifier()
+            .with_stream_reactor()
+    }
+
+    /// The order processor: its transaction carries its own marker, atomically with the write.
+    pub fn with_order_processor(self) -> Self {
+        self.sqs_self_idempotent(order_processor::NAME, |deps| {
+            Ok(order_processor::OrderProcessor::new(deps.table()?))
+        })
+    }
+
+    /// The image processor, behind the marker layer.
+    pub fn with_image_processor(self) -> Self {
+        self.sqs(image_processor::NAME, |deps| {
+            let images = deps.images().clone();
+            Ok(image_processor::ImageProcessor::new(
+                deps.table()?,
+                deps.blobs()?,
+                deps.publisher()?,
+                images.variants,
+                images.limits,
+            ))
+        })
+    }
+
+    /// The notifier: its write is keyed on the event id already.
+    pub fn with_notifier(self) -> Self {
+        self.sqs_self_idempotent(notifier::NAME, |deps| {
+            Ok(notifier::Notifier::new(deps.table()?))
+        })
+    }
+
+    /// The stream reactor.
+    pub fn with_stream_reactor(self) -> Self {
+        self.stream(stream_reactor::NAME, |deps| {
+            Ok(StreamReactor::new(deps.publisher()?))
+        })
+    }
+
+    /// Registers SQS handler `name`, behind the idempotency-marker layer: a
+    /// redelivered message whose event was handled already is acknowledged
+    /// without running the handler again. The markers live in the table.
+    pub fn sqs<H: MessageHandler>(
+        self,
+        name: &str,
+        build: impl Fn(&Deps) -> Result<H, DepsError> + Send + Sync + 'static,
+    ) -> Self {
+        self.insert_sqs(name, build, true)
+    }
+
+    /// Registers SQS handler `name`, whose writes are idempotent alone
+    /// (conditional on the event id, say): no marker layer.
+    pub fn sqs_self_idempotent<H: MessageHandler>(
+        self,
+        name: &str,
+        build: impl Fn(&Deps) -> Result<H, DepsError> + Send + Sync + 'static,
+    ) -> Self {
+        self.insert_sqs(name, build, false)
+    }
+
+    /// Registers stream handler `name`.
+    pub fn stream<H: StreamHandler>(
+        mut self,
+        name: &str,
+        build: impl Fn(&Deps) -> Result<H, DepsError> + Send + Sync + 'static,
+    ) -> Self {
+        self.assert_free(name);
+        let build: BuildStream = Arc::new(move |deps| Ok(Arc::new(build(deps)?)));
+        self.stream.insert(name.to_owned(), build);
+        self
+    }
+
+    fn insert_sqs<H: MessageHandler>(
+        mut self,
+        name: &str,
+        build: impl Fn(&Deps) -> Result<H, DepsError> + Send + Sync + 'static,
+        markers: bool,
+    ) -> Self {
+        self.assert_free(name);
+        let build: BuildSqs = Arc::new(move |deps| {
+            Ok(SqsLogic {
+                logic: Arc::new(build(deps)?),
+                idempotency: if markers { Some(deps.table()?) } else { None },
+            })
+        });
+        self.sqs.insert(name.to_owned(), build);
+        self
+    }
+
+    fn assert_free(&self, name: &str) {
+        assert!(
+            !self.sqs.contains_key(name) && !self.stream.contains_key(name),
+            "handler {name:?} is registered twice"
+        );
+    }
+
+    /// The registered SQS handlers' names, sorted.
+    pub fn sqs_names(&self) -> impl Iterator<Item = &str> {
+        self.sqs.keys().map(String::as_str)
+    }
+
+    /// The registered stream handlers' names, sorted.
+    pub fn stream_names(&self) -> impl Iterator<Item = &str> {
+        self.stream.keys().map(String::as_str)
+    }
+
+    /// Every consumer of `topology` names a registered handler of its kind.
+    pub fn check(&self, topology: &Topology) -> Result<(), RegistryError> {
+        for c in &topology.consumers {
+            self.sqs_build(&c.name, &c.handler)?;
+        }
+        for s in &topology.stream_consumers {
+            self.stream_build(&s.name, &s.handler)?;
+        }
+        Ok(())
+    }
+
+    fn sqs_build(&self, entry: &str, handler: &str) -> Result<&BuildSqs, RegistryError> {
+        self.sqs
+            .get(handler)
+            .ok_or_else(|| unknown(SQS, entry, handler, self.sqs_names()))
+    }
+
+    fn stream_build(&self, entry: &str, handler: &str) -> Result<&BuildStream, RegistryError> {
+        self.stream
+            .get(handler)
+            .ok_or_else(|| unknown(STREAM, entry, handler, self.stream_names()))
+    }
+
+    /// The SQS handler `handler` for consumer `consumer` (the name spans and
+    /// idempotency markers carry), wrapped in the standard layers.
+    pub fn sqs_logic(
+        &self,
+        handler: &str,
+        consumer: &str,
+        deps: &Deps,
+    ) -> Result<SqsLogic, RegistryError> {
+        self.sqs_build(consumer, handler)?(deps).map_err(|source| RegistryError::Build {
+            kind: SQS,
+            entry: consumer.to_owned(),
+            handler: handler.to_owned(),
+            source,
+        })
+    }
+
+    /// [`Registry::sqs_logic`] in the standard layers.
+    pub fn sqs_handler(
+        &self,
+        handler: &str,
+        consumer: &str,
+        deps: &Deps,
+    ) -> Result<SqsBatchHandler, RegistryError> {
+        Ok(self
+            .sqs_logic(handler, consumer, deps)?
+            .into_batch_handler(consumer))
+    }
+
+    /// The stream handler `handler` for stream consumer `consumer`.
+    pub fn stream_handler(
+        &self,
+        handler: &str,
+        consumer: &str,
+        deps: &Deps,
+    ) -> Result<Arc<dyn StreamHandler>, RegistryError> {
+        self.stream_build(consumer, handler)?(deps).map_err(|source| RegistryError::Build {
+            kind: STREAM,
+            entry: consumer.to_owned(),
+            handler: handler.to_owned(),
+            source,
+        })
     }
 }
 
-/// The notifier: its write is keyed on the event id already.
-pub fn notifier_logic(table: Arc<dyn Table>) -> SqsLogic {
-    SqsLogic {
-        logic: Arc::new(notifier::Notifier::new(table)),
-        idempotency: None,
+fn unknown<'a>(
+    kind: &'static str,
+    entry: &str,
+    handler: &str,
+    names: impl Iterator<Item = &'a str>,
+) -> RegistryError {
+    let names: Vec<&str> = names.collect();
+    RegistryError::Unknown {
+        kind,
+        entry: entry.to_owned(),
+        handler: handler.to_owned(),
+        registered: if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        },
     }
 }
 
-/// The SQS batch handler for `handler`, wrapped in the standard layers, as
-/// consumer `consumer` (the name spans and idempotency markers carry).
-pub fn sqs_handler(handler: &str, consumer: &str, deps: &Deps) -> Option<SqsBatchHandler> {
-    let logic = match handler {
-        order_processor::NAME => order_processor_logic(deps.table.clone()),
-        image_processor::NAME => image_processor_logic(
-            deps.table.clone(),
-            deps.blobs.clone(),
-            deps.publisher.clone(),
-            deps.variants.clone(),
-            deps.limits.clone(),
-        ),
-        notifier::NAME => notifier_logic(deps.table.clone()),
-        _ => return None,
-    };
-    Some(logic.into_batch_handler(consumer))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The stream handler for `handler`.
-pub fn stream_handler(handler: &str, deps: &Deps) -> Option<StreamReactor> {
-    match handler {
-        stream_reactor::NAME => Some(StreamReactor::new(deps.publisher.clone())),
-        _ => None,
+    #[test]
+    fn the_builtin_registry_runs_the_builtin_topology() {
+        Registry::builtin().check(&Topology::builtin()).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_handler_names_the_entry_and_the_registered_names() {
+        let mut topology = Topology::builtin();
+        topology.consumers[0].handler = "audit-lg".into();
+        let name = topology.consumers[0].name.clone();
+        let err = Registry::builtin()
+            .check(&topology)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("consumer {name}")), "{err}");
+        assert!(err.contains("\"audit-lg\""), "{err}");
+        assert!(
+            err.contains("image-processor, notifier, order-processor"),
+            "{err}"
+        );
+
+        let mut topology = Topology::builtin();
+        topology.stream_consumers[0].handler = "order-processor".into();
+        let err = Registry::builtin()
+            .check(&topology)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stream consumer"), "{err}");
+        assert!(err.contains("(registered: stream-reactor)"), "{err}");
+    }
+
+    #[test]
+    #[should_panic(expected = "registered twice")]
+    fn a_name_registers_once() {
+        let _ = Registry::builtin().with_notifier();
     }
 }

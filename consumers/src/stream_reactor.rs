@@ -23,10 +23,19 @@ use switchyard_shared::ports::{ChangeView, EventPublisher, TableError};
 use switchyard_shared::{Envelope, TraceContext};
 use uuid::Uuid;
 
+use crate::stream_handler::{Change, StreamHandler};
+
 pub const NAME: &str = "stream-reactor";
 
 pub struct StreamReactor {
     publisher: Arc<dyn EventPublisher>,
+}
+
+#[async_trait::async_trait]
+impl StreamHandler for StreamReactor {
+    async fn handle_records(&self, records: &[Change<'_>]) -> DynamoDbEventResponse {
+        StreamReactor::handle_records(self, records).await
+    }
 }
 
 impl StreamReactor {
@@ -42,7 +51,10 @@ impl StreamReactor {
     /// Lambda hands them over, or as the embedded stream stores them (images
     /// still JSON). A poller that keeps the batch (for its on-failure
     /// destination) need not copy it.
-    pub async fn handle_records<R: ChangeView>(&self, records: &[R]) -> DynamoDbEventResponse {
+    pub async fn handle_records<R: ChangeView + Sync>(
+        &self,
+        records: &[R],
+    ) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         // Derive every record's events first; one publish call for the batch.
         let mut pending = Pending::default();

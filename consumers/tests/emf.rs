@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use serde_json::Value;
 use switchyard_consumers::emf::{self, EmfLayer, EmfSink};
-use switchyard_consumers::registry;
+use switchyard_consumers::layers::message_service;
+use switchyard_consumers::order_processor::OrderProcessor;
+use switchyard_consumers::SqsBatchHandler;
 use switchyard_shared::embedded::EmbeddedStore;
 use switchyard_shared::events::{EventType, LineItem, OrderPaid, OrderPlaced};
 use switchyard_shared::ports::Table;
@@ -183,8 +185,13 @@ async fn a_batch_with_one_failing_item_writes_one_valid_emf_document() {
     let sink = Arc::new(EmfSink::new(collector, Box::new(lines.clone())));
     let store = EmbeddedStore::in_memory().unwrap();
     let table: Arc<dyn Table> = Arc::new(store.table());
-    let batch = EmfLayer::new(sink, "order-processor", Some(3))
-        .layer(registry::order_processor_logic(table).into_batch_handler("order-processor"));
+    let batch = EmfLayer::new(sink, "order-processor", Some(3)).layer(SqsBatchHandler::new(
+        message_service(
+            "order-processor",
+            Arc::new(OrderProcessor::new(table)),
+            None,
+        ),
+    ));
 
     // Two orders placed, and a payment for an order never placed, on its
     // third (last: maxReceiveCount 3) receive: it fails and is dead-lettered.

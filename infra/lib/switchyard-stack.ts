@@ -138,6 +138,8 @@ export class SwitchyardStack extends cdk.Stack {
   readonly topics = new Map<string, sns.Topic>();
   /** Every function by its topology name (consumers, stream consumers, the API). */
   readonly functions = new Map<string, lambda.Function>();
+  /** Where each function's code is built from: a Cargo manifest and one of its binaries. */
+  readonly builds = new Map<string, { manifestPath: string; binary: string }>();
 
   private readonly props: SwitchyardStackProps;
   private readonly functionEnv: Record<string, string>;
@@ -448,10 +450,16 @@ export class SwitchyardStack extends cdk.Stack {
       }),
     );
     this.grant(role, perms);
+    // The topology entry may name the package and binary (a consumer from a user's crate).
+    const build = {
+      manifestPath: path.join(this.props.repoRoot, spec.package ?? crate, 'Cargo.toml'),
+      binary: spec.binary ?? binary,
+    };
+    this.builds.set(name, build);
     const fn = new RustFunction(this, `${id}Function`, {
-      description: `Switchyard ${name} (${binary})`,
-      manifestPath: path.join(this.props.repoRoot, crate, 'Cargo.toml'),
-      binaryName: binary,
+      description: `Switchyard ${name} (${build.binary})`,
+      manifestPath: build.manifestPath,
+      binaryName: build.binary,
       // The Cargo profile tuned for Lambda (stripped, thin LTO; see BENCHMARKS.md "Lambda").
       bundling: { architecture: this.props.architecture, profile: 'lambda' },
       architecture: this.props.architecture,

@@ -16,6 +16,10 @@ export interface RouteSpec {
 export interface FunctionSpec {
   timeout_s: number;
   memory_mb: number;
+  /** The Cargo package folder, from the repository root, that builds the function (`consumers` when absent). */
+  package?: string;
+  /** That package's binary (the handler's name when absent). */
+  binary?: string;
 }
 
 export type TableAccess = 'read' | 'read-write';
@@ -196,11 +200,23 @@ class Reader {
 
   fn(v: unknown, path: string): FunctionSpec {
     const o = this.object(v, path);
-    return {
+    const spec: FunctionSpec = {
       // Lambda's own limits.
       timeout_s: this.uint(o.timeout_s, `${path}.timeout_s`, 1, 900),
       memory_mb: this.uint(o.memory_mb, `${path}.memory_mb`, 128, 10240),
     };
+    if (o.package !== undefined) spec.package = this.packagePath(o.package, `${path}.package`);
+    if (o.binary !== undefined) spec.binary = this.string(o.binary, `${path}.binary`);
+    return spec;
+  }
+
+  /** A folder inside the repository: relative, without `..`. */
+  packagePath(v: unknown, path: string): string {
+    const p = this.string(v, path);
+    if (p.startsWith('/') || p.split('/').some((part) => part === '..' || part === '')) {
+      this.fail(path, 'expected a folder relative to the repository root, without `..`');
+    }
+    return p;
   }
 
   permissions(v: unknown, path: string): Permissions {

@@ -1,12 +1,18 @@
 // Shared by the tests: the exported topology, and a synthesised template of it.
 import * as fs from 'node:fs';
 import { Template } from 'aws-cdk-lib/assertions';
-import { DEFAULT_TOPOLOGY, buildApp } from '../lib/app';
+import * as path from 'node:path';
+import { DEFAULT_TOPOLOGY, INFRA_DIR, buildApp } from '../lib/app';
 import { SwitchyardStack } from '../lib/switchyard-stack';
 import { Topology, loadTopology } from '../lib/topology';
 
 /** What `switchyard topology export` printed (scripts/test-infra writes it first). */
 export const TOPOLOGY_PATH = process.env.SWITCHYARD_TOPOLOGY_JSON ?? DEFAULT_TOPOLOGY;
+
+/** What `custom-switchyard topology export` printed: examples/custom-consumer's topology (scripts/test-infra writes it). */
+export const CUSTOM_CONSUMER_TOPOLOGY =
+  process.env.SWITCHYARD_CUSTOM_CONSUMER_TOPOLOGY_JSON ??
+  path.join(INFRA_DIR, 'build', 'custom-consumer.topology.json');
 
 export function exportedTopologyText(): string {
   if (!fs.existsSync(TOPOLOGY_PATH)) {

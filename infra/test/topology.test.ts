@@ -5,9 +5,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { buildApp } from '../lib/app';
+import { REPO_ROOT, buildApp } from '../lib/app';
 import { ConsumerSpec, Topology, TopologyError, envName, loadTopology, parseTopology } from '../lib/topology';
+import { assertOnePerConsumer } from './bar';
 import { exportedTopology, exportedTopologyText, only, refId, resourcesOfType, synth } from './helpers';
+import { CUSTOM_CONSUMER_TOPOLOGY } from './helpers';
 
 function withConsumers(...consumers: ConsumerSpec[]): Topology {
   const t = exportedTopology();
@@ -258,5 +260,52 @@ describe('env var names', () => {
     assert.equal(envName('SWITCHYARD_BUS_', 'orders'), 'SWITCHYARD_BUS_ORDERS');
     assert.equal(envName('SWITCHYARD_TOPIC_', 'images.fifo'), 'SWITCHYARD_TOPIC_IMAGES_FIFO');
     assert.equal(envName('SWITCHYARD_BUS_', 'orders-v2'), 'SWITCHYARD_BUS_ORDERS_V2');
+  });
+});
+
+describe('a consumer from a crate of its own (examples/custom-consumer)', () => {
+  // What the example's own binary printed (`custom-switchyard topology export`; scripts/test-infra writes it).
+  const example = (): Topology => loadTopology(CUSTOM_CONSUMER_TOPOLOGY);
+
+  it('gets its queue, DLQ, function from its own crate, event source and rule beside the built-in ones', () => {
+    const t = example();
+    const builtin = exportedTopology();
+    assert.deepEqual(
+      t.consumers.map((c) => c.name),
+      [...builtin.consumers.map((c) => c.name), 'audit-log'],
+    );
+    const s = synth(t);
+    assertOnePerConsumer(s, t);
+    const [dlqId] = only(s, 'AWS::SQS::Queue', (p) => p.QueueName === 'audit-log-dlq');
+    const [queueId, queue] = only(s, 'AWS::SQS::Queue', (p) => p.QueueName === 'audit-log');
+    assert.equal(refId(queue.Properties.RedrivePolicy.deadLetterTargetArn), dlqId);
+    const [fnId, fn] = only(
+      s,
+      'AWS::Lambda::Function',
+      (p) => p.Environment?.Variables?.SWITCHYARD_CONSUMER === 'audit-log',
+    );
+    assert.equal(fn.Properties.Description, 'Switchyard audit-log (audit-log)');
+    const [, esm] = only(s, 'AWS::Lambda::EventSourceMapping', (p) => refId(p.EventSourceArn) === queueId);
+    assert.equal(refId(esm.Properties.FunctionName), fnId);
+    const [, rule] = only(s, 'AWS::Events::Rule', (p) => p.Name === 'audit-order-lifecycle');
+    assert.equal(refId(rule.Properties.Targets[0].Arn), queueId);
+    // Built from the example's crate and binary; the built-in ones from consumers/.
+    assert.deepEqual(s.stack!.builds.get('audit-log'), {
+      manifestPath: path.join(REPO_ROOT, 'examples', 'custom-consumer', 'Cargo.toml'),
+      binary: 'audit-log',
+    });
+    assert.deepEqual(s.stack!.builds.get('notifier'), {
+      manifestPath: path.join(REPO_ROOT, 'consumers', 'Cargo.toml'),
+      binary: 'notifier',
+    });
+  });
+
+  it('refuses a package outside the repository, or one with no Cargo.toml', () => {
+    const outside = example();
+    outside.consumers.at(-1)!.function.package = '../elsewhere';
+    assert.throws(() => parseTopology(outside, 'test'), /without `\.\.`/);
+    const missing = example();
+    missing.consumers.at(-1)!.function.package = 'examples/no-such-crate';
+    assert.throws(() => synth(missing), /no-such-crate.*Cargo\.toml/);
   });
 });

@@ -1,5 +1,22 @@
-//! Routing for Switchyard: the topology, and the engine that matches events
-//! against EventBridge event patterns and SNS filter policies.
+//! Routing for Switchyard: the topology ([`Topology`]: buses, topics,
+//! consumers and their subscriptions, from one YAML file), and the engine
+//! that matches events against EventBridge event patterns ([`BusMatcher`])
+//! and SNS filter policies ([`TopicMatcher`]).
+//!
+//! ```
+//! use router_rules::{BusMatcher, Topology};
+//! use serde_json::json;
+//!
+//! let pattern = json!({"source": ["switchyard.orders"], "detail": {"total_cents": [{"numeric": [">", 10000]}]}});
+//! let bus = BusMatcher::compile([("big-orders", &pattern)]).unwrap();
+//! let event = r#"{"source":"switchyard.orders","detail-type":"OrderPlaced","detail":{"total_cents":25000}}"#;
+//! assert_eq!(bus.matches(event), vec!["big-orders"]);
+//! assert!(bus.matches(r#"{"source":"switchyard.orders","detail":{"total_cents":5}}"#).is_empty());
+//!
+//! // The built-in topology, or a file that extends it (`extends: builtin`).
+//! let topology = Topology::builtin();
+//! assert!(topology.consumers.iter().any(|c| c.name == "order-processor"));
+//! ```
 //!
 //! Semantics, as AWS documents them (the conformance suite in
 //! `tests/conformance/` cites the page for each case):

@@ -121,6 +121,13 @@ pub struct QueueSpec {
 pub struct FunctionSpec {
     pub timeout_s: u32,
     pub memory_mb: u32,
+    /// The Cargo package (its folder, from the repository root) whose binary
+    /// infra/ deploys as this function; `consumers` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// That package's binary; the handler's name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
 }
 
 /// What a function may touch; infra/ turns this into its IAM policy.
@@ -217,6 +224,32 @@ pub struct ApiSpec {
     pub permissions: Permissions,
 }
 
+/// A topology file that adds consumers to another.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Extension {
+    extends: String,
+    #[serde(default)]
+    consumers: Vec<ConsumerSpec>,
+    #[serde(default)]
+    stream_consumers: Vec<StreamConsumerSpec>,
+}
+
+impl Extension {
+    fn apply(self) -> Result<Topology, TopologyError> {
+        if self.extends != "builtin" {
+            return Err(TopologyError::Invalid(format!(
+                "extends: {:?}: only `builtin` (Switchyard's own topology) can be extended",
+                self.extends
+            )));
+        }
+        let mut topology = Topology::builtin();
+        topology.consumers.extend(self.consumers);
+        topology.stream_consumers.extend(self.stream_consumers);
+        Ok(topology)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     #[error("cannot read topology {path}: {source}")]
@@ -245,8 +278,17 @@ impl Topology {
         Topology::from_json(DEFAULT_TOPOLOGY_JSON).expect("the built-in topology is valid")
     }
 
+    /// A topology in YAML: a whole one, or one that adds consumers to the
+    /// built-in topology (`extends: builtin`, then `consumers` and
+    /// `stream_consumers`), as a user's crate adds its own.
     pub fn from_yaml(text: &str) -> Result<Topology, TopologyError> {
-        let topology: Topology = serde_yaml::from_str(text)?;
+        let document: serde_yaml::Value = serde_yaml::from_str(text)?;
+        let topology = if document.get("extends").is_some() {
+            // Parsed from the text again, not the value: errors keep their line.
+            serde_yaml::from_str::<Extension>(text)?.apply()?
+        } else {
+            serde_yaml::from_str(text)?
+        };
         topology.validate()?;
         Ok(topology)
     }
@@ -324,6 +366,18 @@ impl Topology {
                 return invalid(format!(
                     "consumer name {name:?}: use letters, digits and `-`"
                 ));
+            }
+        }
+        let functions = self.consumers.iter().map(|c| (&c.name, &c.function));
+        let stream_functions = self.stream_consumers.iter().map(|s| (&s.name, &s.function));
+        for (name, function) in functions.chain(stream_functions) {
+            if let Some(package) = &function.package {
+                if package.starts_with('/') || package.split('/').any(|p| p.is_empty() || p == "..")
+                {
+                    return invalid(format!(
+                        "consumer {name}: function.package {package:?}: give a folder relative to the repository root, without `..`"
+                    ));
+                }
             }
         }
         for c in &self.consumers {
@@ -407,6 +461,56 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const AUDIT: &str = "
+  - name: audit
+    handler: audit
+    queue: { visibility_timeout_s: 30, max_receive_count: 3, batch_size: 10, batching_window_ms: 0 }
+    function: { timeout_s: 5, memory_mb: 128, package: examples/audit, binary: audit-fn }
+    permissions: { table: read-write }
+    subscriptions:
+      - bus: orders
+        rule: audit
+        pattern: { source: [switchyard.orders] }
+";
+
+    #[test]
+    fn a_topology_extending_the_builtin_one_adds_its_consumers() {
+        let t = Topology::from_yaml(&format!("extends: builtin\nconsumers:{AUDIT}")).unwrap();
+        let builtin = Topology::builtin();
+        assert_eq!(t.consumers.len(), builtin.consumers.len() + 1);
+        assert_eq!(
+            t.consumers[..builtin.consumers.len()],
+            builtin.consumers[..]
+        );
+        let audit = t.consumers.last().unwrap();
+        assert_eq!(audit.function.package.as_deref(), Some("examples/audit"));
+        // What infra/ reads carries where the function is built from.
+        let exported = Topology::from_json(&t.export_json()).unwrap();
+        assert_eq!(exported, t);
+        assert!(t.export_json().contains("\"binary\": \"audit-fn\""));
+    }
+
+    #[test]
+    fn an_extension_extends_the_builtin_topology_and_adds_consumers_only() {
+        let other = Topology::from_yaml(&format!("extends: mine.yaml\nconsumers:{AUDIT}"));
+        assert!(other.unwrap_err().to_string().contains("only `builtin`"));
+        let buses = Topology::from_yaml("extends: builtin\nbuses: [{ name: more }]\n");
+        assert!(buses
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `buses`"));
+        let twice = Topology::from_yaml(&format!(
+            "extends: builtin\nconsumers:{}",
+            AUDIT.replace("name: audit", "name: order-processor")
+        ));
+        assert!(twice.unwrap_err().to_string().contains("declared twice"));
+        let escape = Topology::from_yaml(&format!(
+            "extends: builtin\nconsumers:{}",
+            AUDIT.replace("examples/audit", "../elsewhere")
+        ));
+        assert!(escape.unwrap_err().to_string().contains("without `..`"));
+    }
 
     #[test]
     fn builtin_topology_loads_and_routes_every_type() {

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::lambda_bench;
 use clap::{Args, Subcommand};
-use switchyard::lambda_bench;
 
 use super::{images, replay, rules, GlobalArgs};
 
@@ -69,7 +69,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCod
         BenchCommand::E2e(a) => replay::bench_e2e(global, a).await,
         BenchCommand::Lambda(a) => bench_lambda(a).await,
         BenchCommand::Console(a) => {
-            let options = switchyard::console::bench::BenchConsoleOptions {
+            let options = crate::console::bench::BenchConsoleOptions {
                 events: a.events,
                 dlq_messages: a.dlq_messages,
                 renders: a.renders,
@@ -77,11 +77,8 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCod
                 rounds: a.rounds,
                 rate: a.rate,
             };
-            switchyard::console::bench::run(
-                std::sync::Arc::new(super::load_topology(global)?),
-                options,
-            )
-            .await?;
+            crate::console::bench::run(std::sync::Arc::new(super::load_topology(global)?), options)
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use crate::console::{Console, Recorder, RecorderLimits};
+use crate::demo::{self, DemoOptions};
+use crate::{EmbeddedSystem, RuntimeOptions};
 use clap::Args;
-use switchyard::console::{Console, Recorder, RecorderLimits};
-use switchyard::demo::{self, DemoOptions};
-use switchyard::{EmbeddedSystem, RuntimeOptions};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -71,7 +71,7 @@ async fn with_console(options: DemoOptions, port: u16) -> anyhow::Result<ExitCod
     let code = report(&outcome)?;
     let addr = listener.local_addr()?;
     super::up::announce(&format!("\nconsole on http://{addr}/ (Ctrl-C to stop)\n"))?;
-    let console = switchyard::console::router(Console::new(&system, recorder));
+    let console = crate::console::router(Console::new(&system, recorder));
     super::up::serve_api(listener, system.api_state(), &runtime, console).await?;
     system.shutdown().await;
     Ok(code)

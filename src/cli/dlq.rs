@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::embedded::system::dead_letter_queues;
+use crate::EmbeddedSystem;
 use clap::{Args, Subcommand};
-use switchyard::system::dead_letter_queues;
-use switchyard::EmbeddedSystem;
 
 use super::GlobalArgs;
 

@@ -1,8 +1,13 @@
 //! The options every command takes, and the topology they name.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
+use router_rules::Topology;
+use switchyard_consumers::Registry;
+
+use crate::RuntimeOptions;
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
@@ -12,6 +17,36 @@ pub struct GlobalArgs {
     /// Topology file (defaults to the built-in router-rules/topology.yaml).
     #[arg(long, global = true, env = "SWITCHYARD_TOPOLOGY")]
     pub topology: Option<PathBuf>,
+    /// What the program was built with (not a flag): see [`crate::App`].
+    #[arg(skip)]
+    pub setup: Setup,
+}
+
+/// The topology used when no `--topology` is given, and the handlers.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub topology: Option<Arc<Topology>>,
+    pub registry: Arc<Registry>,
+}
+
+impl Default for Setup {
+    /// Switchyard's own topology and handlers.
+    fn default() -> Self {
+        Setup {
+            topology: None,
+            registry: Arc::new(Registry::builtin()),
+        }
+    }
+}
+
+impl GlobalArgs {
+    /// The runtime's defaults, with this program's handlers.
+    pub fn runtime_options(&self) -> RuntimeOptions {
+        RuntimeOptions {
+            registry: self.setup.registry.clone(),
+            ..RuntimeOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -20,10 +55,14 @@ pub enum LogFormat {
     Json,
 }
 
-/// Loads the topology named on the command line, or the built-in one.
-pub fn load_topology(global: &GlobalArgs) -> anyhow::Result<router_rules::Topology> {
-    Ok(match &global.topology {
-        Some(path) => router_rules::Topology::load(path)?,
-        None => router_rules::Topology::builtin(),
-    })
+/// Loads the topology named on the command line, or the program's own; every
+/// consumer in it must name a handler the program has.
+pub fn load_topology(global: &GlobalArgs) -> anyhow::Result<Topology> {
+    let topology = match (&global.topology, &global.setup.topology) {
+        (Some(path), _) => Topology::load(path)?,
+        (None, Some(own)) => Topology::clone(own),
+        (None, None) => Topology::builtin(),
+    };
+    global.setup.registry.check(&topology)?;
+    Ok(topology)
 }

@@ -18,7 +18,7 @@ mod state;
 mod topology;
 mod up;
 
-pub use global::{load_topology, GlobalArgs, LogFormat};
+pub use global::{load_topology, GlobalArgs, LogFormat, Setup};
 
 #[derive(Debug, Parser)]
 #[command(

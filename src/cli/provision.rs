@@ -1,11 +1,11 @@
 //! `switchyard provision --backend aws [--endpoint URL]`: creates the
-//! topology's resources, idempotently (see `switchyard::provision`).
+//! topology's resources, idempotently (see `crate::aws::provision`).
 
 use std::process::ExitCode;
 
+use crate::aws::provision::{provision, Change};
 use anyhow::{bail, Context};
 use clap::Args;
-use switchyard::provision::{provision, Change};
 use switchyard_shared::aws::AwsClients;
 use switchyard_shared::config::BackendKind;
 

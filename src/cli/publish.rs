@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::aws::provision::resources::publish_targets;
+use crate::EmbeddedSystem;
 use anyhow::Context;
 use clap::Args;
-use switchyard::provision::resources::publish_targets;
-use switchyard::EmbeddedSystem;
 use switchyard_producer::input::envelope_from_json;
 use switchyard_shared::aws::{AwsClients, AwsPublisher};
 use switchyard_shared::config::BackendKind;

@@ -6,17 +6,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use chrono::{DateTime, Utc};
-use clap::{Args, Subcommand, ValueEnum};
-use switchyard::replay::bench::{self, E2eOptions};
-use switchyard::replay::import::{self, ExportFormat};
-use switchyard::replay::{
+use crate::replay::bench::{self, E2eOptions};
+use crate::replay::import::{self, ExportFormat};
+use crate::replay::{
     generate, replay_embedded, EmbeddedTarget, EventLog, FaultSpec, Rate, ReplayClock,
     ReplayOptions,
 };
-use switchyard::state::StateSnapshot;
-use switchyard::EmbeddedSystem;
+use crate::state::StateSnapshot;
+use crate::EmbeddedSystem;
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand, ValueEnum};
 use switchyard_shared::config::{BackendKind, DataDir};
 
 use super::GlobalArgs;
@@ -224,6 +224,7 @@ async fn replay(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> 
         seed: args.seed,
         quiet_timeout: Duration::from_secs(args.timeout),
         progress: !args.quiet,
+        runtime: global.runtime_options(),
         ..ReplayOptions::default()
     };
     if args.backend == BackendKind::Aws {
@@ -319,17 +320,12 @@ async fn replay_into_aws(
     options: &ReplayOptions,
     expected: Option<StateSnapshot>,
 ) -> anyhow::Result<ExitCode> {
-    let outcome = switchyard::replay::aws::replay_aws(log, topology, endpoint, options).await?;
+    let outcome = crate::replay::aws::replay_aws(log, topology, endpoint, options).await?;
     println!("{outcome}");
     let diff = match expected {
         Some(expected) => Some(
-            switchyard::replay::aws::await_state(
-                topology,
-                endpoint,
-                &expected,
-                options.quiet_timeout,
-            )
-            .await?,
+            crate::replay::aws::await_state(topology, endpoint, &expected, options.quiet_timeout)
+                .await?,
         ),
         None => None,
     };

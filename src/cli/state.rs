@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::state::StateSnapshot;
+use crate::EmbeddedSystem;
 use clap::{Args, Subcommand};
-use switchyard::state::StateSnapshot;
-use switchyard::EmbeddedSystem;
 use switchyard_shared::aws::{AwsClients, DynamoTable};
 use switchyard_shared::config::BackendKind;
 

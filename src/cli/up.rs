@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::console::{Console, Recorder, RecorderLimits};
+use crate::{EmbeddedSystem, RuntimeOptions};
 use anyhow::Context;
 use clap::Args;
-use switchyard::console::{Console, Recorder, RecorderLimits};
-use switchyard::{EmbeddedSystem, RuntimeOptions};
 
 use super::GlobalArgs;
 
@@ -37,11 +37,17 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
             args.record.is_none(),
             "--record works with --backend embedded only (on AWS, record with an EventBridge archive or `replay` from an export)"
         );
-        return up_aws(topology, args.endpoint.as_deref(), args.port).await;
+        return up_aws(
+            topology,
+            global.runtime_options(),
+            args.endpoint.as_deref(),
+            args.port,
+        )
+        .await;
     }
     let data_dir = EmbeddedSystem::data_dir(args.data_dir);
     let mut system = EmbeddedSystem::open(&data_dir, topology)?;
-    let mut options = RuntimeOptions::default();
+    let mut options = global.runtime_options();
     // The console's recorder is fed by the runtime from here on.
     let recorder = Recorder::new(system.topology.clone(), RecorderLimits::default())?;
     recorder.install(&mut system, &mut options);
@@ -55,8 +61,8 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
     announce(&line)?;
     let mut api = system.api_state();
     if let Some(path) = &args.record {
-        let log = switchyard::replay::LogWriter::append(path)?;
-        api.publisher = Arc::new(switchyard::replay::import::Recorder::new(
+        let log = crate::replay::LogWriter::append(path)?;
+        api.publisher = Arc::new(crate::replay::import::Recorder::new(
             api.publisher,
             system.blobs.clone(),
             system.topology.clone(),
@@ -67,7 +73,7 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
             path.display()
         );
     }
-    let console = switchyard::console::router(Console::new(&system, recorder));
+    let console = crate::console::router(Console::new(&system, recorder));
     serve_api(listener, api, &options, console).await?;
     eprintln!("switchyard up: stopping consumers after their current batch");
     system.shutdown().await;
@@ -78,12 +84,12 @@ pub async fn run(global: &GlobalArgs, args: UpArgs) -> anyhow::Result<ExitCode> 
 /// provisioned resources, until Ctrl-C or SIGTERM.
 async fn up_aws(
     topology: Arc<router_rules::Topology>,
+    options: RuntimeOptions,
     endpoint: Option<&str>,
     port: u16,
 ) -> anyhow::Result<ExitCode> {
     let clients = switchyard_shared::aws::AwsClients::connect(endpoint).await;
-    let mut system = switchyard::provision::AwsSystem::connect(topology, &clients).await?;
-    let options = RuntimeOptions::default();
+    let mut system = crate::aws::AwsSystem::connect(topology, &clients).await?;
     system.start(&options).await?;
     let listener = bind_local(port).await?;
     let addr = listener.local_addr()?;
@@ -93,7 +99,7 @@ async fn up_aws(
     ))?;
     // Queues, dead letters, orders and images from SQS, DynamoDB and S3;
     // the pages that need the recorder say why they are empty here.
-    let console = switchyard::console::router(switchyard::console::Console::aws(
+    let console = crate::console::router(crate::console::Console::aws(
         system.topology.clone(),
         &system.resources,
     ));

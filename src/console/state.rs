@@ -13,7 +13,7 @@ use super::queue_admin::aws::SqsQueues;
 use super::queue_admin::embedded::EmbeddedQueues;
 use super::queue_admin::{AdminError, QueueAdmin, QueueView};
 use super::recorder::{Counts, Recorder};
-use crate::provision::AwsResources;
+use crate::aws::provision::AwsResources;
 use crate::EmbeddedSystem;
 
 /// Shared by every console request.

@@ -21,7 +21,7 @@ use super::log::EventLog;
 use super::replayer::{
     planned, progress_bar, publish_paced, publish_refusals, Refusal, ReplayOptions,
 };
-use crate::provision::resources::publish_targets;
+use crate::aws::provision::resources::publish_targets;
 use crate::state::StateSnapshot;
 
 /// What a replay into AWS did.

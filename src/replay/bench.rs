@@ -26,7 +26,8 @@ use super::generate;
 pub use super::measure::{percentile, E2eOptions, RunFigures};
 use super::measure::{ConsumedClock, Versions};
 use super::replayer::{publish_paced, Rate};
-use crate::system::{EmbeddedSystem, RuntimeOptions};
+use crate::embedded::EmbeddedSystem;
+use crate::runtime::RuntimeOptions;
 
 /// The whole benchmark's result.
 #[derive(Debug, Clone)]

@@ -26,7 +26,7 @@ use switchyard_shared::ports::{
 use switchyard_shared::{BlobKey, Envelope};
 
 use super::log::{attribute_from, Entry, EventLog, LogWriter, LoggedBlob, LoggedEvent};
-use crate::system::EmbeddedSystem;
+use crate::embedded::EmbeddedSystem;
 
 /// The key under `detail` that carries the envelope fields on EventBridge.
 const RESERVED_DETAIL_KEY: &str = "switchyard";

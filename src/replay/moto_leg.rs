@@ -13,8 +13,8 @@ use switchyard_shared::aws::AwsClients;
 use super::generate;
 use super::measure::{ConsumedClock, E2eOptions, RunFigures, Versions};
 use super::replayer::{publish_paced, Rate};
-use crate::provision::{provision, AwsSystem};
-use crate::system::RuntimeOptions;
+use crate::aws::{provision, AwsSystem};
+use crate::runtime::RuntimeOptions;
 
 /// Runs `events` of the benchmark's log through the AWS backend at `endpoint`.
 pub async fn run(

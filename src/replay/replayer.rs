@@ -21,7 +21,7 @@ use switchyard_shared::embedded::{FaultPlan, StoreOptions};
 use switchyard_shared::events::sns_attributes;
 use switchyard_shared::items::{applied_event_key, notification_key};
 use switchyard_shared::ports::{
-    Destination, EventPublisher, PublishError, PublishReport, Table, VirtualClock,
+    Destination, EventPublisher, Item, PublishError, PublishReport, Table, VirtualClock,
 };
 use switchyard_shared::{BlobKey, DomainEvent, Envelope};
 use uuid::Uuid;
@@ -30,8 +30,9 @@ use super::faults::{plan, ConsumerCounts, FaultSpec, ReplayHooks};
 use super::log::{EventLog, LoggedEvent};
 pub use super::report::Refusal;
 use super::report::{digest, digest_of, ReplayReport};
+use crate::embedded::EmbeddedSystem;
+use crate::runtime::RuntimeOptions;
 use crate::state::StateSnapshot;
-use crate::system::{EmbeddedSystem, RuntimeOptions};
 
 /// Events per second, as fast as the system takes them, or at the log's
 /// own pace.
@@ -195,6 +196,9 @@ pub struct ReplayOutcome {
     pub emitted: Vec<Envelope>,
     /// Every blob: key -> size in bytes.
     pub blobs: BTreeMap<String, u64>,
+    /// Every table item at the end, for what the snapshot does not model
+    /// (what a user's own consumer wrote, say).
+    pub items: Vec<Item>,
 }
 
 /// Records what the consumers publish, then passes it on.
@@ -740,7 +744,8 @@ async fn replay_on(
         system.shutdown().await;
         return Err(e);
     }
-    let snapshot = StateSnapshot::of(&*system.table).await?;
+    let items = system.table.scan().await?;
+    let snapshot = StateSnapshot::of_items(&items)?;
     let dead = dead_letters(&system)?;
     let mut blobs = BTreeMap::new();
     for key in system.blobs.list("").await? {
@@ -838,5 +843,6 @@ async fn replay_on(
         dead_letters: dead,
         emitted,
         blobs,
+        items,
     })
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use router_rules::topology::{RouteSpec, Subscription};
 use router_rules::Topology;
-use switchyard::provision::{provision, AwsResources};
+use switchyard::aws::provision::{provision, AwsResources};
 use switchyard_shared::aws::AwsClients;
 
 pub const ENDPOINT_VAR: &str = "SWITCHYARD_MOTO_ENDPOINT";

@@ -9,7 +9,7 @@ use router_rules::Topology;
 use switchyard::runtime::{run_stream_worker, RecordWaiter, StreamWorkerConfig};
 use switchyard::{EmbeddedSystem, RuntimeOptions};
 use switchyard_consumers::order_processor::state::{decide, Decision};
-use switchyard_consumers::stream_reactor::StreamReactor;
+use switchyard_consumers::StreamHandler;
 use switchyard_shared::embedded::{EmbeddedStore, QueueConfig, StoreOptions};
 use switchyard_shared::events::{
     EventType, LineItem, OrderCancelled, OrderPaid, OrderPlaced, OrderShipped,
@@ -53,7 +53,7 @@ pub async fn place_order(table: &dyn Table, order_id: &str) {
 pub async fn run_stream_worker_until(
     store: &Arc<EmbeddedStore>,
     on_failure_queue: &str,
-    reactor: Arc<StreamReactor>,
+    reactor: Arc<dyn StreamHandler>,
     config: StreamWorkerConfig,
     until: Option<String>,
 ) {

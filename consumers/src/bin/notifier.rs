@@ -1,11 +1,10 @@
 //! The notifier consumer as a Lambda function on its SQS queue.
 
-use switchyard_consumers::lambda::Function;
-use switchyard_consumers::{notifier, registry};
+use switchyard_consumers::registry::Registry;
+use switchyard_consumers::{lambda, notifier};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let function = Function::start(notifier::NAME).await?;
-    let logic = registry::notifier_logic(function.table()?);
-    function.run_sqs(logic).await
+    // Only this handler: the binary links only the code it runs.
+    lambda::run_sqs(notifier::NAME, Registry::new().with_notifier()).await
 }

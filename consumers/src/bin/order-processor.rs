@@ -1,11 +1,14 @@
 //! The order-processor consumer as a Lambda function on its SQS queue.
 
-use switchyard_consumers::lambda::Function;
-use switchyard_consumers::{order_processor, registry};
+use switchyard_consumers::registry::Registry;
+use switchyard_consumers::{lambda, order_processor};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let function = Function::start(order_processor::NAME).await?;
-    let logic = registry::order_processor_logic(function.table()?);
-    function.run_sqs(logic).await
+    // Only this handler: the binary links only the code it runs.
+    lambda::run_sqs(
+        order_processor::NAME,
+        Registry::new().with_order_processor(),
+    )
+    .await
 }

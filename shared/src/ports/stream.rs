@@ -149,6 +149,21 @@ pub trait ChangeView {
     fn old_image(&self) -> ImageRef<'_>;
 }
 
+impl<T: ChangeView + ?Sized> ChangeView for &T {
+    fn sequence(&self) -> &str {
+        (**self).sequence()
+    }
+    fn created_at(&self) -> DateTime<Utc> {
+        (**self).created_at()
+    }
+    fn new_image(&self) -> ImageRef<'_> {
+        (**self).new_image()
+    }
+    fn old_image(&self) -> ImageRef<'_> {
+        (**self).old_image()
+    }
+}
+
 impl ChangeView for StreamRecord {
     fn sequence(&self) -> &str {
         self.change.sequence_number.as_deref().unwrap_or_default()

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{clock, human_duration, page, seg, PageError, PageResult};
 use crate::console::queue_admin::AdminError;
 use crate::console::state::Console;
-use crate::system::dead_letter_queues;
+use crate::embedded::system::dead_letter_queues;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Done {

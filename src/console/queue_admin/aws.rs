@@ -9,7 +9,7 @@ use router_rules::Topology;
 use switchyard_shared::aws::SqsQueue;
 
 use super::{AdminCapabilities, AdminError, QueueAdmin, QueueView, ShownMessage};
-use crate::provision::AwsResources;
+use crate::aws::provision::AwsResources;
 
 const NOT_SHOWN: &str = "SQS shows a message only by receiving it, and a receive counts \
      toward this queue's maxReceiveCount while its consumer polls it: the console lists the \

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use router_rules::Topology;
-use switchyard_consumers::registry::Deps;
+use switchyard_consumers::registry::{Adapters, Deps};
 use switchyard_producer::api::ApiState;
 use switchyard_producer::LocalFanout;
 use switchyard_shared::config::DataDir;
@@ -180,20 +180,18 @@ impl EmbeddedSystem {
     }
 
     fn deps(&self, options: &RuntimeOptions) -> Deps {
-        Deps {
+        options.deps(Adapters {
             table: self.table.clone(),
             blobs: self.blobs.clone(),
             publisher: self.consumer_publisher.clone(),
-            variants: options.variants.clone(),
-            limits: options.limits.clone(),
-        }
+        })
     }
 
     /// Starts one worker per consumer and one per stream shard.
     pub async fn start(&mut self, options: &RuntimeOptions) -> anyhow::Result<()> {
         let deps = self.deps(options);
         for c in &self.topology.consumers {
-            let handler = runtime::queue_handler(c, &deps)?;
+            let handler = options.queue_handler(c, &deps)?;
             let queue: Arc<dyn Queue> = Arc::new(self.store.queue(&c.queue_name())?);
             self.workers.extend(runtime::spawn_queue_workers(
                 c,
@@ -206,7 +204,7 @@ impl EmbeddedSystem {
         }
         let shards = self.stream.shards().await?;
         for s in &self.topology.stream_consumers {
-            let reactor = runtime::stream_reactor(s, &deps)?;
+            let reactor = options.stream_handler(s, &deps)?;
             let on_failure: Arc<dyn Queue> = Arc::new(self.store.queue(&s.on_failure_queue())?);
             // One config (and one compiled filter) for every shard's worker.
             let retry = options.stream_retry_delay.unwrap_or(options.retry_base);

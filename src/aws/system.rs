@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use router_rules::Topology;
-use switchyard_consumers::registry::Deps;
+use switchyard_consumers::registry::{Adapters, Deps};
+use switchyard_consumers::StreamHandler;
 use switchyard_producer::api::ApiState;
 use switchyard_shared::aws::AwsClients;
 use switchyard_shared::ports::{ChangeStream, Queue};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::AwsResources;
+use super::provision::AwsResources;
 use crate::runtime::{self, RecordWaiter, StreamWorkerConfig, WorkerHooks};
 use crate::RuntimeOptions;
 
@@ -66,13 +67,11 @@ impl AwsSystem {
     }
 
     fn deps(&self, options: &RuntimeOptions) -> Deps {
-        Deps {
+        options.deps(Adapters {
             table: self.resources.table.clone(),
             blobs: self.resources.blobs.clone(),
             publisher: self.resources.publisher.clone(),
-            variants: options.variants.clone(),
-            limits: options.limits.clone(),
-        }
+        })
     }
 
     /// Starts one queue poller per consumer, and the stream pollers (one per
@@ -80,7 +79,7 @@ impl AwsSystem {
     pub async fn start(&mut self, options: &RuntimeOptions) -> anyhow::Result<()> {
         let deps = self.deps(options);
         for c in &self.topology.consumers {
-            let handler = runtime::queue_handler(c, &deps)?;
+            let handler = options.queue_handler(c, &deps)?;
             let queue: Arc<dyn Queue> = self.resources.queues[&c.name].clone();
             self.workers.extend(runtime::spawn_queue_workers(
                 c,
@@ -92,7 +91,7 @@ impl AwsSystem {
             ));
         }
         for s in &self.topology.stream_consumers {
-            let reactor = runtime::stream_reactor(s, &deps)?;
+            let reactor = options.stream_handler(s, &deps)?;
             let on_failure: Arc<dyn Queue> = self.resources.stream_failures[&s.name].clone();
             let config = StreamWorkerConfig::for_consumer(s, options.retry_base, STREAM_IDLE)?;
             let stream: Arc<dyn ChangeStream> = self.resources.stream.clone();
@@ -125,7 +124,7 @@ impl AwsSystem {
 /// Runs a stream worker for every shard the stream has, now and later.
 async fn watch_shards(
     stream: Arc<dyn ChangeStream>,
-    reactor: Arc<switchyard_consumers::stream_reactor::StreamReactor>,
+    reactor: Arc<dyn StreamHandler>,
     on_failure: Arc<dyn Queue>,
     config: StreamWorkerConfig,
     hooks: Option<Arc<dyn WorkerHooks>>,

@@ -28,10 +28,8 @@ use switchyard_shared::aws::stream::checkpoint_table_name;
 use switchyard_shared::aws::AwsClients;
 use switchyard_shared::items::TTL_ATTRIBUTE;
 
-pub mod backend;
 pub mod resources;
 
-pub use backend::AwsSystem;
 pub use resources::AwsResources;
 
 /// How long to wait for a new table to become ACTIVE.
