@@ -258,10 +258,7 @@ fn up_logs_to_a_file_without_escape_sequences() {
     let child = Kill(child);
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
+    let addr = switchyard::cli::up::announced_address(&line)
         .unwrap_or_else(|| panic!("no API address in {line:?}"))
         .to_owned();
 

@@ -16,7 +16,7 @@ mod rules;
 mod schema;
 mod state;
 mod topology;
-mod up;
+pub mod up;
 
 pub use global::{load_topology, GlobalArgs, LogFormat, Setup};
 

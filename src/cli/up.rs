@@ -126,6 +126,12 @@ pub(super) fn announce(text: &str) -> std::io::Result<()> {
     stdout.flush()
 }
 
+/// The API's `host:port` in the first line `up` prints (`switchyard up: API
+/// on http://127.0.0.1:PORT ...`), for scripts and tests that start it on port 0.
+pub fn announced_address(line: &str) -> Option<&str> {
+    line.split("http://").nth(1)?.split_whitespace().next()
+}
+
 /// Serves the API (hardened for a local port: see `switchyard_producer::serve`)
 /// until SIGINT or SIGTERM; uploads over the image processor's limit are refused.
 pub(super) async fn serve_api(

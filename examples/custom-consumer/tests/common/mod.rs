@@ -36,10 +36,7 @@ pub fn up(args: &[&str], envs: &[(&str, &str)]) -> Running {
     BufReader::new(child.stdout.take().expect("piped stdout"))
         .read_line(&mut line)
         .expect("reading up's first line");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
+    let addr = switchyard::cli::up::announced_address(&line)
         .unwrap_or_else(|| panic!("no API address in {line:?}"))
         .to_owned();
     Running { child, addr }
