@@ -24,17 +24,15 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use router_rules::Topology;
 use switchyard_imaging::{Limits, DEFAULT_DECODE_MEMORY};
-use switchyard_shared::aws::lambda::{
-    blobs_from_env, init_json_logs, publisher_from_env, restore_sqs_event, table_from_env,
-    MissingEnv,
-};
+use switchyard_shared::aws::lambda::{init_json_logs, restore_sqs_event};
 use switchyard_shared::aws::sdk::config::SdkConfig;
-use switchyard_shared::ports::{BlobStore, EventPublisher, Table};
 use tower::{Layer, ServiceExt};
 
 use crate::decode_budget;
+use crate::deps::lambda_env::LambdaEnv;
+use crate::deps::{Deps, ImageSettings};
 use crate::emf::{EmfLayer, EmfSink};
-use crate::registry::{Deps, DepsError, ImageSettings, Ports, Registry};
+use crate::registry::Registry;
 use crate::stream_handler::changes;
 
 /// Runs SQS handler `handler` of `registry` as this Lambda function.
@@ -105,11 +103,11 @@ impl Function {
             },
             ..ImageSettings::default()
         };
-        let ports = FromEnv {
+        let env = LambdaEnv {
             config: self.config.clone(),
             routes,
         };
-        Deps::new(Arc::new(ports), images)
+        Deps::from_lambda_env(env, images)
     }
 
     /// Runs an SQS-triggered handler; the response is the partial batch response.
@@ -156,37 +154,5 @@ impl Function {
             }
         }))
         .await
-    }
-}
-
-/// A Lambda function's ports, each built from its environment variable.
-struct FromEnv {
-    config: SdkConfig,
-    routes: BTreeMap<String, switchyard_shared::ports::Destination>,
-}
-
-fn missing(port: &'static str) -> impl FnOnce(MissingEnv) -> DepsError {
-    move |e| DepsError {
-        port,
-        reason: e.to_string(),
-    }
-}
-
-impl Ports for FromEnv {
-    fn table(&self) -> Result<Arc<dyn Table>, DepsError> {
-        Ok(Arc::new(
-            table_from_env(&self.config).map_err(missing("table"))?,
-        ))
-    }
-    fn blobs(&self) -> Result<Arc<dyn BlobStore>, DepsError> {
-        Ok(Arc::new(
-            blobs_from_env(&self.config).map_err(missing("blobs"))?,
-        ))
-    }
-    fn publisher(&self) -> Result<Arc<dyn EventPublisher>, DepsError> {
-        Ok(Arc::new(publisher_from_env(
-            &self.config,
-            self.routes.clone(),
-        )))
     }
 }

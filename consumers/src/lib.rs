@@ -43,6 +43,7 @@
 //! ```
 
 pub mod decode_budget;
+pub mod deps;
 pub mod emf;
 pub mod image_processor;
 #[cfg(feature = "lambda")]
@@ -54,6 +55,7 @@ pub mod registry;
 pub mod stream_handler;
 pub mod stream_reactor;
 
+pub use deps::{Deps, DepsError};
 pub use layers::{BatchOutcome, Delivery, HandlerError, MessageHandler, SqsBatchHandler};
-pub use registry::{Deps, DepsError, Registry};
+pub use registry::Registry;
 pub use stream_handler::StreamHandler;

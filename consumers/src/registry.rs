@@ -30,92 +30,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use router_rules::Topology;
-use switchyard_imaging::{Limits, VariantSpec};
-use switchyard_shared::ports::{BlobStore, EventPublisher, Table};
+use switchyard_shared::ports::Table;
 
 use crate::layers::{message_service, MessageHandler, SqsBatchHandler};
 use crate::stream_handler::StreamHandler;
 use crate::stream_reactor::StreamReactor;
 use crate::{image_processor, notifier, order_processor, stream_reactor};
 
-/// Why a port could not be had (a Lambda function without the variable that names it, say).
-#[derive(Debug, thiserror::Error)]
-#[error("{port}: {reason}")]
-pub struct DepsError {
-    pub port: &'static str,
-    pub reason: String,
-}
-
-/// Where a backend's ports come from. The embedded and moto-mode systems
-/// hand over adapters they built ([`Adapters`]); a Lambda function builds
-/// each from its environment when a handler first asks.
-pub trait Ports: Send + Sync {
-    fn table(&self) -> Result<Arc<dyn Table>, DepsError>;
-    fn blobs(&self) -> Result<Arc<dyn BlobStore>, DepsError>;
-    fn publisher(&self) -> Result<Arc<dyn EventPublisher>, DepsError>;
-}
-
-/// Ports already built.
-#[derive(Clone)]
-pub struct Adapters {
-    pub table: Arc<dyn Table>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub publisher: Arc<dyn EventPublisher>,
-}
-
-impl Ports for Adapters {
-    fn table(&self) -> Result<Arc<dyn Table>, DepsError> {
-        Ok(self.table.clone())
-    }
-    fn blobs(&self) -> Result<Arc<dyn BlobStore>, DepsError> {
-        Ok(self.blobs.clone())
-    }
-    fn publisher(&self) -> Result<Arc<dyn EventPublisher>, DepsError> {
-        Ok(self.publisher.clone())
-    }
-}
-
-/// The image processor's settings: which thumbnails, within which limits.
-#[derive(Debug, Clone)]
-pub struct ImageSettings {
-    pub variants: Vec<VariantSpec>,
-    pub limits: Limits,
-}
-
-impl Default for ImageSettings {
-    fn default() -> Self {
-        ImageSettings {
-            variants: VariantSpec::defaults(),
-            limits: Limits::default(),
-        }
-    }
-}
-
-/// What a handler is built from: the ports of whichever backend runs it,
-/// and the image settings.
-#[derive(Clone)]
-pub struct Deps {
-    ports: Arc<dyn Ports>,
-    images: ImageSettings,
-}
-
-impl Deps {
-    pub fn new(ports: Arc<dyn Ports>, images: ImageSettings) -> Self {
-        Deps { ports, images }
-    }
-    pub fn table(&self) -> Result<Arc<dyn Table>, DepsError> {
-        self.ports.table()
-    }
-    pub fn blobs(&self) -> Result<Arc<dyn BlobStore>, DepsError> {
-        self.ports.blobs()
-    }
-    pub fn publisher(&self) -> Result<Arc<dyn EventPublisher>, DepsError> {
-        self.ports.publisher()
-    }
-    pub fn images(&self) -> &ImageSettings {
-        &self.images
-    }
-}
+pub use crate::deps::{Adapters, Deps, DepsError, ImageSettings, Ports};
 
 /// A handler's logic, and the table of its idempotency markers when the
 /// marker layer must wrap it (handlers whose writes are not idempotent alone).
