@@ -2,7 +2,7 @@
 //! [`DomainEvent`] enum is what handlers match on.
 //!
 //! Versioning: an event type's `SCHEMA_VERSION` only goes up. Older versions
-//! stay readable through [`upcast`], which rewrites an old `detail` into the
+//! stay readable through `upcast`, which rewrites an old `detail` into the
 //! current shape before it is deserialised.
 
 use std::borrow::Cow;

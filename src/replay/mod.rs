@@ -9,7 +9,7 @@
 //!   and gathers the outcome; [`report`] is what it prints.
 //! - [`aws`]: replay into the AWS backend (AWS, or a moto server).
 //! - [`generate`]: the seeded generators behind `tests/fixtures` and the benchmark.
-//! - [`bench`]: `switchyard bench e2e`; [`moto_leg`] is its run on the AWS backend against moto.
+//! - [`bench`](mod@bench): `switchyard bench e2e`; [`moto_leg`] is its run on the AWS backend against moto.
 
 pub mod aws;
 pub mod bench;

@@ -5,13 +5,13 @@
 //! Every change is applied in memory and appended, under the same lock and
 //! so in the same order, to a pending journal buffer. A commit thread
 //! appends what is pending as one frame of the journal file (see
-//! [`super::journal_file`]): everything in flight together shares one
+//! `journal_file`): everything in flight together shares one
 //! commit. Changes are visible at once and durable with the next commit, in
 //! order, so a crash loses at most a suffix of the changes, never one in the
 //! middle, and the state after a restart is one the running process went
 //! through. A commit is in the page cache once its `write` returns, so it
 //! survives `kill -9`. A sync thread flushes the file to disk
-//! (`fdatasync`) every [`SYNC_EVERY`], and at once when someone waits for
+//! (`fdatasync`) every `SYNC_EVERY`, and at once when someone waits for
 //! it: what acknowledges to the outside world (the HTTP API's 202,
 //! `switchyard publish`) waits in [`EmbeddedStore::sync`] for the flush
 //! that covers its changes, so an acknowledged command survives a power

@@ -240,7 +240,7 @@ impl ChangeStream for EmbeddedStream {
     /// attribute maps, and decides a filter on it too: records the filter
     /// drops (most of them, for the stream reactor) are never built at all.
     /// With a filter it looks further than `limit` records to fill a batch,
-    /// but no further than [`SCAN_BATCHES`] batches, so the checkpoint keeps
+    /// but no further than `SCAN_BATCHES` batches, so the checkpoint keeps
     /// moving over a long run of dropped records.
     async fn read_changes(
         &self,
